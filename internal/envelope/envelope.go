@@ -1,0 +1,68 @@
+// Package envelope encodes and decodes the JSON envelope that travels in the
+// "data" field of every stream entry (DESIGN.md section 4). The checksum is
+// byte-compatible with the reference system (Python's json.dumps with
+// sort_keys, compact separators and ASCII escaping), so both systems can
+// share streams.
+package envelope
+
+import "encoding/json"
+
+// Kinds of messages.
+const (
+	KindEvent   = "EVENT"
+	KindCommand = "COMMAND"
+)
+
+// Envelope is the whole entry value. DLQ is present only on DLQ entries.
+type Envelope struct {
+	Data     json.RawMessage `json:"data"`
+	Metadata Metadata        `json:"metadata"`
+	DLQ      *DLQMetadata    `json:"_dlq_metadata,omitempty"`
+}
+
+// Metadata groups headers, envelope integrity data and domain metadata.
+type Metadata struct {
+	Headers  Headers   `json:"headers"`
+	Envelope Integrity `json:"envelope"`
+	Domain   Domain    `json:"domain"`
+}
+
+// Headers identify the message. Type is "<Domain>.<Name>.v<N>"; Stream is
+// the aggregate instance stream ("customer-42"); Time is RFC 3339 with
+// fractional seconds, UTC.
+type Headers struct {
+	ID     string `json:"id"`
+	Time   string `json:"time"`
+	Type   string `json:"type"`
+	Stream string `json:"stream"`
+}
+
+// Integrity carries the spec version ("1.0") and the payload checksum.
+type Integrity struct {
+	SpecVersion string `json:"specversion"`
+	Checksum    string `json:"checksum"`
+}
+
+// Domain is the domain metadata. Version is the event version number
+// (the N of the type string); SequenceID is the aggregate version that raised
+// the event, "<version>.<n>" for the n-th event of that save.
+type Domain struct {
+	Kind           string `json:"kind"`
+	StreamCategory string `json:"stream_category"`
+	Priority       int    `json:"priority"`
+	Version        int    `json:"version"`
+	SequenceID     string `json:"sequence_id"`
+	CorrelationID  string `json:"correlation_id"`
+	CausationID    string `json:"causation_id"`
+}
+
+// DLQMetadata is added to an envelope when it is moved to a dead-letter stream.
+type DLQMetadata struct {
+	OriginalStream string `json:"original_stream"`
+	OriginalID     string `json:"original_id"`
+	ConsumerGroup  string `json:"consumer_group"`
+	Consumer       string `json:"consumer"`
+	FailedAt       string `json:"failed_at"`   // RFC 3339, time of the failure
+	RetryCount     int64  `json:"retry_count"` // handler attempts made
+	FailureReason  string `json:"failure_reason"`
+}

@@ -1,0 +1,213 @@
+// Package lanewaystore defines the database seam of Laneway: the unit of work's
+// transaction (aggregate state, outbox rows, the caller's own read-model SQL)
+// and the outbox relay's claim/mark operations. Implementations live in
+// sub-packages (sqlitestore, pgstore) and all pass storetest.Exercise.
+//
+// SQL that handlers run through Tx.Exec/Query uses PostgreSQL-style $1, $2
+// placeholders on every store, so one read-model query works on both.
+package lanewaystore
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by stores. Callers match them with errors.Is.
+var (
+	// ErrNotFound is returned by Tx.LoadAggregate when no such aggregate exists.
+	ErrNotFound = errors.New("laneway: not found")
+	// ErrVersionConflict is returned by Tx.SaveAggregate when the stored
+	// version differs from the expected one (another writer won the race),
+	// or when a new aggregate's id is already taken.
+	ErrVersionConflict = errors.New("laneway: version conflict")
+)
+
+// OutboxStatus is the lifecycle state of an outbox row.
+type OutboxStatus string
+
+const (
+	StatusPending    OutboxStatus = "pending"
+	StatusProcessing OutboxStatus = "processing"
+	StatusPublished  OutboxStatus = "published"
+	StatusFailed     OutboxStatus = "failed"
+	StatusAbandoned  OutboxStatus = "abandoned"
+)
+
+// OutboxRow is one row of the `outbox` table. Column names match the field
+// names in snake_case (DESIGN.md section 4).
+type OutboxRow struct {
+	ID              int64 // assigned by the database; FIFO tie-breaker
+	MessageID       string
+	StreamName      string // aggregate instance stream, e.g. "customer-42"
+	StreamCategory  string // "customer" for events, "customer:command" for commands
+	Type            string // "<Domain>.<Name>.v<N>"
+	Data            []byte // JSON payload
+	Metadata        []byte // JSON metadata (headers, envelope, domain)
+	Priority        int
+	Status          OutboxStatus
+	RetryCount      int
+	NextRetryAt     *time.Time
+	LockedBy        string
+	LockedUntil     *time.Time
+	LastError       string
+	CreatedAt       time.Time
+	PublishedAt     *time.Time
+	PublishedStream string // physical stream: "customer" or "customer:backfill"
+}
+
+// AggregateRecord is the stored state of one aggregate instance.
+type AggregateRecord struct {
+	Category string
+	ID       string
+	Version  int64 // 1 after the first save
+	Data     []byte
+}
+
+// SaveAggregateParams saves an aggregate with optimistic concurrency.
+// ExpectedVersion 0 means "new": the row must not exist yet. The stored
+// version becomes ExpectedVersion+1.
+type SaveAggregateParams struct {
+	Category        string
+	ID              string
+	ExpectedVersion int64
+	Data            []byte
+}
+
+// Tx is one database transaction of a unit of work. It is not safe for
+// concurrent use. Everything written through it commits or rolls back together.
+type Tx interface {
+	LoadAggregate(ctx context.Context, category, id string) (AggregateRecord, error)
+	SaveAggregate(ctx context.Context, p SaveAggregateParams) error
+	// InsertOutbox writes rows with status pending. CreatedAt is set by the
+	// store when zero. Stores that support cross-process wake-ups (PostgreSQL
+	// NOTIFY) signal listeners when the transaction commits.
+	InsertOutbox(ctx context.Context, rows []OutboxRow) error
+	// MarkProcessed records that handler has processed messageID, for
+	// effectively-once handlers. It returns false when the marker already
+	// existed (the message was handled before and the caller should skip it).
+	MarkProcessed(ctx context.Context, handler, messageID string) (bool, error)
+
+	// Exec, Query and QueryRow run the caller's own SQL (read models) in the
+	// same transaction. Placeholders are $1, $2, ... on every store.
+	Exec(ctx context.Context, sql string, args ...any) (int64, error)
+	Query(ctx context.Context, sql string, args ...any) (Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) Row
+}
+
+// Rows is the subset of database/sql.Rows and pgx.Rows that Laneway exposes.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// Row is a single-row result; Scan returns ErrNotFound when there was no row.
+type Row interface {
+	Scan(dest ...any) error
+}
+
+// ClaimParams asks for up to Limit eligible rows: status pending, or failed
+// with next_retry_at <= Now, or processing with an expired lease. Rows come
+// back ordered priority DESC, created_at, id and are leased to WorkerID
+// until Now+Lease (status processing).
+type ClaimParams struct {
+	WorkerID string
+	Limit    int
+	Lease    time.Duration
+	Now      time.Time
+}
+
+// PublishedRow records where one claimed row went.
+type PublishedRow struct {
+	ID     int64
+	Stream string
+}
+
+// MarkPublishedParams marks claimed rows published in one statement.
+// Rows no longer leased by WorkerID are left alone.
+type MarkPublishedParams struct {
+	WorkerID string
+	Rows     []PublishedRow
+	At       time.Time
+}
+
+// MarkFailedParams records a failed publish of claimed rows: retry_count is
+// incremented, last_error set, the lease cleared, and the status becomes
+// failed (with NextRetryAt) or abandoned when Abandon is set.
+type MarkFailedParams struct {
+	WorkerID    string
+	IDs         []int64
+	Error       string
+	NextRetryAt time.Time
+	Abandon     bool
+}
+
+// CleanupParams deletes at most Limit rows per call: published rows with
+// published_at before PublishedBefore and abandoned rows created before
+// AbandonedBefore.
+type CleanupParams struct {
+	PublishedBefore time.Time
+	AbandonedBefore time.Time
+	Limit           int
+}
+
+// OutboxCount is one bucket of OutboxStats.
+type OutboxCount struct {
+	Status   OutboxStatus
+	Priority int
+	Count    int64
+}
+
+// OutboxStats summarises the outbox for operators.
+type OutboxStats struct {
+	Counts        []OutboxCount
+	OldestPending *time.Time // created_at of the oldest pending or failed row
+}
+
+// ListOutboxParams filters OutboxList; empty Status means any. Newest first.
+type ListOutboxParams struct {
+	Status OutboxStatus
+	Limit  int
+}
+
+// RetryOutboxParams resets rows to pending (retry_count 0, no lease, no
+// next_retry_at): one row by ID, or every abandoned row when Abandoned is set.
+type RetryOutboxParams struct {
+	ID        int64
+	Abandoned bool
+}
+
+// Store is a database that holds aggregates and the outbox. Safe for
+// concurrent use.
+type Store interface {
+	// Dialect is "sqlite" or "postgres".
+	Dialect() string
+	// Migrate creates or upgrades Laneway's tables. Idempotent.
+	Migrate(ctx context.Context) error
+	// InTx runs fn in a transaction, committing when fn returns nil and
+	// rolling back otherwise (including on panic, which is re-raised).
+	InTx(ctx context.Context, fn func(ctx context.Context, tx Tx) error) error
+
+	ClaimOutbox(ctx context.Context, p ClaimParams) ([]OutboxRow, error)
+	MarkPublished(ctx context.Context, p MarkPublishedParams) error
+	MarkFailed(ctx context.Context, p MarkFailedParams) error
+	CleanupOutbox(ctx context.Context, p CleanupParams) (int64, error)
+	OutboxStats(ctx context.Context) (OutboxStats, error)
+	ListOutbox(ctx context.Context, p ListOutboxParams) ([]OutboxRow, error)
+	RetryOutbox(ctx context.Context, p RetryOutboxParams) (int64, error)
+
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Notifier is implemented by stores that can wake an outbox relay in another
+// process when rows commit (PostgreSQL LISTEN/NOTIFY). Found by type assertion.
+type Notifier interface {
+	// ListenOutbox calls notify (from one goroutine) after every commit that
+	// inserted outbox rows, in any process, until ctx is done. It returns
+	// once listening has started, with an error if it could not start; the
+	// listener reconnects by itself when the connection drops.
+	ListenOutbox(ctx context.Context, notify func()) (stop func(), err error)
+}
