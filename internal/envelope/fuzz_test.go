@@ -1,0 +1,179 @@
+package envelope
+
+import (
+	"encoding/json"
+	"math/big"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func decodeSeeds(f *testing.F) {
+	valid, err := Encode(sampleEnvelope())
+	require.NoError(f, err)
+	python, err := os.ReadFile("testdata/python_envelope.json")
+	require.NoError(f, err)
+	dlq, err := NewDLQ(sampleEnvelope(), sampleDLQ())
+	require.NoError(f, err)
+	rawDLQ, err := NewDLQRaw("garbage", sampleDLQ())
+	require.NoError(f, err)
+	s := string(valid)
+	for _, seed := range []string{
+		s,
+		string(python),
+		string(dlq),
+		string(rawDLQ),
+		"",
+		"garbage",
+		"null",
+		"[]",
+		`{"data":{},"metadata":{}}`,
+		strings.Replace(s, `"tier":"gold"`, `"tier":"silver"`, 1),                                             // bad checksum
+		strings.Replace(s, `"credit":1500.0`, `"credit":1e999`, 1),                                            // float overflow
+		strings.Replace(s, `"credit":1500.0`, `"credit":`+strings.Repeat("9", 400), 1),                        // huge integer
+		strings.Replace(s, `"tier":"gold"`, `"tier":`+strings.Repeat("[", 1200)+strings.Repeat("]", 1200), 1), // deep nesting
+		strings.Replace(s, `"tier":"gold"`, `"tier":"\ud800"`, 1),                                             // lone surrogate
+		strings.Replace(s, `"Zoë"`, "\"Zo\xff\"", 1),                                                          // invalid UTF-8
+		strings.Replace(s, `"version":2`, `"version":"v2"`, 1),
+		strings.Replace(s, `"kind":"EVENT"`, `"kind":"COMMAND"`, 1),
+	} {
+		f.Add([]byte(seed))
+	}
+}
+
+// FuzzDecode: Decode never panics, fails only with *DecodeError, and what it
+// accepts survives Encode and a second Decode unchanged (apart from the spec
+// version and checksum Encode fills in).
+func FuzzDecode(f *testing.F) {
+	decodeSeeds(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		e, err := Decode(raw)
+		if err != nil {
+			require.ErrorIs(t, err, ErrMalformed)
+			return
+		}
+		b, err := Encode(e)
+		require.NoError(t, err)
+		got, err := Decode(b)
+		require.NoError(t, err)
+
+		want := e
+		if want.Metadata.Envelope.SpecVersion == "" {
+			want.Metadata.Envelope.SpecVersion = SpecVersion
+		}
+		if want.Metadata.Envelope.Checksum == "" {
+			want.Metadata.Envelope.Checksum = mustChecksum(t, e.Data)
+		}
+		require.Equal(t, want, got)
+	})
+}
+
+// FuzzChecksum: Canonical output is valid JSON holding the same value as
+// the input, and canonicalizing it again changes nothing.
+func FuzzChecksum(f *testing.F) {
+	for _, tc := range canonicalGolden {
+		f.Add([]byte(tc.in))
+	}
+	for _, seed := range []string{"", "{", `{"a":NaN}`, `[1e400]`, "\"\xff\"", `"\ud800\udc00\udc00"`, `{"a":1,"a":{"b":[]}}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := Canonical(raw)
+		if err != nil {
+			return
+		}
+		require.True(t, json.Valid(c), "canonical form is not JSON: %q", c)
+		require.Equal(t, normalize(t, raw), normalize(t, c), "canonical form changed the value")
+		again, err := Canonical(c)
+		require.NoError(t, err)
+		require.Equal(t, string(c), string(again), "Canonical is not idempotent")
+		for _, b := range c {
+			require.Less(t, b, byte(0x80), "canonical form is not ASCII")
+		}
+	})
+}
+
+// normalize decodes raw with encoding/json (an independent decoder) and
+// makes numbers comparable the way Python sees them: ints as exact big
+// integers, anything with a fraction or exponent as a float64.
+func normalize(t *testing.T, raw []byte) any {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	var v any
+	require.NoError(t, dec.Decode(&v))
+	return normalizeValue(t, v)
+}
+
+func normalizeValue(t *testing.T, v any) any {
+	switch v := v.(type) {
+	case json.Number:
+		if strings.ContainsAny(string(v), ".eE") {
+			f, err := v.Float64()
+			require.NoError(t, err)
+			return f
+		}
+		n, ok := new(big.Int).SetString(string(v), 10)
+		require.True(t, ok, "integer %s", v)
+		return n.String()
+	case []any:
+		for i := range v {
+			v[i] = normalizeValue(t, v[i])
+		}
+		return v
+	case map[string]any:
+		for k := range v {
+			v[k] = normalizeValue(t, v[k])
+		}
+		return v
+	default:
+		return v
+	}
+}
+
+var benchPayload = json.RawMessage(`{"customer_id":"c0a8012e-7d4b-4f1a-9e5d-3b2f1a0c9d8e","email":"zoe.martin@example.com",` +
+	`"name":"Zoë Martin","tier":"gold","credit_limit":1500.0,"orders":42,"tags":["vip","newsletter","eu"],` +
+	`"address":{"street":"12 Rue de la Paix","city":"Paris","postcode":"75002","country":"FR"},"active":true}`)
+
+func benchEnvelope() Envelope {
+	e := sampleEnvelope()
+	e.Data = benchPayload
+	return e
+}
+
+func BenchmarkEncode(b *testing.B) {
+	e := benchEnvelope()
+	b.SetBytes(int64(len(e.Data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Encode(e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	raw, err := Encode(benchEnvelope())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkChecksum(b *testing.B) {
+	b.SetBytes(int64(len(benchPayload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Checksum(benchPayload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

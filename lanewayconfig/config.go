@@ -1,0 +1,524 @@
+package lanewayconfig
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// File names Load looks for, in this order, in the domain directory.
+const (
+	HiddenFileName = ".domain.toml"
+	FileName       = "domain.toml"
+)
+
+// EnvVar names the environment variable that selects an overlay when
+// LoadOptions.Env is empty.
+const EnvVar = "LANEWAY_ENV"
+
+// DefaultEntry is the name of the database and broker entry the engine uses.
+// Load always adds it when the file does not define it.
+const DefaultEntry = "default"
+
+// Accepted values of enumerated keys.
+const (
+	CommandProcessingSync  = "sync"
+	CommandProcessingAsync = "async"
+
+	DatabaseProviderSQLite   = "sqlite"
+	DatabaseProviderPostgres = "postgres"
+
+	BrokerProviderEmbedded = "embedded"
+	BrokerProviderRedis    = "redis"
+
+	SubscriptionTypeStream = "stream"
+)
+
+// Defaults. Default returns a Config holding exactly these values.
+const (
+	NameDefault              = "Laneway"
+	CommandProcessingDefault = CommandProcessingSync
+
+	DatabaseProviderDefault = DatabaseProviderSQLite
+	DatabaseURLDefault      = "sqlite://laneway.db"
+	BrokerProviderDefault   = BrokerProviderEmbedded
+	BrokerURLDefault        = "redis://127.0.0.1:6379/0"
+
+	DefaultSubscriptionTypeDefault = SubscriptionTypeStream
+	MessagesPerTickDefault         = 100
+
+	BlockingTimeoutMSDefault      = 5000
+	MaxRetriesDefault             = 3
+	RetryDelaySecondsDefault      = 1.0
+	EnableDLQDefault              = true
+	ClaimIdleSecondsDefault       = 60.0
+	ConcurrencyDefault            = 1
+	DLQRetentionHoursDefault      = 0.0
+	ShutdownTimeoutSecondsDefault = 30.0
+
+	LanesEnabledDefault        = false
+	ThresholdDefault           = 0
+	BackfillSuffixDefault      = "backfill"
+	PropagateDefault           = true
+	BackfillConcurrencyDefault = 1
+	MinBackfillShareDefault    = 0.0
+
+	HTTPListenDefault = "127.0.0.1:9464"
+
+	BatchSizeDefault         = 500
+	TickIntervalMSDefault    = 10
+	MaxTickIntervalMSDefault = 1000
+	LeaseSecondsDefault      = 30.0
+
+	RetryMaxAttemptsDefault       = 5
+	RetryBaseDelaySecondsDefault  = 1.0
+	RetryMaxBackoffSecondsDefault = 60.0
+	RetryJitterDefault            = true
+
+	PublishedRetentionHoursDefault = 168.0
+	AbandonedRetentionHoursDefault = 720.0
+	CleanupIntervalSecondsDefault  = 60.0
+)
+
+// Config is the resolved configuration of one domain: the file, its active
+// overlay, substituted variables and defaults. Build one with Default, Load
+// or Parse; a Config from Load or Parse has passed Validate.
+type Config struct {
+	// Name is the domain name; event and command type strings are
+	// "<Name>.<Type>.v<N>", so it must not contain '.' or whitespace.
+	// Defaults to "Laneway".
+	Name string `toml:"name" json:"name"`
+
+	// CommandProcessing is "sync" (the command handler runs in the caller of
+	// Process) or "async" (the command travels through the outbox and a
+	// lane). Defaults to "sync".
+	CommandProcessing string `toml:"command_processing" json:"command_processing"`
+
+	// Databases maps an entry name to a database. The engine uses the entry
+	// "default", which Load always fills in. Defaults to
+	// {"default": {Provider: "sqlite", URL: "sqlite://laneway.db"}}.
+	Databases map[string]Database `toml:"databases" json:"databases"`
+
+	// Brokers maps an entry name to a message broker. The engine uses the
+	// entry "default", which Load always fills in. Defaults to
+	// {"default": {Provider: "embedded", URL: "redis://127.0.0.1:6379/0"}}.
+	Brokers map[string]Broker `toml:"brokers" json:"brokers"`
+
+	// Server configures the engine. Defaults to the defaults of its fields.
+	Server Server `toml:"server" json:"server"`
+
+	// Outbox configures the outbox relay. Defaults to the defaults of its
+	// fields.
+	Outbox Outbox `toml:"outbox" json:"outbox"`
+
+	source  string            // file Load read; "" for Parse and Default
+	env     string            // environment selected (LoadOptions.Env or LANEWAY_ENV)
+	overlay bool              // an overlay table named env was merged
+	origins map[string]string // key path -> overlay that set it, for messages
+}
+
+// Database is one [databases.NAME] entry.
+type Database struct {
+	// Provider is "sqlite" (a file, embedded) or "postgres". Defaults to
+	// "sqlite".
+	Provider string `toml:"provider" json:"provider"`
+
+	// URL locates the database. sqlite: "sqlite://PATH" ("sqlite://laneway.db"
+	// is relative to the working directory, "sqlite:///var/lib/x.db" is
+	// absolute), a plain path, ":memory:" or a "file:" DSN. postgres:
+	// "postgres://" or "postgresql://" URL, required. Defaults to
+	// "sqlite://laneway.db" for sqlite.
+	URL string `toml:"url" json:"url"`
+}
+
+// Broker is one [brokers.NAME] entry.
+type Broker struct {
+	// Provider is "embedded" (an in-process server with Redis Streams
+	// semantics) or "redis". Defaults to "embedded".
+	Provider string `toml:"provider" json:"provider"`
+
+	// URL is a "redis://" or "rediss://" (TLS) URL with optional user,
+	// password and database number. The embedded broker ignores it.
+	// Defaults to "redis://127.0.0.1:6379/0".
+	URL string `toml:"url" json:"url"`
+
+	// Listen, for the embedded broker only, also serves the Redis protocol
+	// on this host:port so redis-cli can inspect the streams; "" serves
+	// nothing. Defaults to "".
+	Listen string `toml:"listen" json:"listen"`
+}
+
+// Server is the [server] table.
+type Server struct {
+	// DefaultSubscriptionType must be "stream", the only kind Laneway
+	// implements; it is accepted for compatibility with the seed guide.
+	// Defaults to "stream".
+	DefaultSubscriptionType string `toml:"default_subscription_type" json:"default_subscription_type"`
+
+	// MessagesPerTick is the COUNT of one read, per lane. Defaults to 100.
+	MessagesPerTick int `toml:"messages_per_tick" json:"messages_per_tick"`
+
+	// StreamSubscription configures every stream subscription. Defaults to
+	// the defaults of its fields.
+	StreamSubscription StreamSubscription `toml:"stream_subscription" json:"stream_subscription"`
+
+	// PriorityLanes configures the primary and backfill lanes. Defaults to
+	// the defaults of its fields (lanes disabled).
+	PriorityLanes PriorityLanes `toml:"priority_lanes" json:"priority_lanes"`
+
+	// HTTP configures the metrics and health endpoints. Defaults to the
+	// defaults of its fields.
+	HTTP HTTP `toml:"http" json:"http"`
+}
+
+// StreamSubscription is the [server.stream_subscription] table.
+type StreamSubscription struct {
+	// BlockingTimeoutMS bounds one blocking read, in milliseconds; it must
+	// be positive (Redis reads BLOCK 0 as "forever"). Defaults to 5000.
+	BlockingTimeoutMS int `toml:"blocking_timeout_ms" json:"blocking_timeout_ms"`
+
+	// MaxRetries is the total number of handler attempts before a message
+	// goes to the DLQ (or is dropped when EnableDLQ is false); at least 1.
+	// Defaults to 3.
+	MaxRetries int `toml:"max_retries" json:"max_retries"`
+
+	// RetryDelaySeconds is the wait before a failed message is tried again,
+	// without blocking the lane; fractions are allowed. Defaults to 1.
+	RetryDelaySeconds float64 `toml:"retry_delay_seconds" json:"retry_delay_seconds"`
+
+	// EnableDLQ sends messages that exhausted MaxRetries to "<stream>:dlq".
+	// Defaults to true.
+	EnableDLQ bool `toml:"enable_dlq" json:"enable_dlq"`
+
+	// ClaimIdleSeconds is how long an entry stays pending on a consumer that
+	// stopped refreshing it before a live consumer claims it; positive.
+	// Defaults to 60.
+	ClaimIdleSeconds float64 `toml:"claim_idle_seconds" json:"claim_idle_seconds"`
+
+	// Concurrency is the number of handlers in flight per subscription; at
+	// least 1. Above 1, order is kept per aggregate. Defaults to 1.
+	Concurrency int `toml:"concurrency" json:"concurrency"`
+
+	// DLQRetentionHours trims DLQ entries older than this; 0 keeps them
+	// forever. Defaults to 0.
+	DLQRetentionHours float64 `toml:"dlq_retention_hours" json:"dlq_retention_hours"`
+
+	// ShutdownTimeoutSeconds bounds how long a graceful shutdown waits for
+	// in-flight handlers; positive. Defaults to 30.
+	ShutdownTimeoutSeconds float64 `toml:"shutdown_timeout_seconds" json:"shutdown_timeout_seconds"`
+}
+
+// PriorityLanes is the [server.priority_lanes] table.
+type PriorityLanes struct {
+	// Enabled routes messages whose priority is below Threshold to the
+	// backfill lane "<category>:<BackfillSuffix>". Defaults to false.
+	Enabled bool `toml:"enabled" json:"enabled"`
+
+	// Threshold: priority < Threshold goes to backfill (strictly below; an
+	// equal priority stays primary). Any integer; floats are rejected.
+	// Defaults to 0.
+	Threshold int `toml:"threshold" json:"threshold"`
+
+	// BackfillSuffix names the backfill lane. It must be non-empty, free of
+	// ':' and whitespace, and not "dlq" (which would collide with the
+	// primary DLQ). Defaults to "backfill".
+	BackfillSuffix string `toml:"backfill_suffix" json:"backfill_suffix"`
+
+	// Propagate runs each handler under the priority of the message it
+	// handles, so work caused by a backfill event stays in the backfill
+	// lane; false restores the reference behavior (handlers run at 0).
+	// Defaults to true.
+	Propagate bool `toml:"propagate" json:"propagate"`
+
+	// BackfillConcurrency caps the handler slots backfill may hold; at least
+	// 1 and, when Concurrency > 1, at most Concurrency. Defaults to 1.
+	BackfillConcurrency int `toml:"backfill_concurrency" json:"backfill_concurrency"`
+
+	// MinBackfillShare is the share of handled messages guaranteed to
+	// backfill while primary is saturated, in [0, 1); 0 is strict priority.
+	// Defaults to 0.
+	MinBackfillShare float64 `toml:"min_backfill_share" json:"min_backfill_share"`
+}
+
+// HTTP is the [server.http] table.
+type HTTP struct {
+	// Listen is the host:port serving /metrics, /healthz and /readyz; ""
+	// disables the server. Defaults to "127.0.0.1:9464".
+	Listen string `toml:"listen" json:"listen"`
+}
+
+// Outbox is the [outbox] table.
+type Outbox struct {
+	// BatchSize is the number of rows one relay claim takes; at least 1.
+	// Defaults to 500.
+	BatchSize int `toml:"batch_size" json:"batch_size"`
+
+	// TickIntervalMS is the first poll interval of an idle relay, in
+	// milliseconds; at least 1. Defaults to 10.
+	TickIntervalMS int `toml:"tick_interval_ms" json:"tick_interval_ms"`
+
+	// MaxTickIntervalMS caps the idle back-off, in milliseconds; at least
+	// TickIntervalMS. Defaults to 1000.
+	MaxTickIntervalMS int `toml:"max_tick_interval_ms" json:"max_tick_interval_ms"`
+
+	// LeaseSeconds is how long a claimed row stays leased to one relay
+	// worker before another may claim it; positive. Defaults to 30.
+	LeaseSeconds float64 `toml:"lease_seconds" json:"lease_seconds"`
+
+	// Retry configures publish retries. Defaults to the defaults of its
+	// fields.
+	Retry OutboxRetry `toml:"retry" json:"retry"`
+
+	// Cleanup configures the deletion of old rows. Defaults to the defaults
+	// of its fields.
+	Cleanup OutboxCleanup `toml:"cleanup" json:"cleanup"`
+}
+
+// OutboxRetry is the [outbox.retry] table.
+type OutboxRetry struct {
+	// MaxAttempts is the number of publish attempts before a row is
+	// abandoned; at least 1. Defaults to 5.
+	MaxAttempts int `toml:"max_attempts" json:"max_attempts"`
+
+	// BaseDelaySeconds is the first retry delay, doubled per attempt;
+	// at least 0. Defaults to 1.
+	BaseDelaySeconds float64 `toml:"base_delay_seconds" json:"base_delay_seconds"`
+
+	// MaxBackoffSeconds caps the retry delay; at least BaseDelaySeconds.
+	// Defaults to 60.
+	MaxBackoffSeconds float64 `toml:"max_backoff_seconds" json:"max_backoff_seconds"`
+
+	// Jitter randomizes retry delays so failing rows do not retry in step.
+	// Defaults to true.
+	Jitter bool `toml:"jitter" json:"jitter"`
+}
+
+// OutboxCleanup is the [outbox.cleanup] table.
+type OutboxCleanup struct {
+	// PublishedRetentionHours is how long published rows are kept; positive.
+	// Defaults to 168 (7 days).
+	PublishedRetentionHours float64 `toml:"published_retention_hours" json:"published_retention_hours"`
+
+	// AbandonedRetentionHours is how long abandoned rows are kept for
+	// inspection and retry; positive. Defaults to 720 (30 days).
+	AbandonedRetentionHours float64 `toml:"abandoned_retention_hours" json:"abandoned_retention_hours"`
+
+	// IntervalSeconds is the time between two cleanup runs; positive.
+	// Defaults to 60.
+	IntervalSeconds float64 `toml:"interval_seconds" json:"interval_seconds"`
+}
+
+// Default returns a Config holding every default. It validates.
+func Default() *Config {
+	return &Config{
+		Name:              NameDefault,
+		CommandProcessing: CommandProcessingDefault,
+		Databases:         map[string]Database{DefaultEntry: defaultDatabase()},
+		Brokers:           map[string]Broker{DefaultEntry: defaultBroker()},
+		Server: Server{
+			DefaultSubscriptionType: DefaultSubscriptionTypeDefault,
+			MessagesPerTick:         MessagesPerTickDefault,
+			StreamSubscription: StreamSubscription{
+				BlockingTimeoutMS:      BlockingTimeoutMSDefault,
+				MaxRetries:             MaxRetriesDefault,
+				RetryDelaySeconds:      RetryDelaySecondsDefault,
+				EnableDLQ:              EnableDLQDefault,
+				ClaimIdleSeconds:       ClaimIdleSecondsDefault,
+				Concurrency:            ConcurrencyDefault,
+				DLQRetentionHours:      DLQRetentionHoursDefault,
+				ShutdownTimeoutSeconds: ShutdownTimeoutSecondsDefault,
+			},
+			PriorityLanes: PriorityLanes{
+				Enabled:             LanesEnabledDefault,
+				Threshold:           ThresholdDefault,
+				BackfillSuffix:      BackfillSuffixDefault,
+				Propagate:           PropagateDefault,
+				BackfillConcurrency: BackfillConcurrencyDefault,
+				MinBackfillShare:    MinBackfillShareDefault,
+			},
+			HTTP: HTTP{Listen: HTTPListenDefault},
+		},
+		Outbox: Outbox{
+			BatchSize:         BatchSizeDefault,
+			TickIntervalMS:    TickIntervalMSDefault,
+			MaxTickIntervalMS: MaxTickIntervalMSDefault,
+			LeaseSeconds:      LeaseSecondsDefault,
+			Retry: OutboxRetry{
+				MaxAttempts:       RetryMaxAttemptsDefault,
+				BaseDelaySeconds:  RetryBaseDelaySecondsDefault,
+				MaxBackoffSeconds: RetryMaxBackoffSecondsDefault,
+				Jitter:            RetryJitterDefault,
+			},
+			Cleanup: OutboxCleanup{
+				PublishedRetentionHours: PublishedRetentionHoursDefault,
+				AbandonedRetentionHours: AbandonedRetentionHoursDefault,
+				IntervalSeconds:         CleanupIntervalSecondsDefault,
+			},
+		},
+	}
+}
+
+func defaultDatabase() Database {
+	return Database{Provider: DatabaseProviderDefault, URL: DatabaseURLDefault}
+}
+
+func defaultBroker() Broker {
+	return Broker{Provider: BrokerProviderDefault, URL: BrokerURLDefault}
+}
+
+// Source returns the file Load read, or "" for a Config from Parse,
+// Default, or Load with AllowMissing when no file exists.
+func (c *Config) Source() string { return c.source }
+
+// EnvName returns the environment selected by LoadOptions.Env or
+// LANEWAY_ENV ("" when none). OverlayApplied tells whether the file had an
+// overlay table of that name.
+func (c *Config) EnvName() string { return c.env }
+
+// OverlayApplied reports whether an overlay table named EnvName was merged.
+// It is false when no environment is selected, when no file was read, and
+// when the file defines no overlay at all (see docs/configuration.md).
+func (c *Config) OverlayApplied() bool { return c.overlay }
+
+// clone returns a deep copy (maps included).
+func (c *Config) clone() *Config {
+	cp := *c
+	cp.Databases = maps.Clone(c.Databases)
+	cp.Brokers = maps.Clone(c.Brokers)
+	cp.origins = maps.Clone(c.origins)
+	return &cp
+}
+
+// Redacted returns a copy whose database and broker URLs have their
+// passwords replaced by "xxxxx" (see RedactURL), for printing and logging.
+func (c *Config) Redacted() *Config {
+	cp := c.clone()
+	for k, d := range cp.Databases {
+		d.URL = RedactURL(d.URL)
+		cp.Databases[k] = d
+	}
+	for k, b := range cp.Brokers {
+		b.URL = RedactURL(b.URL)
+		cp.Brokers[k] = b
+	}
+	return cp
+}
+
+// LanesFingerprint returns a short, stable hex digest of the settings that
+// decide how messages are routed to and scheduled on lanes: enabled,
+// threshold, backfill_suffix, propagate, backfill_concurrency,
+// min_backfill_share and stream_subscription.concurrency. An engine records
+// it at start, so `laneway doctor` can tell that a running engine has not
+// been restarted after one of them changed. Other settings do not change it.
+func (c *Config) LanesFingerprint() string {
+	l := c.Server.PriorityLanes
+	canon := fmt.Sprintf("lanes/v1 enabled=%t threshold=%d suffix=%q propagate=%t backfill_concurrency=%d min_backfill_share=%s concurrency=%d",
+		l.Enabled, l.Threshold, l.BackfillSuffix, l.Propagate, l.BackfillConcurrency,
+		strconv.FormatFloat(l.MinBackfillShare, 'g', -1, 64), c.Server.StreamSubscription.Concurrency)
+	sum := sha256.Sum256([]byte(canon))
+	return hex.EncodeToString(sum[:8])
+}
+
+// TOML renders the configuration as a domain.toml holding every key (no
+// overlays, variables already substituted). Call Redacted first to hide
+// passwords.
+func (c *Config) TOML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.Indent = ""
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("lanewayconfig: encode TOML: %w", err)
+	}
+	return dropBareHeaders(buf.Bytes()), nil
+}
+
+// dropBareHeaders removes a table header with no keys of its own that is
+// directly followed by one of its subtables ("[databases]" before
+// "[databases.default]"): the encoder writes it, a person would not.
+func dropBareHeaders(b []byte) []byte {
+	lines := bytes.Split(b, []byte("\n"))
+	out := lines[:0]
+	for i, l := range lines {
+		if bytes.HasPrefix(l, []byte("[")) && bytes.HasSuffix(l, []byte("]")) && i+1 < len(lines) {
+			next := lines[i+1]
+			sub := string(bytes.TrimSuffix(l, []byte("]"))) + "."
+			if bytes.HasPrefix(next, []byte(sub)) && bytes.HasSuffix(next, []byte("]")) {
+				continue
+			}
+		}
+		out = append(out, l)
+	}
+	return bytes.Join(out, []byte("\n"))
+}
+
+// JSON renders the configuration as indented JSON with the same key names
+// as the TOML file. Call Redacted first to hide passwords.
+func (c *Config) JSON() ([]byte, error) {
+	b, err := json.MarshalIndent(c, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("lanewayconfig: encode JSON: %w", err)
+	}
+	return b, nil
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+// BlockingTimeout returns BlockingTimeoutMS as a duration.
+func (s StreamSubscription) BlockingTimeout() time.Duration {
+	return time.Duration(s.BlockingTimeoutMS) * time.Millisecond
+}
+
+// RetryDelay returns RetryDelaySeconds as a duration.
+func (s StreamSubscription) RetryDelay() time.Duration { return seconds(s.RetryDelaySeconds) }
+
+// ClaimIdle returns ClaimIdleSeconds as a duration.
+func (s StreamSubscription) ClaimIdle() time.Duration { return seconds(s.ClaimIdleSeconds) }
+
+// ShutdownTimeout returns ShutdownTimeoutSeconds as a duration.
+func (s StreamSubscription) ShutdownTimeout() time.Duration {
+	return seconds(s.ShutdownTimeoutSeconds)
+}
+
+// DLQRetention returns DLQRetentionHours as a duration; 0 means keep forever.
+func (s StreamSubscription) DLQRetention() time.Duration {
+	return seconds(s.DLQRetentionHours * 3600)
+}
+
+// TickInterval returns TickIntervalMS as a duration.
+func (o Outbox) TickInterval() time.Duration {
+	return time.Duration(o.TickIntervalMS) * time.Millisecond
+}
+
+// MaxTickInterval returns MaxTickIntervalMS as a duration.
+func (o Outbox) MaxTickInterval() time.Duration {
+	return time.Duration(o.MaxTickIntervalMS) * time.Millisecond
+}
+
+// Lease returns LeaseSeconds as a duration.
+func (o Outbox) Lease() time.Duration { return seconds(o.LeaseSeconds) }
+
+// BaseDelay returns BaseDelaySeconds as a duration.
+func (r OutboxRetry) BaseDelay() time.Duration { return seconds(r.BaseDelaySeconds) }
+
+// MaxBackoff returns MaxBackoffSeconds as a duration.
+func (r OutboxRetry) MaxBackoff() time.Duration { return seconds(r.MaxBackoffSeconds) }
+
+// PublishedRetention returns PublishedRetentionHours as a duration.
+func (c OutboxCleanup) PublishedRetention() time.Duration {
+	return seconds(c.PublishedRetentionHours * 3600)
+}
+
+// AbandonedRetention returns AbandonedRetentionHours as a duration.
+func (c OutboxCleanup) AbandonedRetention() time.Duration {
+	return seconds(c.AbandonedRetentionHours * 3600)
+}
+
+// Interval returns IntervalSeconds as a duration.
+func (c OutboxCleanup) Interval() time.Duration { return seconds(c.IntervalSeconds) }

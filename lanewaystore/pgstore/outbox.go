@@ -1,0 +1,303 @@
+package pgstore
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// Defaults for zero-valued parameters. The SQLite store uses the same.
+const (
+	// LeaseDefault is the claim lease when ClaimParams.Lease is zero.
+	LeaseDefault = 5 * time.Minute
+	// CleanupLimitDefault bounds CleanupOutbox when CleanupParams.Limit is zero.
+	CleanupLimitDefault = 1000
+	// ListLimitDefault bounds ListOutbox when ListOutboxParams.Limit is zero.
+	ListLimitDefault = 100
+)
+
+const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
+	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
+
+// claimSQL leases the first Limit eligible rows in one statement. The CTE is
+// MATERIALIZED so the locking subquery runs exactly once; SKIP LOCKED lets
+// concurrent claimers take disjoint rows instead of waiting on each other.
+// The first WHERE term repeats the claim index's predicate so the planner can
+// use the partial index; the NULL checks make hand-edited rows without a
+// retry time or lease claimable.
+const claimSQL = `WITH c AS MATERIALIZED (
+	SELECT id FROM outbox
+	WHERE status IN ('pending', 'failed', 'processing')
+	  AND (status = 'pending'
+	       OR (status = 'failed' AND (next_retry_at IS NULL OR next_retry_at <= $3))
+	       OR (status = 'processing' AND (locked_until IS NULL OR locked_until <= $3)))
+	ORDER BY priority DESC, created_at, id
+	LIMIT $4
+	FOR UPDATE SKIP LOCKED)
+UPDATE outbox o SET status = 'processing', locked_by = $1, locked_until = $2
+FROM c WHERE o.id = c.id
+RETURNING o.id, o.message_id, o.stream_name, o.stream_category, o.type, o.data, o.metadata, o.priority, o.status,
+	o.retry_count, o.next_retry_at, o.locked_by, o.locked_until, o.last_error, o.created_at, o.published_at, o.published_stream`
+
+// ClaimOutbox leases up to p.Limit eligible rows to p.WorkerID until
+// p.Now+p.Lease and returns them ordered priority DESC, created_at, id.
+// Limit <= 0 claims nothing; a zero Lease means LeaseDefault and a zero Now
+// the wall clock.
+func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	if p.WorkerID == "" {
+		return nil, errors.New("pgstore: claim outbox: empty WorkerID")
+	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	lease := p.Lease
+	if lease <= 0 {
+		lease = LeaseDefault
+	}
+	out, err := s.queryRows(ctx, claimSQL, p.WorkerID, pgTime(now.Add(lease)), pgTime(now), p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: claim outbox: %w", err)
+	}
+	// RETURNING order is unspecified.
+	slices.SortFunc(out, func(a, b lanewaystore.OutboxRow) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return out, nil
+}
+
+// MarkPublished marks the rows still leased by p.WorkerID published, each
+// with its physical stream, in one statement. The lease is cleared;
+// last_error is kept as history.
+func (s *Store) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedParams) error {
+	if len(p.Rows) == 0 {
+		return nil
+	}
+	ids := make([]int64, len(p.Rows))
+	streams := make([]string, len(p.Rows))
+	for i, r := range p.Rows {
+		ids[i], streams[i] = r.ID, r.Stream
+	}
+	at := p.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	_, err := s.exec(ctx, `UPDATE outbox o
+		SET status = 'published', published_at = $4, published_stream = v.stream, locked_by = NULL, locked_until = NULL
+		FROM unnest($1::bigint[], $2::text[]) AS v(id, stream)
+		WHERE o.id = v.id AND o.locked_by = $3 AND o.status = 'processing'`,
+		ids, streams, p.WorkerID, pgTime(at))
+	if err != nil {
+		return fmt.Errorf("pgstore: mark published: %w", err)
+	}
+	return nil
+}
+
+// MarkFailed records a failed publish of the rows still leased by
+// p.WorkerID. A zero NextRetryAt leaves next_retry_at NULL, which makes a
+// failed row claimable at once.
+func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams) error {
+	if len(p.IDs) == 0 {
+		return nil
+	}
+	status := lanewaystore.StatusFailed
+	var next *time.Time
+	if p.Abandon {
+		status = lanewaystore.StatusAbandoned
+	} else if !p.NextRetryAt.IsZero() {
+		t := pgTime(p.NextRetryAt)
+		next = &t
+	}
+	_, err := s.exec(ctx, `UPDATE outbox
+		SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
+		    locked_by = NULL, locked_until = NULL
+		WHERE id = ANY($5::bigint[]) AND locked_by = $1 AND status = 'processing'`,
+		p.WorkerID, p.Error, string(status), next, p.IDs)
+	if err != nil {
+		return fmt.Errorf("pgstore: mark failed: %w", err)
+	}
+	return nil
+}
+
+// CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
+// published and abandoned rows and returns how many it deleted.
+func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = CleanupLimitDefault
+	}
+	// = ANY(ARRAY(...)) makes the delete look the ids up by primary key;
+	// IN (subquery) plans a hash join over the whole table.
+	tag, err := s.exec(ctx, `DELETE FROM outbox WHERE id = ANY(ARRAY(
+		SELECT id FROM outbox
+		WHERE (status = 'published' AND published_at < $1) OR (status = 'abandoned' AND created_at < $2)
+		LIMIT $3))`,
+		pgTime(p.PublishedBefore), pgTime(p.AbandonedBefore), limit)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: cleanup outbox: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// OutboxStats counts rows by status and priority (ordered by status, then
+// priority DESC) and finds the oldest pending or failed row.
+func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, error) {
+	var st lanewaystore.OutboxStats
+	err := s.pool.with(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx,
+			`SELECT status, priority, count(*) FROM outbox GROUP BY status, priority ORDER BY status, priority DESC`)
+		if err != nil {
+			return err
+		}
+		st.Counts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (lanewaystore.OutboxCount, error) {
+			var c lanewaystore.OutboxCount
+			var status string
+			err := r.Scan(&status, &c.Priority, &c.Count)
+			c.Status = lanewaystore.OutboxStatus(status)
+			return c, err
+		})
+		if err != nil {
+			return err
+		}
+		return c.QueryRow(ctx,
+			`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed')`).Scan(&st.OldestPending)
+	})
+	if err != nil {
+		return st, fmt.Errorf("pgstore: outbox stats: %w", err)
+	}
+	if len(st.Counts) == 0 {
+		st.Counts = nil
+	}
+	if st.OldestPending != nil {
+		t := st.OldestPending.UTC()
+		st.OldestPending = &t
+	}
+	return st, nil
+}
+
+// ListOutbox returns rows newest first (created_at DESC, id DESC), optionally
+// of one status, at most p.Limit (ListLimitDefault when zero).
+func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams) ([]lanewaystore.OutboxRow, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = ListLimitDefault
+	}
+	out, err := s.queryRows(ctx, `SELECT `+outboxColumns+` FROM outbox
+		WHERE ($1 = '' OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
+		string(p.Status), limit)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: list outbox: %w", err)
+	}
+	return out, nil
+}
+
+// RetryOutbox resets failed or abandoned rows to pending: the row p.ID, or
+// every abandoned row when p.Abandoned is set. retry_count returns to 0 and
+// the lease and next_retry_at are cleared; last_error is kept as history
+// until the next failure overwrites it. Rows in other states are left alone.
+func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParams) (int64, error) {
+	const reset = `UPDATE outbox SET status = 'pending', retry_count = 0, next_retry_at = NULL,
+		locked_by = NULL, locked_until = NULL WHERE `
+	var query string
+	var args []any
+	switch {
+	case p.ID != 0 && p.Abandoned:
+		return 0, errors.New("pgstore: retry outbox: set ID or Abandoned, not both")
+	case p.ID != 0:
+		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned')`, []any{p.ID}
+	case p.Abandoned:
+		query = reset + `status = 'abandoned'`
+	default:
+		return 0, errors.New("pgstore: retry outbox: set ID or Abandoned")
+	}
+	tag, err := s.exec(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: retry outbox: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// exec runs one statement on a pooled connection.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := s.pool.with(ctx, func(c *pgx.Conn) error {
+		var err error
+		tag, err = c.Exec(ctx, sql, args...)
+		return err
+	})
+	return tag, err
+}
+
+// queryRows runs a query returning outboxColumns on a pooled connection.
+func (s *Store) queryRows(ctx context.Context, sql string, args ...any) ([]lanewaystore.OutboxRow, error) {
+	var out []lanewaystore.OutboxRow
+	err := s.pool.with(ctx, func(c *pgx.Conn) error {
+		rows, err := c.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanOutboxRows(rows)
+		return err
+	})
+	return out, err
+}
+
+// scanOutboxRows reads every row of outboxColumns and closes rows.
+func scanOutboxRows(rows pgx.Rows) ([]lanewaystore.OutboxRow, error) {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (lanewaystore.OutboxRow, error) {
+		var (
+			r                                    lanewaystore.OutboxRow
+			status                               string
+			lockedBy, lastError, publishedStream *string
+		)
+		err := row.Scan(&r.ID, &r.MessageID, &r.StreamName, &r.StreamCategory, &r.Type, &r.Data, &r.Metadata,
+			&r.Priority, &status, &r.RetryCount, &r.NextRetryAt, &lockedBy, &r.LockedUntil, &lastError, &r.CreatedAt,
+			&r.PublishedAt, &publishedStream)
+		if err != nil {
+			return r, err
+		}
+		r.Status = lanewaystore.OutboxStatus(status)
+		r.LockedBy, r.LastError, r.PublishedStream = deref(lockedBy), deref(lastError), deref(publishedStream)
+		r.CreatedAt = r.CreatedAt.UTC()
+		r.NextRetryAt, r.LockedUntil, r.PublishedAt = utc(r.NextRetryAt), utc(r.LockedUntil), utc(r.PublishedAt)
+		return r, nil
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, err
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// utc returns times in UTC, as the SQLite store does, so rows compare equal
+// across stores.
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

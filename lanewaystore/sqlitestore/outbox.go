@@ -1,0 +1,306 @@
+package sqlitestore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// Defaults for zero-valued parameters. The PostgreSQL store uses the same.
+const (
+	// LeaseDefault is the claim lease when ClaimParams.Lease is zero.
+	LeaseDefault = 5 * time.Minute
+	// CleanupLimitDefault bounds CleanupOutbox when CleanupParams.Limit is zero.
+	CleanupLimitDefault = 1000
+	// ListLimitDefault bounds ListOutbox when ListOutboxParams.Limit is zero.
+	ListLimitDefault = 100
+)
+
+const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
+	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
+
+// claimSQL leases the first Limit eligible rows. The first WHERE term repeats
+// the claim index's predicate so SQLite can use the partial index; the NULL
+// checks make hand-edited rows without a retry time or lease claimable.
+const claimSQL = `UPDATE outbox SET status = 'processing', locked_by = $1, locked_until = $2
+WHERE id IN (
+	SELECT id FROM outbox
+	WHERE status IN ('pending', 'failed', 'processing')
+	  AND (status = 'pending'
+	       OR (status = 'failed' AND (next_retry_at IS NULL OR next_retry_at <= $3))
+	       OR (status = 'processing' AND (locked_until IS NULL OR locked_until <= $3)))
+	ORDER BY priority DESC, created_at, id
+	LIMIT $4)
+RETURNING ` + outboxColumns
+
+// ClaimOutbox leases up to p.Limit eligible rows to p.WorkerID until
+// p.Now+p.Lease, in one BEGIN IMMEDIATE transaction, and returns them ordered
+// priority DESC, created_at, id. Limit <= 0 claims nothing; a zero Lease means
+// LeaseDefault and a zero Now the wall clock.
+func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	if p.WorkerID == "" {
+		return nil, errors.New("sqlitestore: claim outbox: empty WorkerID")
+	}
+	now := p.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	lease := p.Lease
+	if lease <= 0 {
+		lease = LeaseDefault
+	}
+	var out []lanewaystore.OutboxRow
+	err := s.inTx(ctx, func(t *sql.Tx) error {
+		rows, err := t.QueryContext(ctx, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit)
+		if err != nil {
+			return err
+		}
+		out, err = scanOutboxRows(rows)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: claim outbox: %w", err)
+	}
+	// RETURNING order is unspecified.
+	sortClaimed(out)
+	return out, nil
+}
+
+func sortClaimed(rows []lanewaystore.OutboxRow) {
+	slices.SortFunc(rows, func(a, b lanewaystore.OutboxRow) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+// MarkPublished marks the rows still leased by p.WorkerID published, each
+// with its physical stream, in one statement. The stream per id travels as
+// one JSON parameter ([[id, "stream"], ...]) so the statement text does not
+// depend on the batch size. The lease is cleared; last_error is kept as
+// history.
+func (s *Store) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedParams) error {
+	if len(p.Rows) == 0 {
+		return nil
+	}
+	pairs := make([][2]any, len(p.Rows))
+	for i, r := range p.Rows {
+		pairs[i] = [2]any{r.ID, r.Stream}
+	}
+	js, err := json.Marshal(pairs)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: mark published: %w", err)
+	}
+	at := p.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	err = s.inTx(ctx, func(t *sql.Tx) error {
+		_, err := t.ExecContext(ctx, `UPDATE outbox
+			SET status = 'published', published_at = $2, published_stream = v.stream, locked_by = NULL, locked_until = NULL
+			FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS stream FROM json_each($3)) AS v
+			WHERE outbox.id = v.id AND outbox.locked_by = $1 AND outbox.status = 'processing'`,
+			p.WorkerID, formatTime(at), string(js))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: mark published: %w", err)
+	}
+	return nil
+}
+
+// MarkFailed records a failed publish of the rows still leased by
+// p.WorkerID. A zero NextRetryAt leaves next_retry_at NULL, which makes a
+// failed row claimable at once.
+func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams) error {
+	if len(p.IDs) == 0 {
+		return nil
+	}
+	ids, err := json.Marshal(p.IDs)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: mark failed: %w", err)
+	}
+	status := lanewaystore.StatusFailed
+	var next any
+	if p.Abandon {
+		status = lanewaystore.StatusAbandoned
+	} else if !p.NextRetryAt.IsZero() {
+		next = formatTime(p.NextRetryAt)
+	}
+	err = s.inTx(ctx, func(t *sql.Tx) error {
+		_, err := t.ExecContext(ctx, `UPDATE outbox
+			SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
+			    locked_by = NULL, locked_until = NULL
+			WHERE id IN (SELECT value FROM json_each($5)) AND locked_by = $1 AND status = 'processing'`,
+			p.WorkerID, p.Error, string(status), next, string(ids))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("sqlitestore: mark failed: %w", err)
+	}
+	return nil
+}
+
+// CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
+// published and abandoned rows and returns how many it deleted.
+func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = CleanupLimitDefault
+	}
+	var n int64
+	err := s.inTx(ctx, func(t *sql.Tx) error {
+		res, err := t.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
+			SELECT id FROM outbox
+			WHERE (status = 'published' AND published_at < $1) OR (status = 'abandoned' AND created_at < $2)
+			LIMIT $3)`,
+			formatTime(p.PublishedBefore), formatTime(p.AbandonedBefore), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: cleanup outbox: %w", err)
+	}
+	return n, nil
+}
+
+// OutboxStats counts rows by status and priority (ordered by status, then
+// priority DESC) and finds the oldest pending or failed row.
+func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, error) {
+	var st lanewaystore.OutboxStats
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT status, priority, count(*) FROM outbox GROUP BY status, priority ORDER BY status, priority DESC`)
+	if err != nil {
+		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c lanewaystore.OutboxCount
+		var status string
+		if err := rows.Scan(&status, &c.Priority, &c.Count); err != nil {
+			return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
+		}
+		c.Status = lanewaystore.OutboxStatus(status)
+		st.Counts = append(st.Counts, c)
+	}
+	if err := rows.Err(); err != nil {
+		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
+	}
+	var oldest sql.NullString
+	if err := s.read.QueryRowContext(ctx,
+		`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed')`).Scan(&oldest); err != nil {
+		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
+	}
+	if st.OldestPending, err = parseNullTime(oldest); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// ListOutbox returns rows newest first (created_at DESC, id DESC), optionally
+// of one status, at most p.Limit (ListLimitDefault when zero).
+func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams) ([]lanewaystore.OutboxRow, error) {
+	limit := p.Limit
+	if limit <= 0 {
+		limit = ListLimitDefault
+	}
+	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+		WHERE ($1 = '' OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
+		string(p.Status), limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list outbox: %w", err)
+	}
+	out, err := scanOutboxRows(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: list outbox: %w", err)
+	}
+	return out, nil
+}
+
+// RetryOutbox resets failed or abandoned rows to pending: the row p.ID, or
+// every abandoned row when p.Abandoned is set. retry_count returns to 0 and
+// the lease and next_retry_at are cleared; last_error is kept as history
+// until the next failure overwrites it. Rows in other states are left alone.
+func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParams) (int64, error) {
+	const reset = `UPDATE outbox SET status = 'pending', retry_count = 0, next_retry_at = NULL,
+		locked_by = NULL, locked_until = NULL WHERE `
+	var query string
+	var args []any
+	switch {
+	case p.ID != 0 && p.Abandoned:
+		return 0, errors.New("sqlitestore: retry outbox: set ID or Abandoned, not both")
+	case p.ID != 0:
+		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned')`, []any{p.ID}
+	case p.Abandoned:
+		query = reset + `status = 'abandoned'`
+	default:
+		return 0, errors.New("sqlitestore: retry outbox: set ID or Abandoned")
+	}
+	var n int64
+	err := s.inTx(ctx, func(t *sql.Tx) error {
+		res, err := t.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: retry outbox: %w", err)
+	}
+	return n, nil
+}
+
+// scanOutboxRows reads every row of outboxColumns and closes rows.
+func scanOutboxRows(rows *sql.Rows) ([]lanewaystore.OutboxRow, error) {
+	defer rows.Close()
+	var out []lanewaystore.OutboxRow
+	for rows.Next() {
+		var (
+			r                                    lanewaystore.OutboxRow
+			status                               string
+			created                              string
+			nextRetry, lockedUntil, published    sql.NullString
+			lockedBy, lastError, publishedStream sql.NullString
+		)
+		if err := rows.Scan(&r.ID, &r.MessageID, &r.StreamName, &r.StreamCategory, &r.Type, &r.Data, &r.Metadata,
+			&r.Priority, &status, &r.RetryCount, &nextRetry, &lockedBy, &lockedUntil, &lastError, &created,
+			&published, &publishedStream); err != nil {
+			return nil, err
+		}
+		r.Status = lanewaystore.OutboxStatus(status)
+		r.LockedBy, r.LastError, r.PublishedStream = lockedBy.String, lastError.String, publishedStream.String
+		var err error
+		if r.CreatedAt, err = parseTime(created); err != nil {
+			return nil, err
+		}
+		if r.NextRetryAt, err = parseNullTime(nextRetry); err != nil {
+			return nil, err
+		}
+		if r.LockedUntil, err = parseNullTime(lockedUntil); err != nil {
+			return nil, err
+		}
+		if r.PublishedAt, err = parseNullTime(published); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
