@@ -1,0 +1,225 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+// Lane is the priority lane a message came from.
+type Lane int
+
+const (
+	// Primary is the production lane (the category stream, "customer").
+	Primary Lane = iota
+	// Backfill is the bulk lane ("customer:backfill").
+	Backfill
+)
+
+func (l Lane) String() string {
+	if l == Backfill {
+		return "backfill"
+	}
+	return "primary"
+}
+
+// ReadKind tells how entries were obtained, for stats and observers.
+type ReadKind int
+
+const (
+	// ReadBlockingBoth is the idle read: one XREADGROUP BLOCK over both lanes.
+	ReadBlockingBoth ReadKind = iota + 1
+	// ReadBlockingPrimary is a blocking read of the primary lane alone
+	// (lanes off, or backfill already holding all the slots it may hold).
+	ReadBlockingPrimary
+	// ReadProbe is the non-blocking check of primary between backfill messages.
+	ReadProbe
+	// ReadBackfill is a non-blocking read of backfill alone. The scheduler
+	// never blocks on backfill alone; the kind exists so tests can assert it.
+	ReadBackfill
+	// ReadClaim is an XAUTOCLAIM of entries left by a dead consumer.
+	ReadClaim
+	numReadKinds
+)
+
+func (k ReadKind) String() string {
+	switch k {
+	case ReadBlockingBoth:
+		return "blocking_both"
+	case ReadBlockingPrimary:
+		return "blocking_primary"
+	case ReadProbe:
+		return "probe"
+	case ReadBackfill:
+		return "backfill"
+	case ReadClaim:
+		return "claim"
+	}
+	return fmt.Sprintf("ReadKind(%d)", int(k))
+}
+
+// Outcomes passed to Observer.Handled.
+const (
+	OutcomeOK    = "ok"
+	OutcomeError = "error"
+)
+
+// Message is one entry handed to the handler.
+type Message struct {
+	Stream  string
+	EntryID string
+	Lane    Lane
+	// Attempt is 1 on the first delivery. It comes from Redis's delivery
+	// count, so it survives restarts and is never shared between lanes.
+	Attempt  int64
+	Envelope envelope.Envelope
+}
+
+// Observer receives optional hooks (metrics, tracing). Calls come from the
+// consumer's goroutines; implementations must be safe for concurrent use
+// and fast.
+type Observer interface {
+	Read(kind ReadKind, n int)
+	Handled(lane Lane, outcome string, d time.Duration, m *Message)
+	Retried(lane Lane)
+	DeadLettered(lane Lane, stream string)
+}
+
+// Defaults for Config's zero values.
+const (
+	CountDefault           = 100
+	BlockDefault           = 5 * time.Second
+	MaxRetriesDefault      = 3
+	RetryDelayDefault      = time.Second
+	ClaimIdleDefault       = 60 * time.Second
+	ProbeIntervalDefault   = 2 * time.Millisecond
+	ShutdownTimeoutDefault = 30 * time.Second
+)
+
+// Config configures one consumer: one handler (consumer group) on one
+// category's lanes.
+type Config struct {
+	// Group is the consumer group, the handler's name. Required.
+	Group string
+	// Consumer is this instance's name. Defaults to
+	// "<Group>-<hostname>-<pid>-<6 hex>".
+	Consumer string
+	// Primary is the primary stream, e.g. "customer". Required.
+	Primary string
+	// Backfill is the backfill stream, e.g. "customer:backfill". Empty turns
+	// lanes off: only Primary is read and the backfill stream is never
+	// touched. Defaults to lanes off.
+	Backfill string
+	// Count is the number of entries per read. Defaults to CountDefault.
+	Count int
+	// Block bounds one blocking read. Defaults to BlockDefault.
+	Block time.Duration
+	// MaxRetries is the total number of handler attempts before the DLQ.
+	// Defaults to MaxRetriesDefault.
+	MaxRetries int
+	// RetryDelay is the wait before the next attempt. Defaults to
+	// RetryDelayDefault.
+	RetryDelay time.Duration
+	// EnableDLQ moves exhausted and undecodable entries to "<stream>:dlq";
+	// when false they are logged and acked. Defaults to false (the engine
+	// turns it on from domain.toml).
+	EnableDLQ bool
+	// ClaimIdle is how long an entry must sit idle on another consumer
+	// before this one claims it. Defaults to ClaimIdleDefault.
+	ClaimIdle time.Duration
+	// Concurrency is the number of handler slots. Defaults to 1.
+	Concurrency int
+	// BackfillConcurrency caps backfill handlers in flight (and is kept below
+	// Concurrency so primary always has a slot). Defaults to 1.
+	BackfillConcurrency int
+	// MinBackfillShare in [0,1) is the share of started messages backfill
+	// gets while primary is saturated. Defaults to 0 (strict priority).
+	MinBackfillShare float64
+	// ProbeInterval is the least time between two non-blocking primary
+	// checks while backfill is being worked. Defaults to ProbeIntervalDefault.
+	ProbeInterval time.Duration
+	// ShutdownTimeout bounds Stop's wait for in-flight handlers before their
+	// context is cancelled. Defaults to ShutdownTimeoutDefault.
+	ShutdownTimeout time.Duration
+	// Decode turns an entry into an envelope; an error sends the entry to
+	// the DLQ at once. Defaults to envelope.Decode of the data field.
+	Decode func(e lanewaybroker.Entry) (envelope.Envelope, error)
+	// Handle handles one message. Required. Its context is cancelled only
+	// when Stop gives up waiting (ShutdownTimeout or Stop's ctx).
+	Handle func(ctx context.Context, m *Message) error
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Observer is optional.
+	Observer Observer
+}
+
+func (c *Config) validateAndDefault() error {
+	switch {
+	case c.Group == "":
+		return errors.New("consumer: Config.Group is required")
+	case c.Primary == "":
+		return errors.New("consumer: Config.Primary is required")
+	case c.Handle == nil:
+		return errors.New("consumer: Config.Handle is required")
+	case c.Backfill == c.Primary:
+		return fmt.Errorf("consumer: Config.Backfill %q equals Primary", c.Backfill)
+	case c.Backfill != "" && c.Backfill == c.Primary+":dlq":
+		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
+	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
+		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0:
+		return errors.New("consumer: Config durations and counts must not be negative")
+	case c.MinBackfillShare < 0 || c.MinBackfillShare >= 1:
+		return fmt.Errorf("consumer: Config.MinBackfillShare %v must be in [0,1)", c.MinBackfillShare)
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defD := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Count, CountDefault)
+	def(&c.MaxRetries, MaxRetriesDefault)
+	def(&c.Concurrency, 1)
+	def(&c.BackfillConcurrency, 1)
+	defD(&c.Block, BlockDefault)
+	defD(&c.RetryDelay, RetryDelayDefault)
+	defD(&c.ClaimIdle, ClaimIdleDefault)
+	defD(&c.ProbeInterval, ProbeIntervalDefault)
+	defD(&c.ShutdownTimeout, ShutdownTimeoutDefault)
+	if c.Decode == nil {
+		c.Decode = func(e lanewaybroker.Entry) (envelope.Envelope, error) {
+			if _, ok := e.Fields["data"]; !ok && e.Fields != nil {
+				return envelope.Envelope{}, errors.New("malformed envelope: entry has no data field")
+			}
+			return envelope.Decode([]byte(e.Data))
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Stats are the consumer's counters since New.
+type Stats struct {
+	// Reads counts read calls by kind; Entries the entries they returned.
+	Reads   map[ReadKind]int64
+	Entries map[ReadKind]int64
+	// Handled counts successful handler runs per lane, Failed failed ones.
+	Handled map[Lane]int64
+	Failed  map[Lane]int64
+	// Retries counts scheduled retries; DeadLettered entries moved to a DLQ
+	// (or acked away with the DLQ off); DecodeErrors undecodable entries.
+	Retries      int64
+	DeadLettered int64
+	DecodeErrors int64
+}

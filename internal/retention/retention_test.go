@@ -1,0 +1,170 @@
+package retention_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaybroker/redisbroker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func brokers(t *testing.T) map[string]lanewaybroker.Broker {
+	t.Helper()
+	ctx := context.Background()
+	emb, err := redisbroker.OpenEmbedded(ctx, redisbroker.EmbeddedOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = emb.Close() })
+	real, err := redisbroker.Open(ctx, testsvc.RedisURL(t), redisbroker.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = real.Close() })
+	return map[string]lanewaybroker.Broker{"embedded": emb, "redis": real}
+}
+
+func publish(t *testing.T, b lanewaybroker.Broker, stream string, n int) []string {
+	t.Helper()
+	pubs := make([]lanewaybroker.Publication, n)
+	for i := range pubs {
+		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: `{"n":` + strconv.Itoa(i) + `}`}
+	}
+	ids, err := b.Publish(context.Background(), pubs)
+	require.NoError(t, err)
+	require.Len(t, ids, n)
+	return ids
+}
+
+func read(t *testing.T, b lanewaybroker.Broker, stream, group string, n int) []string {
+	t.Helper()
+	res, err := b.ReadGroup(context.Background(), lanewaybroker.ReadParams{
+		Group: group, Consumer: "c1", Streams: []string{stream}, Count: n,
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Len(t, res[0].Entries, n)
+	ids := make([]string, n)
+	for i, e := range res[0].Entries {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+func ack(t *testing.T, b lanewaybroker.Broker, stream, group string, ids []string) {
+	t.Helper()
+	require.NoError(t, b.Ack(context.Background(), []lanewaybroker.AckParams{{Stream: stream, Group: group, IDs: ids}}))
+}
+
+func remaining(t *testing.T, b lanewaybroker.Broker, stream string) []string {
+	t.Helper()
+	es, err := b.Range(context.Background(), stream, "-", "+", 0)
+	require.NoError(t, err)
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
+func TestTrim(t *testing.T) {
+	for name, b := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+
+			t.Run("slowest group's oldest pending", func(t *testing.T) {
+				stream := testsvc.Prefix() + "customer"
+				ids := publish(t, b, stream, 10)
+				require.NoError(t, b.EnsureGroup(ctx, stream, "A"))
+				require.NoError(t, b.EnsureGroup(ctx, stream, "B"))
+				a := read(t, b, stream, "A", 6)
+				ack(t, b, stream, "A", a)
+				bb := read(t, b, stream, "B", 8)
+				ack(t, b, stream, "B", bb[:4])
+
+				n, err := retention.Trim(ctx, b, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 4, n)
+				require.Equal(t, ids[4:], remaining(t, b, stream))
+
+				// Trimming again changes nothing.
+				n, err = retention.Trim(ctx, b, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 0, n)
+			})
+
+			t.Run("all acked trims to after last delivered", func(t *testing.T) {
+				stream := testsvc.Prefix() + "customer"
+				ids := publish(t, b, stream, 10)
+				require.NoError(t, b.EnsureGroup(ctx, stream, "A"))
+				ack(t, b, stream, "A", read(t, b, stream, "A", 7))
+				n, err := retention.Trim(ctx, b, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 7, n)
+				require.Equal(t, ids[7:], remaining(t, b, stream))
+				l, err := b.Len(ctx, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 3, l, "XLEN is the backlog")
+			})
+
+			t.Run("a group that never read keeps everything", func(t *testing.T) {
+				stream := testsvc.Prefix() + "customer"
+				ids := publish(t, b, stream, 10)
+				require.NoError(t, b.EnsureGroup(ctx, stream, "A"))
+				require.NoError(t, b.EnsureGroup(ctx, stream, "Never"))
+				ack(t, b, stream, "A", read(t, b, stream, "A", 10))
+				n, err := retention.Trim(ctx, b, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 0, n)
+				require.Equal(t, ids, remaining(t, b, stream))
+			})
+
+			t.Run("no group trims nothing", func(t *testing.T) {
+				stream := testsvc.Prefix() + "customer"
+				ids := publish(t, b, stream, 10)
+				n, err := retention.Trim(ctx, b, stream)
+				require.NoError(t, err)
+				require.EqualValues(t, 0, n)
+				require.Equal(t, ids, remaining(t, b, stream))
+
+				n, err = retention.Trim(ctx, b, testsvc.Prefix()+"missing")
+				require.NoError(t, err)
+				require.EqualValues(t, 0, n)
+			})
+		})
+	}
+}
+
+func TestTrimmer(t *testing.T) {
+	b := brokers(t)["redis"]
+	ctx := context.Background()
+	s1, s2 := testsvc.Prefix()+"customer", testsvc.Prefix()+"customer:backfill"
+	for _, s := range []string{s1, s2} {
+		publish(t, b, s, 5)
+		require.NoError(t, b.EnsureGroup(ctx, s, "P"))
+		ack(t, b, s, "P", read(t, b, s, "P", 5))
+	}
+	trimmed := make(chan string, 4)
+	tr := retention.NewTrimmer(b, retention.TrimmerParams{
+		Streams:  []string{s1, s2},
+		Interval: 10 * time.Millisecond,
+		OnTrim:   func(s string, n int64) { trimmed <- s },
+	})
+	require.NoError(t, tr.Start(ctx))
+	require.Error(t, tr.Start(ctx), "second start")
+	require.Eventually(t, func() bool {
+		l1, err1 := b.Len(ctx, s1)
+		l2, err2 := b.Len(ctx, s2)
+		return err1 == nil && err2 == nil && l1 == 0 && l2 == 0
+	}, 10*time.Second, 10*time.Millisecond)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	require.NoError(t, tr.Stop(sctx))
+	require.NoError(t, tr.Stop(sctx), "second stop is a no-op")
+	require.ElementsMatch(t, []string{s1, s2}, []string{<-trimmed, <-trimmed})
+}
