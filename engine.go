@@ -1,0 +1,426 @@
+package laneway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/laneway/laneway/internal/backend"
+	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/metrics"
+	"github.com/laneway/laneway/internal/outbox"
+	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+// CommandGroup is the consumer group of async command handling on every
+// "<category>:command" stream.
+const CommandGroup = "CommandDispatcher"
+
+// HeartbeatPrefix prefixes the Redis keys running engines keep alive.
+const HeartbeatPrefix = "laneway:engine:"
+
+// EngineOptions configure an Engine. The zero value connects to the broker
+// named by the configuration and serves HTTP on server.http.listen.
+type EngineOptions struct {
+	// Broker overrides the configured broker (tests, embedding).
+	Broker lanewaybroker.Broker
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the metrics. Defaults to a fresh registry served
+	// at /metrics.
+	Registerer prometheus.Registerer
+	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
+	DisableHTTP bool
+	// OnHandled is called after each handler execution (tests, demos).
+	OnHandled func(group string, m *consumer.Message, err error)
+}
+
+// Heartbeat is the value of an engine's heartbeat key.
+type Heartbeat struct {
+	ID               string    `json:"id"`
+	Host             string    `json:"host"`
+	PID              int       `json:"pid"`
+	StartedAt        time.Time `json:"started_at"`
+	Domain           string    `json:"domain"`
+	Env              string    `json:"env"`
+	LanesFingerprint string    `json:"lanes_fingerprint"`
+	LanesEnabled     bool      `json:"lanes_enabled"`
+	ConfigSource     string    `json:"config_source"`
+	Subscriptions    []string  `json:"subscriptions"`
+}
+
+// Engine runs the outbox relay, one lane-scheduling consumer per handler ×
+// category (and per command category), stream retention, the heartbeat and
+// the HTTP endpoints. Start does not block; Stop is graceful.
+type Engine struct {
+	app       *App
+	opts      EngineOptions
+	log       *slog.Logger
+	broker    lanewaybroker.Broker
+	ownBroker bool
+	relay     *outbox.Relay
+	consumers []*consumer.Consumer
+	trimmer   *retention.Trimmer
+	http      *http.Server
+	httpAddr  string
+	hb        Heartbeat
+
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	started bool
+	ready   bool
+	stopped chan struct{}
+}
+
+// NewEngine prepares an engine for app; nothing runs until Start.
+func NewEngine(app *App, opts EngineOptions) *Engine {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{app: app, opts: opts, log: log, stopped: make(chan struct{})}
+}
+
+// Broker returns the engine's broker (after Start).
+func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
+
+// HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
+func (e *Engine) HTTPAddr() string { return e.httpAddr }
+
+// Relay exposes the outbox relay's statistics.
+func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
+
+// ConsumerStats returns each consumer's statistics keyed by "group@stream".
+func (e *Engine) ConsumerStats() map[string]consumer.Stats {
+	out := map[string]consumer.Stats{}
+	for _, c := range e.consumers {
+		out[c.Name()] = c.Stats()
+	}
+	return out
+}
+
+// Stopped is closed when Stop has finished.
+func (e *Engine) Stopped() <-chan struct{} { return e.stopped }
+
+// Start connects, creates consumer groups, and starts every component. It
+// fails fast when the broker or database is unreachable.
+func (e *Engine) Start(ctx context.Context) (err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("laneway: engine already started")
+	}
+	cfg := e.app.cfg
+	if err := e.app.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	e.broker = e.opts.Broker
+	if e.broker == nil {
+		b, err := backend.OpenBroker(ctx, cfg.Brokers["default"])
+		if err != nil {
+			return err
+		}
+		e.broker, e.ownBroker = b, true
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel = cancel
+	defer func() {
+		if err != nil {
+			e.stopAll(context.Background())
+		}
+	}()
+
+	reg := e.opts.Registerer
+	gatherer := prometheus.Gatherer(prometheus.DefaultGatherer)
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	}
+
+	lanes := cfg.Server.PriorityLanes
+	backfillOf := func(primary string) string {
+		if !lanes.Enabled {
+			return ""
+		}
+		return primary + ":" + lanes.BackfillSuffix
+	}
+	type sub struct {
+		group, primary string
+		h              *Handler
+	}
+	var subs []sub
+	for _, h := range e.app.dom.handlers {
+		for _, cat := range e.app.dom.Categories(h) {
+			subs = append(subs, sub{h.name, cat, h})
+		}
+	}
+	for _, cat := range e.app.dom.CommandCategories() {
+		subs = append(subs, sub{CommandGroup, cat + ":command", nil})
+	}
+	var streams []metrics.Stream
+	var trimStreams []string
+	seen := map[string]bool{}
+	for _, s := range subs {
+		for _, st := range []struct{ name, lane string }{{s.primary, "primary"}, {backfillOf(s.primary), "backfill"}} {
+			if st.name == "" || seen[st.name] {
+				continue
+			}
+			seen[st.name] = true
+			streams = append(streams, metrics.Stream{Name: st.name, Category: s.primary, Lane: st.lane})
+			trimStreams = append(trimStreams, st.name)
+		}
+	}
+	m, err := metrics.New(reg, e.broker, streams)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+
+	rcfg := outbox.ConfigFrom(cfg)
+	rcfg.Logger = e.log
+	rcfg.Observer = m
+	e.relay = outbox.New(e.app.store, e.broker, rcfg)
+	e.app.OnCommit(e.relay.Notify)
+
+	sc := cfg.Server.StreamSubscription
+	for _, s := range subs {
+		s := s
+		c, err := consumer.New(e.broker, consumer.Config{
+			Group:               s.group,
+			Primary:             s.primary,
+			Backfill:            backfillOf(s.primary),
+			Count:               cfg.Server.MessagesPerTick,
+			Block:               sc.BlockingTimeout(),
+			MaxRetries:          sc.MaxRetries,
+			RetryDelay:          sc.RetryDelay(),
+			EnableDLQ:           sc.EnableDLQ,
+			ClaimIdle:           sc.ClaimIdle(),
+			Concurrency:         sc.Concurrency,
+			BackfillConcurrency: lanes.BackfillConcurrency,
+			MinBackfillShare:    lanes.MinBackfillShare,
+			ShutdownTimeout:     sc.ShutdownTimeout(),
+			Decode:              e.decode,
+			Handle: func(ctx context.Context, msg *consumer.Message) error {
+				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
+				if e.opts.OnHandled != nil {
+					e.opts.OnHandled(s.group, msg, err)
+				}
+				return err
+			},
+			Logger:   e.log,
+			Observer: m.Consumer(s.group),
+		})
+		if err != nil {
+			return fmt.Errorf("subscription %s on %s: %w", s.group, s.primary, err)
+		}
+		e.consumers = append(e.consumers, c)
+		e.hb.Subscriptions = append(e.hb.Subscriptions, s.group+"@"+s.primary)
+	}
+
+	if err := e.relay.Start(runCtx); err != nil {
+		return fmt.Errorf("start outbox relay: %w", err)
+	}
+	for _, c := range e.consumers {
+		if err := c.Start(runCtx); err != nil {
+			return err
+		}
+	}
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trimStreams, Logger: e.log})
+	if err := e.trimmer.Start(runCtx); err != nil {
+		return err
+	}
+
+	host, _ := os.Hostname()
+	e.hb = Heartbeat{
+		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
+		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
+		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: lanes.Enabled, ConfigSource: cfg.Source(),
+		Subscriptions: e.hb.Subscriptions,
+	}
+	if err := e.beat(runCtx); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
+	e.wg.Add(1)
+	go e.heartbeatLoop(runCtx)
+
+	if !e.opts.DisableHTTP && cfg.Server.HTTP.Listen != "" {
+		if err := e.startHTTP(gatherer); err != nil {
+			return err
+		}
+	}
+	e.started, e.ready = true, true
+	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
+		"lanes", lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+	return nil
+}
+
+// decode turns a stream entry into an envelope, rejecting (for the DLQ) what
+// this domain can never handle: unknown types and versions without an
+// upcaster path.
+func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
+	env, err := envelope.Decode([]byte(entry.Data))
+	if err != nil {
+		return env, err
+	}
+	_, name, version, err := envelope.ParseType(env.Metadata.Headers.Type)
+	if err != nil {
+		return env, err
+	}
+	if env.Metadata.Domain.Kind == envelope.KindCommand {
+		if _, ok := e.app.dom.commands[name]; !ok {
+			return env, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
+		}
+		return env, nil
+	}
+	if _, ok := e.app.dom.events[name]; !ok {
+		return env, fmt.Errorf("event type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
+	}
+	if _, err := e.app.dom.upcasts.Path(name, version); err != nil {
+		return env, err
+	}
+	return env, nil
+}
+
+func (e *Engine) beat(ctx context.Context) error {
+	v, _ := json.Marshal(e.hb)
+	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
+}
+
+func (e *Engine) heartbeatLoop(ctx context.Context) {
+	defer e.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("heartbeat failed", "err", err)
+			}
+		}
+	}
+}
+
+func (e *Engine) startHTTP(g prometheus.Gatherer) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		e.mu.Lock()
+		ready := e.ready
+		e.mu.Unlock()
+		var problems []string
+		if !ready {
+			problems = append(problems, "subscriptions not running")
+		}
+		if err := e.app.store.Ping(ctx); err != nil {
+			problems = append(problems, "database: "+err.Error())
+		}
+		if err := e.broker.Ping(ctx); err != nil {
+			problems = append(problems, "redis: "+err.Error())
+		}
+		if len(problems) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			for _, p := range problems {
+				fmt.Fprintln(w, p)
+			}
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	ln, err := net.Listen("tcp", e.app.cfg.Server.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("server.http.listen %q: %w (set another address, or \"\" to disable)", e.app.cfg.Server.HTTP.Listen, err)
+	}
+	e.httpAddr = ln.Addr().String()
+	e.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		if err := e.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			e.log.Error("http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Stop stops reading, lets in-flight handlers finish (bounded by
+// shutdown_timeout_seconds and ctx), acks them, stops the relay and closes
+// the broker it opened. Entries not finished stay pending for the next start
+// without counting as an attempt.
+func (e *Engine) Stop(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.started {
+		return nil
+	}
+	e.started, e.ready = false, false
+	err := e.stopAll(ctx)
+	close(e.stopped)
+	return err
+}
+
+func (e *Engine) stopAll(ctx context.Context) error {
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, c := range e.consumers {
+		wg.Add(1)
+		go func(c *consumer.Consumer) {
+			defer wg.Done()
+			if err := c.Stop(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}(c)
+	}
+	wg.Wait()
+	if e.relay != nil {
+		if err := e.relay.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.trimmer != nil {
+		if err := e.trimmer.Stop(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if e.http != nil {
+		_ = e.http.Shutdown(ctx)
+	}
+	if e.broker != nil && e.hb.ID != "" {
+		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
+	}
+	if e.cancel != nil {
+		e.cancel()
+	}
+	e.wg.Wait()
+	if e.ownBroker && e.broker != nil {
+		_ = e.broker.Close()
+	}
+	return errors.Join(errs...)
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
