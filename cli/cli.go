@@ -1,0 +1,128 @@
+// Package cli is the laneway command tree. User applications call
+// cli.Main(domainFactory) to get every command for their own domain; the
+// shipped binary compiles in examples/customers.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/lanewayconfig"
+)
+
+// DomainFactory builds the domain the commands operate on.
+type DomainFactory func() (*laneway.Domain, error)
+
+// Main runs the command line with os.Args and exits with its status.
+func Main(domain DomainFactory) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := Run(ctx, domain, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// Run executes args and returns the exit status; output goes to the writers
+// so tests can capture it. User errors print one line on stderr, never a
+// stack trace.
+func Run(ctx context.Context, domain DomainFactory, args []string, stdout, stderr io.Writer) int {
+	root := New(domain, stdout, stderr)
+	root.SetArgs(args)
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ex exitError
+		if errors.As(err, &ex) {
+			if ex.msg != "" {
+				fmt.Fprintln(stderr, "laneway: "+ex.msg)
+			}
+			return ex.code
+		}
+		fmt.Fprintln(stderr, "laneway: "+strings.TrimSpace(err.Error()))
+		return 1
+	}
+	return 0
+}
+
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+// globals are the flags every command shares.
+type globals struct {
+	domainDir string
+	env       string
+	logLevel  string
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+	domain    DomainFactory
+}
+
+// New builds the command tree (no package globals).
+func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{stdout: stdout, stderr: stderr, domain: domain}
+	root := &cobra.Command{
+		Use:           "laneway",
+		Short:         "Event-driven domain services with priority lanes",
+		Long:          "Laneway runs event-driven domain services on Redis Streams with priority lanes:\nproduction events are always served before bulk work (migrations, backfills).",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.domainDir, "domain", ".", "directory holding domain.toml (or .domain.toml)")
+	pf.StringVar(&g.env, "env", "", "environment overlay to apply (default: $LANEWAY_ENV)")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newServerCmd(g),
+		newConfigCmd(g),
+		newDBCmd(g),
+		newDemoCmd(g),
+	)
+	return root
+}
+
+func (g *globals) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch g.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
+}
+
+func (g *globals) loadConfig(allowMissing bool) (*lanewayconfig.Config, error) {
+	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env, AllowMissing: allowMissing})
+}
+
+// openApp loads the config, builds the domain and opens the database.
+func (g *globals) openApp(ctx context.Context) (*laneway.App, error) {
+	cfg, err := g.loadConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	dom, err := g.domain()
+	if err != nil {
+		return nil, err
+	}
+	return laneway.Open(ctx, dom, cfg, laneway.Options{})
+}
