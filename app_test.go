@@ -91,18 +91,18 @@ func testDomain(t testing.TB) *laneway.Domain {
 
 type storeCase struct {
 	name string
-	open func(t *testing.T) lanewaystore.Store
+	open func(t testing.TB) lanewaystore.Store
 }
 
 func stores() []storeCase {
 	return []storeCase{
-		{"sqlite", func(t *testing.T) lanewaystore.Store {
+		{"sqlite", func(t testing.TB) lanewaystore.Store {
 			st, err := sqlitestore.Open(context.Background(), filepath.Join(t.TempDir(), "t.db"))
 			require.NoError(t, err)
 			t.Cleanup(func() { st.Close() })
 			return st
 		}},
-		{"postgres", func(t *testing.T) lanewaystore.Store {
+		{"postgres", func(t testing.TB) lanewaystore.Store {
 			st, err := pgstore.Open(context.Background(), testsvc.PostgresURL(t))
 			require.NoError(t, err)
 			t.Cleanup(func() { st.Close() })

@@ -204,7 +204,8 @@ const summaryDDL = `CREATE TABLE IF NOT EXISTS customer_summary (
 )`
 
 // Migrate creates the customer_summary read model. Idempotent; run it after
-// laneway.Open and before the engine starts.
+// laneway.Open so queries work before the first event is projected (the
+// projector also creates the table when it is missing).
 func Migrate(ctx context.Context, app *laneway.App) error {
 	err := app.Store().InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
 		_, err := tx.Exec(ctx, summaryDDL)
@@ -247,6 +248,13 @@ func project(ctx context.Context, tx *laneway.Tx, opts Options, meta laneway.Met
 		return fmt.Errorf("%s: mark %s processed: %w", ProjectorName, meta.ID, err)
 	}
 	if first {
+		// The table is also created here, not only by Migrate, because
+		// `laneway server` has no hook to run Migrate: an engine started on
+		// a fresh database must not dead-letter every event. CREATE TABLE IF
+		// NOT EXISTS on an existing table is a catalog lookup on both stores.
+		if _, err := tx.Exec(ctx, summaryDDL); err != nil {
+			return fmt.Errorf("%s: create customer_summary: %w", ProjectorName, err)
+		}
 		if _, err := tx.Exec(ctx, sql, args...); err != nil {
 			return fmt.Errorf("%s: project %s: %w", ProjectorName, meta.ID, err)
 		}

@@ -223,6 +223,17 @@ func TestCustomers(t *testing.T) {
 				}, b.rec.got())
 			})
 
+			t.Run("projector works before Migrate ran", func(t *testing.T) {
+				dom, err := customers.New(customers.Options{})
+				require.NoError(t, err)
+				app, err := laneway.Open(ctx, dom, nil, laneway.Options{Store: sc.open(t)})
+				require.NoError(t, err)
+				env := oldEnvelope(t, "e1", customers.CustomerUpdated{CustomerID: "c1", LoyaltyTier: "gold"}, 2)
+				_, err = app.Dispatch(ctx, handlerNamed(t, dom, customers.ProjectorName), env, true)
+				require.NoError(t, err)
+				require.Equal(t, "gold", readSummary(t, app, "c1").tier)
+			})
+
 			t.Run("update of an unknown customer fails and writes nothing", func(t *testing.T) {
 				b := setup(t, sc, customers.Options{})
 				err := b.app.Process(ctx, customers.UpdateCustomer{CustomerID: "nobody", LoyaltyTier: "gold"})
