@@ -89,7 +89,7 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 	f.StringVar(&p.database, "database", "", "PostgreSQL URL (a fresh schema per run); default: a temporary SQLite file")
 	f.DurationVar(&p.duration, "duration", 15*time.Second, "least time production traffic runs in each run (it also runs until the backfill drained)")
 	f.Float64Var(&p.rate, "rate", 200, "production commands per second")
-	f.IntVar(&p.backfill, "backfill", 10000, "backfill commands (LOW priority) per run")
+	f.IntVar(&p.backfill, "backfill", 6000, "backfill commands (LOW priority) per run")
 	f.DurationVar(&p.handlerCost, "handler-cost", time.Millisecond, "simulated cost of one confirmation email in NotificationHandler")
 	f.BoolVar(&p.jsonOut, "json", false, "print one JSON object instead of the table")
 	f.DurationVar(&p.maxExtra, "max-extra", 30*time.Second, "how long production may keep running after --duration while the backfill drains")
@@ -135,7 +135,13 @@ type demoReport struct {
 }
 
 func runDemo(ctx context.Context, g *globals, p demoParams) error {
-	log := slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// The engine's logger and the live display write to stderr from
+	// different goroutines.
+	stderr := &lockedWriter{w: g.stderr}
+	gg := *g
+	gg.stderr = stderr
+	g = &gg
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: ms(p.handlerCost)}
 	if p.broker != "" {
 		rep.Broker = "redis"
@@ -150,10 +156,13 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		}
 	}
 	runID := randomHex(3)
-	live := isTerminal(g.stderr)
+	live := isTerminal(stderr.w)
 	for i, lanes := range []bool{false, true} {
 		r, err := demoOneRun(ctx, g, p, log, fmt.Sprintf("%s%d", runID, i), lanes, live)
 		if err != nil {
+			if ctx.Err() != nil {
+				return exitError{code: 130, msg: "demo interrupted"}
+			}
 			return err
 		}
 		rep.Runs = append(rep.Runs, r)
@@ -165,7 +174,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		cancel()
 	}
 	if on := rep.Runs[1].Primary.P99; on > 0 {
-		rep.P99Ratio = rep.Runs[0].Primary.P99 / on
+		rep.P99Ratio = round3(rep.Runs[0].Primary.P99 / on)
 	}
 	var lost []string
 	for _, r := range rep.Runs {
@@ -681,6 +690,9 @@ func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
 
 func fmtMS(v float64) string {
+	if v == 0 {
+		return "-"
+	}
 	if v >= 1000 {
 		return fmt.Sprintf("%.2fs", v/1000)
 	}
@@ -702,4 +714,15 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }

@@ -472,8 +472,21 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 	return n, err
 }
 
+// batchFinishTimeout bounds publishing and marking one claimed batch after
+// the relay has been asked to stop.
+const batchFinishTimeout = 10 * time.Second
+
 func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error) {
 	defer func() { r.setHealth(err) }()
+	if err := ctx.Err(); err != nil {
+		return 0, false, err
+	}
+	// Once a claim is under way, finish the batch even if Stop cancels ctx:
+	// cutting the claim's commit or the gap between publish and mark would
+	// leave rows leased and have the next engine publish them again. The
+	// work stays bounded by batchFinishTimeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchFinishTimeout)
+	defer cancel()
 	now := r.cfg.Now()
 	rows, err := r.store.ClaimOutbox(ctx, lanewaystore.ClaimParams{
 		WorkerID: r.cfg.WorkerID,
