@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +29,21 @@ import (
 
 // redisDB is the Redis database this package owns: the customers domain's
 // stream names are fixed, so isolation is by database number, not prefix.
-const redisDB = 11
+// LANEWAY_E2E_REDIS_DB moves it, so two checkouts can run this package at
+// once on one Redis.
+var redisDB = e2eRedisDB()
+
+func e2eRedisDB() int {
+	if v := os.Getenv("LANEWAY_E2E_REDIS_DB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 15 {
+			fmt.Fprintf(os.Stderr, "e2e: LANEWAY_E2E_REDIS_DB=%q: want a database number from 1 to 15\n", v)
+			os.Exit(2)
+		}
+		return n
+	}
+	return 11
+}
 
 // binPath is the laneway binary TestMain builds.
 var binPath string
