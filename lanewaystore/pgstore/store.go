@@ -93,22 +93,40 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// InTx runs fn in a READ COMMITTED transaction. Serialization failures and
-// deadlocks are returned as they are (errors.As *pgconn.PgError); whether to
-// run the unit of work again is the caller's decision.
+// InTx runs fn in a READ COMMITTED transaction (see uow for how its
+// statements are pipelined). Serialization failures and deadlocks are
+// returned as they are (errors.As *pgconn.PgError); whether to run the unit
+// of work again is the caller's decision.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx lanewaystore.Tx) error) error {
-	return s.inTx(ctx, func(t pgx.Tx) error { return fn(ctx, &tx{tx: t}) })
-}
-
-// inTx commits when fn returns nil and rolls back otherwise; on panic the
-// deferred rollback runs and the panic continues.
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	c, err := s.pool.acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("pgstore: begin: %w", err)
 	}
 	// Deferred first, so it runs after the rollback below: release closes a
 	// connection that is still inside a transaction.
+	defer s.pool.release(c)
+	t := &uow{conn: c.Conn}
+	done := false
+	defer func() {
+		if !done {
+			t.rollback(ctx)
+		}
+	}()
+	if err := fn(ctx, t); err != nil {
+		return err
+	}
+	done = true
+	return t.commit(ctx)
+}
+
+// inTx runs fn in a plain pgx transaction, for the store's own multi-step
+// work (migrations); it commits when fn returns nil and rolls back otherwise;
+// on panic the deferred rollback runs and the panic continues.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	c, err := s.pool.acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: begin: %w", err)
+	}
 	defer s.pool.release(c)
 	t, err := c.Begin(ctx)
 	if err != nil {
@@ -117,9 +135,7 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	done := false
 	defer func() {
 		if !done {
-			// The rollback must reach the server even when ctx is what
-			// failed the transaction; otherwise pgx drops the connection.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			rctx, cancel := rollbackContext(ctx)
 			defer cancel()
 			_ = t.Rollback(rctx)
 		}
@@ -134,17 +150,16 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return nil
 }
 
-// tx is the unit of work's transaction.
-type tx struct {
-	tx       pgx.Tx
-	notified bool // pg_notify already sent in this transaction
+// rollbackContext lets a rollback reach the server even when ctx is what
+// failed the transaction; otherwise pgx drops the connection.
+func rollbackContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 }
 
-func (t *tx) LoadAggregate(ctx context.Context, category, id string) (lanewaystore.AggregateRecord, error) {
+func (t *uow) LoadAggregate(ctx context.Context, category, id string) (lanewaystore.AggregateRecord, error) {
 	rec := lanewaystore.AggregateRecord{Category: category, ID: id}
-	err := t.tx.QueryRow(ctx,
-		`SELECT version, data FROM laneway_aggregates WHERE category = $1 AND id = $2`,
-		category, id).Scan(&rec.Version, &rec.Data)
+	err := t.queryRow(ctx, func(r pgx.Row) error { return r.Scan(&rec.Version, &rec.Data) },
+		`SELECT version, data FROM laneway_aggregates WHERE category = $1 AND id = $2`, category, id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return rec, fmt.Errorf("load aggregate %s/%s: %w", category, id, lanewaystore.ErrNotFound)
 	}
@@ -154,7 +169,7 @@ func (t *tx) LoadAggregate(ctx context.Context, category, id string) (lanewaysto
 	return rec, nil
 }
 
-func (t *tx) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregateParams) error {
+func (t *uow) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregateParams) error {
 	if p.ExpectedVersion < 0 {
 		return fmt.Errorf("pgstore: save aggregate %s/%s: negative expected version %d", p.Category, p.ID, p.ExpectedVersion)
 	}
@@ -169,7 +184,7 @@ func (t *tx) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregatePara
 		// usable (a failed statement would abort it) and turns "id taken"
 		// into a zero-row result. A concurrent insert of the same id waits
 		// for the other transaction and then does nothing.
-		tag, err = t.tx.Exec(ctx,
+		tag, err = t.exec(ctx,
 			`INSERT INTO laneway_aggregates (category, id, version, data, updated_at)
 			 VALUES ($1, $2, 1, $3, now()) ON CONFLICT (category, id) DO NOTHING`,
 			p.Category, p.ID, data)
@@ -177,7 +192,7 @@ func (t *tx) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregatePara
 		// Under READ COMMITTED a concurrent update of the same row makes
 		// this one wait, then re-check the version on the new row: the
 		// loser matches zero rows.
-		tag, err = t.tx.Exec(ctx,
+		tag, err = t.exec(ctx,
 			`UPDATE laneway_aggregates SET version = version + 1, data = $4, updated_at = now()
 			 WHERE category = $1 AND id = $2 AND version = $3`,
 			p.Category, p.ID, p.ExpectedVersion, data)
@@ -202,14 +217,17 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
 	WITH ORDINALITY AS u(m, sn, sc, ty, d, md, pr, ca, ord)
 ORDER BY ord`
 
-// insertNotifySQL is insertOutboxSQL plus the NOTIFY, for the first insert
-// of a transaction. The payload is the schema so that listeners of other
-// Laneway schemas in the same database ignore it. PostgreSQL delivers it on
-// commit and drops it on rollback.
-const insertNotifySQL = `WITH ins AS (` + insertOutboxSQL + ` RETURNING 1)
-SELECT pg_notify('` + NotifyChannel + `', coalesce(current_schema(), '')) FROM (SELECT count(*) FROM ins) AS c`
+// notifySQL wakes the relays of every process after a commit that inserted
+// outbox rows. The payload is the schema so that listeners of other Laneway
+// schemas in the same database ignore it. It is sent after COMMIT, in the
+// same round trip but in a transaction of its own: PostgreSQL serializes
+// the commits of notifying transactions on one lock held through the commit's
+// WAL flush, so a NOTIFY inside the unit of work would make concurrent units
+// of work commit one at a time. The NOTIFY-only transaction writes no WAL and
+// holds that lock for microseconds.
+const notifySQL = `SELECT pg_notify('` + NotifyChannel + `', coalesce(current_schema(), ''))`
 
-func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) error {
+func (t *uow) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
@@ -232,19 +250,17 @@ func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) er
 			created[i] = &c
 		}
 	}
-	query := insertOutboxSQL
-	if !t.notified {
-		query = insertNotifySQL
-	}
-	if _, err := t.tx.Exec(ctx, query, ids, streams, cats, types, data, meta, prios, created); err != nil {
-		return fmt.Errorf("pgstore: insert %d outbox rows (first %s): %w", n, rows[0].MessageID, err)
-	}
-	t.notified = true
+	t.notify = true
+	t.deferred = append(t.deferred, deferredStmt{
+		sql:  insertOutboxSQL,
+		args: []any{ids, streams, cats, types, data, meta, prios, created},
+		what: fmt.Sprintf("insert %d outbox rows (first %s)", n, rows[0].MessageID),
+	})
 	return nil
 }
 
-func (t *tx) MarkProcessed(ctx context.Context, handler, messageID string) (bool, error) {
-	tag, err := t.tx.Exec(ctx,
+func (t *uow) MarkProcessed(ctx context.Context, handler, messageID string) (bool, error) {
+	tag, err := t.exec(ctx,
 		`INSERT INTO laneway_processed (handler, message_id, processed_at) VALUES ($1, $2, now())
 		 ON CONFLICT (handler, message_id) DO NOTHING`,
 		handler, messageID)
@@ -254,8 +270,8 @@ func (t *tx) MarkProcessed(ctx context.Context, handler, messageID string) (bool
 	return tag.RowsAffected() == 1, nil
 }
 
-func (t *tx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	tag, err := t.tx.Exec(ctx, sql, args...)
+func (t *uow) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	tag, err := t.exec(ctx, sql, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -264,17 +280,28 @@ func (t *tx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
 
 // Query runs the caller's query. Close the Rows before the next statement:
 // a pgx connection reads one result at a time.
-func (t *tx) Query(ctx context.Context, sql string, args ...any) (lanewaystore.Rows, error) {
-	r, err := t.tx.Query(ctx, sql, args...)
+func (t *uow) Query(ctx context.Context, sql string, args ...any) (lanewaystore.Rows, error) {
+	if err := t.flush(ctx); err != nil {
+		return nil, err
+	}
+	r, err := t.conn.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}
 	return rows{r}, nil
 }
 
-func (t *tx) QueryRow(ctx context.Context, sql string, args ...any) lanewaystore.Row {
-	return row{t.tx.QueryRow(ctx, sql, args...)}
+func (t *uow) QueryRow(ctx context.Context, sql string, args ...any) lanewaystore.Row {
+	if err := t.flush(ctx); err != nil {
+		return errRow{err}
+	}
+	return row{t.conn.QueryRow(ctx, sql, args...)}
 }
+
+// errRow is a Row whose statement could not be sent.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // rows adapts pgx.Rows, whose Close returns nothing.
 type rows struct{ r pgx.Rows }
