@@ -216,7 +216,7 @@ func TestSmokeEmbedded(t *testing.T) {
 			}
 			seen[l.Scenario+"/"+l.Config+"/"+l.Lanes]++
 		case "throughput":
-			require.Contains(t, []string{"process", "relay", "consume", "end_to_end"}, l.Stage, raw)
+			require.Contains(t, []string{"process", "relay", "consume", "consumer_only", "end_to_end"}, l.Stage, raw)
 			require.NotNil(t, l.RatePerS, raw)
 			require.NotNil(t, l.CeilingPerS, raw)
 			require.NotNil(t, l.Ratio, raw)
@@ -245,7 +245,7 @@ func TestSmokeEmbedded(t *testing.T) {
 		"isolation/default/off": 1, "isolation/default/on": 1,
 		"isolation/drain_idle/off": 1, "isolation/drain_idle/on": 1,
 		"isolation/io_c1_b1/on": 1, "isolation/io_c3_b2/on": 1,
-		"throughput/process": 1, "throughput/relay": 1, "throughput/consume": 2, "throughput/end_to_end": 1,
+		"throughput/process": 1, "throughput/relay": 1, "throughput/consume": 2, "throughput/consumer_only": 1, "throughput/end_to_end": 1,
 		"scale/1": 1, "scale/2": 1, "scale/4": 1,
 		"memory/2": 1, "memory/4": 1,
 	}, seen)

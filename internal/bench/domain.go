@@ -57,7 +57,12 @@ var pad = strings.Repeat("x", 160)
 // probe is what the handler reports to the scenario that runs it. One probe
 // per engine; all fields are safe for concurrent use.
 type probe struct {
-	cost     time.Duration // simulated handler work, a sleep (I/O-bound)
+	// cost is simulated handler work: CPU (a busy loop, exact at any
+	// size) or, with sleep, waiting on I/O (a timer; on a VM whose timers
+	// fire at ~1 ms granularity a sleep never lasts less than that, which
+	// is why CPU work is the default).
+	cost     time.Duration
+	sleep    bool
 	primary  latency.Recorder
 	nPrimary atomic.Int64
 	nBack    atomic.Int64
@@ -87,7 +92,11 @@ func newDomain(p *probe) (*laneway.Domain, error) {
 				p.primary.Add(start.Sub(at))
 			}
 		}
-		if p.cost > 0 {
+		if p.cost > 0 && !p.sleep {
+			for deadline := start.Add(p.cost); time.Now().Before(deadline); {
+			}
+		}
+		if p.cost > 0 && p.sleep {
 			t := time.NewTimer(p.cost)
 			select {
 			case <-ctx.Done():

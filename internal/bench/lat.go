@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ type latRun struct {
 	lanes            bool
 	conc, bconc      int
 	cost             time.Duration
+	sleep            bool // cost is a sleep (I/O) rather than CPU work
 	backfill         int
 	rate             float64 // 0: no production traffic
 	duration         time.Duration
@@ -108,7 +110,7 @@ func (r *Runner) isolation(ctx context.Context) error {
 	var c1 Result
 	for _, c := range [][2]int{{1, 1}, {p.Concurrency, p.BackfillConcurrency}} {
 		res, err := r.latencyRun(ctx, latRun{scenario: "isolation", config: fmt.Sprintf("io_c%d_b%d", c[0], c[1]), lanes: true,
-			conc: c[0], bconc: c[1], cost: p.IOCost, backfill: p.Backfill, rate: p.Rate, duration: p.Duration})
+			conc: c[0], bconc: c[1], cost: p.IOCost, sleep: true, backfill: p.Backfill, rate: p.Rate, duration: p.Duration})
 		if err != nil {
 			return err
 		}
@@ -128,8 +130,12 @@ func (r *Runner) isolation(ctx context.Context) error {
 
 // latencyRun runs one configuration on a fresh database and broker.
 func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err error) {
-	r.progress("%s %s lanes %s: backfill %d, production %.0f/s for %s, handler %s, concurrency %d/%d",
-		lr.scenario, lr.config, lanesName(lr.lanes), lr.backfill, lr.rate, lr.duration, lr.cost, lr.conc, lr.bconc)
+	kind := "CPU"
+	if lr.sleep {
+		kind = "sleep"
+	}
+	r.progress("%s %s lanes %s: backfill %d, production %.0f/s for %s, handler %s %s, concurrency %d/%d",
+		lr.scenario, lr.config, lanesName(lr.lanes), lr.backfill, lr.rate, lr.duration, lr.cost, kind, lr.conc, lr.bconc)
 	e, err := r.openEnv(ctx)
 	if err != nil {
 		return res, err
@@ -139,7 +145,7 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 			err = cerr
 		}
 	}()
-	pr := &probe{cost: lr.cost}
+	pr := &probe{cost: lr.cost, sleep: lr.sleep}
 	app, eng, err := r.engine(ctx, e, pr, engineConfig(lr.lanes, lr.conc, lr.bconc))
 	if err != nil {
 		return res, err
@@ -202,7 +208,7 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 	res = Result{
 		Scenario: lr.scenario, Config: lr.config, Lanes: lanesName(lr.lanes), Primary: &sum,
 		Backfill:    &Backfill{Sent: lr.backfill, Handled: int(pr.nBack.Load())},
-		Concurrency: lr.conc, BackfillConcurrency: lr.bconc, HandlerCostMS: costMS(lr.cost),
+		Concurrency: lr.conc, BackfillConcurrency: lr.bconc, HandlerCostMS: costMS(lr.cost), HandlerKind: strings.ToLower(kind),
 		ProductionRate: lr.rate, PrimarySent: int(sent.Load()), SendErrors: int(sendErrs.Load()),
 		Seconds: latency.Round3(time.Since(start).Seconds()),
 	}

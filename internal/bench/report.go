@@ -36,6 +36,7 @@ type Result struct {
 	Concurrency         int      `json:"concurrency,omitempty"`
 	BackfillConcurrency int      `json:"backfill_concurrency,omitempty"`
 	HandlerCostMS       *float64 `json:"handler_cost_ms,omitempty"`
+	HandlerKind         string   `json:"handler_kind,omitempty"` // "cpu" or "sleep"
 	ProductionRate      float64  `json:"production_rate_per_s,omitempty"`
 	PrimarySent         int      `json:"primary_sent,omitempty"`
 	SendErrors          int      `json:"send_errors,omitempty"`
@@ -114,18 +115,18 @@ func printTables(w io.Writer, p Params, rs []Result) {
 	}
 	if len(lat) > 0 {
 		fmt.Fprintf(w, "\nproduction latency (event committed -> handler start, ms) and backfill drain\n")
-		fmt.Fprintf(w, "%-9s %-10s %-5s %5s %6s %7s %6s %8s %8s %8s %8s %8s %8s %8s\n",
-			"scenario", "config", "lanes", "conc", "cost", "prod/s", "n", "p50", "p90", "p99", "max", "backfill", "handled", "drain s")
+		fmt.Fprintf(w, "%-9s %-10s %-5s %5s %9s %7s %6s %8s %8s %8s %8s %8s %8s %8s\n",
+			"scenario", "config", "lanes", "conc", "cost ms", "prod/s", "n", "p50", "p90", "p99", "max", "backfill", "handled", "drain s")
 		for _, r := range lat {
-			fmt.Fprintf(w, "%-9s %-10s %-5s %2d/%-2d %5.1fm %7.0f %6d %8.1f %8.1f %8.1f %8.1f %8d %8d %8.2f\n",
-				r.Scenario, r.Config, r.Lanes, r.Concurrency, r.BackfillConcurrency, deref(r.HandlerCostMS), r.ProductionRate,
+			fmt.Fprintf(w, "%-9s %-10s %-5s %2d/%-2d %3.1f %-5s %7.0f %6d %8.1f %8.1f %8.1f %8.1f %8d %8d %8.2f\n",
+				r.Scenario, r.Config, r.Lanes, r.Concurrency, r.BackfillConcurrency, deref(r.HandlerCostMS), r.HandlerKind, r.ProductionRate,
 				r.Primary.Count, r.Primary.P50, r.Primary.P90, r.Primary.P99, r.Primary.Max,
 				r.Backfill.Sent, r.Backfill.Handled, r.Backfill.DrainSeconds)
 		}
 	}
 	if len(thr) > 0 {
 		fmt.Fprintf(w, "\nthroughput per stage, beside the raw ceiling measured in this run\n")
-		fmt.Fprintf(w, "%-11s %-6s %10s %12s %6s  %s\n", "stage", "conc", "rate/s", "ceiling/s", "ratio", "ceiling")
+		fmt.Fprintf(w, "%-13s %-6s %10s %12s %6s  %s\n", "stage", "conc", "rate/s", "ceiling/s", "ratio", "ceiling")
 		for _, r := range thr {
 			conc := "-"
 			if r.Concurrency > 0 {
@@ -134,7 +135,7 @@ func printTables(w io.Writer, p Params, rs []Result) {
 			if r.Callers > 0 {
 				conc = fmt.Sprintf("%dcall", r.Callers)
 			}
-			fmt.Fprintf(w, "%-11s %-6s %10.0f %12.0f %5.0f%%  %s\n", r.Stage, conc, deref(r.RatePerS), deref(r.CeilingPerS), 100*deref(r.Ratio), r.Ceiling)
+			fmt.Fprintf(w, "%-13s %-6s %10.0f %12.0f %5.0f%%  %s\n", r.Stage, conc, deref(r.RatePerS), deref(r.CeilingPerS), 100*deref(r.Ratio), r.Ceiling)
 		}
 	}
 	if len(scl) > 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // the raw SQLite ceiling opens its own connection
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/latency"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -103,6 +105,18 @@ func (r *Runner) throughput(ctx context.Context) (err error) {
 		}
 	}
 
+	// Diagnostic: the lane consumer alone (decode, schedule, batched acks)
+	// with a no-op handler and no engine dispatch, which runs every event
+	// in a database transaction. The gap between this and consume is the
+	// dispatch; the gap between this and the ceiling is the consumer.
+	onlyRate, handled, err := consumerOnly(ctx, e, n, r.log)
+	if err != nil {
+		return err
+	}
+	if err := r.emit(stageResult("consumer_only", onlyRate, readRate, "XREADGROUP COUNT 100 + pipelined XACK", n, handled, func(res *Result) { res.Concurrency = 1 })); err != nil {
+		return err
+	}
+
 	r.progress("throughput: end to end, %d commands from %d callers through a running engine", n, callers)
 	e2e, handled, err := r.endToEnd(ctx, e, n, callers)
 	if err != nil {
@@ -160,6 +174,41 @@ func (r *Runner) consumeRun(ctx context.Context, e *env, conc, n int) (float64, 
 		return 0, 0, serr
 	}
 	return rate(n, time.Unix(0, pr.lastAny.Load()).Sub(start)), int(pr.handled()), nil
+}
+
+// consumerOnly drains n pre-loaded events with internal/consumer alone.
+func consumerOnly(ctx context.Context, e *env, n int, log *slog.Logger) (float64, int, error) {
+	if err := e.br.DeleteKey(ctx, Category); err != nil {
+		return 0, 0, err
+	}
+	if err := loadBacklog(ctx, e.br, Category, laneway.Normal, n, "co"); err != nil {
+		return 0, 0, err
+	}
+	var handled, last atomic.Int64
+	c, err := consumer.New(e.br, consumer.Config{Group: "ConsumerOnly", Primary: Category, Logger: log,
+		Handle: func(context.Context, *consumer.Message) error {
+			handled.Add(1)
+			last.Store(time.Now().UnixNano())
+			return nil
+		}})
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	if err := c.Start(ctx); err != nil {
+		return 0, 0, err
+	}
+	werr := waitFor(ctx, 10*time.Minute, "the consumer to drain the stream", func() bool { return handled.Load() >= int64(n) })
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
+	serr := c.Stop(sctx)
+	cancel()
+	if werr != nil {
+		return 0, 0, fmt.Errorf("consumer only: %w (%d of %d handled)", werr, handled.Load(), n)
+	}
+	if serr != nil {
+		return 0, 0, serr
+	}
+	return rate(n, time.Unix(0, last.Load()).Sub(start)), int(handled.Load()), nil
 }
 
 // endToEnd runs Process from callers goroutines into a running engine and
