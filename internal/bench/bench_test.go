@@ -143,7 +143,7 @@ func TestTargetsVerdicts(t *testing.T) {
 	}
 	require.Equal(t, "1.50 (met)", got["isolation lanes on: p99 <= 2x idle p99"])
 	require.Equal(t, "1.30 (NOT met)", got["isolation lanes on: drain time <= 1.25x lanes off"])
-	require.Equal(t, "40% (NOT met)", got["consume >= 50% of XREADGROUP (concurrency 1)"])
+	require.Equal(t, "40.0% (NOT met)", got["consume >= 50% of XREADGROUP (concurrency 1)"])
 }
 
 // TestSmokeEmbedded runs every scenario at tiny sizes, embedded, and checks

@@ -47,7 +47,8 @@ a temporary directory, fresh for each configuration and removed afterwards.
 
 --broker redis://host:port/N uses Redis database N, which must be one you
 own: lanebench DELETES the streams "lanebench" and "lanebench:*" there
-before each configuration and at the end (nothing else).
+before each configuration and at the end (nothing else; the engines' heartbeat
+keys laneway:engine:* expire by themselves within 15 s).
 --database postgres://... works in a fresh schema lanebench_<hex> per
 configuration, dropped afterwards.
 

@@ -135,7 +135,7 @@ func printTables(w io.Writer, p Params, rs []Result) {
 			if r.Callers > 0 {
 				conc = fmt.Sprintf("%dcall", r.Callers)
 			}
-			fmt.Fprintf(w, "%-13s %-6s %10.0f %12.0f %5.0f%%  %s\n", r.Stage, conc, deref(r.RatePerS), deref(r.CeilingPerS), 100*deref(r.Ratio), r.Ceiling)
+			fmt.Fprintf(w, "%-13s %-6s %10.0f %12.0f %5.1f%%  %s\n", r.Stage, conc, deref(r.RatePerS), deref(r.CeilingPerS), 100*deref(r.Ratio), r.Ceiling)
 		}
 	}
 	if len(scl) > 0 {
@@ -212,7 +212,7 @@ func targets(rs []Result) []target {
 		if r.Stage == "consume" {
 			name += fmt.Sprintf(" (concurrency %d)", r.Concurrency)
 		}
-		out = append(out, target{name, fmt.Sprintf("%.0f%% (%s)", 100**r.Ratio, verdict(*r.Ratio, limit, false))})
+		out = append(out, target{name, fmt.Sprintf("%.1f%% (%s)", 100**r.Ratio, verdict(*r.Ratio, limit, false))})
 	}
 	add("backfill drain rate, production idle >= 90% of lanes off", find("isolation", "drain_idle", "on", "", 0), "drain_rate_vs_lanes_off", 0.9, false)
 	add("isolation lanes on: drain time <= 1.25x lanes off", find("isolation", "default", "on", "", 0), "drain_vs_lanes_off", 1.25, true)
