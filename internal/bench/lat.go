@@ -171,9 +171,11 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 	var sent, sendErrs atomic.Int64
 	var firstErr atomic.Value
 	prodCtx, cancelProd := context.WithCancel(ctx)
-	defer cancelProd()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		cancelProd()
+		wg.Wait()
+	}()
 	if lr.rate > 0 {
 		wg.Add(1)
 		go func() {
