@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help test test-short lint fmt bench demo build
+.PHONY: help test test-short lint fmt bench bench-full bench-go demo build
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,7 +24,15 @@ lint: ## gofmt and go vet
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')
 
-bench: ## short benchmark run (see docs/BENCHMARKS.md)
+bench: ## lanebench, short sizes, embedded (under 3 minutes; see docs/BENCHMARKS.md)
+	$(GO) build -o bin/lanebench ./cmd/lanebench
+	bin/lanebench --short $(BENCH_FLAGS)
+
+bench-full: ## lanebench at full sizes (long; pass BENCH_FLAGS="--broker redis://127.0.0.1:6379/N --database postgres://...")
+	$(GO) build -o bin/lanebench ./cmd/lanebench
+	bin/lanebench $(BENCH_FLAGS)
+
+bench-go: ## the testing.B benchmarks of every package
 	scripts/test-services $(GO) test -run '^$$' -bench . -benchtime 2s $(PKGS)
 
 demo: ## the main job, embedded

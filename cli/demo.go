@@ -2,34 +2,27 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/scratch"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
-	"github.com/laneway/laneway/lanewaystore/pgstore"
-	"github.com/laneway/laneway/lanewaystore/sqlitestore"
 )
 
 // demoParams are the flags of `laneway demo`.
@@ -97,15 +90,6 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 	return cmd
 }
 
-// demoLatency is a latency summary in milliseconds.
-type demoLatency struct {
-	Count int     `json:"count"`
-	P50   float64 `json:"p50_ms"`
-	P90   float64 `json:"p90_ms"`
-	P99   float64 `json:"p99_ms"`
-	Max   float64 `json:"max_ms"`
-}
-
 type demoBackfill struct {
 	Sent         int     `json:"sent"`
 	Handled      int     `json:"handled"`
@@ -113,15 +97,15 @@ type demoBackfill struct {
 }
 
 type demoRun struct {
-	Lanes          string       `json:"lanes"`
-	Primary        demoLatency  `json:"primary"`
-	Backfill       demoBackfill `json:"backfill"`
-	Throughput     float64      `json:"throughput_per_s"`
-	PrimarySent    int          `json:"primary_sent"`
-	SendErrors     int          `json:"send_errors"`
-	HandlerErrors  int          `json:"handler_errors"`
-	WallSeconds    float64      `json:"wall_seconds"`
-	HandledTotal   int          `json:"handled_total"`
+	Lanes          string          `json:"lanes"`
+	Primary        latency.Summary `json:"primary"`
+	Backfill       demoBackfill    `json:"backfill"`
+	Throughput     float64         `json:"throughput_per_s"`
+	PrimarySent    int             `json:"primary_sent"`
+	SendErrors     int             `json:"send_errors"`
+	HandlerErrors  int             `json:"handler_errors"`
+	WallSeconds    float64         `json:"wall_seconds"`
+	HandledTotal   int             `json:"handled_total"`
 	firstSendError error
 }
 
@@ -142,7 +126,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 	gg.stderr = stderr
 	g = &gg
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: ms(p.handlerCost)}
+	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: latency.MS(p.handlerCost)}
 	if p.broker != "" {
 		rep.Broker = "redis"
 		if !strings.HasPrefix(p.broker, "redis://") && !strings.HasPrefix(p.broker, "rediss://") {
@@ -155,7 +139,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 			return fmt.Errorf("--database %q: use a postgres:// URL", p.database)
 		}
 	}
-	runID := randomHex(3)
+	runID := scratch.RandomHex(3)
 	live := isTerminal(stderr.w)
 	for i, lanes := range []bool{false, true} {
 		r, err := demoOneRun(ctx, g, p, log, fmt.Sprintf("%s%d", runID, i), lanes, live)
@@ -174,7 +158,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		cancel()
 	}
 	if on := rep.Runs[1].Primary.P99; on > 0 {
-		rep.P99Ratio = round3(rep.Runs[0].Primary.P99 / on)
+		rep.P99Ratio = latency.Round3(rep.Runs[0].Primary.P99 / on)
 	}
 	var lost []string
 	for _, r := range rep.Runs {
@@ -416,7 +400,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		sendMu.Lock()
 		sent := backfillSent
 		sendMu.Unlock()
-		sum := summarize(lat)
+		sum := latency.Summarize(lat)
 		el := time.Since(start).Seconds()
 		if live {
 			const width = 24
@@ -514,7 +498,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 	rec.mu.Unlock()
 	sendMu.Lock()
 	defer sendMu.Unlock()
-	res.Primary = summarize(lat)
+	res.Primary = latency.Summarize(lat)
 	res.PrimarySent = primarySent
 	res.SendErrors = sendErrors
 	res.firstSendError = firstErr
@@ -522,14 +506,14 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 	res.HandledTotal = total
 	res.Backfill = demoBackfill{Sent: backfillSent, Handled: handled}
 	if !lastBF.IsZero() {
-		res.Backfill.DrainSeconds = round3(lastBF.Sub(start).Seconds())
+		res.Backfill.DrainSeconds = latency.Round3(lastBF.Sub(start).Seconds())
 	}
 	if !lastAny.IsZero() {
 		if el := lastAny.Sub(start).Seconds(); el > 0 {
-			res.Throughput = round3(float64(total) / el)
+			res.Throughput = latency.Round3(float64(total) / el)
 		}
 	}
-	res.WallSeconds = round3(time.Since(start).Seconds())
+	res.WallSeconds = latency.Round3(time.Since(start).Seconds())
 	if firstErr != nil {
 		fmt.Fprintf(g.stderr, "lanes %s: %d commands failed to send, first: %v\n", label, sendErrors, firstErr)
 	}
@@ -537,67 +521,11 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 }
 
 func openDemoStore(ctx context.Context, dbURL string) (lanewaystore.Store, func() error, error) {
-	if dbURL == "" {
-		dir, err := os.MkdirTemp("", "laneway-demo-")
-		if err != nil {
-			return nil, nil, fmt.Errorf("demo: temporary directory: %w", err)
-		}
-		st, err := sqlitestore.Open(ctx, filepath.Join(dir, "demo.db"))
-		if err != nil {
-			_ = os.RemoveAll(dir)
-			return nil, nil, err
-		}
-		return st, func() error {
-			err := st.Close()
-			if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
-				err = rerr
-			}
-			return err
-		}, nil
-	}
-	schema := "laneway_demo_" + randomHex(6)
-	conn, err := pgx.Connect(ctx, dbURL)
+	db, err := scratch.Open(ctx, dbURL, "laneway_demo")
 	if err != nil {
-		return nil, nil, fmt.Errorf("demo: connect to PostgreSQL: %w", err)
-	}
-	_, err = conn.Exec(ctx, "CREATE SCHEMA "+schema)
-	_ = conn.Close(context.WithoutCancel(ctx))
-	if err != nil {
-		return nil, nil, fmt.Errorf("demo: create schema %s: %w", schema, err)
-	}
-	drop := func() error {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(cctx, dbURL)
-		if err != nil {
-			return fmt.Errorf("demo: drop schema %s: %w", schema, err)
-		}
-		defer c.Close(cctx)
-		if _, err := c.Exec(cctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			return fmt.Errorf("demo: drop schema %s: %w", schema, err)
-		}
-		return nil
-	}
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		_ = drop()
-		return nil, nil, fmt.Errorf("demo: --database: %w", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := pgstore.Open(ctx, u.String())
-	if err != nil {
-		_ = drop()
 		return nil, nil, err
 	}
-	return st, func() error {
-		err := st.Close()
-		if derr := drop(); derr != nil && err == nil {
-			err = derr
-		}
-		return err
-	}, nil
+	return db.Store, db.Close, nil
 }
 
 func openDemoBroker(ctx context.Context, brokerURL string) (lanewaybroker.Broker, error) {
@@ -615,24 +543,8 @@ func openDemoBroker(ctx context.Context, brokerURL string) (lanewaybroker.Broker
 // clearDemoStreams deletes the Customers domain's streams (and their
 // consumer groups) from the Redis database of brokerURL.
 func clearDemoStreams(ctx context.Context, brokerURL string) error {
-	opt, err := redis.ParseURL(brokerURL)
-	if err != nil {
-		return fmt.Errorf("demo: --broker: %w", err)
-	}
-	c := redis.NewClient(opt)
-	defer c.Close()
-	keys := []string{"customer", "product"}
-	for _, pattern := range []string{"customer:*", "product:*"} {
-		iter := c.ScanType(ctx, 0, pattern, 1000, "stream").Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			return fmt.Errorf("demo: clear streams in Redis: %w", err)
-		}
-	}
-	if err := c.Del(ctx, keys...).Err(); err != nil {
-		return fmt.Errorf("demo: clear streams in Redis: %w", err)
+	if err := scratch.ClearStreams(ctx, brokerURL, []string{"customer", "product"}, "customer:*", "product:*"); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
 	return nil
 }
@@ -669,24 +581,6 @@ func printDemoTable(w io.Writer, rep demoReport) {
 	}
 }
 
-func summarize(d []time.Duration) demoLatency {
-	if len(d) == 0 {
-		return demoLatency{}
-	}
-	s := append([]time.Duration(nil), d...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	pct := func(q float64) float64 {
-		i := int(q*float64(len(s))+0.999999) - 1 // nearest rank
-		i = max(0, min(i, len(s)-1))
-		return round3(ms(s[i]))
-	}
-	return demoLatency{Count: len(s), P50: pct(0.50), P90: pct(0.90), P99: pct(0.99), Max: round3(ms(s[len(s)-1]))}
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
-
 func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
 
 func fmtMS(v float64) string {
@@ -697,12 +591,6 @@ func fmtMS(v float64) string {
 		return fmt.Sprintf("%.2fs", v/1000)
 	}
 	return fmt.Sprintf("%.1fms", v)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // isTerminal reports whether w is a character device (a terminal), where the
