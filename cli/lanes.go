@@ -92,8 +92,8 @@ func printStatus(w io.Writer, st inspect.Status) {
 			if !l.Enabled {
 				lane += " (off)"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d/%d\t%d\t%s\n", l.Stream, lane, l.Length, l.Pending, l.Lag,
-				age(l.OldestUnhandledID, l.OldestUnhandledAge), l.ActiveConsumers, l.Consumers, l.DLQDepth, groupList(l))
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%d\t%d\t%s\n", l.Stream, lane, l.Length, l.Pending, l.Lag,
+				age(l.OldestUnhandledID, l.OldestUnhandledAge), l.Consumers, l.DLQDepth, groupList(l))
 		}
 	}
 	_ = tw.Flush()
@@ -241,9 +241,9 @@ func printPlain(w io.Writer, st inspect.Status, drains []inspect.Drain) {
 		for _, l := range cs.Lanes {
 			d := drains[k]
 			k++
-			line := fmt.Sprintf("%s stream=%s lane=%s enabled=%t length=%d unhandled=%d pending=%d lag=%d oldest=%s consumers=%d/%d dlq=%d",
+			line := fmt.Sprintf("%s stream=%s lane=%s enabled=%t length=%d unhandled=%d pending=%d lag=%d oldest=%s consumers=%d dlq=%d",
 				ts, l.Stream, l.Lane, l.Enabled, l.Length, l.Unhandled, l.Pending, l.Lag, age(l.OldestUnhandledID, l.OldestUnhandledAge),
-				l.ActiveConsumers, l.Consumers, l.DLQDepth)
+				l.Consumers, l.DLQDepth)
 			if l.Lane == inspect.LaneBackfill && d.Peak > 0 {
 				line += fmt.Sprintf(" progress=%.0f%% rate=%.1f/s", d.Done()*100, d.Rate)
 				if d.ETA > 0 {

@@ -327,7 +327,7 @@ func TestDoctorAllPass(t *testing.T) {
 	st := e.status()
 	require.Len(t, st.Engines, 1)
 	assert.True(t, st.Engines[0].FingerprintMatches)
-	assert.Equal(t, int64(2), lane(t, st, backfill).ActiveConsumers)
+	assert.Equal(t, int64(2), lane(t, st, backfill).Consumers)
 
 	code, out, _ := e.runCLI(nil, "doctor", "--sample", "100ms")
 	assert.Equal(t, 0, code)
@@ -395,7 +395,7 @@ func TestDoctorBackfillNotDraining(t *testing.T) {
 	c := checks["backfill_draining"]
 	assert.Equal(t, inspect.Fail, c.Status)
 	assert.Contains(t, c.Detail, "customer:backfill: 5 unhandled")
-	assert.Contains(t, c.Detail, "no active consumer")
+	assert.Contains(t, c.Detail, "no running engine reads backfill lanes")
 	assert.Equal(t, "start the engine with lanes enabled (laneway server --domain "+e.dir+"); it drains the backfill when primary is idle", c.Fix)
 	assert.Equal(t, inspect.Pass, checks["backfill_groups"].Status)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/laneway/laneway/internal/envelope"
@@ -97,10 +98,10 @@ type DLQSummary struct {
 
 // ReasonCount is how many scanned entries failed with one reason.
 type ReasonCount struct {
-	Reason   string `json:"reason"`
-	Count    int    `json:"count"`
-	FirstID  string `json:"first_id"`
-	Consumer string `json:"consumer_group"`
+	Reason  string   `json:"reason"`
+	Count   int      `json:"count"`
+	FirstID string   `json:"first_id"`
+	Groups  []string `json:"consumer_groups"` // the groups it failed in, sorted
 }
 
 // UpcastGap counts entries of one event version that cannot be upcast.
@@ -140,10 +141,14 @@ func (in *Inspector) DLQSummaries(ctx context.Context, limit int) ([]DLQSummary,
 			d := in.topo.ParseDLQ(s, e)
 			r := reasons[d.Meta.FailureReason]
 			if r == nil {
-				r = &ReasonCount{Reason: d.Meta.FailureReason, FirstID: d.ID, Consumer: d.Meta.ConsumerGroup}
+				r = &ReasonCount{Reason: d.Meta.FailureReason, FirstID: d.ID, Groups: []string{}}
 				reasons[d.Meta.FailureReason] = r
 			}
 			r.Count++
+			if g := d.Meta.ConsumerGroup; g != "" && !slices.Contains(r.Groups, g) {
+				r.Groups = append(r.Groups, g)
+				sort.Strings(r.Groups)
+			}
 			if d.UpcastFix != "" {
 				k := fmt.Sprintf("%s/%d", d.Event, d.Version)
 				g := gaps[k]

@@ -171,8 +171,8 @@ func backfillGroups(t Topology, st Status) Check {
 }
 
 // Draining compares two snapshots of the backfill lanes: a lane with work
-// left fails when no active consumer reads it, or when one of its groups
-// handled nothing between the snapshots.
+// left fails when no running engine reads backfill lanes, or when one of
+// its groups handled nothing between the snapshots.
 func Draining(before, after Status, sample time.Duration, dir string) Check {
 	c := Check{ID: "backfill_draining", Title: "backfill draining"}
 	if !after.LanesEnabled {
@@ -183,6 +183,15 @@ func Draining(before, after Status, sample time.Duration, dir string) Check {
 	for _, cs := range before.Categories {
 		prev[cs.Lanes[1].Stream] = cs.Lanes[1]
 	}
+	// Whether a lane is read is told by the heartbeats, not by consumer
+	// idle times: a consumer that gets no entries looks idle on Redis 7.0
+	// although it is blocked reading the lane.
+	readers := 0
+	for _, e := range after.Engines {
+		if e.LanesEnabled {
+			readers++
+		}
+	}
 	var idle, stuck, draining []string
 	for _, cs := range after.Categories {
 		now := cs.Lanes[1]
@@ -190,12 +199,12 @@ func Draining(before, after Status, sample time.Duration, dir string) Check {
 		if now.Unhandled == 0 {
 			continue
 		}
-		if now.ActiveConsumers == 0 || len(after.Engines) == 0 {
+		if readers == 0 {
 			growth := ""
 			if now.Length > was.Length {
-				growth = fmt.Sprintf(", grew by %d in %s", now.Length-was.Length, sample)
+				growth = fmt.Sprintf(", grew by %d in %s,", now.Length-was.Length, sample)
 			}
-			idle = append(idle, fmt.Sprintf("%s: %d unhandled%s and no active consumer", now.Stream, now.Unhandled, growth))
+			idle = append(idle, fmt.Sprintf("%s: %d unhandled%s and no running engine reads backfill lanes", now.Stream, now.Unhandled, growth))
 			continue
 		}
 		wasGroups := map[string]GroupStatus{}
@@ -246,18 +255,18 @@ func dlqCheck(sums []DLQSummary, streams int) Check {
 	for _, s := range sums {
 		var rs []string
 		for _, r := range s.Reasons {
-			rs = append(rs, fmt.Sprintf("%d× %q (%s)", r.Count, r.Reason, r.Consumer))
+			rs = append(rs, fmt.Sprintf("%d× %q (%s)", r.Count, r.Reason, strings.Join(r.Groups, ", ")))
 		}
 		more := ""
 		if int64(s.Scanned) < s.Depth {
 			more = fmt.Sprintf(", first %d read", s.Scanned)
 		}
 		parts = append(parts, fmt.Sprintf("%s: %d entries%s: %s", s.Stream, s.Depth, more, strings.Join(rs, ", ")))
-		fixes = append(fixes, fmt.Sprintf("laneway dlq list --stream %s", s.Stream))
+		fixes = append(fixes, fmt.Sprintf("inspect them with laneway dlq list --stream %[1]s, fix the cause, then laneway dlq replay-all --stream %[1]s", s.Stream))
 	}
 	c.Status = Warn
 	c.Detail = strings.Join(parts, "; ")
-	c.Fix = "inspect the entries (" + strings.Join(fixes, "; ") + "), fix the cause, then replay them with laneway dlq replay-all --stream STREAM"
+	c.Fix = strings.Join(fixes, "; ")
 	return c
 }
 

@@ -288,7 +288,7 @@ func TestDLQSummaries(t *testing.T) {
 		assert.Equal(t, int64(6), s.Depth)
 		assert.Equal(t, 6, s.Scanned)
 		require.Len(t, s.Reasons, 5)
-		assert.Equal(t, inspect.ReasonCount{Reason: "boom", Count: 2, FirstID: s.Reasons[0].FirstID, Consumer: "Billing"}, s.Reasons[0])
+		assert.Equal(t, inspect.ReasonCount{Reason: "boom", Count: 2, FirstID: s.Reasons[0].FirstID, Groups: []string{"Billing", "Mailer"}}, s.Reasons[0])
 		assert.Equal(t, []inspect.UpcastGap{{Event: "OrderShipped", Version: 1, Count: 1,
 			Fix: "write an upcaster from v1 for OrderShipped (to v3), then replay"}}, s.Upcast, "v2 has an upcaster; OrderPlaced is current")
 
@@ -377,7 +377,11 @@ func TestDoctorStuckConsumer(t *testing.T) {
 // TestDraining is the draining rule on hand-made snapshots.
 func TestDraining(t *testing.T) {
 	snap := func(unhandled int64, active int64, last, oldest string, pending int64) inspect.Status {
-		return inspect.Status{LanesEnabled: true, Engines: []inspect.Engine{{}}, Categories: []inspect.CategoryStatus{{
+		var engines []inspect.Engine
+		if active > 0 {
+			engines = []inspect.Engine{{Heartbeat: laneway.Heartbeat{LanesEnabled: true}}}
+		}
+		return inspect.Status{LanesEnabled: true, Engines: engines, Categories: []inspect.CategoryStatus{{
 			Lanes: []inspect.LaneStatus{{Stream: "c"}, {Stream: "c:backfill", Length: unhandled, Unhandled: unhandled, ActiveConsumers: active,
 				Groups: []inspect.GroupStatus{{Name: "G", Expected: true, Pending: pending, Lag: unhandled - pending, LastDeliveredID: last, OldestPendingID: oldest}}}},
 		}}}
@@ -392,7 +396,7 @@ func TestDraining(t *testing.T) {
 		{"reading", snap(10, 1, "1-0", "1-0", 1), snap(8, 1, "3-0", "3-0", 1), inspect.Pass, "draining: c:backfill: 8 unhandled (was 10)"},
 		{"acking without reading", snap(10, 1, "5-0", "1-0", 5), snap(9, 1, "5-0", "2-0", 4), inspect.Pass, "draining"},
 		{"stuck", snap(10, 1, "5-0", "1-0", 5), snap(10, 1, "5-0", "1-0", 5), inspect.Fail, "G on c:backfill: 10 unhandled and nothing handled in 1s"},
-		{"no consumer, growing", snap(10, 0, "", "", 0), snap(12, 0, "", "", 0), inspect.Fail, "c:backfill: 12 unhandled, grew by 2 in 1s and no active consumer"},
+		{"no consumer, growing", snap(10, 0, "", "", 0), snap(12, 0, "", "", 0), inspect.Fail, "c:backfill: 12 unhandled, grew by 2 in 1s, and no running engine reads backfill lanes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
