@@ -223,13 +223,13 @@ func TestLanesStatusLanesOffLeftovers(t *testing.T) {
 	assert.False(t, b.Enabled)
 	assert.Equal(t, int64(4), b.Length)
 	assert.Equal(t, int64(4), b.Lag)
-	assert.Contains(t, b.Warning, "lanes are disabled but customer:backfill holds 4 entries")
+	assert.Contains(t, b.Warning, "lanes are disabled but customer:backfill holds 4 unhandled entries")
 	assert.Contains(t, st.Warnings, b.Warning)
 	assert.True(t, lane(t, st, stream).Enabled)
 
 	code, out, errs := e.runCLI(nil, "lanes", "status")
 	require.Equal(t, 0, code, errs)
-	assert.Contains(t, out, "WARNING: lanes are disabled but customer:backfill holds 4 entries that no engine will handle")
+	assert.Contains(t, out, "WARNING: lanes are disabled but customer:backfill holds 4 unhandled entries that no engine will read")
 
 	eng.signal(t, syscall.SIGTERM)
 	assert.Equal(t, 0, eng.wait(t, wait))
@@ -442,7 +442,7 @@ func TestDoctorBackfillLeftovers(t *testing.T) {
 	_, checks := e.doctor(nil)
 	c := checks["backfill_leftovers"]
 	assert.Equal(t, inspect.Warn, c.Status)
-	assert.Equal(t, "lanes are disabled and no engine reads them: customer:backfill holds 2 entries", c.Detail)
+	assert.Equal(t, "lanes are disabled and no engine reads them: customer:backfill holds 2 unhandled entries", c.Detail)
 	assert.Equal(t, "enable lanes (enabled = true under [server.priority_lanes]) and restart the engine to drain them", c.Fix)
 }
 

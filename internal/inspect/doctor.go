@@ -297,8 +297,8 @@ func leftovers(st Status) Check {
 	}
 	var parts []string
 	for _, cs := range st.Categories {
-		if b := cs.Lanes[1]; b.Length > 0 {
-			parts = append(parts, fmt.Sprintf("%s holds %d entries", b.Stream, b.Length))
+		if b := cs.Lanes[1]; b.Unhandled > 0 {
+			parts = append(parts, fmt.Sprintf("%s holds %d unhandled entries", b.Stream, b.Unhandled))
 		}
 	}
 	if len(parts) == 0 {

@@ -328,8 +328,10 @@ func (in *Inspector) Lane(ctx context.Context, stream, lane string, enabled bool
 			}
 		}
 	}
-	if !enabled && ls.Length > 0 {
-		ls.Warning = fmt.Sprintf("lanes are disabled but %s holds %d entries that no engine will handle: enable [server.priority_lanes] and restart the engine to drain them", stream, ls.Length)
+	// Handled entries wait for the trimmer, so the leftovers are the
+	// unhandled ones, not the length.
+	if !enabled && ls.Unhandled > 0 {
+		ls.Warning = fmt.Sprintf("lanes are disabled but %s holds %d unhandled entries that no engine will read: enable [server.priority_lanes] and restart the engine to drain them", stream, ls.Unhandled)
 	}
 	return ls, nil
 }

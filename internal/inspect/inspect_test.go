@@ -216,8 +216,22 @@ func TestStatus(t *testing.T) {
 		b = laneOf(t, st, backfill)
 		assert.False(t, b.Enabled)
 		assert.Empty(t, b.MissingGroups)
-		assert.Equal(t, fmt.Sprintf("lanes are disabled but %s holds 2 entries that no engine will handle: enable [server.priority_lanes] and restart the engine to drain them", backfill), b.Warning)
+		assert.Equal(t, fmt.Sprintf("lanes are disabled but %s holds 2 unhandled entries that no engine will read: enable [server.priority_lanes] and restart the engine to drain them", backfill), b.Warning)
 		assert.Equal(t, []string{b.Warning}, st.Warnings)
+
+		// Handled entries the trimmer has not removed yet are not leftovers.
+		for _, g := range []string{"Billing", "Mailer"} {
+			_, err := x.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: g, Consumer: "c1", Streams: []string{backfill}, Count: 10})
+			require.NoError(t, err)
+			require.NoError(t, x.b.Ack(ctx, []lanewaybroker.AckParams{{Stream: backfill, Group: g, IDs: bids}}))
+		}
+		st, err = off.Status(ctx, x.cfg)
+		require.NoError(t, err)
+		b = laneOf(t, st, backfill)
+		assert.Equal(t, int64(2), b.Length)
+		assert.Zero(t, b.Unhandled)
+		assert.Empty(t, b.Warning)
+		assert.Empty(t, st.Warnings)
 	})
 }
 
