@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -471,6 +472,28 @@ func TestDoctorEmbeddedBrokerInProduction(t *testing.T) {
 	}
 	_, checks := e.doctor(nil)
 	assert.Equal(t, inspect.Pass, checks["embedded_broker_production"].Status, "no overlay: not production")
+
+	// With listen set, the tools reach a running engine's embedded broker.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	e.editDomain(`provider = "embedded"`, fmt.Sprintf("provider = \"embedded\"\nlisten = %q", addr))
+	eng := e.startEngine()
+	code, checks := e.doctor(nil, "--env", "production")
+	assert.Equal(t, 0, code, "only a warning: %v", checks)
+	assert.Equal(t, inspect.Warn, checks["embedded_broker_production"].Status)
+	assert.Equal(t, inspect.Pass, checks["engine"].Status, checks["engine"].Detail)
+	assert.Equal(t, inspect.Pass, checks["backfill_groups"].Status, checks["backfill_groups"].Detail)
+	st := e.status()
+	require.Len(t, st.Engines, 1)
+	assert.Equal(t, []string{customers.ProjectorName, customers.NotificationName}, groupNames(lane(t, st, backfill)))
+	eng.signal(t, syscall.SIGTERM)
+	assert.Equal(t, 0, eng.wait(t, wait))
+
+	code, _, errs := e.runCLI(nil, "lanes", "status")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, "no engine serves the embedded broker on "+addr)
 }
 
 func TestOpsBadInput(t *testing.T) {
