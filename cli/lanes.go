@@ -168,20 +168,17 @@ func watch(ctx context.Context, i *inspection, w io.Writer, live bool, interval 
 	defer t.Stop()
 	for n := 1; ; n++ {
 		st, err := i.in.Status(ctx, i.cfg)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil
+		case err != nil && n == 1:
 			return err
+		case err != nil:
+			// A live view outlasts a Redis blip: say so and keep refreshing.
+			fmt.Fprintf(w, "%s error: %v\n", time.Now().UTC().Format(time.RFC3339), err)
 		}
-		drains := tr.Observe(st)
-		if live {
-			fmt.Fprint(w, "\033[H\033[2J")
-			printStatus(w, st)
-			printDrains(w, st, drains)
-			fmt.Fprintf(w, "\nrefreshed %s every %s; Ctrl-C to stop\n", st.TakenAt.Local().Format("15:04:05"), interval)
-		} else {
-			printPlain(w, st, drains)
+		if err == nil {
+			render(w, st, tr.Observe(st), live, interval)
 		}
 		if count > 0 && n >= count {
 			return nil
@@ -192,6 +189,17 @@ func watch(ctx context.Context, i *inspection, w io.Writer, live bool, interval 
 		case <-t.C:
 		}
 	}
+}
+
+func render(w io.Writer, st inspect.Status, drains []inspect.Drain, live bool, interval time.Duration) {
+	if live {
+		fmt.Fprint(w, "\033[H\033[2J")
+		printStatus(w, st)
+		printDrains(w, st, drains)
+		fmt.Fprintf(w, "\nrefreshed %s every %s; Ctrl-C to stop\n", st.TakenAt.Local().Format("15:04:05"), interval)
+		return
+	}
+	printPlain(w, st, drains)
 }
 
 const barWidth = 30
