@@ -316,6 +316,18 @@ func TestDoctorAllPass(t *testing.T) {
 		require.NoError(t, app.Process(low, customers.RegisterCustomer{CustomerID: id, Name: id, Email: id + "@example.com"}))
 	}
 	require.Eventually(t, func() bool { return e.summaryCount() == 40 }, wait, tick)
+	// Every group done with both lanes, so the draining check sees empty
+	// lanes rather than a handler caught between the two samples.
+	require.Eventually(t, func() bool {
+		for _, s := range []string{stream, backfill} {
+			for _, g := range e.groupInfo(s) {
+				if g.Pending != 0 || g.Lag != 0 {
+					return false
+				}
+			}
+		}
+		return true
+	}, wait, tick)
 
 	code, checks := e.doctor(nil)
 	require.Equal(t, 0, code)

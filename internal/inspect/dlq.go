@@ -32,7 +32,6 @@ type DLQEntry struct {
 
 // dlqShape is the part of a DLQ entry ParseDLQ reads.
 type dlqShape struct {
-	Data     json.RawMessage `json:"data"`
 	Metadata *struct {
 		Headers struct {
 			Type string `json:"type"`
