@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway"
@@ -25,6 +26,10 @@ type DomainFactory func() (*laneway.Domain, error)
 
 // Main runs the command line with os.Args and exits with its status.
 func Main(domain DomainFactory) {
+	// go-redis logs every failed dial on its own; the commands report
+	// Redis being unreachable themselves, as one line (or one log entry per
+	// state change in the engine).
+	redis.SetLogger(silentRedisLog{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Run(ctx, domain, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -50,6 +55,10 @@ func Run(ctx context.Context, domain DomainFactory, args []string, stdout, stder
 	}
 	return 0
 }
+
+type silentRedisLog struct{}
+
+func (silentRedisLog) Printf(context.Context, string, ...any) {}
 
 type exitError struct {
 	code int
@@ -91,6 +100,8 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(g),
 		newDBCmd(g),
 		newDemoCmd(g),
+		newLanesCmd(g),
+		newDoctorCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"context"
+	"time"
+
+	"github.com/laneway/laneway/internal/backend"
+	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewayconfig"
+)
+
+// inspection is what the read-only operator commands work on.
+type inspection struct {
+	cfg    *lanewayconfig.Config
+	topo   inspect.Topology
+	broker lanewaybroker.Broker // nil when brokerErr is set
+	in     *inspect.Inspector
+	// brokerErr is why an embedded broker could not be reached (only with
+	// tolerateEmbedded).
+	brokerErr error
+}
+
+func (i *inspection) close() {
+	if i.broker != nil {
+		_ = i.broker.Close()
+	}
+}
+
+// openInspection loads the config and the domain and connects to the
+// broker the engine uses. With tolerateEmbedded, an embedded broker that no
+// engine serves is not an error: i.brokerErr says why instead (doctor still
+// has configuration checks to run).
+func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*inspection, error) {
+	cfg, err := g.loadConfig(false)
+	if err != nil {
+		return nil, err
+	}
+	dom, err := g.domain()
+	if err != nil {
+		return nil, err
+	}
+	i := &inspection{cfg: cfg, topo: inspect.NewTopology(dom, cfg)}
+	br := cfg.Brokers["default"]
+	b, err := backend.OpenToolBroker(ctx, br)
+	if err != nil {
+		embedded := br.Provider == lanewayconfig.BrokerProviderEmbedded || br.Provider == ""
+		if tolerateEmbedded && embedded {
+			i.brokerErr = err
+			return i, nil
+		}
+		return nil, err
+	}
+	i.broker = b
+	i.in = inspect.New(b, i.topo, inspect.Options{ActiveIdle: activeIdle(cfg)})
+	return i, nil
+}
+
+// activeIdle: an engine's consumer re-reads at least every blocking
+// timeout, so three of them (and at least 30s) without a read means it is
+// gone.
+func activeIdle(cfg *lanewayconfig.Config) time.Duration {
+	return max(3*cfg.Server.StreamSubscription.BlockingTimeout(), 30*time.Second)
+}
