@@ -270,7 +270,7 @@ func TestDiscoveryAndTargets(t *testing.T) {
 		putDLQ(t, b, cat, cat+":command", laneway.CommandGroup)
 		putDLQ(t, b, cat, cat+":command:backfill", laneway.CommandGroup)
 		oldID := putDLQ(t, b, cat, cat+":bulk", "CustomerProjector") // an earlier backfill_suffix
-		putDLQ(t, b, "other"+cat, "other"+cat, "X")                   // another domain's category
+		putDLQ(t, b, "other"+cat, "other"+cat, "X")                  // another domain's category
 
 		off := dlq.New(b, layout(cat, false))
 		streams, err := off.Streams(ctx)
