@@ -38,7 +38,7 @@ var (
 	// ErrUnknownStream: a --stream that is not a stream of the domain.
 	ErrUnknownStream = errors.New("unknown stream")
 	// ErrNotFound: no DLQ entry has the id.
-	ErrNotFound = errors.New("DLQ entry not found")
+	ErrNotFound = errors.New("no such DLQ entry")
 	// ErrAmbiguous: the id exists in more than one DLQ stream.
 	ErrAmbiguous = errors.New("DLQ entry id is ambiguous")
 	// ErrBadID: the id is not a stream id ("<ms>-<seq>").
@@ -327,9 +327,9 @@ func (m *Manager) Find(ctx context.Context, id, stream string) (Entry, error) {
 	switch len(found) {
 	case 0:
 		if len(where) == 0 {
-			return Entry{}, fmt.Errorf("%w: no DLQ entry %s (the domain's DLQ streams are empty)", ErrNotFound, id)
+			return Entry{}, fmt.Errorf("%w: %s (the domain's DLQ streams are empty)", ErrNotFound, id)
 		}
-		return Entry{}, fmt.Errorf("%w: no DLQ entry %s in %s (see `laneway dlq list`)", ErrNotFound, id, strings.Join(where, ", "))
+		return Entry{}, fmt.Errorf("%w: %s is not in %s (see `laneway dlq list`)", ErrNotFound, id, strings.Join(where, ", "))
 	case 1:
 		return found[0], nil
 	}
