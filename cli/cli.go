@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway"
@@ -25,6 +26,10 @@ type DomainFactory func() (*laneway.Domain, error)
 
 // Main runs the command line with os.Args and exits with its status.
 func Main(domain DomainFactory) {
+	// go-redis prints every failed dial on stderr from inside its pool. The
+	// commands report an unreachable Redis as one line and the engine logs
+	// outages once per state change, so that chatter only buries them.
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Run(ctx, domain, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -50,6 +55,10 @@ func Run(ctx context.Context, domain DomainFactory, args []string, stdout, stder
 	}
 	return 0
 }
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 type exitError struct {
 	code int

@@ -103,7 +103,7 @@ func dlqList(g *globals) *cobra.Command {
 					reason = "unreadable entry: " + e.Problem
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", e.ID, e.Stream, dash(e.Meta.ConsumerGroup), dash(e.Type),
-					dash(e.Meta.FailedAt), e.Meta.RetryCount, clip(dash(reason), 80))
+					dash(e.Meta.FailedAt), e.Meta.RetryCount, clip(dash(reason), 200))
 			}
 			tw.Flush()
 			fmt.Fprintf(g.stdout, "\n%d of %d entries shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), res.Total)
