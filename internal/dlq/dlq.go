@@ -7,8 +7,9 @@
 // dispatcher, of both lanes, are found whether lanes are enabled now or not,
 // and whatever backfill suffix was in use when the entries failed.
 //
-// Replay re-publishes an entry (its envelope without "_dlq_metadata") and
-// only then deletes it from the DLQ: a crash in between leaves the entry in
+// Replay re-publishes an entry (its envelope without "_dlq_metadata",
+// addressed to the handler that failed on it so the stream's other handlers
+// skip it) and only then deletes it from the DLQ: a crash in between leaves the entry in
 // the DLQ, so a replay can always be repeated; at worst the message is
 // delivered twice, which at-least-once handlers tolerate. Replay never
 // decodes the payload: an event version that needs an upcaster is upcast by
@@ -16,6 +17,7 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -407,7 +409,11 @@ func (m *Manager) Replay(ctx context.Context, p ReplayParams) (Replayed, error) 
 	if err != nil {
 		return Replayed{}, err
 	}
-	ids, err := m.b.Publish(ctx, []lanewaybroker.Publication{{Stream: target, Data: string(e.Payload)}})
+	data, err := replayData(e)
+	if err != nil {
+		return Replayed{}, err
+	}
+	ids, err := m.b.Publish(ctx, []lanewaybroker.Publication{{Stream: target, Data: data}})
 	if err != nil {
 		return Replayed{}, fmt.Errorf("replay %s to %s: %w (the entry is still in %s)", e.ID, target, err, e.Stream)
 	}
@@ -452,11 +458,18 @@ func (m *Manager) ReplayAll(ctx context.Context, stream string, to Target) (Repl
 					e.Problem = terr.Error()
 				}
 			}
+			var data string
+			if e.Problem == "" {
+				var derr error
+				if data, derr = replayData(e); derr != nil {
+					e.Problem = derr.Error()
+				}
+			}
 			if e.Problem != "" {
 				res.Skipped = append(res.Skipped, e)
 				continue
 			}
-			pubs = append(pubs, lanewaybroker.Publication{Stream: target, Data: string(e.Payload)})
+			pubs = append(pubs, lanewaybroker.Publication{Stream: target, Data: data})
 			ids = append(ids, e.ID)
 		}
 		if len(pubs) == 0 {
@@ -495,6 +508,55 @@ func (m *Manager) Purge(ctx context.Context, stream string) (Stream, int64, erro
 		return err
 	})
 	return s, n, err
+}
+
+// replayData is what a replay publishes: the payload, addressed to the
+// consumer group that failed on it (metadata.extensions, see
+// envelope.Metadata.ReplayGroup), so that the other handlers of the stream,
+// which handled the original, do not handle it again. Raw entries and
+// entries that name no group are re-published as they are.
+func replayData(e Entry) (string, error) {
+	if e.Raw || e.Meta.ConsumerGroup == "" {
+		return string(e.Payload), nil
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(e.Payload, &top); err != nil {
+		return "", fmt.Errorf("payload is not a JSON object: %w", err)
+	}
+	var meta map[string]json.RawMessage
+	if err := json.Unmarshal(top["metadata"], &meta); err != nil || meta == nil {
+		return "", fmt.Errorf("payload metadata is not a JSON object")
+	}
+	var ext map[string]json.RawMessage
+	_ = json.Unmarshal(meta["extensions"], &ext) // absent or not an object: start afresh
+	if ext == nil {
+		ext = map[string]json.RawMessage{}
+	}
+	group, err := marshal(e.Meta.ConsumerGroup)
+	if err != nil {
+		return "", err
+	}
+	ext[envelope.ReplayGroupExtension] = group
+	if meta["extensions"], err = marshal(ext); err != nil {
+		return "", err
+	}
+	if top["metadata"], err = marshal(meta); err != nil {
+		return "", err
+	}
+	b, err := marshal(top)
+	return string(b), err
+}
+
+// marshal encodes without HTML escaping, so replayed payloads keep their
+// bytes as the producer wrote them.
+func marshal(v any) (json.RawMessage, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // walk calls fn with the entries of s in id order, in batches, visiting at

@@ -64,19 +64,33 @@ func eachBroker(t *testing.T, fn func(t *testing.T, b lanewaybroker.Broker, cat 
 var raw = map[*redisbroker.Broker]*redis.Client{}
 
 // world is a test domain on category cat: customers' CustomerUpdated (v2)
-// read by a projector whose failures the test switches on and off.
+// read by a projector whose failures the test switches on and off, and by
+// an audit handler that never fails.
 type world struct {
 	cat     string
 	failing atomic.Bool
 	mu      sync.Mutex
-	seen    []handled // successful CustomerProjector runs
+	seen    []handled      // successful CustomerProjector runs
+	audited map[string]int // successful AuditLog runs by customer id
 }
+
+const auditName = "AuditLog"
 
 type handled struct {
 	stream string
 	lane   consumer.Lane
 	ev     customers.CustomerUpdated
 	ver    string // the type string on the wire
+}
+
+func (w *world) auditCounts() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range w.audited {
+		out[k] = v
+	}
+	return out
 }
 
 func (w *world) handledList() []handled {
@@ -102,6 +116,11 @@ func (w *world) domain(t *testing.T, upcaster bool) *laneway.Domain {
 		return nil
 	})
 	b.AddHandler(h)
+	a := laneway.NewHandler(auditName)
+	laneway.On(a, func(ctx context.Context, tx *laneway.Tx, ev customers.CustomerUpdated, meta laneway.Meta) error {
+		return nil
+	})
+	b.AddHandler(a)
 	d, err := b.Build()
 	require.NoError(t, err)
 	return d
@@ -123,7 +142,7 @@ func (w *world) start(t *testing.T, b lanewaybroker.Broker, dom *laneway.Domain,
 	require.NoError(t, err)
 	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: b, DisableHTTP: true,
 		OnHandled: func(group string, m *consumer.Message, err error) {
-			if err != nil || group != customers.ProjectorName {
+			if err != nil {
 				return
 			}
 			var ev customers.CustomerUpdated
@@ -132,8 +151,15 @@ func (w *world) start(t *testing.T, b lanewaybroker.Broker, dom *laneway.Domain,
 				_ = json.Unmarshal(payload, &ev)
 			}
 			w.mu.Lock()
+			defer w.mu.Unlock()
+			if group == auditName {
+				if w.audited == nil {
+					w.audited = map[string]int{}
+				}
+				w.audited[ev.CustomerID]++
+				return
+			}
 			w.seen = append(w.seen, handled{stream: m.Stream, lane: m.Lane, ev: ev, ver: m.Envelope.Metadata.Headers.Type})
-			w.mu.Unlock()
 		}})
 	require.NoError(t, eng.Start(ctx))
 	var once sync.Once
@@ -192,6 +218,7 @@ func TestReplayToTheLaneItFailedOn(t *testing.T) {
 		require.Eventually(t, func() bool {
 			return depth(t, b, cat+":dlq") == 1 && depth(t, b, cat+":backfill:dlq") == 1
 		}, waitFor, tick)
+		require.Eventually(t, func() bool { return len(w.auditCounts()) == 2 }, waitFor, tick)
 
 		res, err := m.List(ctx, dlq.ListParams{})
 		require.NoError(t, err)
@@ -218,8 +245,13 @@ func TestReplayToTheLaneItFailedOn(t *testing.T) {
 		require.Len(t, got.Entries, 1)
 		bfID := got.Entries[0].ID
 		found, err := m.Find(ctx, bfID, "")
-		require.NoError(t, err)
-		assert.Equal(t, cat+":backfill:dlq", found.Stream)
+		if res.Entries[0].ID == res.Entries[1].ID {
+			// Both failed in the same millisecond: ids are times per stream.
+			require.ErrorIs(t, err, dlq.ErrAmbiguous)
+		} else {
+			require.NoError(t, err)
+			assert.Equal(t, cat+":backfill:dlq", found.Stream)
+		}
 
 		w.failing.Store(false) // the handler is fixed
 		for _, e := range res.Entries {
@@ -238,6 +270,27 @@ func TestReplayToTheLaneItFailedOn(t *testing.T) {
 		assert.Equal(t, cat+":backfill", byCustomer["c2"].stream)
 		assert.Zero(t, depth(t, b, cat+":dlq"))
 		assert.Zero(t, depth(t, b, cat+":backfill:dlq"))
+
+		// The replay was addressed to the projector: the audit handler,
+		// which had handled the originals, skipped the replays (the
+		// reference re-delivers to every group).
+		es, err := b.Range(ctx, cat+":backfill", "-", "+", 0)
+		require.NoError(t, err)
+		require.NotEmpty(t, es)
+		env, err := envelope.Decode([]byte(es[len(es)-1].Data))
+		require.NoError(t, err)
+		assert.Equal(t, customers.ProjectorName, env.Metadata.ReplayGroup)
+		require.Eventually(t, func() bool {
+			g, err := b.Groups(ctx, cat+":backfill")
+			require.NoError(t, err)
+			for _, x := range g {
+				if x.Name == auditName {
+					return x.Lag == 0 && x.Pending == 0
+				}
+			}
+			return false
+		}, waitFor, tick)
+		assert.Equal(t, map[string]int{"c1": 1, "c2": 1}, w.auditCounts())
 
 		// Replaying again finds nothing: the entry left the DLQ.
 		_, err = m.Replay(ctx, dlq.ReplayParams{ID: bfID})
@@ -416,29 +469,54 @@ func TestReplayOldVersionAfterUpcasterIsAdded(t *testing.T) {
 		w := &world{cat: cat}
 		stopOld := w.start(t, b, w.domain(t, false), true)
 		publishEvent(t, b, cat+":backfill", cat, 1, customers.CustomerUpdatedV1{CustomerID: "c7", Tier: "platinum"})
-		require.Eventually(t, func() bool { return depth(t, b, cat+":backfill:dlq") == 1 }, waitFor, tick)
+		// Each handler rejects it on its own: one DLQ entry per group.
+		require.Eventually(t, func() bool { return depth(t, b, cat+":backfill:dlq") == 2 }, waitFor, tick)
 		stopOld()
 		assert.Empty(t, w.handledList())
+		assert.Empty(t, w.auditCounts())
 
 		m := dlq.New(b, layout(cat, true))
 		res, err := m.List(ctx, dlq.ListParams{Stream: cat + ":backfill:dlq"})
 		require.NoError(t, err)
-		require.Len(t, res.Entries, 1)
-		e := res.Entries[0]
-		assert.Equal(t, customers.DomainName+".CustomerUpdated.v1", e.Type)
-		assert.Contains(t, e.Meta.FailureReason, "CustomerUpdated")
-		t.Logf("failure reason without the upcaster: %s", e.Meta.FailureReason)
+		require.Len(t, res.Entries, 2)
+		var groups []string
+		for _, e := range res.Entries {
+			groups = append(groups, e.Meta.ConsumerGroup)
+			assert.Equal(t, customers.DomainName+".CustomerUpdated.v1", e.Type)
+			assert.Contains(t, e.Meta.FailureReason, "no upcaster from CustomerUpdated v1")
+		}
+		assert.ElementsMatch(t, []string{customers.ProjectorName, auditName}, groups)
+		t.Logf("failure reason without the upcaster: %s", res.Entries[0].Meta.FailureReason)
 
 		w.start(t, b, w.domain(t, true), true) // the new build, with the upcaster
-		r, err := m.Replay(ctx, dlq.ReplayParams{ID: e.ID})
+		r, err := m.Replay(ctx, dlq.ReplayParams{ID: res.Entries[0].ID})
 		require.NoError(t, err)
 		assert.Equal(t, cat+":backfill", r.Target)
-		require.Eventually(t, func() bool { return len(w.handledList()) == 1 }, waitFor, tick)
+		all, err := m.ReplayAll(ctx, cat+":backfill:dlq", dlq.ToOriginal)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), all.Replayed)
+		require.Eventually(t, func() bool {
+			return len(w.handledList()) == 1 && w.auditCounts()["c7"] == 1
+		}, waitFor, tick)
 		h := w.handledList()[0]
 		assert.Equal(t, customers.CustomerUpdated{CustomerID: "c7", LoyaltyTier: "platinum"}, h.ev, "handled as v2")
 		assert.Equal(t, customers.DomainName+".CustomerUpdated.v1", h.ver, "the wire entry is still v1")
 		assert.Equal(t, consumer.Backfill, h.lane)
 		assert.Zero(t, depth(t, b, cat+":backfill:dlq"))
+		// Each group handled its own replay once, not the other's.
+		require.Eventually(t, func() bool {
+			g, err := b.Groups(ctx, cat+":backfill")
+			require.NoError(t, err)
+			done := 0
+			for _, x := range g {
+				if x.Lag == 0 && x.Pending == 0 {
+					done++
+				}
+			}
+			return done == 2
+		}, waitFor, tick)
+		assert.Len(t, w.handledList(), 1)
+		assert.Equal(t, map[string]int{"c7": 1}, w.auditCounts())
 	})
 }
 
