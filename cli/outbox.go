@@ -228,14 +228,14 @@ func outboxList(g *globals) *cobra.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tMESSAGE ID\tTYPE\tPRIORITY\tSTATUS\tRETRIES\tCREATED\tSTREAM\tLAST ERROR")
+			fmt.Fprintln(tw, "ID\tMESSAGE ID\tTYPE\tPRIORITY\tSTATUS\tRETRIES\tCREATED\tNEXT RETRY\tPUBLISHED TO\tLAST ERROR")
 			for _, r := range rows {
-				stream := r.PublishedStream
-				if stream == "" {
-					stream = r.StreamCategory
+				next := "-"
+				if r.NextRetryAt != nil && r.Status == lanewaystore.StatusFailed {
+					next = r.NextRetryAt.Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\n", r.ID, r.MessageID, r.Type, r.Priority, r.Status,
-					r.RetryCount, r.CreatedAt.Format(time.RFC3339), stream, clip(dash(r.LastError), 80))
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.MessageID, r.Type, r.Priority, r.Status,
+					r.RetryCount, r.CreatedAt.Format(time.RFC3339), next, dash(r.PublishedStream), clip(dash(r.LastError), 200))
 			}
 			tw.Flush()
 			fmt.Fprintf(g.stdout, "\n%d rows shown, newest first (--limit %d).\n", len(rows), limit)
