@@ -106,7 +106,7 @@ func dlqList(g *globals) *cobra.Command {
 					dash(e.Meta.FailedAt), e.Meta.RetryCount, clip(dash(reason), 200))
 			}
 			tw.Flush()
-			fmt.Fprintf(g.stdout, "\n%d of %d entries shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), res.Total)
+			fmt.Fprintf(g.stdout, "\n%d of %s shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), count(res.Total, "entry", "entries"))
 			return nil
 		},
 	}
@@ -255,7 +255,7 @@ func dlqReplayAll(g *globals) *cobra.Command {
 			if target != dlq.ToOriginal {
 				where = "the " + string(target) + " lane"
 			}
-			if err := g.confirm(yes, "replay "+s.Name, fmt.Sprintf("Replay all %d entries of %s to %s?", s.Depth, s.Name, where)); err != nil {
+			if err := g.confirm(yes, "replay "+s.Name, fmt.Sprintf("Replay %s of %s to %s?", allOf(s.Depth), s.Name, where)); err != nil {
 				return err
 			}
 			res, err := m.ReplayAll(cmd.Context(), s.Name, target)
@@ -275,13 +275,13 @@ func dlqReplayAll(g *globals) *cobra.Command {
 				for t, n := range res.Targets {
 					to = append(to, fmt.Sprintf("%d to %s", n, t))
 				}
-				fmt.Fprintf(g.stdout, "Replayed %d entries from %s (%s).\n", res.Replayed, s.Name, strings.Join(to, ", "))
+				fmt.Fprintf(g.stdout, "Replayed %s from %s (%s).\n", count(res.Replayed, "entry", "entries"), s.Name, strings.Join(to, ", "))
 				for _, e := range res.Skipped {
 					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.ID, s.Name, e.Problem)
 				}
 			}
 			if len(res.Skipped) > 0 {
-				return exitError{code: 1, msg: fmt.Sprintf("%d entries could not be replayed and stay in %s", len(res.Skipped), s.Name)}
+				return exitError{code: 1, msg: fmt.Sprintf("%s could not be replayed and stay in %s", count(int64(len(res.Skipped)), "entry", "entries"), s.Name)}
 			}
 			return nil
 		},
@@ -314,7 +314,7 @@ func dlqPurge(g *globals) *cobra.Command {
 			if s.Depth == 0 {
 				return g.emptyDLQ(asJSON, s, "purged")
 			}
-			if err := g.confirm(yes, "purge "+s.Name, fmt.Sprintf("Delete all %d entries of %s? This cannot be undone.", s.Depth, s.Name)); err != nil {
+			if err := g.confirm(yes, "purge "+s.Name, fmt.Sprintf("Delete %s of %s? This cannot be undone.", allOf(s.Depth), s.Name)); err != nil {
 				return err
 			}
 			s, n, err := m.Purge(cmd.Context(), s.Name)
@@ -324,7 +324,7 @@ func dlqPurge(g *globals) *cobra.Command {
 			if asJSON {
 				return g.writeJSON(map[string]any{"dlq_stream": s.Name, "purged": n})
 			}
-			fmt.Fprintf(g.stdout, "Purged %d entries from %s.\n", n, s.Name)
+			fmt.Fprintf(g.stdout, "Purged %s from %s.\n", count(n, "entry", "entries"), s.Name)
 			return nil
 		},
 	}
@@ -341,4 +341,12 @@ func (g *globals) emptyDLQ(asJSON bool, s dlq.Stream, verb string) error {
 	}
 	fmt.Fprintf(g.stdout, "%s is empty: nothing %s.\n", s.Name, verb)
 	return nil
+}
+
+// allOf names every entry of a stream in a confirmation question.
+func allOf(n int64) string {
+	if n == 1 {
+		return "the 1 entry"
+	}
+	return fmt.Sprintf("all %d entries", n)
 }

@@ -43,3 +43,11 @@ func clip(s string, n int) string {
 	}
 	return string(r[:n-3]) + "..."
 }
+
+// count is "1 entry" or "n entries" (and the like for other nouns).
+func count(n int64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

@@ -206,7 +206,7 @@ func TestDLQPoisonMessage(t *testing.T) {
 
 	code, out, errs = e.cli(nil, "dlq", "purge", "--stream", stream, "--yes")
 	require.Equal(t, 0, code, errs)
-	assert.Equal(t, "Purged 1 entries from customer:dlq.\n", out)
+	assert.Equal(t, "Purged 1 entry from customer:dlq.\n", out)
 	assert.Zero(t, e.rdbLen(stream+":dlq"))
 
 	eng.signal(t, syscall.SIGTERM)
