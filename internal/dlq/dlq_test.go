@@ -529,3 +529,51 @@ func TestParseTarget(t *testing.T) {
 	_, err := dlq.ParseTarget("sideways")
 	assert.EqualError(t, err, `--to "sideways": use original, primary or backfill`)
 }
+
+// An entry the reference wrote (failed_at null, no failure_reason, members
+// we do not model) is listed as far as it goes and replayed with every
+// member kept, addressed to its group through metadata.extensions.
+func TestReferenceEntry(t *testing.T) {
+	eachBroker(t, func(t *testing.T, b lanewaybroker.Broker, cat string) {
+		ctx := context.Background()
+		data := `{"customer_id":"c1","loyalty_tier":"gold"}`
+		sum, err := envelope.Checksum([]byte(data))
+		require.NoError(t, err)
+		entry := fmt.Sprintf(`{"data":%s,"metadata":{"headers":{"id":"m1","type":"Customers.CustomerUpdated.v2","stream":"%s-c1","traceparent":null},`+
+			`"envelope":{"specversion":"1.0","checksum":"%s"},"domain":{"kind":"EVENT","stream_category":"%s","version":"v2","priority":0},`+
+			`"event_store":null,"extensions":{"tenant":"acme"}},`+
+			`"_dlq_metadata":{"original_stream":"%s","original_id":"1-0","consumer_group":"CustomerProjector","consumer":"c","failed_at":null,"retry_count":3}}`,
+			data, cat, sum, cat, cat)
+		_, err = b.Publish(ctx, []lanewaybroker.Publication{{Stream: cat + ":dlq", Data: entry}})
+		require.NoError(t, err)
+
+		m := dlq.New(b, layout(cat, true))
+		res, err := m.List(ctx, dlq.ListParams{})
+		require.NoError(t, err)
+		require.Len(t, res.Entries, 1)
+		e := res.Entries[0]
+		assert.Empty(t, e.Meta.FailedAt)
+		assert.Empty(t, e.Meta.FailureReason)
+		assert.Equal(t, int64(3), e.Meta.RetryCount)
+		assert.Equal(t, "CustomerProjector", e.Meta.ConsumerGroup)
+		assert.Empty(t, e.Problem)
+
+		r, err := m.Replay(ctx, dlq.ReplayParams{ID: e.ID})
+		require.NoError(t, err)
+		assert.Equal(t, cat, r.Target)
+		es, err := b.Range(ctx, cat, "-", "+", 0)
+		require.NoError(t, err)
+		require.Len(t, es, 1)
+		var got map[string]any
+		require.NoError(t, json.Unmarshal([]byte(es[0].Data), &got))
+		assert.NotContains(t, got, "_dlq_metadata")
+		meta := got["metadata"].(map[string]any)
+		assert.Contains(t, meta, "event_store")
+		assert.Contains(t, meta["headers"], "traceparent")
+		assert.Equal(t, map[string]any{"tenant": "acme", envelope.ReplayGroupExtension: "CustomerProjector"}, meta["extensions"])
+		env, err := envelope.Decode([]byte(es[0].Data))
+		require.NoError(t, err, "the replayed entry still decodes (checksum intact)")
+		assert.Equal(t, "CustomerProjector", env.Metadata.ReplayGroup)
+		assert.JSONEq(t, data, string(env.Data))
+	})
+}
