@@ -251,9 +251,9 @@ func dlqReplayAll(g *globals) *cobra.Command {
 			if s.Depth == 0 {
 				return g.emptyDLQ(asJSON, s, "replayed")
 			}
-			where := "the lane each failed on"
-			if target != dlq.ToOriginal {
-				where = "the " + string(target) + " lane"
+			where, err := m.StreamTarget(s, target) // refused here, before asking, when nothing reads it
+			if err != nil {
+				return err
 			}
 			if err := g.confirm(yes, "replay "+s.Name, fmt.Sprintf("Replay %s of %s to %s?", allOf(s.Depth), s.Name, where)); err != nil {
 				return err
@@ -276,7 +276,11 @@ func dlqReplayAll(g *globals) *cobra.Command {
 					to = append(to, fmt.Sprintf("%d to %s", n, t))
 				}
 				fmt.Fprintf(g.stdout, "Replayed %s from %s (%s).\n", count(res.Replayed, "entry", "entries"), s.Name, strings.Join(to, ", "))
-				for _, e := range res.Skipped {
+				for i, e := range res.Skipped {
+					if i == 10 {
+						fmt.Fprintf(g.stderr, "... and %d more (laneway dlq list --stream %s)\n", len(res.Skipped)-i, s.Name)
+						break
+					}
 					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.ID, s.Name, e.Problem)
 				}
 			}

@@ -382,6 +382,12 @@ func (m *Manager) TargetOf(e Entry, t Target) (string, error) {
 	return target, nil
 }
 
+// StreamTarget is TargetOf for the entries of DLQ stream s that carry no
+// original_stream of their own (the lane s belongs to).
+func (m *Manager) StreamTarget(s Stream, to Target) (string, error) {
+	return m.TargetOf(Entry{Stream: s.Name, ID: "of " + s.Name}, to)
+}
+
 // ReplayParams replay one entry.
 type ReplayParams struct {
 	ID     string
@@ -446,6 +452,11 @@ func (m *Manager) ReplayAll(ctx context.Context, stream string, to Target) (Repl
 		return ReplayAllResult{}, err
 	}
 	res := ReplayAllResult{Stream: s, Targets: map[string]int64{}}
+	// A target nothing reads is refused for the whole stream at once rather
+	// than entry by entry.
+	if _, err := m.StreamTarget(s, to); err != nil {
+		return res, err
+	}
 	err = m.walk(ctx, s, func(es []lanewaybroker.Entry) error {
 		var pubs []lanewaybroker.Publication
 		var ids []string
