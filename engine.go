@@ -215,6 +215,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
 			Handle: func(ctx context.Context, msg *consumer.Message) error {
+				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.group {
+					return nil // a DLQ replay for another handler; this one handled the original
+				}
 				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(s.group, msg, err)

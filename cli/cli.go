@@ -73,6 +73,7 @@ type globals struct {
 	env       string
 	logLevel  string
 	logFormat string
+	stdin     io.Reader // confirmations of destructive commands (confirm.go)
 	stdout    io.Writer
 	stderr    io.Writer
 	domain    DomainFactory
@@ -80,7 +81,7 @@ type globals struct {
 
 // New builds the command tree (no package globals).
 func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{stdout: stdout, stderr: stderr, domain: domain}
+	g := &globals{stdin: os.Stdin, stdout: stdout, stderr: stderr, domain: domain}
 	root := &cobra.Command{
 		Use:           "laneway",
 		Short:         "Event-driven domain services with priority lanes",
@@ -102,6 +103,8 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newDemoCmd(g),
 		newLanesCmd(g),
 		newDoctorCmd(g),
+		newDLQCmd(g),
+		newOutboxCmd(g),
 	)
 	return root
 }

@@ -233,6 +233,13 @@ func decodeMetadata(meta object, md *Metadata) error {
 		return err
 	}
 	d.Priority, d.Version = int(priority), int(version)
+
+	// Extensions are the producer's business; only our own member is read,
+	// and an extensions value of another shape is not a reason to reject
+	// the message.
+	if ext, ok, err := meta.object("extensions"); err == nil && ok {
+		md.ReplayGroup, _ = ext.str(ReplayGroupExtension)
+	}
 	return nil
 }
 

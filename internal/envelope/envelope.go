@@ -25,7 +25,20 @@ type Metadata struct {
 	Headers  Headers   `json:"headers"`
 	Envelope Integrity `json:"envelope"`
 	Domain   Domain    `json:"domain"`
+
+	// ReplayGroup is set on an entry that `laneway dlq replay` re-published
+	// for the one handler (consumer group) that had failed on it. The other
+	// groups reading the stream handled the original already, so they skip
+	// it instead of handling it twice. It travels as
+	// metadata.extensions.laneway_replay_group (extensions is the
+	// reference's place for extra attributes); Decode reads it, Encode does
+	// not write it (internal/dlq adds it to the replayed entry).
+	ReplayGroup string `json:"-"`
 }
+
+// ReplayGroupExtension is the metadata.extensions member holding
+// Metadata.ReplayGroup.
+const ReplayGroupExtension = "laneway_replay_group"
 
 // Headers identify the message. Type is "<Domain>.<Name>.v<N>"; Stream is
 // the aggregate instance stream ("customer-42"); Time is RFC 3339 with

@@ -93,7 +93,9 @@ func (o consumerObs) Handled(lane consumer.Lane, outcome string, d time.Duration
 	}
 }
 
-func (o consumerObs) Retried(lane consumer.Lane) { o.m.retries.WithLabelValues(o.handler, lane.String()).Inc() }
+func (o consumerObs) Retried(lane consumer.Lane) {
+	o.m.retries.WithLabelValues(o.handler, lane.String()).Inc()
+}
 
 func (o consumerObs) DeadLettered(lane consumer.Lane, stream string) {
 	o.m.dlqRouted.WithLabelValues(o.handler, lane.String(), stream).Inc()
