@@ -91,6 +91,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newConfigCmd(g),
 		newDBCmd(g),
 		newDemoCmd(g),
+		newExampleCmd(g),
 	)
 	return root
 }
