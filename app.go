@@ -303,21 +303,29 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 }
 
 // runInTx runs fn in one unit of work at priority p and writes its events.
-func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
+// The database transaction begins when fn first uses the database (see
+// lazyTx); a unit of work that never does commits nothing.
+func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
-	wrote := false
-	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
-		if err := fn(ctx, tx); err != nil {
-			return err
+	lz := &lazyTx{store: a.store, ctx: ctx}
+	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	finished := false
+	defer func() {
+		if !finished { // fn panicked: roll back, let the panic go on
+			_ = lz.finish(errors.New("laneway: unit of work panicked"))
 		}
-		if len(tx.rows) == 0 {
-			return nil
+	}()
+	err = fn(ctx, tx)
+	if err == nil && len(tx.rows) > 0 {
+		var st lanewaystore.Tx
+		if st, err = tx.store(); err == nil {
+			err = st.InsertOutbox(ctx, tx.rows)
 		}
-		wrote = true
-		return st.InsertOutbox(ctx, tx.rows)
-	})
-	if err == nil && wrote {
+	}
+	finished = true
+	err = lz.finish(err)
+	tx.st, tx.lazy = nil, nil
+	if err == nil && len(tx.rows) > 0 {
 		a.committed()
 	}
 	return err
