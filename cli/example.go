@@ -263,17 +263,26 @@ func dryRunMigrate(ctx context.Context, g *globals, cfg *lanewayconfig.Config, p
 	if p.jsonOut {
 		return json.NewEncoder(g.stdout).Encode(rep)
 	}
+	// The engine's relay routes the rows, under the engine's configuration;
+	// this one (same --domain and environment) is the best guess at it.
 	lanes := cfg.Server.PriorityLanes
-	route := "the primary lane \"customer\" (lanes are off in this configuration)"
-	if lanes.Enabled && int(p.priority) < lanes.Threshold {
-		route = fmt.Sprintf("the backfill lane \"customer:%s\"", lanes.BackfillSuffix)
-	} else if lanes.Enabled {
-		route = fmt.Sprintf("the primary lane \"customer\" (priority %d is not below the threshold %d)", int(p.priority), lanes.Threshold)
+	env := cfg.EnvName()
+	if env == "" {
+		env = "no overlay"
+	}
+	var route string
+	switch {
+	case !lanes.Enabled:
+		route = fmt.Sprintf("lanes are off in this configuration (%s), so an engine with it relays them to \"customer\"", env)
+	case int(p.priority) < lanes.Threshold:
+		route = fmt.Sprintf("below the threshold %d, so an engine with this configuration (%s) relays them to \"customer:%s\"", lanes.Threshold, env, lanes.BackfillSuffix)
+	default:
+		route = fmt.Sprintf("not below the threshold %d, so they stay on \"customer\"", lanes.Threshold)
 	}
 	fmt.Fprintf(g.stdout, "dry run: nothing written (database %s, %s)\n", db.Provider, lanewayconfig.RedactURL(db.URL))
 	fmt.Fprintf(g.stdout, "  customers found:        %d\n", existing)
-	fmt.Fprintf(g.stdout, "  would register:         %d at priority NORMAL (0), to the primary lane \"customer\"\n", rep.Registered)
-	fmt.Fprintf(g.stdout, "  would update tiers of:  %d at priority %s (%d), to %s\n", p.count, p.priority, int(p.priority), route)
+	fmt.Fprintf(g.stdout, "  would register:         %d at priority NORMAL (0): production writes, primary lane \"customer\"\n", rep.Registered)
+	fmt.Fprintf(g.stdout, "  would update tiers of:  %d at priority %s (%d): %s\n", p.count, p.priority, int(p.priority), route)
 	fmt.Fprintf(g.stdout, "  transactions:           %d (batch %d)\n", (rep.Registered+p.batch-1)/p.batch+(p.count+p.batch-1)/p.batch, p.batch)
 	return nil
 }

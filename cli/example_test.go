@@ -80,7 +80,7 @@ func TestMigrateTiersSQLite(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist, "a dry run writes nothing")
 	code, out, errs := run(t, "example", "migrate-tiers", "--domain", dir, "--count", "300", "--dry-run")
 	require.Equal(t, 0, code, errs)
-	require.Contains(t, out, `to the backfill lane "customer:backfill"`)
+	require.Contains(t, out, `below the threshold 0, so an engine with this configuration (no overlay) relays them to "customer:backfill"`)
 
 	// An empty database: 300 registrations at NORMAL, then 300 updates at LOW.
 	code, rep, errs = migrate(t, dir, "--count", "300")
