@@ -105,4 +105,3 @@ func checkDemo(t *testing.T, rep demoOutput, broker, database string, backfill i
 	t.Logf("primary p99: lanes off %.1f ms, lanes on %.1f ms (%.0fx)", off, on, off/on)
 	require.GreaterOrEqual(t, off, 10*on, "primary p99 with lanes on must be at least 10x lower than with lanes off")
 }
-
