@@ -65,7 +65,11 @@ func Load[T any, PT interface {
 	if err != nil {
 		return nil, err
 	}
-	rec, err := tx.st.LoadAggregate(ctx, meta.category, id)
+	st, err := tx.store()
+	if err != nil {
+		return nil, fmt.Errorf("load %s %s: %w", meta.name, id, err)
+	}
+	rec, err := st.LoadAggregate(ctx, meta.category, id)
 	if err != nil {
 		return nil, fmt.Errorf("load %s %s: %w", meta.name, id, err)
 	}

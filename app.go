@@ -119,47 +119,182 @@ func resolvePriority(ctx context.Context, o processOptions) Priority {
 // resolved priority. Asynchronously the command itself is written to the
 // outbox (category "<category>:command") and the engine runs it later.
 func (a *App) Process(ctx context.Context, cmd Command, opts ...ProcessOption) error {
+	o := collectOptions(opts)
+	c, err := a.prepare(ctx, cmd, o)
+	if err != nil {
+		return err
+	}
+	if c.async {
+		row, err := a.commandRow(c)
+		if err != nil {
+			return err
+		}
+		return a.insertRows(ctx, []lanewaystore.OutboxRow{row})
+	}
+	return a.runInTx(ctx, c.priority, c.corr, c.id, func(ctx context.Context, tx *Tx) error {
+		return c.meta.runTyped(ctx, tx, cmd)
+	})
+}
+
+// BatchError is returned by ProcessBatch when some commands failed. The
+// others are committed.
+type BatchError struct {
+	// Errs has one entry per command of the batch: nil for a command that
+	// committed, its error otherwise.
+	Errs []error
+}
+
+// Failed is the number of commands that failed.
+func (e *BatchError) Failed() int {
+	n := 0
+	for _, err := range e.Errs {
+		if err != nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (e *BatchError) Error() string {
+	for i, err := range e.Errs {
+		if err != nil {
+			return fmt.Sprintf("%d of %d commands failed; first (#%d): %v", e.Failed(), len(e.Errs), i, err)
+		}
+	}
+	return "no command failed"
+}
+
+// Unwrap returns the individual errors, so errors.Is and errors.As see them.
+func (e *BatchError) Unwrap() []error {
+	var out []error
+	for _, err := range e.Errs {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// ProcessBatch handles cmds like as many Process calls with the same
+// options, but in ONE unit of work: one database transaction holds every
+// command's aggregate writes and outbox rows, which is what makes bulk jobs
+// (migrations, imports) fast, since a commit costs far more than a command.
+// Each command keeps its own id and correlation id (unless CorrelationID is
+// given), and commands see the writes of the ones before them in the batch.
+//
+// If any command fails, the transaction is rolled back and every command is
+// retried alone in its own unit of work, so one bad record does not sink the
+// batch: the result is then nil when all retries succeeded, or a
+// *BatchError naming which commands failed (the others are committed). An
+// unregistered command type fails the whole call before anything is written.
+func (a *App) ProcessBatch(ctx context.Context, cmds []Command, opts ...ProcessOption) error {
+	o := collectOptions(opts)
+	prepared := make([]preparedCommand, len(cmds))
+	for i, cmd := range cmds {
+		c, err := a.prepare(ctx, cmd, o)
+		if err != nil {
+			return fmt.Errorf("batch command #%d: %w", i, err)
+		}
+		prepared[i] = c
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	err := a.batchInTx(ctx, prepared)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	be := &BatchError{Errs: make([]error, len(cmds))}
+	for i, cmd := range cmds {
+		be.Errs[i] = a.Process(ctx, cmd, opts...)
+	}
+	if be.Failed() == 0 {
+		return nil
+	}
+	return be
+}
+
+func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
+	var rows []lanewaystore.OutboxRow
+	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+		rows = rows[:0]
+		for _, c := range cmds {
+			if c.async {
+				row, err := a.commandRow(c)
+				if err != nil {
+					return err
+				}
+				rows = append(rows, row)
+				continue
+			}
+			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
+			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
+				return err
+			}
+			rows = append(rows, tx.rows...)
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		return st.InsertOutbox(ctx, rows)
+	})
+	if err == nil && len(rows) > 0 {
+		a.committed()
+	}
+	return err
+}
+
+func collectOptions(opts []ProcessOption) processOptions {
 	var o processOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
+	return o
+}
+
+// preparedCommand is a command with its options resolved.
+type preparedCommand struct {
+	cmd      Command
+	meta     *commandMeta
+	priority Priority
+	async    bool
+	id, corr string
+}
+
+func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (preparedCommand, error) {
 	cm, ok := a.dom.cmdByType[reflect.TypeOf(cmd)]
 	if !ok {
-		return fmt.Errorf("command %T is not registered in domain %s (laneway.RegisterCommand)", cmd, a.dom.name)
+		return preparedCommand{}, fmt.Errorf("command %T is not registered in domain %s (laneway.RegisterCommand)", cmd, a.dom.name)
 	}
-	p := resolvePriority(ctx, o)
-	async := a.cfg.CommandProcessing == "async"
+	c := preparedCommand{cmd: cmd, meta: cm, priority: resolvePriority(ctx, o), async: a.cfg.CommandProcessing == "async", id: newID(), corr: o.correlation}
 	if o.async != nil {
-		async = *o.async
+		c.async = *o.async
 	}
-	cmdID := newID()
-	corr := o.correlation
-	if corr == "" {
-		corr = cmdID
+	if c.corr == "" {
+		c.corr = c.id
 	}
-	if async {
-		return a.enqueueCommand(ctx, cm, cmd, cmdID, corr, p)
+	return c, nil
+}
+
+// commandRow is the outbox row of an async command.
+func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
+	target := c.id
+	if t, ok := c.cmd.(Targeted); ok && t.TargetID() != "" {
+		target = t.TargetID()
 	}
-	return a.runInTx(ctx, p, corr, cmdID, func(ctx context.Context, tx *Tx) error {
-		return cm.runTyped(ctx, tx, cmd)
+	category := c.meta.aggregate.category + ":command"
+	return a.dom.outboxRow(outboxSpec{
+		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
+		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),
 	})
 }
 
-func (a *App) enqueueCommand(ctx context.Context, cm *commandMeta, cmd Command, id, corr string, p Priority) error {
-	target := id
-	if t, ok := cmd.(Targeted); ok && t.TargetID() != "" {
-		target = t.TargetID()
-	}
-	category := cm.aggregate.category + ":command"
-	row, err := a.dom.outboxRow(outboxSpec{
-		id: id, kind: envelope.KindCommand, name: cm.name, version: 1, category: category,
-		stream: category + "-" + target, payload: cmd, priority: p, corrID: corr, at: time.Now().UTC(),
-	})
-	if err != nil {
-		return err
-	}
-	err = a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		return st.InsertOutbox(ctx, []lanewaystore.OutboxRow{row})
+func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) error {
+	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+		return st.InsertOutbox(ctx, rows)
 	})
 	if err == nil {
 		a.committed()
@@ -168,21 +303,29 @@ func (a *App) enqueueCommand(ctx context.Context, cm *commandMeta, cmd Command, 
 }
 
 // runInTx runs fn in one unit of work at priority p and writes its events.
-func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
+// The database transaction begins when fn first uses the database (see
+// lazyTx); a unit of work that never does commits nothing.
+func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
-	wrote := false
-	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
-		if err := fn(ctx, tx); err != nil {
-			return err
+	lz := &lazyTx{store: a.store, ctx: ctx}
+	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	finished := false
+	defer func() {
+		if !finished { // fn panicked: roll back, let the panic go on
+			_ = lz.finish(errors.New("laneway: unit of work panicked"))
 		}
-		if len(tx.rows) == 0 {
-			return nil
+	}()
+	err = fn(ctx, tx)
+	if err == nil && len(tx.rows) > 0 {
+		var st lanewaystore.Tx
+		if st, err = tx.store(); err == nil {
+			err = st.InsertOutbox(ctx, tx.rows)
 		}
-		wrote = true
-		return st.InsertOutbox(ctx, tx.rows)
-	})
-	if err == nil && wrote {
+	}
+	finished = true
+	err = lz.finish(err)
+	tx.st, tx.lazy = nil, nil
+	if err == nil && len(tx.rows) > 0 {
 		a.committed()
 	}
 	return err

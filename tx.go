@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -17,8 +18,10 @@ import (
 // the outbox rows of every event raised, and the handler's own read-model
 // writes (Exec/Query). Everything commits together or not at all.
 type Tx struct {
-	dom      *Domain
+	dom *Domain
+	// st is the store transaction; nil until first use when lazy is set.
 	st       lanewaystore.Tx
+	lazy     *lazyTx
 	priority Priority
 	corrID   string
 	causeID  string
@@ -30,24 +33,40 @@ func (tx *Tx) Priority() Priority { return tx.priority }
 
 // Exec runs the caller's SQL in the transaction ($1, $2 placeholders on every store).
 func (tx *Tx) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	return tx.st.Exec(ctx, sql, args...)
+	st, err := tx.store()
+	if err != nil {
+		return 0, err
+	}
+	return st.Exec(ctx, sql, args...)
 }
 
 // Query runs the caller's SQL in the transaction.
 func (tx *Tx) Query(ctx context.Context, sql string, args ...any) (lanewaystore.Rows, error) {
-	return tx.st.Query(ctx, sql, args...)
+	st, err := tx.store()
+	if err != nil {
+		return nil, err
+	}
+	return st.Query(ctx, sql, args...)
 }
 
 // QueryRow runs the caller's single-row SQL in the transaction.
 func (tx *Tx) QueryRow(ctx context.Context, sql string, args ...any) lanewaystore.Row {
-	return tx.st.QueryRow(ctx, sql, args...)
+	st, err := tx.store()
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRow(ctx, sql, args...)
 }
 
 // MarkProcessed records that handler processed messageID in this
 // transaction; false means it already had, and the caller should skip the
 // work (effectively-once projections: the marker commits with the read model).
 func (tx *Tx) MarkProcessed(ctx context.Context, handler, messageID string) (bool, error) {
-	return tx.st.MarkProcessed(ctx, handler, messageID)
+	st, err := tx.store()
+	if err != nil {
+		return false, err
+	}
+	return st.MarkProcessed(ctx, handler, messageID)
 }
 
 // Save writes the aggregate with optimistic concurrency and queues one
@@ -66,7 +85,11 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 	if err != nil {
 		return fmt.Errorf("encode %s %s: %w", meta.name, root.id, err)
 	}
-	if err := tx.st.SaveAggregate(ctx, lanewaystore.SaveAggregateParams{
+	st, err := tx.store()
+	if err != nil {
+		return fmt.Errorf("save %s %s: %w", meta.name, root.id, err)
+	}
+	if err := st.SaveAggregate(ctx, lanewaystore.SaveAggregateParams{
 		Category: meta.category, ID: root.id, ExpectedVersion: root.version, Data: data,
 	}); err != nil {
 		return fmt.Errorf("save %s %s: %w", meta.name, root.id, err)
@@ -92,6 +115,87 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 	}
 	root.pending = nil
 	return nil
+}
+
+// store returns the store transaction, beginning it on first use.
+func (tx *Tx) store() (lanewaystore.Tx, error) {
+	if tx.st != nil {
+		return tx.st, nil
+	}
+	if tx.lazy == nil {
+		return nil, errors.New("laneway: transaction used after its unit of work ended")
+	}
+	st, err := tx.lazy.get()
+	if err != nil {
+		return nil, err
+	}
+	tx.st = st
+	return st, nil
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// lazyTx begins a unit of work's database transaction when the handler
+// first touches the database, not before it starts. A handler that never
+// does (one that sends an email) then holds no connection while it works;
+// on SQLite, whose single writer connection every unit of work shares, a
+// slow handler inside an eager transaction would stall every other writer
+// (producers, projectors, the relay) for its whole duration.
+//
+// Store.InTx takes a callback, so the transaction runs in a goroutine that
+// waits for the unit of work's outcome; finish (always called, deferred by
+// runInTx) hands it over and waits for the commit or rollback.
+type lazyTx struct {
+	store   lanewaystore.Store
+	ctx     context.Context
+	st      lanewaystore.Tx
+	err     error      // a failed begin, returned on every later use
+	outcome chan error // the unit of work's result, to the InTx goroutine
+	done    chan error // InTx's result
+}
+
+func (l *lazyTx) get() (lanewaystore.Tx, error) {
+	if l.st != nil || l.err != nil {
+		return l.st, l.err
+	}
+	ready := make(chan lanewaystore.Tx, 1)
+	l.outcome = make(chan error, 1)
+	l.done = make(chan error, 1)
+	go func() {
+		l.done <- l.store.InTx(l.ctx, func(_ context.Context, st lanewaystore.Tx) error {
+			ready <- st
+			return <-l.outcome
+		})
+	}()
+	select {
+	case st := <-ready:
+		l.st = st
+		return st, nil
+	case err := <-l.done:
+		l.err = err
+		return nil, err
+	}
+}
+
+// finish commits the transaction when err is nil and rolls it back
+// otherwise; it returns err, or the commit's error. Without a transaction
+// it only reports a failed begin the caller may have ignored.
+func (l *lazyTx) finish(err error) error {
+	if l.st == nil {
+		if err == nil {
+			err = l.err
+		}
+		return err
+	}
+	l.st = nil
+	l.outcome <- err
+	cerr := <-l.done
+	if err != nil {
+		return err
+	}
+	return cerr
 }
 
 type outboxSpec struct {

@@ -105,6 +105,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newDoctorCmd(g),
 		newDLQCmd(g),
 		newOutboxCmd(g),
+		newExampleCmd(g),
 	)
 	return root
 }

@@ -33,6 +33,7 @@ type demoParams struct {
 	rate        float64
 	backfill    int
 	handlerCost time.Duration
+	concurrency int
 	jsonOut     bool
 	// maxExtra bounds how long production keeps running after duration
 	// while the backfill has not drained yet.
@@ -49,8 +50,10 @@ production traffic (RegisterCustomer at NORMAL priority, --rate per second)
 while a backfill of --backfill RegisterCustomer commands at LOW priority floods
 in, once with priority lanes off and once with them on. NotificationHandler
 (a stand-in for a confirmation email costing --handler-cost) handles every
-event with one handler slot. The demo reports the production latency
-(commit to email sent) and how long the backfill took to drain.
+event with --concurrency handler slots; with lanes on, backfill may hold all
+of them but one. The demo reports
+the production latency (commit to email sent) and how long the backfill took
+to drain, and fails (exit 1) if any command sent was not handled.
 
 By default everything is embedded: a SQLite file in a temporary directory
 (removed at the end) and an in-process broker, fresh for each run.
@@ -71,6 +74,9 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 			if p.duration <= 0 {
 				return errors.New("--duration must be positive")
 			}
+			if p.concurrency < 1 {
+				return errors.New("--concurrency must be at least 1")
+			}
 			if p.handlerCost < 0 {
 				return errors.New("--handler-cost must not be negative")
 			}
@@ -82,8 +88,9 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 	f.StringVar(&p.database, "database", "", "PostgreSQL URL (a fresh schema per run); default: a temporary SQLite file")
 	f.DurationVar(&p.duration, "duration", 15*time.Second, "least time production traffic runs in each run (it also runs until the backfill drained)")
 	f.Float64Var(&p.rate, "rate", 200, "production commands per second")
-	f.IntVar(&p.backfill, "backfill", 6000, "backfill commands (LOW priority) per run")
+	f.IntVar(&p.backfill, "backfill", 20000, "backfill commands (LOW priority) per run")
 	f.DurationVar(&p.handlerCost, "handler-cost", time.Millisecond, "simulated cost of one confirmation email in NotificationHandler")
+	f.IntVar(&p.concurrency, "concurrency", 4, "handlers in flight per subscription; with lanes on, backfill may hold all but one of them")
 	f.BoolVar(&p.jsonOut, "json", false, "print one JSON object instead of the table")
 	f.DurationVar(&p.maxExtra, "max-extra", 30*time.Second, "how long production may keep running after --duration while the backfill drains")
 	_ = f.MarkHidden("max-extra")
@@ -114,6 +121,7 @@ type demoReport struct {
 	Database    string    `json:"database"`
 	Rate        float64   `json:"rate_per_s"`
 	HandlerCost float64   `json:"handler_cost_ms"`
+	Concurrency int       `json:"concurrency"`
 	Runs        []demoRun `json:"runs"`
 	P99Ratio    float64   `json:"p99_ratio_off_on"`
 }
@@ -126,7 +134,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 	gg.stderr = stderr
 	g = &gg
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: latency.MS(p.handlerCost)}
+	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: latency.MS(p.handlerCost), Concurrency: p.concurrency}
 	if p.broker != "" {
 		rep.Broker = "redis"
 		if !strings.HasPrefix(p.broker, "redis://") && !strings.HasPrefix(p.broker, "rediss://") {
@@ -160,11 +168,18 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 	if on := rep.Runs[1].Primary.P99; on > 0 {
 		rep.P99Ratio = latency.Round3(rep.Runs[0].Primary.P99 / on)
 	}
+	// The demo's own checks: every command sent was handled, in both runs.
+	// The latency ratio is a measurement, reported (and warned about below
+	// 10x), not a pass/fail: it depends on the machine and its load.
 	var lost []string
 	for _, r := range rep.Runs {
 		if r.Backfill.Handled < r.Backfill.Sent || r.Backfill.Sent < p.backfill {
 			lost = append(lost, fmt.Sprintf("lanes %s: %d of %d backfill commands sent, %d handled",
 				r.Lanes, r.Backfill.Sent, p.backfill, r.Backfill.Handled))
+		}
+		if r.Primary.Count < r.PrimarySent {
+			lost = append(lost, fmt.Sprintf("lanes %s: %d production commands sent, %d handled",
+				r.Lanes, r.PrimarySent, r.Primary.Count))
 		}
 	}
 	if p.jsonOut {
@@ -176,7 +191,10 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		printDemoTable(g.stdout, rep)
 	}
 	if len(lost) > 0 {
-		return fmt.Errorf("backfill events were lost: %s", strings.Join(lost, "; "))
+		return fmt.Errorf("events were lost: %s", strings.Join(lost, "; "))
+	}
+	if rep.P99Ratio < 10 {
+		fmt.Fprintf(g.stderr, "warning: primary p99 lanes off / lanes on is %.1fx, below the 10x this demo usually shows; a busy machine or a small --backfill narrows it\n", rep.P99Ratio)
 	}
 	return nil
 }
@@ -258,7 +276,12 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 	cfg.Name = customers.DomainName
 	cfg.Server.PriorityLanes.Enabled = lanes
 	cfg.Server.StreamSubscription.BlockingTimeoutMS = 1000
-	cfg.Server.StreamSubscription.Concurrency = 1
+	// The email is I/O-bound, so it runs concurrently, as one would in
+	// production. With lanes on, backfill may take every slot but one
+	// (capacity isolation): primary always finds a free slot, and the
+	// backfill drains almost as fast as it does with lanes off.
+	cfg.Server.StreamSubscription.Concurrency = p.concurrency
+	cfg.Server.PriorityLanes.BackfillConcurrency = max(1, p.concurrency-1)
 	cfg.Server.HTTP.Listen = ""
 
 	dom, err := customers.New(customers.Options{EmailCost: p.handlerCost})
@@ -312,7 +335,12 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		sendMu.Unlock()
 	}
 	backfillDone := make(chan struct{})
-	const backfillWorkers = 2
+	// The backfill is written the way a migration should be: batches of
+	// demoBackfillBatch commands per transaction (App.ProcessBatch). It is
+	// all in the outbox within a few seconds, far faster than the handlers
+	// drain it, so the backlog production meets does not depend on the
+	// machine's speed.
+	const backfillWorkers, demoBackfillBatch = 2, 100
 	var bfwg sync.WaitGroup
 	lowCtx := laneway.WithPriority(runCtx, laneway.Low)
 	for w := 0; w < backfillWorkers; w++ {
@@ -321,15 +349,25 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		go func(w int) {
 			defer wg.Done()
 			defer bfwg.Done()
-			for n := w; n < p.backfill && lowCtx.Err() == nil; n += backfillWorkers {
-				id := fmt.Sprintf("bf-%s-%d", run, n)
-				err := app.Process(lowCtx, customers.RegisterCustomer{CustomerID: id, Name: "Backfill " + id, Email: id + "@example.com"})
-				if err != nil {
-					noteErr(fmt.Errorf("backfill %s: %w", id, err))
-					continue
+			cmds := make([]laneway.Command, 0, demoBackfillBatch)
+			for lo := w * demoBackfillBatch; lo < p.backfill && lowCtx.Err() == nil; lo += backfillWorkers * demoBackfillBatch {
+				cmds = cmds[:0]
+				for n := lo; n < min(lo+demoBackfillBatch, p.backfill); n++ {
+					id := fmt.Sprintf("bf-%s-%d", run, n)
+					cmds = append(cmds, customers.RegisterCustomer{CustomerID: id, Name: "Backfill " + id, Email: id + "@example.com"})
+				}
+				sent := len(cmds)
+				if err := app.ProcessBatch(lowCtx, cmds); err != nil {
+					var be *laneway.BatchError
+					if errors.As(err, &be) {
+						sent -= be.Failed()
+					} else {
+						sent = 0
+					}
+					noteErr(fmt.Errorf("backfill batch at %d: %w", lo, err))
 				}
 				sendMu.Lock()
-				backfillSent++
+				backfillSent += sent
 				sendMu.Unlock()
 			}
 		}(w)
@@ -341,8 +379,9 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		close(backfillDone)
 	}()
 
-	// Production: --rate commands per second from one goroutine, starting a
-	// second after the flood. A slow Process makes it catch up on the next
+	// Production: --rate commands per second from one goroutine, starting
+	// once the backfill is written (the migration ran; its events are all
+	// ahead of production's). A slow Process makes it catch up on the next
 	// tick instead of dropping the commands it owed.
 	stopProd := make(chan struct{})
 	prodDone := make(chan struct{})
@@ -351,7 +390,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		defer wg.Done()
 		defer close(prodDone)
 		select {
-		case <-time.After(time.Second):
+		case <-backfillDone:
 		case <-stopProd:
 			return
 		case <-runCtx.Done():
@@ -402,22 +441,16 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		sendMu.Unlock()
 		sum := latency.Summarize(lat)
 		el := time.Since(start).Seconds()
+		line := fmt.Sprintf("lanes %-3s backfill %s %d/%d handled (%d sent)  primary n=%d p50 %s p99 %s  %.0fs",
+			label, bar(handled, p.backfill), handled, p.backfill, sent, sum.Count, fmtMS(sum.P50), fmtMS(sum.P99), el)
 		if live {
-			const width = 24
-			filled := 0
-			if p.backfill > 0 {
-				filled = min(width, handled*width/p.backfill)
-			}
-			bar := strings.Repeat("#", filled) + strings.Repeat(".", width-filled)
-			fmt.Fprintf(g.stderr, "\r\033[Klanes %-3s [%s] backfill %d/%d handled (%d sent)  primary n=%d p50 %s p99 %s  %.0fs",
-				label, bar, handled, p.backfill, sent, sum.Count, fmtMS(sum.P50), fmtMS(sum.P99), el)
+			fmt.Fprint(g.stderr, "\r\033[K"+line)
 			if final {
 				fmt.Fprintln(g.stderr)
 			}
 			return
 		}
-		fmt.Fprintf(g.stderr, "lanes %s: backfill %d/%d handled (%d sent), primary n=%d p50 %s p99 %s, %.0fs\n",
-			label, handled, p.backfill, sent, sum.Count, fmtMS(sum.P50), fmtMS(sum.P99), el)
+		fmt.Fprintln(g.stderr, line)
 	}
 	dispDone := make(chan struct{})
 	wg.Add(1)
@@ -551,8 +584,8 @@ func clearDemoStreams(ctx context.Context, brokerURL string) error {
 
 func printDemoTable(w io.Writer, rep demoReport) {
 	off, on := rep.Runs[0], rep.Runs[1]
-	fmt.Fprintf(w, "\nlaneway demo: broker %s, database %s, production %.0f/s, email cost %gms\n\n",
-		rep.Broker, rep.Database, rep.Rate, rep.HandlerCost)
+	fmt.Fprintf(w, "\nlaneway demo: broker %s, database %s, production %.0f/s, email cost %gms, %d handler slots\n\n",
+		rep.Broker, rep.Database, rep.Rate, rep.HandlerCost, rep.Concurrency)
 	rows := []struct {
 		name    string
 		off, on string

@@ -194,6 +194,40 @@ func reindexProduct(ctx context.Context, tx *laneway.Tx, cmd ReindexProduct) err
 	return tx.Save(ctx, p)
 }
 
+// LoyaltyTiers are the tiers the example migration (`laneway example
+// migrate-tiers`) assigns, in turn, by position: TierFor(i).
+var LoyaltyTiers = []string{"bronze", "silver", "gold", "platinum"}
+
+// TierFor is the tier the example migration gives the i-th customer.
+func TierFor(i int) string { return LoyaltyTiers[i%len(LoyaltyTiers)] }
+
+// CustomerIDs returns the ids of up to limit registered customers, in id
+// order. It reads the aggregates themselves (Laneway's laneway_aggregates
+// table, written in the command's transaction), not customer_summary, which
+// the engine fills in later and may lag behind.
+func CustomerIDs(ctx context.Context, st lanewaystore.Store, limit int) ([]string, error) {
+	var ids []string
+	err := st.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		rs, err := tx.Query(ctx, `SELECT id FROM laneway_aggregates WHERE category = $1 ORDER BY id LIMIT $2`, "customer", limit)
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var id string
+			if err := rs.Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("customers: list customers: %w", err)
+	}
+	return ids, nil
+}
+
 // summaryDDL works on SQLite and PostgreSQL alike.
 const summaryDDL = `CREATE TABLE IF NOT EXISTS customer_summary (
 	customer_id  TEXT PRIMARY KEY,

@@ -1,7 +1,9 @@
-// Package e2e holds process-level tests of `laneway server`: the binary is
-// built once, run as a subprocess against real PostgreSQL and Redis, and
-// driven by signals (SIGTERM, SIGKILL) while a test process produces
-// commands through laneway.Open. Handling is observed only from outside:
+// Package e2e holds process-level tests of the laneway binary: it is built
+// once (without the race detector) and run as a subprocess against real
+// PostgreSQL and Redis: `laneway server` driven by signals (SIGTERM,
+// SIGKILL) while a test process, or `laneway example migrate-tiers`, produces
+// commands; and `laneway demo`, whose JSON is checked against the issue's
+// acceptance. Handling is observed only from outside:
 // the customer_summary read model, the outbox table and the Redis streams.
 // The operator commands (laneway dlq, laneway outbox) are run the same way,
 // as subprocesses whose stdin is a pipe (never a terminal).
