@@ -160,13 +160,20 @@ func TestProcess(t *testing.T) {
 				require.NoError(t, app.Process(nested, Deposit{ID: "1", Amount: 1}))
 				require.NoError(t, app.Process(ctx, Deposit{ID: "1", Amount: 1})) // LOW did not leak
 				require.NoError(t, app.Process(ctx, Deposit{ID: "1", Amount: 1}, laneway.AtPriority(-10)))
+				// LOW, then HIGH nested inside it, then LOW again after the
+				// inner scope: the outer context is untouched by the inner.
+				outer := laneway.WithPriority(ctx, laneway.Low)
+				require.NoError(t, app.Process(outer, Deposit{ID: "1", Amount: 1}))
+				inner := laneway.WithPriority(outer, laneway.High)
+				require.NoError(t, app.Process(inner, Deposit{ID: "1", Amount: 1}))
+				require.NoError(t, app.Process(outer, Deposit{ID: "1", Amount: 1}))
 
 				got := outboxRows(t, app)
 				var prios []int
 				for _, r := range got {
 					prios = append(prios, r.priority)
 				}
-				require.Equal(t, []int{0, -50, -50, -50, 50, -100, 0, -10}, prios)
+				require.Equal(t, []int{0, -50, -50, -50, 50, -100, 0, -10, -50, 50, -50}, prios)
 				require.Equal(t, "account-1", got[0].stream)
 				require.Equal(t, "account", got[0].category)
 				require.Equal(t, "Bank.Opened.v1", got[0].typ)
@@ -326,9 +333,11 @@ func TestBuildErrors(t *testing.T) {
 	laneway.On(h, func(context.Context, *laneway.Tx, Deposited, laneway.Meta) error { return nil })
 	b.AddHandler(h)
 	b.AddUpcaster(laneway.Upcaster{Event: "Opened", From: 1, To: 2, Fn: func(m map[string]any) (map[string]any, error) { return m, nil }})
+	laneway.RegisterCommand[Account, OpenAccount](b, nil)
 	_, err := b.Build()
 	require.Error(t, err)
 	for _, want := range []string{
+		"command OpenAccount: no handler",
 		"aggregate Account registered twice",
 		"event Opened registered twice",
 		"handler P handles event Deposited, which is not registered",
@@ -337,6 +346,44 @@ func TestBuildErrors(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// A multi-word aggregate type gets a snake_case stream category, which
+// reaches the outbox row and the instance stream name.
+func TestDefaultCategoryIsSnakeCase(t *testing.T) {
+	b := laneway.NewDomain("Loyalty")
+	laneway.RegisterAggregate[LoyaltyAccount](b, laneway.AggregateOptions{})
+	laneway.RegisterEvent[LoyaltyAccount, PointsEarned](b)
+	laneway.RegisterCommand[LoyaltyAccount, EarnPoints](b, func(ctx context.Context, tx *laneway.Tx, c EarnPoints) error {
+		a := laneway.New[LoyaltyAccount](c.ID)
+		a.Raise(PointsEarned{})
+		return tx.Save(ctx, a)
+	})
+	d, err := b.Build()
+	require.NoError(t, err)
+	require.Equal(t, []string{"loyalty_account"}, d.AllCategories())
+
+	app, err := laneway.Open(context.Background(), d, nil, laneway.Options{Store: stores()[0].open(t)})
+	require.NoError(t, err)
+	require.NoError(t, app.Process(context.Background(), EarnPoints{ID: "7"}))
+	rows := outboxRows(t, app)
+	require.Len(t, rows, 1)
+	require.Equal(t, "loyalty_account", rows[0].category)
+	require.Equal(t, "loyalty_account-7", rows[0].stream)
+	require.Equal(t, "Loyalty.PointsEarned.v1", rows[0].typ)
+}
+
+type LoyaltyAccount struct {
+	laneway.AggregateRoot
+}
+
+type PointsEarned struct{}
+
+func (PointsEarned) Kind() string { return "PointsEarned" }
+
+type EarnPoints struct{ ID string }
+
+func (EarnPoints) Kind() string       { return "EarnPoints" }
+func (c EarnPoints) TargetID() string { return c.ID }
 
 func TestPriorityParse(t *testing.T) {
 	for in, want := range map[string]laneway.Priority{"low": laneway.Low, "BULK": laneway.Bulk, "Critical": laneway.Critical, "-10": -10, "7": 7} {

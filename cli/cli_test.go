@@ -3,12 +3,16 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite" // driver "sqlite", to read the file without the store
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli"
@@ -75,17 +79,68 @@ func TestUserErrorsAreOneLine(t *testing.T) {
 
 func TestDBSetupIdempotent(t *testing.T) {
 	sqlitePath := filepath.Join(t.TempDir(), "app.db")
-	for name, db := range map[string]string{
-		"sqlite":   "provider = \"sqlite\"\nurl = \"sqlite://" + sqlitePath + "\"",
-		"postgres": "provider = \"postgres\"\nurl = \"" + testsvc.PostgresURL(t) + "\"",
+	pgURL := testsvc.PostgresURL(t)
+	for _, tc := range []struct {
+		name, db string
+		columns  func(t *testing.T, table string) []string
+	}{
+		{"sqlite", "provider = \"sqlite\"\nurl = \"sqlite://" + sqlitePath + "\"", func(t *testing.T, table string) []string {
+			return sqliteColumns(t, sqlitePath, table)
+		}},
+		{"postgres", "provider = \"postgres\"\nurl = \"" + pgURL + "\"", func(t *testing.T, table string) []string {
+			return pgColumns(t, pgURL, table)
+		}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			dir := writeDomain(t, "name = \"Customers\"\n[databases.default]\n"+db+"\n")
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writeDomain(t, "name = \"Customers\"\n[databases.default]\n"+tc.db+"\n")
+			require.Empty(t, tc.columns(t, "outbox"), "no outbox before setup")
 			for i := 0; i < 2; i++ {
 				code, out, errs := run(t, "db", "setup", "--domain", dir)
 				require.Equal(t, 0, code, errs)
 				require.Contains(t, out, "ready")
 			}
+			// DESIGN.md section 4: exactly these columns, on both databases.
+			assert.ElementsMatch(t, []string{
+				"id", "message_id", "stream_name", "stream_category", "type", "data", "metadata", "priority",
+				"status", "retry_count", "next_retry_at", "locked_by", "locked_until", "last_error",
+				"created_at", "published_at", "published_stream",
+			}, tc.columns(t, "outbox"))
+			for _, table := range []string{"laneway_aggregates", "laneway_processed", "laneway_schema_migrations"} {
+				assert.NotEmpty(t, tc.columns(t, table), "table %s", table)
+			}
 		})
 	}
+}
+
+// sqliteColumns reads the file directly: opening it through the store
+// would migrate it and hide what db setup did.
+func sqliteColumns(t *testing.T, path, table string) []string {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	require.NoError(t, err)
+	defer db.Close()
+	rows, err := db.QueryContext(t.Context(), "SELECT name FROM pragma_table_info(?)", table)
+	require.NoError(t, err)
+	defer rows.Close()
+	var cols []string
+	for rows.Next() {
+		var c string
+		require.NoError(t, rows.Scan(&c))
+		cols = append(cols, c)
+	}
+	require.NoError(t, rows.Err())
+	return cols
+}
+
+func pgColumns(t *testing.T, dbURL, table string) []string {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dbURL)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(t.Context(), `SELECT column_name FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = $1`, table)
+	require.NoError(t, err)
+	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	return cols
 }

@@ -33,7 +33,13 @@ func OpenBroker(ctx context.Context, br lanewayconfig.Broker) (lanewaybroker.Bro
 	case lanewayconfig.BrokerProviderEmbedded, "":
 		return redisbroker.OpenEmbedded(ctx, redisbroker.EmbeddedOptions{Listen: br.Listen})
 	case lanewayconfig.BrokerProviderRedis:
-		return redisbroker.Open(ctx, br.URL, redisbroker.Options{})
+		b, err := redisbroker.Open(ctx, br.URL, redisbroker.Options{})
+		if err != nil {
+			// Open's error names the address (password redacted); the
+			// user also needs to know where that address comes from.
+			return nil, fmt.Errorf("%w (start Redis there, or fix brokers.default.url in domain.toml)", err)
+		}
+		return b, nil
 	default:
 		return nil, fmt.Errorf("unknown broker provider %q (use embedded or redis)", br.Provider)
 	}

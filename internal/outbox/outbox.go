@@ -252,7 +252,7 @@ type Relay struct {
 	notifyCh chan struct{}
 	listenCh chan struct{}
 
-	failing atomic.Bool
+	failing atomic.Int32 // a health* state
 
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
@@ -477,7 +477,8 @@ func (r *Relay) RunOnce(ctx context.Context) (int, error) {
 const batchFinishTimeout = 10 * time.Second
 
 func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error) {
-	defer func() { r.setHealth(err) }()
+	brokerTried := false
+	defer func() { r.setHealth(err, brokerTried) }()
 	if err := ctx.Err(); err != nil {
 		return 0, false, err
 	}
@@ -500,6 +501,7 @@ func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error)
 	if len(rows) == 0 {
 		return 0, false, nil
 	}
+	brokerTried = true
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
@@ -633,15 +635,32 @@ func RetryDelay(p Retry, n int) time.Duration {
 	return min(d, maxB)
 }
 
-// setHealth logs once per state change, not per batch.
-func (r *Relay) setHealth(err error) {
+// Health states of the relay, for logging once per change.
+const (
+	healthy int32 = iota
+	claimFailing
+	publishFailing
+)
+
+// setHealth logs once per state change, not per batch. An empty claim
+// proves the database is back but says nothing of the broker: while
+// failing rows wait for their next_retry_at the claims come back empty,
+// and calling that a recovery would log recovered/failing on every retry.
+func (r *Relay) setHealth(err error, brokerTried bool) {
 	if err != nil && !errors.Is(err, context.Canceled) {
-		if r.failing.CompareAndSwap(false, true) {
+		state := claimFailing
+		if brokerTried {
+			state = publishFailing
+		}
+		if r.failing.Swap(state) == healthy {
 			r.log.Warn("outbox relay failing; backing off and retrying", "error", err)
 		}
 		return
 	}
-	if err == nil && r.failing.CompareAndSwap(true, false) {
+	if err != nil || (!brokerTried && r.failing.Load() == publishFailing) {
+		return
+	}
+	if r.failing.Swap(healthy) != healthy {
 		r.log.Info("outbox relay recovered")
 	}
 }

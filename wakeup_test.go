@@ -1,0 +1,97 @@
+package laneway_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaybroker/redisbroker"
+	"github.com/laneway/laneway/lanewayconfig"
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// silentNotifier gives a store a cross-process notifier that never fires.
+// The relay caps its idle poll at 25ms on stores without one (SQLite);
+// with it, the configured hour-long tick holds, so a publish can only have
+// been caused by the in-process signal.
+type silentNotifier struct{ lanewaystore.Store }
+
+func (silentNotifier) ListenOutbox(ctx context.Context, _ func()) (func(), error) {
+	return func() {}, nil
+}
+
+// DESIGN.md section 5, guarantee 0: a commit through App.Process wakes the
+// engine's relay at once through App.OnCommit, not through a poll.
+func TestProcessWakesRelayInProcess(t *testing.T) {
+	brokers := []struct {
+		name string
+		open func(t *testing.T) lanewaybroker.Broker
+	}{
+		{"embedded", func(t *testing.T) lanewaybroker.Broker {
+			b, err := redisbroker.OpenEmbedded(context.Background(), redisbroker.EmbeddedOptions{})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		}},
+		{"redis", func(t *testing.T) lanewaybroker.Broker {
+			b, err := redisbroker.Open(context.Background(), testsvc.RedisURL(t), redisbroker.Options{})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = b.Close() })
+			return b
+		}},
+	}
+	for _, bc := range brokers {
+		for _, sc := range stores() {
+			t.Run(bc.name+"/"+sc.name, func(t *testing.T) {
+				ctx := context.Background()
+				cat := testsvc.Prefix() + "account"
+				var handled atomic.Int64
+				dom := engineDomain(t, cat, func(laneway.Meta) { handled.Add(1) })
+				cfg := lanewayconfig.Default()
+				cfg.Outbox.TickIntervalMS = int(time.Hour / time.Millisecond)
+				cfg.Outbox.MaxTickIntervalMS = cfg.Outbox.TickIntervalMS
+				st := sc.open(t)
+				if sc.name == "sqlite" {
+					st = silentNotifier{st}
+				}
+				app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
+				require.NoError(t, err)
+				b := bc.open(t)
+				t.Cleanup(func() {
+					_, _ = b.TrimMinID(context.Background(), cat, "18446744073709551615-18446744073709551615")
+				})
+				eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: b, DisableHTTP: true})
+				require.NoError(t, eng.Start(ctx))
+				defer func() { require.NoError(t, eng.Stop(context.Background())) }()
+
+				const n = 3
+				for i := 1; i <= n; i++ {
+					require.NoError(t, app.Process(ctx, OpenAccount{ID: fmt.Sprint(i), Owner: "o"}))
+					// Wait for each publish before the next commit, so each
+					// needs a wake-up of its own.
+					require.Eventually(t, func() bool { return eng.RelayStats().Published == int64(i) }, 20*time.Second, time.Millisecond)
+				}
+				require.Eventually(t, func() bool { return handled.Load() == n }, 20*time.Second, 5*time.Millisecond)
+
+				w := eng.RelayStats().Wakeups
+				assert.Zero(t, w.Poll, "no poll: the tick is an hour")
+				if sc.name == "sqlite" {
+					assert.Zero(t, w.Listen)
+					assert.GreaterOrEqual(t, w.Notify, int64(n), "the only possible cause: the in-process signal")
+				} else {
+					// PostgreSQL's LISTEN/NOTIFY may wake the relay too; the
+					// in-process signal arrives regardless.
+					assert.GreaterOrEqual(t, w.Notify, int64(1))
+				}
+			})
+		}
+	}
+}
