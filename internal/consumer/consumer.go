@@ -861,6 +861,13 @@ func (c *Consumer) touch(ts []*tracked) {
 // reclaim takes over entries idle at least ClaimIdle on either lane
 // (primary first) and queues them with their durable attempt counts.
 func (c *Consumer) reclaim() {
+	// An entry handled here whose ack is still batched is pending and may
+	// be idle past ClaimIdle: XAUTOCLAIM would hand it back and it would
+	// run twice. Flush first; if that fails, reclaim later.
+	c.maybeFlushAcks(true)
+	if c.ackN > 0 {
+		return
+	}
 	lanes := []Lane{Primary}
 	if c.lanes {
 		lanes = append(lanes, Backfill)
