@@ -14,6 +14,7 @@ import (
 
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker"
 )
 
 // Config.Outage: failures it claims are not attempts. Entries stay pending
@@ -81,5 +82,49 @@ func TestOutageIsNotAnAttempt(t *testing.T) {
 		assert.Equal(t, 1, strings.Count(logs, "database unavailable"), logs)
 		assert.Equal(t, 1, strings.Count(logs, "database available again"), logs)
 		assert.NotContains(t, logs, "handler failed")
+	})
+}
+
+// A graceful stop during an outage hands the held entries back uncounted,
+// like any entry not yet attempted: the next consumer sees attempt 1.
+func TestStopDuringOutage(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		cat := testsvc.Prefix() + "customer"
+		var runs atomic.Int64
+		c, err := consumer.New(k.b, consumer.Config{
+			Group: "Projector", Consumer: "first", Primary: cat, EnableDLQ: true, MaxRetries: 1, Logger: quietLogger(),
+			Outage: func(error) bool { return true },
+			Handle: func(context.Context, *consumer.Message) error {
+				runs.Add(1)
+				return errors.New("connection refused")
+			},
+		})
+		require.NoError(t, err)
+		require.NoError(t, c.Start(t.Context()))
+		publish(t, k.b, cat, encode(t, "a", "k1", 1), encode(t, "b", "k2", 2))
+		require.Eventually(t, func() bool { return runs.Load() >= 3 }, waitFor, time.Millisecond)
+		require.NoError(t, c.Stop(context.Background()))
+
+		pend, err := k.b.Pending(context.Background(), lanewaybroker.PendingParams{Stream: cat, Group: "Projector", Count: 10})
+		require.NoError(t, err)
+		// "a" at least was read (b too if one read got both: at concurrency
+		// 1 nothing more is read while "a" waits for the database).
+		require.NotEmpty(t, pend)
+		for _, p := range pend {
+			assert.Equal(t, int64(0), p.Deliveries, "%s handed back uncounted", p.ID)
+		}
+		n, err := k.b.Len(context.Background(), cat+":dlq")
+		require.NoError(t, err)
+		assert.Zero(t, n, "MaxRetries 1, and nothing dead-lettered")
+
+		var next recorder
+		startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Consumer: "second", Primary: cat, ClaimIdle: 50 * time.Millisecond,
+			Handle: func(ctx context.Context, m *consumer.Message) error { next.add(m); return nil },
+		})
+		require.Eventually(t, func() bool { return next.len() == 2 }, waitFor, time.Millisecond)
+		assert.Equal(t, []int64{1}, next.attempts("a"))
+		assert.Equal(t, []int64{1}, next.attempts("b"))
 	})
 }
