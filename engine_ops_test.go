@@ -105,8 +105,8 @@ func laneDomain(t *testing.T, category string, rec *runLog, before func(ctx cont
 	return d
 }
 
-// publishedStream is the stream the relay recorded for the outbox row of
-// category cat (nil until marked).
+// publishedStreams maps priority to the stream the relay recorded for the
+// outbox rows of category (rows not yet marked are left out).
 func publishedStreams(t *testing.T, st lanewaystore.Store, category string) map[int]string {
 	out := map[int]string{}
 	require.NoError(t, st.InTx(context.Background(), func(ctx context.Context, tx lanewaystore.Tx) error {
