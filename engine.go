@@ -185,7 +185,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			trimStreams = append(trimStreams, st.name)
 		}
 	}
-	m, err := metrics.New(reg, e.broker, streams)
+	mp := metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats}
+	if lanes.Enabled {
+		mp.BackfillSuffix = lanes.BackfillSuffix
+	}
+	m, err := metrics.New(reg, mp)
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
@@ -224,8 +228,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 				}
 				return err
 			},
+			Outage:   e.databaseDown,
 			Logger:   e.log,
-			Observer: m.Consumer(s.group),
+			Observer: m.Consumer(s.group, s.primary, backfillOf(s.primary)),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.group, s.primary, err)
@@ -297,6 +302,21 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 	}
 	return env, nil
 }
+
+// databaseDown is the consumers' outage test: a handler error counts as an
+// attempt unless the database does not answer a ping right after it. Asking
+// the database, instead of matching error texts, keeps a handler's own
+// failures (a refused HTTP call, a constraint) from being mistaken for an
+// outage, and catches store errors a handler wrapped without %w.
+func (e *Engine) databaseDown(error) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), outagePingTimeout)
+	defer cancel()
+	return e.app.store.Ping(ctx) != nil
+}
+
+// outagePingTimeout bounds databaseDown's ping; a database that does not
+// answer within it is treated as down.
+const outagePingTimeout = 5 * time.Second
 
 func (e *Engine) beat(ctx context.Context) error {
 	v, _ := json.Marshal(e.hb)

@@ -43,8 +43,9 @@ func engineDomain(t *testing.T, category string, seen func(laneway.Meta)) *lanew
 	return d
 }
 
-func TestEngineEndToEnd(t *testing.T) {
-	brokers := map[string]func(t *testing.T) lanewaybroker.Broker{
+// testBrokers opens the embedded broker and real Redis, by name.
+func testBrokers() map[string]func(t *testing.T) lanewaybroker.Broker {
+	return map[string]func(t *testing.T) lanewaybroker.Broker{
 		"embedded": func(t *testing.T) lanewaybroker.Broker {
 			b, err := redisbroker.OpenEmbedded(context.Background(), redisbroker.EmbeddedOptions{})
 			require.NoError(t, err)
@@ -56,7 +57,10 @@ func TestEngineEndToEnd(t *testing.T) {
 			return b
 		},
 	}
-	for bname, openBroker := range brokers {
+}
+
+func TestEngineEndToEnd(t *testing.T) {
+	for bname, openBroker := range testBrokers() {
 		for _, sc := range stores() {
 			t.Run(bname+"/"+sc.name, func(t *testing.T) {
 				ctx := context.Background()

@@ -63,6 +63,7 @@ type result struct {
 	err       error
 	d         time.Duration
 	cancelled bool
+	outage    bool // the error is Config.Outage's: not an attempt
 }
 
 type readResult struct {
@@ -116,6 +117,10 @@ type Consumer struct {
 	retryAt     time.Time
 	down        bool
 	stopping    bool
+	// database outage (Config.Outage): handlers pause until dbRetryAt
+	dbBo      backoff
+	dbRetryAt time.Time
+	dbDown    bool
 
 	reads, entries [numReadKinds]atomic.Int64
 	handled        [2]atomic.Int64
@@ -148,6 +153,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		busy:     map[string]int{},
 		acks:     map[string][]string{},
 		bo:       backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
+		dbBo:     backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
 	}
 	c.sl = slots{Concurrency: cfg.Concurrency, BackfillCap: c.bfCap}
 	c.credit = shareCredit{Share: cfg.MinBackfillShare}
@@ -336,6 +342,9 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	if c.down && c.reading == 0 && c.retryAt.After(now) {
 		at(c.retryAt)
 	}
+	if c.dbDown && c.dbRetryAt.After(now) {
+		at(c.dbRetryAt)
+	}
 	return max(wake.Sub(now), 0)
 }
 
@@ -369,6 +378,24 @@ func (c *Consumer) brokerOK() {
 		c.down = false
 		c.bo.reset()
 		c.retryAt = time.Time{}
+	}
+}
+
+// dbFailed and dbOK are brokerFailed and brokerOK for Config.Outage.
+func (c *Consumer) dbFailed(err error) {
+	if !c.dbDown {
+		c.cfg.Logger.Warn("database unavailable; pausing handlers and backing off", "group", c.cfg.Group, "consumer", c.cfg.Consumer, "error", err)
+		c.dbDown = true
+	}
+	c.dbRetryAt = time.Now().Add(c.dbBo.next(mrand.Float64()))
+}
+
+func (c *Consumer) dbOK() {
+	if c.dbDown {
+		c.cfg.Logger.Info("database available again; resuming handlers", "group", c.cfg.Group, "consumer", c.cfg.Consumer)
+		c.dbDown = false
+		c.dbBo.reset()
+		c.dbRetryAt = time.Time{}
 	}
 }
 
@@ -524,6 +551,9 @@ func (c *Consumer) ready(l Lane) int {
 
 func (c *Consumer) dispatch() {
 	for !c.stopping {
+		if c.dbDown && (time.Now().Before(c.dbRetryAt) || c.sl.PrimaryInflight+c.sl.BackfillInflight > 0) {
+			return // database outage: one handler at a time probes it, after the backoff
+		}
 		pi, bi := c.ready(Primary), -1
 		if c.lanes {
 			bi = c.ready(Backfill)
@@ -565,7 +595,9 @@ func (c *Consumer) start(t *tracked) {
 		defer c.hwg.Done()
 		begin := time.Now()
 		err := c.safeHandle(&m)
-		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: err != nil && c.handlerCtx.Err() != nil}
+		cancelled := err != nil && c.handlerCtx.Err() != nil
+		outage := err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err)
+		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: cancelled, outage: outage}
 	}()
 }
 
@@ -590,7 +622,16 @@ func (c *Consumer) onResult(r result) {
 	} else {
 		c.sl.PrimaryInflight--
 	}
+	if r.outage {
+		c.dbFailed(r.err)
+		// Not an attempt: it runs again, first in its lane, with the same
+		// delivery count once the database answers.
+		t.st = stQueued
+		c.queue[t.lane] = append([]*tracked{t}, c.queue[t.lane]...)
+		return
+	}
 	if r.err == nil {
+		c.dbOK()
 		c.handled[t.lane].Add(1)
 		if c.cfg.Observer != nil {
 			c.cfg.Observer.Handled(t.lane, OutcomeOK, r.d, &t.msg)
@@ -602,6 +643,7 @@ func (c *Consumer) onResult(r result) {
 		t.st = stCancelled // handed back at shutdown, not an attempt
 		return
 	}
+	c.dbOK() // Outage said no: the database answers
 	c.failed[t.lane].Add(1)
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.Handled(t.lane, OutcomeError, r.d, &t.msg)
@@ -819,6 +861,13 @@ func (c *Consumer) touch(ts []*tracked) {
 // reclaim takes over entries idle at least ClaimIdle on either lane
 // (primary first) and queues them with their durable attempt counts.
 func (c *Consumer) reclaim() {
+	// An entry handled here whose ack is still batched is pending and may
+	// be idle past ClaimIdle: XAUTOCLAIM would hand it back and it would
+	// run twice. Flush first; if that fails, reclaim later.
+	c.maybeFlushAcks(true)
+	if c.ackN > 0 {
+		return
+	}
 	lanes := []Lane{Primary}
 	if c.lanes {
 		lanes = append(lanes, Backfill)

@@ -284,12 +284,16 @@ func TestRetryThenDLQ(t *testing.T) {
 					stream = bf
 				}
 				var rec recorder
+				var thirdEnded atomic.Int64 // unix ns: the third attempt of X returns
 				c := startConsumer(t, k.b, consumer.Config{
 					Group: "Projector", Consumer: "me", Primary: cat, Backfill: bf,
 					MaxRetries: 3, RetryDelay: 50 * time.Millisecond, EnableDLQ: true,
 					Handle: func(ctx context.Context, m *consumer.Message) error {
 						rec.add(m)
 						if m.Envelope.Metadata.Headers.ID == "X" {
+							if m.Attempt == 3 {
+								thirdEnded.Store(time.Now().UnixNano())
+							}
 							return errors.New("boom: projector failed")
 						}
 						return nil
@@ -303,8 +307,10 @@ func TestRetryThenDLQ(t *testing.T) {
 				}
 				publish(t, k.b, stream, later...)
 
+				var observed time.Time
 				require.Eventually(t, func() bool {
 					n, err := k.b.Len(context.Background(), stream+":dlq")
+					observed = time.Now()
 					return err == nil && n == 1 && pendingCount(t, k.b, stream, "Projector") == 0
 				}, waitFor, 5*time.Millisecond)
 
@@ -332,8 +338,13 @@ func TestRetryThenDLQ(t *testing.T) {
 				assert.Equal(t, "me", m.Consumer)
 				assert.Equal(t, int64(3), m.RetryCount)
 				assert.Equal(t, "boom: projector failed", m.FailureReason)
-				_, err := time.Parse(time.RFC3339, m.FailedAt)
-				assert.NoError(t, err)
+				failedAt, err := time.Parse(time.RFC3339, m.FailedAt)
+				require.NoError(t, err)
+				// The failure's time: after the last attempt returned, before
+				// the DLQ entry was seen.
+				third := time.Unix(0, thirdEnded.Load())
+				assert.False(t, failedAt.Before(third), "failed_at %s before the third attempt ended at %s", failedAt, third)
+				assert.False(t, failedAt.After(observed), "failed_at %s after the DLQ entry was observed at %s", failedAt, observed)
 				other := cat + ":dlq"
 				if lane == consumer.Primary {
 					other = bf + ":dlq"

@@ -152,6 +152,14 @@ type Config struct {
 	// Handle handles one message. Required. Its context is cancelled only
 	// when Stop gives up waiting (ShutdownTimeout or Stop's ctx).
 	Handle func(ctx context.Context, m *Message) error
+	// Outage reports whether a handler error means a dependency (the
+	// database) is unreachable rather than that the message failed. It is
+	// called on the handler's goroutine, so it may do I/O such as a ping.
+	// Such a failure is not an attempt: the entry stays pending with its
+	// delivery count, and handlers pause (backoff with jitter, one handler
+	// probing at a time) until one succeeds. Defaults to nil: every error is
+	// an attempt.
+	Outage func(err error) bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Observer is optional.

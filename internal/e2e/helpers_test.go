@@ -103,6 +103,16 @@ type envParams struct {
 	// PoolMaxConns sizes the engine's PostgreSQL pool (0: the default), so
 	// handlers blocked on a lock do not starve the relay of connections.
 	PoolMaxConns int
+	// ClaimIdleSeconds is claim_idle_seconds (0: 1 s, so the crash tests
+	// reclaim quickly).
+	ClaimIdleSeconds int
+	// HTTP serves /metrics, /healthz and /readyz on a free loopback port
+	// (engine.httpAddr tells which); off by default.
+	HTTP bool
+	// ProductionLanes writes lanes off in the base configuration and on in
+	// the [production...] overlay (as examples/customers/domain.toml does),
+	// instead of Lanes.
+	ProductionLanes bool
 }
 
 func newEnv(t *testing.T, p envParams) *env {
@@ -130,6 +140,18 @@ func newEnv(t *testing.T, p envParams) *env {
 	if p.Concurrency > 0 {
 		fmt.Fprintf(&extra, "concurrency = %d\n", p.Concurrency)
 	}
+	claimIdle := 1
+	if p.ClaimIdleSeconds > 0 {
+		claimIdle = p.ClaimIdleSeconds
+	}
+	listen := ""
+	if p.HTTP {
+		listen = "127.0.0.1:0"
+	}
+	overlay := ""
+	if p.ProductionLanes {
+		overlay = "\n[production.server.priority_lanes]\nenabled = true\n"
+	}
 	toml := fmt.Sprintf(`name = "Customers"
 
 [databases.default]
@@ -141,10 +163,10 @@ provider = "redis"
 url = %q
 
 [server.http]
-listen = ""
+listen = %q
 
 [server.stream_subscription]
-claim_idle_seconds = 1
+claim_idle_seconds = %d
 retry_delay_seconds = 0.1
 shutdown_timeout_seconds = 5
 %s
@@ -156,7 +178,7 @@ enabled = %t
 # republish them within the test's budget instead of after 30 s.
 [outbox]
 lease_seconds = 2
-`, engineDB, e.redisURL, extra.String(), p.Lanes)
+%s`, engineDB, e.redisURL, listen, claimIdle, extra.String(), p.Lanes, overlay)
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "domain.toml"), []byte(toml), 0o644))
 
 	conn, err := pgx.Connect(ctx, e.dbURL)
@@ -189,11 +211,11 @@ type engine struct {
 	done   chan struct{} // closed when the process has been waited for
 }
 
-// startEngine runs the server and waits for its start line. The process is
-// killed at cleanup if the test did not stop it.
-func (e *env) startEngine() *engine {
+// startEngine runs the server (with extra flags) and waits for its start
+// line. The process is killed at cleanup if the test did not stop it.
+func (e *env) startEngine(extra ...string) *engine {
 	e.t.Helper()
-	cmd := exec.Command(binPath, "server", "--domain", e.dir, "--log-level", "debug")
+	cmd := exec.Command(binPath, append([]string{"server", "--domain", e.dir, "--log-level", "debug"}, extra...)...)
 	var environ []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "LANEWAY_ENV=") {
@@ -234,6 +256,24 @@ func (e *env) startEngine() *engine {
 	default:
 	}
 	return eng
+}
+
+// httpAddr is the address of the engine's HTTP endpoints, from its start
+// line (text log format).
+func (g *engine) httpAddr(t *testing.T) string {
+	t.Helper()
+	for _, line := range strings.Split(g.stderr.String(), "\n") {
+		if !strings.Contains(line, "laneway engine started") {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, " http=")
+		require.True(t, ok, "start line without http address: %s", line)
+		addr, _, _ := strings.Cut(rest, " ")
+		require.NotEmpty(t, addr, line)
+		return addr
+	}
+	t.Fatalf("no start line in:\n%s", g.stderr.String())
+	return ""
 }
 
 // signal sends sig to the engine.

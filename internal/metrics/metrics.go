@@ -6,12 +6,14 @@ package metrics
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaystore"
 )
 
 // Stream names one stream the engine reads, for scrape-time gauges.
@@ -21,8 +23,24 @@ type Stream struct {
 	Lane     string
 }
 
+// Params configure New.
+type Params struct {
+	// Broker is inspected at scrape time for the stream gauges. Required.
+	Broker lanewaybroker.Broker
+	// Streams are the streams the engine reads.
+	Streams []Stream
+	// BackfillSuffix, when lanes are on, tells the relay's backfill
+	// streams ("<category>:<suffix>") from primary ones. Defaults to ""
+	// (lanes off: every stream is primary).
+	BackfillSuffix string
+	// OutboxStats is called at scrape time for the outbox gauges. Defaults
+	// to nil (no outbox gauges).
+	OutboxStats func(ctx context.Context) (lanewaystore.OutboxStats, error)
+}
+
 // Metrics is safe for concurrent use.
 type Metrics struct {
+	suffix       string
 	handled      *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	endToEnd     *prometheus.HistogramVec
@@ -36,10 +54,12 @@ type Metrics struct {
 }
 
 // New registers the metrics on reg and a collector that inspects streams
-// (length, consumer lag, oldest entry age, DLQ depth) through b at scrape time.
-func New(reg prometheus.Registerer, b lanewaybroker.Broker, streams []Stream) (*Metrics, error) {
+// (length, consumer lag, oldest entry age, DLQ depth) and the outbox (rows by
+// status) at scrape time.
+func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	lat := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
+		suffix: p.BackfillSuffix,
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "laneway_messages_handled_total",
 			Help: "Messages handled, by handler, lane and outcome."}, []string{"handler", "lane", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "laneway_handler_duration_seconds",
@@ -53,7 +73,7 @@ func New(reg prometheus.Registerer, b lanewaybroker.Broker, streams []Stream) (*
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "laneway_reads_total",
 			Help: "Stream reads by kind (blocking_both, probe, claim, ...)."}, []string{"handler", "kind"}),
 		relayPub: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "laneway_relay_published_total",
-			Help: "Outbox rows published, by stream."}, []string{"stream"}),
+			Help: "Outbox rows published, by stream and lane."}, []string{"stream", "lane"}),
 		relayLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "laneway_outbox_publish_latency_seconds",
 			Help: "Age of the oldest row of each published batch (commit to publish).", Buckets: lat}),
 		relayFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "laneway_outbox_publish_failures_total",
@@ -62,16 +82,48 @@ func New(reg prometheus.Registerer, b lanewaybroker.Broker, streams []Stream) (*
 			Help: "Outbox rows abandoned after max_attempts."}),
 	}
 	for _, c := range []prometheus.Collector{m.handled, m.duration, m.endToEnd, m.retries, m.dlqRouted, m.reads,
-		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, &streamCollector{b: b, streams: streams}} {
+		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband,
+		&streamCollector{b: p.Broker, streams: p.Streams}, &outboxCollector{stats: p.OutboxStats}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	// Series exist from the start, at 0, so dashboards and alerts see both
+	// lanes before the first message (a missing series is not a zero).
+	for _, s := range p.Streams {
+		m.relayPub.WithLabelValues(s.Name, m.LaneOf(s.Name))
+	}
 	return m, nil
 }
 
-// Consumer returns the observer for one handler's consumer.
-func (m *Metrics) Consumer(handler string) consumer.Observer { return consumerObs{m, handler} }
+// LaneOf is the lane the relay publishes stream to: "backfill" for
+// "<category>:<BackfillSuffix>" when lanes are on, else "primary".
+func (m *Metrics) LaneOf(stream string) string {
+	if m.suffix != "" && strings.HasSuffix(stream, ":"+m.suffix) {
+		return consumer.Backfill.String()
+	}
+	return consumer.Primary.String()
+}
+
+// Consumer returns the observer for one handler's consumer on primary and
+// backfill ("" when lanes are off), with its series created at 0.
+func (m *Metrics) Consumer(handler, primary, backfill string) consumer.Observer {
+	lanes := map[consumer.Lane]string{consumer.Primary: primary}
+	if backfill != "" {
+		lanes[consumer.Backfill] = backfill
+	}
+	for lane, stream := range lanes {
+		l := lane.String()
+		for _, outcome := range []string{consumer.OutcomeOK, consumer.OutcomeError} {
+			m.handled.WithLabelValues(handler, l, outcome)
+		}
+		m.duration.WithLabelValues(handler, l)
+		m.endToEnd.WithLabelValues(handler, l)
+		m.retries.WithLabelValues(handler, l)
+		m.dlqRouted.WithLabelValues(handler, l, stream+":dlq")
+	}
+	return consumerObs{m, handler}
+}
 
 type consumerObs struct {
 	m       *Metrics
@@ -103,7 +155,7 @@ func (o consumerObs) DeadLettered(lane consumer.Lane, stream string) {
 
 // Published, Failed and Abandoned implement the relay observer.
 func (m *Metrics) Published(stream string, n int, latency time.Duration) {
-	m.relayPub.WithLabelValues(stream).Add(float64(n))
+	m.relayPub.WithLabelValues(stream, m.LaneOf(stream)).Add(float64(n))
 	m.relayLatency.Observe(latency.Seconds())
 }
 
@@ -117,7 +169,7 @@ var (
 	descLen    = prometheus.NewDesc("laneway_stream_length", "Entries in the stream (XLEN): the lane's backlog, since handled entries are trimmed.", []string{"stream", "category", "lane"}, nil)
 	descLag    = prometheus.NewDesc("laneway_consumer_lag", "Entries not yet delivered to the consumer group.", []string{"stream", "lane", "group"}, nil)
 	descPend   = prometheus.NewDesc("laneway_consumer_pending", "Entries delivered but not acknowledged.", []string{"stream", "lane", "group"}, nil)
-	descOldest = prometheus.NewDesc("laneway_oldest_entry_age_seconds", "Age of the oldest entry still in the stream.", []string{"stream", "lane"}, nil)
+	descOldest = prometheus.NewDesc("laneway_oldest_entry_age_seconds", "Age of the oldest entry still in the stream (handled entries are trimmed, so the oldest waiting one); 0 when empty.", []string{"stream", "lane"}, nil)
 	descDLQ    = prometheus.NewDesc("laneway_dlq_depth", "Entries in the lane's dead-letter stream.", []string{"stream", "lane"}, nil)
 )
 
@@ -148,10 +200,67 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descPend, prometheus.GaugeValue, float64(g.Pending), s.Name, s.Lane, g.Name)
 			}
 		}
-		if es, err := c.b.Range(ctx, s.Name, "-", "+", 1); err == nil && len(es) == 1 {
-			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, IDAge(es[0].ID).Seconds(), s.Name, s.Lane)
+		if es, err := c.b.Range(ctx, s.Name, "-", "+", 1); err == nil {
+			age := 0.0 // an empty lane has nothing waiting
+			if len(es) == 1 {
+				age = IDAge(es[0].ID).Seconds()
+			}
+			ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, age, s.Name, s.Lane)
 		}
 	}
+}
+
+var (
+	descOutbox       = prometheus.NewDesc("laneway_outbox_rows", "Rows in the outbox table, by status.", []string{"status"}, nil)
+	descOutboxOldest = prometheus.NewDesc("laneway_outbox_oldest_pending_age_seconds", "Age of the oldest pending or failed outbox row (0 when there is none).", nil, nil)
+	outboxStatuses   = []lanewaystore.OutboxStatus{lanewaystore.StatusPending, lanewaystore.StatusProcessing,
+		lanewaystore.StatusPublished, lanewaystore.StatusFailed, lanewaystore.StatusAbandoned}
+)
+
+// outboxCollector counts outbox rows by status when scraped. A database that
+// does not answer yields no outbox samples (absent, not zero), so an alert
+// on the gauge cannot mistake an outage for an empty outbox.
+type outboxCollector struct {
+	stats func(ctx context.Context) (lanewaystore.OutboxStats, error)
+}
+
+func (c *outboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOutbox
+	ch <- descOutboxOldest
+}
+
+func (c *outboxCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.stats == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := c.stats(ctx)
+	if err != nil {
+		return
+	}
+	for _, m := range OutboxRows(st) {
+		ch <- m
+	}
+}
+
+// OutboxRows turns OutboxStats into the outbox gauges: one sample per status
+// (every status, 0 when it has no rows), summed over priorities, and the
+// oldest pending row's age.
+func OutboxRows(st lanewaystore.OutboxStats) []prometheus.Metric {
+	by := map[lanewaystore.OutboxStatus]int64{}
+	for _, c := range st.Counts {
+		by[c.Status] += c.Count
+	}
+	out := make([]prometheus.Metric, 0, len(outboxStatuses)+1)
+	for _, s := range outboxStatuses {
+		out = append(out, prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(by[s]), string(s)))
+	}
+	var age float64
+	if st.OldestPending != nil {
+		age = max(time.Since(*st.OldestPending).Seconds(), 0)
+	}
+	return append(out, prometheus.MustNewConstMetric(descOutboxOldest, prometheus.GaugeValue, age))
 }
 
 // IDAge is the age of a stream entry from its id's millisecond timestamp.

@@ -8,7 +8,7 @@ import (
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
-// Faulty wraps a Broker and makes Publish, Ack or ReadGroup fail on demand,
+// Faulty wraps a Broker and makes Publish, Ack, ReadGroup or Ping fail on demand,
 // so engine tests can walk the ugly paths (Redis down while relaying, an ack
 // lost after the handler ran, a read loop facing errors). Every other method
 // passes through. The zero faults pass everything through; build it as
@@ -21,6 +21,7 @@ type Faulty struct {
 	publishAfter bool
 	ackErr       error
 	readErr      error
+	pingErr      error
 	injected     atomic.Int64
 }
 
@@ -59,10 +60,18 @@ func (f *Faulty) FailReadGroup(err error) {
 	f.mu.Unlock()
 }
 
+// FailPing makes Ping return err, until Heal (a readiness probe's view of
+// an unreachable Redis).
+func (f *Faulty) FailPing(err error) {
+	f.mu.Lock()
+	f.pingErr = err
+	f.mu.Unlock()
+}
+
 // Heal removes every fault.
 func (f *Faulty) Heal() {
 	f.mu.Lock()
-	f.publishErr, f.publishAfter, f.ackErr, f.readErr = nil, false, nil, nil
+	f.publishErr, f.publishAfter, f.ackErr, f.readErr, f.pingErr = nil, false, nil, nil, nil
 	f.mu.Unlock()
 }
 
@@ -108,4 +117,16 @@ func (f *Faulty) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]l
 	}
 	f.injected.Add(1)
 	return nil, err
+}
+
+// Ping fails as set by FailPing.
+func (f *Faulty) Ping(ctx context.Context) error {
+	f.mu.Lock()
+	err := f.pingErr
+	f.mu.Unlock()
+	if err == nil {
+		return f.Broker.Ping(ctx)
+	}
+	f.injected.Add(1)
+	return err
 }
