@@ -233,7 +233,7 @@ func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		ID: env.Metadata.Headers.ID, Type: env.Metadata.Headers.Type, Stream: env.Metadata.Headers.Stream,
 		Priority: Priority(env.Metadata.Domain.Priority), CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
 	}
-	return true, a.runInTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
+	return true, a.runInLazyTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
 		return hf.run(ctx, tx, json.RawMessage(payload), meta)
 	})
 }

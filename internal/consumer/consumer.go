@@ -6,8 +6,10 @@
 // dead consumers' entries and graceful shutdown.
 //
 // One goroutine (the dispatcher) owns all scheduling state; handlers run on
-// their own goroutines and report back over a channel; the one blocking read
-// runs on a helper goroutine so finished handlers are acked while it waits.
+// Concurrency long-lived worker goroutines and report back over a channel;
+// the one blocking read runs on a helper goroutine, which also decodes what
+// it read, so finished handlers are acked while it waits and decoding
+// overlaps handling.
 package consumer
 
 import (
@@ -20,6 +22,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +71,14 @@ type result struct {
 type readResult struct {
 	kind    ReadKind
 	streams []lanewaybroker.StreamEntries
+	decoded [][]decoded // parallel to streams[i].Entries
 	err     error
+}
+
+// decoded is the outcome of Config.Decode for one entry.
+type decoded struct {
+	env envelope.Envelope
+	err error
 }
 
 // Consumer is one consumer-group loop. Create with New, run with Start,
@@ -94,6 +104,8 @@ type Consumer struct {
 	hwg, rwg      sync.WaitGroup
 
 	results  chan result
+	ackDone  chan error    // the ack in flight has completed
+	work     chan *tracked // to the handler workers
 	readDone chan readResult
 
 	// dispatcher state
@@ -105,6 +117,7 @@ type Consumer struct {
 	retries     retryHeap
 	acks        map[string][]string
 	ackN        int
+	ackSending  []lanewaybroker.AckParams // the acks in flight, nil when none
 	ackSince    time.Time
 	reading     ReadKind
 	readCancel  context.CancelFunc
@@ -143,6 +156,8 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		hardStop: make(chan struct{}),
 		done:     make(chan struct{}),
 		results:  make(chan result, cfg.Concurrency),
+		work:     make(chan *tracked, cfg.Concurrency),
+		ackDone:  make(chan error, 1),
 		readDone: make(chan readResult, 1),
 		owned:    map[string]*tracked{},
 		busy:     map[string]int{},
@@ -185,8 +200,25 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.opCtx = base
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
+	c.hwg.Add(c.cfg.Concurrency)
+	for range c.cfg.Concurrency {
+		go c.worker()
+	}
 	go c.run()
 	return nil
+}
+
+// worker runs handlers until the dispatcher closes work. Long-lived workers
+// (rather than a goroutine per message) keep their grown stacks: a fresh
+// goroutine grew its stack again for every message a real handler ran.
+func (c *Consumer) worker() {
+	defer c.hwg.Done()
+	for t := range c.work {
+		m := t.msg // the handler gets a copy
+		begin := time.Now()
+		err := c.safeHandle(&m)
+		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: err != nil && c.handlerCtx.Err() != nil}
+	}
 }
 
 func (c *Consumer) ensureGroups(ctx context.Context) error {
@@ -291,6 +323,8 @@ func (c *Consumer) run() {
 			c.drainResults()
 		case rr := <-c.readDone:
 			c.onRead(rr)
+		case err := <-c.ackDone:
+			c.onAcked(err)
 		case <-timer.C:
 		case <-c.stopReq:
 			c.shutdown()
@@ -326,7 +360,7 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	if t, ok := c.retries.next(); ok {
 		at(t)
 	}
-	if c.ackN > 0 {
+	if c.ackN > 0 && c.ackSending == nil {
 		at(maxTime(c.ackSince.Add(ackFlushEvery), c.retryAt))
 	}
 	if len(c.owned) > 0 {
@@ -391,7 +425,7 @@ func (c *Consumer) maybeRead() {
 	if plan.Kind == 0 {
 		return
 	}
-	c.maybeFlushAcks(true) // never hold acks across a blocking read
+	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
 	streams := []string{c.cfg.Primary}
 	if plan.Kind == ReadBlockingBoth {
 		streams = append(streams, c.cfg.Backfill)
@@ -408,7 +442,7 @@ func (c *Consumer) maybeRead() {
 		if err != nil && ctx.Err() != nil {
 			err = nil // cancelled on purpose
 		}
-		c.readDone <- readResult{kind: kind, streams: res, err: err}
+		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err}
 	}()
 }
 
@@ -427,32 +461,62 @@ func (c *Consumer) onRead(rr readResult) {
 	if c.lanes && rr.kind == ReadBlockingBoth {
 		c.lastProbe = time.Now() // this read looked at primary too
 	}
-	c.addStreams(rr.streams, nil)
+	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// decodeAll decodes read entries, off the dispatcher.
+func (c *Consumer) decodeAll(streams []lanewaybroker.StreamEntries) [][]decoded {
+	if len(streams) == 0 {
+		return nil
+	}
+	out := make([][]decoded, len(streams))
+	for i, s := range streams {
+		out[i] = make([]decoded, len(s.Entries))
+		for j, e := range s.Entries {
+			out[i][j].env, out[i][j].err = c.cfg.Decode(e)
+		}
+	}
+	return out
 }
 
 // addStreams queues read entries, primary first. deliveries gives counts
 // of claimed entries (nil: fresh reads, count 1).
 func (c *Consumer) addStreams(streams []lanewaybroker.StreamEntries, deliveries map[string]int64) {
+	c.addDecoded(streams, deliveries, nil)
+}
+
+// addDecoded is addStreams with the entries already decoded (dec parallel
+// to streams), or decoded here when dec is nil.
+func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries map[string]int64, dec [][]decoded) {
 	for _, lane := range []Lane{Primary, Backfill} {
-		for _, s := range streams {
+		for i, s := range streams {
 			if c.laneOf(s.Stream) != lane {
 				continue
 			}
-			for _, e := range s.Entries {
+			for j, e := range s.Entries {
 				d := int64(1)
 				if deliveries != nil {
 					if v, ok := deliveries[e.ID]; ok {
 						d = v
 					}
 				}
-				c.addEntry(lane, s.Stream, e, d)
+				var pre *decoded
+				if dec != nil {
+					pre = &dec[i][j]
+				}
+				c.addEntry(lane, s.Stream, e, d, pre)
 			}
 		}
 	}
 }
 
-func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64) {
+func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64, pre *decoded) {
 	key := stream + "\x00" + e.ID
+	if deliveries > 1 && c.ackPending(stream, e.ID) {
+		// Handled here, its ack not sent yet, and reclaimed by our own
+		// XAUTOCLAIM meanwhile: the ack on its way settles it.
+		return
+	}
 	if t, ok := c.owned[key]; ok {
 		// Already ours (a reclaim raced our own touch): keep its state and
 		// put the delivery count back where it was.
@@ -462,7 +526,13 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	t := &tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: time.Now(),
 		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries}}
 	c.owned[key] = t
-	env, err := c.cfg.Decode(e)
+	var env envelope.Envelope
+	var err error
+	if pre != nil {
+		env, err = pre.env, pre.err
+	} else {
+		env, err = c.cfg.Decode(e)
+	}
 	if err != nil {
 		c.nDecode.Add(1)
 		c.cfg.Logger.Error("undecodable entry; moving to DLQ", "group", c.cfg.Group, "stream", stream, "id", e.ID, "error", err)
@@ -559,14 +629,7 @@ func (c *Consumer) start(t *tracked) {
 	} else {
 		c.sl.PrimaryInflight++
 	}
-	m := t.msg // the handler gets a copy
-	c.hwg.Add(1)
-	go func() {
-		defer c.hwg.Done()
-		begin := time.Now()
-		err := c.safeHandle(&m)
-		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: err != nil && c.handlerCtx.Err() != nil}
-	}()
+	c.work <- t // never blocks: at most Concurrency handlers are in flight
 }
 
 func (c *Consumer) safeHandle(m *Message) (err error) {
@@ -634,9 +697,11 @@ func (c *Consumer) ack(t *tracked) {
 
 // maybeFlushAcks sends the collected acks in one pipelined call when forced,
 // when a batch is full, when they have waited ackFlushEvery, or when the
-// consumer has nothing else to do.
+// consumer has nothing else to do. The call runs on its own goroutine, one
+// at a time, so the dispatcher keeps starting handlers meanwhile; acks
+// collected while one is in flight go out when it completes.
 func (c *Consumer) maybeFlushAcks(force bool) {
-	if c.ackN == 0 {
+	if c.ackN == 0 || c.ackSending != nil {
 		return
 	}
 	idle := c.sl.PrimaryInflight+c.sl.BackfillInflight == 0
@@ -646,19 +711,71 @@ func (c *Consumer) maybeFlushAcks(force bool) {
 	if !force && time.Now().Before(c.retryAt) {
 		return
 	}
+	params := c.takeAcks()
+	c.ackSending = params
+	go func() {
+		ctx, cancel := c.op()
+		defer cancel()
+		c.ackDone <- c.b.Ack(ctx, params)
+	}()
+}
+
+// takeAcks empties the collected acks into AckParams.
+func (c *Consumer) takeAcks() []lanewaybroker.AckParams {
 	params := make([]lanewaybroker.AckParams, 0, len(c.acks))
 	for s, ids := range c.acks {
 		params = append(params, lanewaybroker.AckParams{Stream: s, Group: c.cfg.Group, IDs: ids})
 	}
+	c.acks = map[string][]string{}
+	c.ackN = 0
+	return params
+}
+
+// onAcked settles the ack in flight; failed acks are collected again.
+func (c *Consumer) onAcked(err error) {
+	sent := c.ackSending
+	c.ackSending = nil
+	if err == nil {
+		return
+	}
+	for _, a := range sent {
+		if c.ackN == 0 {
+			c.ackSince = time.Now()
+		}
+		c.acks[a.Stream] = append(c.acks[a.Stream], a.IDs...)
+		c.ackN += len(a.IDs)
+	}
+	c.brokerFailed("ack", err)
+}
+
+// flushAcksNow waits for the ack in flight and sends the rest, for
+// shutdown and before a reclaim.
+func (c *Consumer) flushAcksNow() {
+	if c.ackSending != nil {
+		c.onAcked(<-c.ackDone)
+	}
+	if c.ackN == 0 {
+		return
+	}
+	params := c.takeAcks()
+	c.ackSending = params
 	ctx, cancel := c.op()
 	err := c.b.Ack(ctx, params)
 	cancel()
-	if err != nil {
-		c.brokerFailed("ack", err)
-		return
+	c.onAcked(err)
+}
+
+// ackPending reports whether id of stream is handled and waiting for its ack.
+func (c *Consumer) ackPending(stream, id string) bool {
+	if slices.Contains(c.acks[stream], id) {
+		return true
 	}
-	c.acks = map[string][]string{}
-	c.ackN = 0
+	for _, a := range c.ackSending {
+		if a.Stream == stream && slices.Contains(a.IDs, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetter publishes t to its lane's DLQ and acks it; when the publish
@@ -725,6 +842,9 @@ func (c *Consumer) maintain(now time.Time) {
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop
 		if !now.Before(c.retryAt) {
+			// Handled entries waiting for their batched ack look idle to
+			// XAUTOCLAIM: send the acks first.
+			c.flushAcksNow()
 			c.reclaim()
 		}
 	}
@@ -875,7 +995,7 @@ func (c *Consumer) shutdown() {
 		case rr := <-c.readDone:
 			c.reading = 0
 			if rr.err == nil {
-				c.addStreams(rr.streams, nil) // pending on us now: handed back below
+				c.addDecoded(rr.streams, nil, rr.decoded) // pending on us now: handed back below
 			}
 		case <-timeout.C:
 			cancelHandlers()
@@ -884,8 +1004,9 @@ func (c *Consumer) shutdown() {
 		}
 	}
 	c.handlerCancel()
-	c.maybeFlushAcks(true)
+	c.flushAcksNow()
 	c.release()
+	close(c.work)
 	c.hwg.Wait()
 	c.rwg.Wait()
 }

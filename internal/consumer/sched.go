@@ -81,34 +81,41 @@ type readPlan struct {
 }
 
 // planRead decides the blocking read to have outstanding. queuedP/queuedB
-// are entries read but not started. At Concurrency 1 a whole batch (count)
-// is read when the consumer is empty; above that never more than the free
-// capacity, and a primary-only read is kept outstanding while backfill
-// already fills its share, so a primary entry is never left unread while a
-// slot is free for it.
+// are entries read but not started.
+//
+// The consumer keeps up to count entries read ahead of its handlers and
+// reads again, a full batch's worth, once that read-ahead is down to half:
+// the next read then overlaps the handling of the current batch instead of
+// following it, and reads stay large at any concurrency. (Reading only when
+// the queue was empty left the handlers idle for a round trip per batch, and
+// reading only as many entries as free slots capped the batches at the
+// concurrency.) Read-ahead does not weaken the lane guarantees: primary
+// entries queue apart and always start first, backfill handler slots are
+// capped when they start (slots.canStart), and preemption comes from the
+// reads and probes of primary, which still happen between backfill
+// messages.
+//
+// Above concurrency 1, while backfill entries fill the read-ahead, a
+// primary-only read is kept outstanding whenever primary has a free slot
+// and nothing queued, so a primary entry is never left unread while a slot
+// is free for it. At concurrency 1 the probe between backfill messages does
+// that job.
 func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
-	if s.Concurrency <= 1 {
-		if s.free() > 0 && queuedP == 0 && queuedB == 0 {
-			if lanes {
-				return readPlan{Kind: ReadBlockingBoth, Count: count}
-			}
-			return readPlan{Kind: ReadBlockingPrimary, Count: count}
-		}
-		return readPlan{}
+	kind := ReadBlockingPrimary
+	if lanes {
+		kind = ReadBlockingBoth
 	}
-	free := s.free() - queuedP - queuedB
-	if free > 0 {
-		if lanes {
-			return readPlan{Kind: ReadBlockingBoth, Count: min(count, free)}
-		}
-		return readPlan{Kind: ReadBlockingPrimary, Count: min(count, free)}
+	if queued := queuedP + queuedB; queued <= count/2 {
+		return readPlan{Kind: kind, Count: count - queued}
+	}
+	if s.Concurrency <= 1 || !lanes || queuedP > 0 {
+		return readPlan{}
 	}
 	// Backfill entries queued beyond what may start now do not take
 	// primary's slots.
 	startable := min(queuedB, max(s.BackfillCap-s.BackfillInflight, 0))
-	pfree := s.free() - queuedP - startable
-	if pfree > 0 {
-		return readPlan{Kind: ReadBlockingPrimary, Count: min(count, pfree)}
+	if s.free()-startable > 0 {
+		return readPlan{Kind: ReadBlockingPrimary, Count: count}
 	}
 	return readPlan{}
 }

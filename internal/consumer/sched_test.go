@@ -112,12 +112,16 @@ func TestPlanRead(t *testing.T) {
 	}{
 		{"c1 idle lanes on", slots{Concurrency: 1, BackfillCap: 1}, 0, 0, true, readPlan{ReadBlockingBoth, 100}},
 		{"c1 idle lanes off", slots{Concurrency: 1, BackfillCap: 1}, 0, 0, false, readPlan{ReadBlockingPrimary, 100}},
-		{"c1 busy", slots{Concurrency: 1, BackfillCap: 1, BackfillInflight: 1}, 0, 0, true, readPlan{}},
-		{"c1 queued", slots{Concurrency: 1, BackfillCap: 1}, 0, 5, true, readPlan{}},
-		{"c8 free capacity", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 3}, 1, 0, true, readPlan{ReadBlockingBoth, 4}},
-		{"c8 backfill queued at cap: primary only", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 0, 6, true, readPlan{ReadBlockingPrimary, 6}},
-		{"c8 full", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 6, true, readPlan{}},
-		{"c8 lanes off", slots{Concurrency: 8, BackfillCap: 2}, 0, 0, false, readPlan{ReadBlockingPrimary, 8}},
+		{"c1 busy: read ahead", slots{Concurrency: 1, BackfillCap: 1, BackfillInflight: 1}, 0, 0, true, readPlan{ReadBlockingBoth, 100}},
+		{"c1 queued: top up", slots{Concurrency: 1, BackfillCap: 1}, 0, 5, true, readPlan{ReadBlockingBoth, 95}},
+		{"c1 read-ahead above half", slots{Concurrency: 1, BackfillCap: 1, BackfillInflight: 1}, 0, 51, true, readPlan{}},
+		{"c8 free capacity", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 3}, 1, 0, true, readPlan{ReadBlockingBoth, 99}},
+		{"c8 all slots busy: still read ahead", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 6, true, readPlan{ReadBlockingBoth, 94}},
+		{"c8 backfill fills the read-ahead at cap: primary only", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 0, 60, true, readPlan{ReadBlockingPrimary, 100}},
+		{"c8 backfill fills the read-ahead, primary queued", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 1, 60, true, readPlan{}},
+		{"c8 backfill fills the read-ahead, no slot", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 60, true, readPlan{}},
+		{"c8 lanes off", slots{Concurrency: 8, BackfillCap: 2}, 0, 0, false, readPlan{ReadBlockingPrimary, 100}},
+		{"c8 lanes off, read-ahead above half", slots{Concurrency: 8, BackfillCap: 2}, 60, 0, false, readPlan{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, planRead(tc.s, tc.qp, tc.qb, 100, tc.lanes))
