@@ -68,6 +68,24 @@ type result struct {
 	cancelled bool
 }
 
+// run is work for one handler slot: one message, or at Concurrency 1 a
+// run of consecutive messages of one lane that the worker handles back to
+// back (see dispatch). msgs are the handler's copies of ts[i].msg.
+type run struct {
+	lane   Lane
+	ts     []*tracked
+	msgs   []Message
+	budget time.Duration // a run stops starting messages after this long
+}
+
+// runResult reports a finished run: the handled messages, and those the
+// worker did not start (preempted, over budget, or stopping), in order.
+type runResult struct {
+	lane      Lane
+	done      []result
+	unstarted []*tracked
+}
+
 type readResult struct {
 	kind    ReadKind
 	streams []lanewaybroker.StreamEntries
@@ -103,32 +121,38 @@ type Consumer struct {
 	opCtx         context.Context
 	hwg, rwg      sync.WaitGroup
 
-	results  chan result
-	ackDone  chan error    // the ack in flight has completed
-	work     chan *tracked // to the handler workers
-	readDone chan readResult
+	results chan runResult
+	ackDone chan error // the ack in flight has completed
+	work    chan run   // to the handler workers
+	// preempt tells a worker in a backfill run that primary entries are
+	// queued; halt that the consumer is stopping. Both end runs early.
+	preempt, halt atomic.Bool
+	readDone      chan readResult
 
 	// dispatcher state
-	owned       map[string]*tracked
-	queue       [2][]*tracked
-	busy        map[string]int
-	sl          slots
-	credit      shareCredit
-	retries     retryHeap
-	acks        map[string][]string
-	ackN        int
-	ackSending  []lanewaybroker.AckParams // the acks in flight, nil when none
-	ackSince    time.Time
-	reading     ReadKind
-	readCancel  context.CancelFunc
-	lastProbe   time.Time
-	lastReclaim time.Time
-	lastTouch   time.Time
-	claimCursor [2]string
-	bo          backoff
-	retryAt     time.Time
-	down        bool
-	stopping    bool
+	owned      map[string]*tracked
+	queue      [2][]*tracked
+	busy       map[string]int
+	sl         slots
+	credit     shareCredit
+	retries    retryHeap
+	acks       map[string][]string
+	ackN       int
+	ackSending []lanewaybroker.AckParams // the acks in flight, nil when none
+	ackSince   time.Time
+	reading    ReadKind
+	readCancel context.CancelFunc
+	lastProbe  time.Time
+	readSent   time.Time // when the read in flight was sent
+	// lastBackfillDone is when the last backfill run ended.
+	lastBackfillDone time.Time
+	lastReclaim      time.Time
+	lastTouch        time.Time
+	claimCursor      [2]string
+	bo               backoff
+	retryAt          time.Time
+	down             bool
+	stopping         bool
 
 	reads, entries [numReadKinds]atomic.Int64
 	handled        [2]atomic.Int64
@@ -155,8 +179,8 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		stopReq:  make(chan struct{}),
 		hardStop: make(chan struct{}),
 		done:     make(chan struct{}),
-		results:  make(chan result, cfg.Concurrency),
-		work:     make(chan *tracked, cfg.Concurrency),
+		results:  make(chan runResult, cfg.Concurrency),
+		work:     make(chan run, cfg.Concurrency),
 		ackDone:  make(chan error, 1),
 		readDone: make(chan readResult, 1),
 		owned:    map[string]*tracked{},
@@ -213,11 +237,19 @@ func (c *Consumer) Start(ctx context.Context) error {
 // goroutine grew its stack again for every message a real handler ran.
 func (c *Consumer) worker() {
 	defer c.hwg.Done()
-	for t := range c.work {
-		m := t.msg // the handler gets a copy
-		begin := time.Now()
-		err := c.safeHandle(&m)
-		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: err != nil && c.handlerCtx.Err() != nil}
+	for r := range c.work {
+		out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
+		began := time.Now()
+		for i, t := range r.ts {
+			if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && c.preempt.Load())) {
+				out.unstarted = r.ts[i:]
+				break
+			}
+			begin := time.Now()
+			err := c.safeHandle(&r.msgs[i])
+			out.done = append(out.done, result{t: t, err: err, d: time.Since(begin), cancelled: err != nil && c.handlerCtx.Err() != nil})
+		}
+		c.results <- out
 	}
 }
 
@@ -319,7 +351,7 @@ func (c *Consumer) run() {
 		timer.Reset(c.nextWake(time.Now()))
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 			c.drainResults()
 		case rr := <-c.readDone:
 			c.onRead(rr)
@@ -337,7 +369,7 @@ func (c *Consumer) drainResults() {
 	for {
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 		default:
 			return
 		}
@@ -431,7 +463,7 @@ func (c *Consumer) maybeRead() {
 		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
-	c.reading, c.readCancel = plan.Kind, cancel
+	c.reading, c.readCancel, c.readSent = plan.Kind, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
 	kind := plan.Kind
 	c.rwg.Add(1)
@@ -459,7 +491,14 @@ func (c *Consumer) onRead(rr readResult) {
 	}
 	c.countRead(rr.kind, n)
 	if c.lanes && rr.kind == ReadBlockingBoth {
-		c.lastProbe = time.Now() // this read looked at primary too
+		// This read looked at primary too. It stands for a probe only if no
+		// backfill handler ran since it was sent: a read-ahead answered in
+		// the middle of a backfill handler says nothing about a primary
+		// entry that arrived after it, and the next backfill message must
+		// not start on its word.
+		if c.sl.BackfillInflight == 0 && !c.readSent.Before(c.lastBackfillDone) {
+			c.lastProbe = time.Now()
+		}
 	}
 	c.addDecoded(rr.streams, nil, rr.decoded)
 }
@@ -551,6 +590,9 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	}
 	t.st = stQueued
 	c.queue[lane] = append(c.queue[lane], t)
+	if lane == Primary {
+		c.preempt.Store(true)
+	}
 }
 
 // probe is the non-blocking check of primary before a backfill message.
@@ -613,23 +655,71 @@ func (c *Consumer) dispatch() {
 		if lane == Backfill {
 			idx = bi
 		}
-		t := c.queue[lane][idx]
-		c.queue[lane] = append(c.queue[lane][:idx], c.queue[lane][idx+1:]...)
-		c.start(t)
+		n := 1
+		if c.cfg.Concurrency == 1 && c.cfg.MinBackfillShare == 0 {
+			// One slot, strict priority: hand the worker every queued
+			// message of the lane as one run, so the slot does not wait for
+			// a dispatcher round trip between messages. Entries are queued
+			// in FIFO order and idx is 0 here (nothing else is in flight).
+			n = len(c.queue[lane])
+		}
+		ts := slices.Clone(c.queue[lane][idx : idx+n])
+		c.queue[lane] = slices.Delete(c.queue[lane], idx, idx+n)
+		c.start(lane, ts)
 	}
 }
 
-func (c *Consumer) start(t *tracked) {
-	t.st = stRunning
-	if k := msgKey(t); k != "" {
-		c.busy[k]++
+// start hands ts (one message, or a run at Concurrency 1) to a worker. A
+// backfill run stops at the next message once primary entries are queued or
+// after ProbeInterval (preemption: primary waits at most one backfill
+// handler, or a few ms); a primary run after ackFlushEvery, so acks and
+// results flow while primary is saturated.
+func (c *Consumer) start(lane Lane, ts []*tracked) {
+	r := run{lane: lane, ts: ts, msgs: make([]Message, len(ts)), budget: ackFlushEvery}
+	for i, t := range ts {
+		t.st = stRunning
+		if k := msgKey(t); k != "" {
+			c.busy[k]++
+		}
+		r.msgs[i] = t.msg // the handler gets a copy
 	}
-	if t.lane == Backfill {
+	if lane == Backfill {
 		c.sl.BackfillInflight++
+		c.preempt.Store(len(c.queue[Primary]) > 0)
+		r.budget = c.cfg.ProbeInterval
 	} else {
 		c.sl.PrimaryInflight++
 	}
-	c.work <- t // never blocks: at most Concurrency handlers are in flight
+	c.work <- r // never blocks: at most Concurrency runs are in flight
+}
+
+// onRunResult frees the run's slot, settles what it handled and queues what
+// it did not start again, at the front of its lane.
+func (c *Consumer) onRunResult(rr runResult) {
+	if rr.lane == Backfill {
+		c.lastBackfillDone = time.Now()
+		c.sl.BackfillInflight--
+	} else {
+		c.sl.PrimaryInflight--
+	}
+	for _, r := range rr.done {
+		c.onResult(r)
+	}
+	for _, t := range rr.unstarted {
+		c.unbusy(t)
+		t.st = stQueued
+	}
+	if len(rr.unstarted) > 0 {
+		c.queue[rr.lane] = append(slices.Clone(rr.unstarted), c.queue[rr.lane]...)
+	}
+}
+
+func (c *Consumer) unbusy(t *tracked) {
+	if k := msgKey(t); k != "" {
+		if c.busy[k]--; c.busy[k] <= 0 {
+			delete(c.busy, k)
+		}
+	}
 }
 
 func (c *Consumer) safeHandle(m *Message) (err error) {
@@ -643,16 +733,7 @@ func (c *Consumer) safeHandle(m *Message) (err error) {
 
 func (c *Consumer) onResult(r result) {
 	t := r.t
-	if k := msgKey(t); k != "" {
-		if c.busy[k]--; c.busy[k] <= 0 {
-			delete(c.busy, k)
-		}
-	}
-	if t.lane == Backfill {
-		c.sl.BackfillInflight--
-	} else {
-		c.sl.PrimaryInflight--
-	}
+	c.unbusy(t)
 	if r.err == nil {
 		c.handled[t.lane].Add(1)
 		if c.cfg.Observer != nil {
@@ -982,6 +1063,7 @@ func (c *Consumer) reclaim() {
 
 func (c *Consumer) shutdown() {
 	c.stopping = true
+	c.halt.Store(true)
 	c.readCancelAll()
 	timeout := time.NewTimer(c.cfg.ShutdownTimeout)
 	defer timeout.Stop()
@@ -991,7 +1073,7 @@ func (c *Consumer) shutdown() {
 	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 {
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 		case rr := <-c.readDone:
 			c.reading = 0
 			if rr.err == nil {

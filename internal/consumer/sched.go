@@ -105,6 +105,18 @@ func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
 	if lanes {
 		kind = ReadBlockingBoth
 	}
+	if s.Concurrency <= 1 && lanes && (queuedB > 0 || s.BackfillInflight > 0) {
+		// At concurrency 1 the probe between backfill messages is the check
+		// of primary, and it must not run beside a read-ahead: the two
+		// could deliver primary entries out of order, and a read-ahead
+		// answered during a backfill handler says nothing about a primary
+		// entry that came after it. So backfill work reads as before, once
+		// the queue is empty and the slot free.
+		if s.free() > 0 && queuedP == 0 && queuedB == 0 {
+			return readPlan{Kind: kind, Count: count}
+		}
+		return readPlan{}
+	}
 	if queued := queuedP + queuedB; queued <= count/2 {
 		return readPlan{Kind: kind, Count: count - queued}
 	}
