@@ -596,15 +596,23 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 }
 
 // probe is the non-blocking check of primary before a backfill message.
+//
+// At Concurrency 1 the probe also tops up the backfill queue once it is down
+// to half a batch (XREADGROUP over both lanes, without BLOCK): backfill work
+// does no read-ahead there (planRead), so without it every batch would cost
+// the probe's round trip and then a read's.
 func (c *Consumer) probe() int {
 	c.lastProbe = time.Now()
 	count := c.cfg.Count
+	streams := []string{c.cfg.Primary}
 	if c.cfg.Concurrency > 1 {
 		count = max(1, min(count, c.sl.free()-len(c.queue[Primary])))
+	} else if c.lanes && len(c.queue[Backfill]) <= c.cfg.Count/2 {
+		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := c.op()
 	defer cancel()
-	res, err := c.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary}, Count: count})
+	res, err := c.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: count})
 	if err != nil {
 		c.brokerFailed("probe", err)
 		return 0
