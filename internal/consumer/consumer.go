@@ -663,18 +663,52 @@ func (c *Consumer) dispatch() {
 		if lane == Backfill {
 			idx = bi
 		}
-		n := 1
-		if c.cfg.Concurrency == 1 && c.cfg.MinBackfillShare == 0 {
-			// One slot, strict priority: hand the worker every queued
-			// message of the lane as one run, so the slot does not wait for
-			// a dispatcher round trip between messages. Entries are queued
-			// in FIFO order and idx is 0 here (nothing else is in flight).
-			n = len(c.queue[lane])
-		}
-		ts := slices.Clone(c.queue[lane][idx : idx+n])
-		c.queue[lane] = slices.Delete(c.queue[lane], idx, idx+n)
-		c.start(lane, ts)
+		c.start(lane, c.takeRun(lane, idx))
 	}
+}
+
+// maxRun bounds a run above concurrency 1, so queued work spreads over the
+// free slots.
+const maxRun = 16
+
+// takeRun removes from lane's queue the entry at idx and the queued entries
+// that may run after it on the same slot, in queue order, and returns them.
+// Handing a worker a run of messages instead of one saves a dispatcher
+// round trip (two goroutine hand-offs) per message. An entry joins the run
+// when its aggregate has nothing in flight elsewhere (or is already in this
+// run, behind its predecessors), so per-aggregate order holds; at
+// concurrency 1 nothing else is in flight and the run is the lane's queue in
+// FIFO order. With MinBackfillShare the share is decided per message, so
+// runs are single messages.
+func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
+	q := c.queue[lane]
+	first := q[idx]
+	limit := len(q)
+	if c.cfg.MinBackfillShare > 0 {
+		limit = 1
+	} else if c.cfg.Concurrency > 1 {
+		limit = min(max(len(q)/max(c.sl.free(), 1), 1), maxRun)
+	}
+	if limit == 1 {
+		c.queue[lane] = slices.Delete(q, idx, idx+1)
+		return []*tracked{first}
+	}
+	run := []*tracked{first}
+	mine := map[string]bool{msgKey(first): true}
+	rest := q[:idx:idx] // the entries before idx stay (their aggregates are busy)
+	for _, t := range q[idx+1:] {
+		if len(run) < limit {
+			k := msgKey(t)
+			if k == "" || mine[k] || c.busy[k] == 0 {
+				run = append(run, t)
+				mine[k] = true
+				continue
+			}
+		}
+		rest = append(rest, t)
+	}
+	c.queue[lane] = rest
+	return run
 }
 
 // start hands ts (one message, or a run at Concurrency 1) to a worker. A
