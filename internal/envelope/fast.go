@@ -20,7 +20,10 @@ import (
 // _dlq_metadata), and hashes the payload as it is when it is already in
 // canonical form. Whenever the entry strays from that shape it gives up and
 // Decode runs the general decoder, so both paths accept and return exactly
-// the same (FuzzDecodeFastMatchesSlow holds them to it).
+// the same (FuzzDecodeFastMatchesSlow holds them to it). Members the fast
+// path does not know send the entry to the general decoder too (at the top
+// level and in metadata), so a member the general decoder learns to read
+// later can never be skipped here.
 
 // scanner walks JSON bytes. Every method either consumes one well-formed
 // piece or reports false; false means "not for the fast path", never
@@ -270,9 +273,8 @@ type fields []struct {
 }
 
 // members reads an object whose members named in strs are strings without
-// escapes (or absent) and whose other members are skipped; when prio and
-// ver are set, "priority" and "version" are integer members. Duplicates and
-// anything else give up.
+// escapes (or absent); when prio and ver are set, "priority" and "version"
+// are integer members. Other members, duplicates and anything else give up.
 func (s *scanner) members(strs fields, prio, ver *int) bool {
 	if !s.consume('{') {
 		return false
@@ -322,8 +324,8 @@ func (s *scanner) members(strs fields, prio, ver *int) bool {
 					return false
 				}
 				*dst = int(n)
-			} else if _, ok := s.skipValue(1); !ok {
-				return false
+			} else {
+				return false // a member the engine does not write: the general decoder
 			}
 		}
 		if bit >= 0 {
@@ -379,12 +381,10 @@ func decodeFast(raw []byte) (e Envelope, ok bool) {
 				return e, false
 			}
 			haveMeta = true
-		case "_dlq_metadata":
-			return e, false
 		default:
-			if _, ok := s.skipValue(1); !ok {
-				return e, false
-			}
+			// _dlq_metadata, or a member the general decoder may read:
+			// only the two members the engine writes take the fast path.
+			return e, false
 		}
 		if s.consume(',') {
 			continue
@@ -459,9 +459,7 @@ func (s *scanner) metadata(md *Metadata) bool {
 			}
 			seen[2] = true
 		default:
-			if _, ok := s.skipValue(1); !ok {
-				return false
-			}
+			return false // extensions or another member: the general decoder
 		}
 		if s.consume(',') {
 			continue
