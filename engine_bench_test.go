@@ -297,7 +297,6 @@ func (k *benchKit) drainLane(b *testing.B, lanes bool, n int) time.Duration {
 	})
 	<-done
 	d := time.Since(start)
-	b.Logf("lanes=%v %v: %+v", lanes, d, eng.ConsumerStats())
 	require.NoError(b, eng.Stop(context.Background()))
 	return d
 }
