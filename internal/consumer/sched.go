@@ -83,10 +83,11 @@ type readPlan struct {
 // planRead decides the blocking read to have outstanding. queuedP/queuedB
 // are entries read but not started.
 //
-// The consumer keeps up to count entries read ahead of its handlers and
-// reads again, a full batch's worth, once that read-ahead is down to half:
-// the next read then overlaps the handling of the current batch instead of
-// following it, and reads stay large at any concurrency. (Reading only when
+// The consumer keeps between one and two batches (count) read ahead of its
+// handlers: it reads a full batch again as soon as no more than one batch
+// is queued, so a read is nearly always in flight while handlers work, and
+// reads stay large at any concurrency. (With less read-ahead the handlers
+// of a no-op projector finished a batch before the next read was back.) (Reading only when
 // the queue was empty left the handlers idle for a round trip per batch, and
 // reading only as many entries as free slots capped the batches at the
 // concurrency.) Read-ahead does not weaken the lane guarantees: primary
@@ -117,8 +118,8 @@ func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
 		}
 		return readPlan{}
 	}
-	if queued := queuedP + queuedB; queued <= count/2 {
-		return readPlan{Kind: kind, Count: count - queued}
+	if queuedP+queuedB <= count {
+		return readPlan{Kind: kind, Count: count}
 	}
 	if s.Concurrency <= 1 || !lanes || queuedP > 0 {
 		return readPlan{}
