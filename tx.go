@@ -207,11 +207,15 @@ type outboxSpec struct {
 }
 
 func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
-	payload, err := json.Marshal(s.payload)
+	raw, err := json.Marshal(s.payload)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("encode %s: %w", s.name, err)
 	}
-	sum, err := envelope.Checksum(payload)
+	// The payload is stored in its canonical form (keys sorted, non-ASCII
+	// escaped, as the reference's checksum serializes it): computing the
+	// checksum produces those bytes anyway, and a consumer then verifies the
+	// checksum by hashing the bytes it reads, without re-serializing them.
+	payload, sum, err := envelope.CanonicalChecksum(raw)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("checksum %s: %w", s.name, err)
 	}

@@ -6,8 +6,10 @@
 // dead consumers' entries and graceful shutdown.
 //
 // One goroutine (the dispatcher) owns all scheduling state; handlers run on
-// their own goroutines and report back over a channel; the one blocking read
-// runs on a helper goroutine so finished handlers are acked while it waits.
+// Concurrency long-lived worker goroutines and report back over a channel;
+// the one blocking read runs on a helper goroutine, which also decodes what
+// it read, so finished handlers are acked while it waits and decoding
+// overlaps handling.
 package consumer
 
 import (
@@ -20,6 +22,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,13 +66,38 @@ type result struct {
 	err       error
 	d         time.Duration
 	cancelled bool
-	outage    bool // the error is Config.Outage's: not an attempt
+}
+
+// run is work for one handler slot: one message, or at Concurrency 1 a
+// run of consecutive messages of one lane that the worker handles back to
+// back (see dispatch). msgs are the handler's copies of ts[i].msg.
+type run struct {
+	lane   Lane
+	ts     []*tracked
+	msgs   []Message
+	budget time.Duration // a run stops starting messages after this long
+}
+
+// runResult reports a finished run: the handled messages, and those the
+// worker did not start (preempted, over budget, or stopping), in order.
+type runResult struct {
+	lane      Lane
+	done      []result
+	unstarted []*tracked
+	outage    error // Config.Outage's verdict on the first unstarted one's error
 }
 
 type readResult struct {
 	kind    ReadKind
 	streams []lanewaybroker.StreamEntries
+	decoded [][]decoded // parallel to streams[i].Entries
 	err     error
+}
+
+// decoded is the outcome of Config.Decode for one entry.
+type decoded struct {
+	env envelope.Envelope
+	err error
 }
 
 // Consumer is one consumer-group loop. Create with New, run with Start,
@@ -94,29 +122,38 @@ type Consumer struct {
 	opCtx         context.Context
 	hwg, rwg      sync.WaitGroup
 
-	results  chan result
-	readDone chan readResult
+	results chan runResult
+	ackDone chan error // the ack in flight has completed
+	work    chan run   // to the handler workers
+	// preempt tells a worker in a backfill run that primary entries are
+	// queued; halt that the consumer is stopping. Both end runs early.
+	preempt, halt atomic.Bool
+	readDone      chan readResult
 
 	// dispatcher state
-	owned       map[string]*tracked
-	queue       [2][]*tracked
-	busy        map[string]int
-	sl          slots
-	credit      shareCredit
-	retries     retryHeap
-	acks        map[string][]string
-	ackN        int
-	ackSince    time.Time
-	reading     ReadKind
-	readCancel  context.CancelFunc
-	lastProbe   time.Time
-	lastReclaim time.Time
-	lastTouch   time.Time
-	claimCursor [2]string
-	bo          backoff
-	retryAt     time.Time
-	down        bool
-	stopping    bool
+	owned      map[string]*tracked
+	queue      [2][]*tracked
+	busy       map[string]int
+	sl         slots
+	credit     shareCredit
+	retries    retryHeap
+	acks       map[string][]string
+	ackN       int
+	ackSending []lanewaybroker.AckParams // the acks in flight, nil when none
+	ackSince   time.Time
+	reading    ReadKind
+	readCancel context.CancelFunc
+	lastProbe  time.Time
+	readSent   time.Time // when the read in flight was sent
+	// lastBackfillDone is when the last backfill run ended.
+	lastBackfillDone time.Time
+	lastReclaim      time.Time
+	lastTouch        time.Time
+	claimCursor      [2]string
+	bo               backoff
+	retryAt          time.Time
+	down             bool
+	stopping         bool
 	// database outage (Config.Outage): handlers pause until dbRetryAt
 	dbBo      backoff
 	dbRetryAt time.Time
@@ -147,7 +184,9 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		stopReq:  make(chan struct{}),
 		hardStop: make(chan struct{}),
 		done:     make(chan struct{}),
-		results:  make(chan result, cfg.Concurrency),
+		results:  make(chan runResult, cfg.Concurrency),
+		work:     make(chan run, cfg.Concurrency),
+		ackDone:  make(chan error, 1),
 		readDone: make(chan readResult, 1),
 		owned:    map[string]*tracked{},
 		busy:     map[string]int{},
@@ -191,8 +230,40 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.opCtx = base
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
+	c.hwg.Add(c.cfg.Concurrency)
+	for range c.cfg.Concurrency {
+		go c.worker()
+	}
 	go c.run()
 	return nil
+}
+
+// worker runs handlers until the dispatcher closes work. Long-lived workers
+// (rather than a goroutine per message) keep their grown stacks: a fresh
+// goroutine grew its stack again for every message a real handler ran.
+func (c *Consumer) worker() {
+	defer c.hwg.Done()
+	for r := range c.work {
+		out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
+		began := time.Now()
+		for i, t := range r.ts {
+			if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && c.preempt.Load())) {
+				out.unstarted = r.ts[i:]
+				break
+			}
+			begin := time.Now()
+			err := c.safeHandle(&r.msgs[i])
+			cancelled := err != nil && c.handlerCtx.Err() != nil
+			if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
+				// The database is down: not an attempt. This message and the
+				// rest of the run go back, in order, with their delivery counts.
+				out.outage, out.unstarted = err, r.ts[i:]
+				break
+			}
+			out.done = append(out.done, result{t: t, err: err, d: time.Since(begin), cancelled: cancelled})
+		}
+		c.results <- out
+	}
 }
 
 func (c *Consumer) ensureGroups(ctx context.Context) error {
@@ -293,10 +364,12 @@ func (c *Consumer) run() {
 		timer.Reset(c.nextWake(time.Now()))
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 			c.drainResults()
 		case rr := <-c.readDone:
 			c.onRead(rr)
+		case err := <-c.ackDone:
+			c.onAcked(err)
 		case <-timer.C:
 		case <-c.stopReq:
 			c.shutdown()
@@ -309,7 +382,7 @@ func (c *Consumer) drainResults() {
 	for {
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 		default:
 			return
 		}
@@ -332,7 +405,7 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	if t, ok := c.retries.next(); ok {
 		at(t)
 	}
-	if c.ackN > 0 {
+	if c.ackN > 0 && c.ackSending == nil {
 		at(maxTime(c.ackSince.Add(ackFlushEvery), c.retryAt))
 	}
 	if len(c.owned) > 0 {
@@ -418,13 +491,13 @@ func (c *Consumer) maybeRead() {
 	if plan.Kind == 0 {
 		return
 	}
-	c.maybeFlushAcks(true) // never hold acks across a blocking read
+	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
 	streams := []string{c.cfg.Primary}
 	if plan.Kind == ReadBlockingBoth {
 		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
-	c.reading, c.readCancel = plan.Kind, cancel
+	c.reading, c.readCancel, c.readSent = plan.Kind, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
 	kind := plan.Kind
 	c.rwg.Add(1)
@@ -435,7 +508,7 @@ func (c *Consumer) maybeRead() {
 		if err != nil && ctx.Err() != nil {
 			err = nil // cancelled on purpose
 		}
-		c.readDone <- readResult{kind: kind, streams: res, err: err}
+		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err}
 	}()
 }
 
@@ -452,34 +525,71 @@ func (c *Consumer) onRead(rr readResult) {
 	}
 	c.countRead(rr.kind, n)
 	if c.lanes && rr.kind == ReadBlockingBoth {
-		c.lastProbe = time.Now() // this read looked at primary too
+		// This read looked at primary too. It stands for a probe only if no
+		// backfill handler ran since it was sent: a read-ahead answered in
+		// the middle of a backfill handler says nothing about a primary
+		// entry that arrived after it, and the next backfill message must
+		// not start on its word.
+		if c.sl.BackfillInflight == 0 && !c.readSent.Before(c.lastBackfillDone) {
+			c.lastProbe = time.Now()
+		}
 	}
-	c.addStreams(rr.streams, nil)
+	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// decodeAll decodes read entries, off the dispatcher.
+func (c *Consumer) decodeAll(streams []lanewaybroker.StreamEntries) [][]decoded {
+	if len(streams) == 0 {
+		return nil
+	}
+	out := make([][]decoded, len(streams))
+	for i, s := range streams {
+		out[i] = make([]decoded, len(s.Entries))
+		for j, e := range s.Entries {
+			out[i][j].env, out[i][j].err = c.cfg.Decode(e)
+		}
+	}
+	return out
 }
 
 // addStreams queues read entries, primary first. deliveries gives counts
 // of claimed entries (nil: fresh reads, count 1).
 func (c *Consumer) addStreams(streams []lanewaybroker.StreamEntries, deliveries map[string]int64) {
+	c.addDecoded(streams, deliveries, nil)
+}
+
+// addDecoded is addStreams with the entries already decoded (dec parallel
+// to streams), or decoded here when dec is nil.
+func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries map[string]int64, dec [][]decoded) {
 	for _, lane := range []Lane{Primary, Backfill} {
-		for _, s := range streams {
+		for i, s := range streams {
 			if c.laneOf(s.Stream) != lane {
 				continue
 			}
-			for _, e := range s.Entries {
+			for j, e := range s.Entries {
 				d := int64(1)
 				if deliveries != nil {
 					if v, ok := deliveries[e.ID]; ok {
 						d = v
 					}
 				}
-				c.addEntry(lane, s.Stream, e, d)
+				var pre *decoded
+				if dec != nil {
+					pre = &dec[i][j]
+				}
+				c.addEntry(lane, s.Stream, e, d, pre)
 			}
 		}
 	}
 }
 
-func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64) {
+func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64, pre *decoded) {
 	key := stream + "\x00" + e.ID
+	if deliveries > 1 && c.ackPending(stream, e.ID) {
+		// Handled here, its ack not sent yet, and reclaimed by our own
+		// XAUTOCLAIM meanwhile: the ack on its way settles it.
+		return
+	}
 	if t, ok := c.owned[key]; ok {
 		// Already ours (a reclaim raced our own touch): keep its state and
 		// put the delivery count back where it was.
@@ -489,7 +599,13 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	t := &tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: time.Now(),
 		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries}}
 	c.owned[key] = t
-	env, err := c.cfg.Decode(e)
+	var env envelope.Envelope
+	var err error
+	if pre != nil {
+		env, err = pre.env, pre.err
+	} else {
+		env, err = c.cfg.Decode(e)
+	}
 	if err != nil {
 		c.nDecode.Add(1)
 		c.cfg.Logger.Error("undecodable entry; moving to DLQ", "group", c.cfg.Group, "stream", stream, "id", e.ID, "error", err)
@@ -508,18 +624,29 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	}
 	t.st = stQueued
 	c.queue[lane] = append(c.queue[lane], t)
+	if lane == Primary {
+		c.preempt.Store(true)
+	}
 }
 
 // probe is the non-blocking check of primary before a backfill message.
+//
+// At Concurrency 1 the probe also tops up the backfill queue once it is down
+// to half a batch (XREADGROUP over both lanes, without BLOCK): backfill work
+// does no read-ahead there (planRead), so without it every batch would cost
+// the probe's round trip and then a read's.
 func (c *Consumer) probe() int {
 	c.lastProbe = time.Now()
 	count := c.cfg.Count
+	streams := []string{c.cfg.Primary}
 	if c.cfg.Concurrency > 1 {
 		count = max(1, min(count, c.sl.free()-len(c.queue[Primary])))
+	} else if c.lanes && len(c.queue[Backfill]) <= c.cfg.Count/2 {
+		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := c.op()
 	defer cancel()
-	res, err := c.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary}, Count: count})
+	res, err := c.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: count})
 	if err != nil {
 		c.brokerFailed("probe", err)
 		return 0
@@ -573,32 +700,108 @@ func (c *Consumer) dispatch() {
 		if lane == Backfill {
 			idx = bi
 		}
-		t := c.queue[lane][idx]
-		c.queue[lane] = append(c.queue[lane][:idx], c.queue[lane][idx+1:]...)
-		c.start(t)
+		c.start(lane, c.takeRun(lane, idx))
 	}
 }
 
-func (c *Consumer) start(t *tracked) {
-	t.st = stRunning
-	if k := msgKey(t); k != "" {
-		c.busy[k]++
+// maxRun bounds a run above concurrency 1, so queued work spreads over the
+// free slots.
+const maxRun = 16
+
+// takeRun removes from lane's queue the entry at idx and the queued entries
+// that may run after it on the same slot, in queue order, and returns them.
+// Handing a worker a run of messages instead of one saves a dispatcher
+// round trip (two goroutine hand-offs) per message. An entry joins the run
+// when its aggregate has nothing in flight elsewhere (or is already in this
+// run, behind its predecessors), so per-aggregate order holds; at
+// concurrency 1 nothing else is in flight and the run is the lane's queue in
+// FIFO order. With MinBackfillShare the share is decided per message, so
+// runs are single messages.
+func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
+	q := c.queue[lane]
+	first := q[idx]
+	limit := len(q)
+	if c.cfg.MinBackfillShare > 0 {
+		limit = 1
+	} else if c.cfg.Concurrency > 1 {
+		limit = min(max(len(q)/max(c.sl.free(), 1), 1), maxRun)
 	}
-	if t.lane == Backfill {
+	if limit == 1 {
+		c.queue[lane] = slices.Delete(q, idx, idx+1)
+		return []*tracked{first}
+	}
+	run := []*tracked{first}
+	mine := map[string]bool{msgKey(first): true}
+	rest := q[:idx:idx] // the entries before idx stay (their aggregates are busy)
+	for _, t := range q[idx+1:] {
+		if len(run) < limit {
+			k := msgKey(t)
+			if k == "" || mine[k] || c.busy[k] == 0 {
+				run = append(run, t)
+				mine[k] = true
+				continue
+			}
+		}
+		rest = append(rest, t)
+	}
+	c.queue[lane] = rest
+	return run
+}
+
+// start hands ts (one message, or a run at Concurrency 1) to a worker. A
+// backfill run stops at the next message once primary entries are queued or
+// after ProbeInterval (preemption: primary waits at most one backfill
+// handler, or a few ms); a primary run after ackFlushEvery, so acks and
+// results flow while primary is saturated.
+func (c *Consumer) start(lane Lane, ts []*tracked) {
+	r := run{lane: lane, ts: ts, msgs: make([]Message, len(ts)), budget: ackFlushEvery}
+	for i, t := range ts {
+		t.st = stRunning
+		if k := msgKey(t); k != "" {
+			c.busy[k]++
+		}
+		r.msgs[i] = t.msg // the handler gets a copy
+	}
+	if lane == Backfill {
 		c.sl.BackfillInflight++
+		c.preempt.Store(len(c.queue[Primary]) > 0)
+		r.budget = c.cfg.ProbeInterval
 	} else {
 		c.sl.PrimaryInflight++
 	}
-	m := t.msg // the handler gets a copy
-	c.hwg.Add(1)
-	go func() {
-		defer c.hwg.Done()
-		begin := time.Now()
-		err := c.safeHandle(&m)
-		cancelled := err != nil && c.handlerCtx.Err() != nil
-		outage := err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err)
-		c.results <- result{t: t, err: err, d: time.Since(begin), cancelled: cancelled, outage: outage}
-	}()
+	c.work <- r // never blocks: at most Concurrency runs are in flight
+}
+
+// onRunResult frees the run's slot, settles what it handled and queues what
+// it did not start again, at the front of its lane.
+func (c *Consumer) onRunResult(rr runResult) {
+	if rr.lane == Backfill {
+		c.lastBackfillDone = time.Now()
+		c.sl.BackfillInflight--
+	} else {
+		c.sl.PrimaryInflight--
+	}
+	for _, r := range rr.done {
+		c.onResult(r)
+	}
+	if rr.outage != nil {
+		c.dbFailed(rr.outage)
+	}
+	for _, t := range rr.unstarted {
+		c.unbusy(t)
+		t.st = stQueued
+	}
+	if len(rr.unstarted) > 0 {
+		c.queue[rr.lane] = append(slices.Clone(rr.unstarted), c.queue[rr.lane]...)
+	}
+}
+
+func (c *Consumer) unbusy(t *tracked) {
+	if k := msgKey(t); k != "" {
+		if c.busy[k]--; c.busy[k] <= 0 {
+			delete(c.busy, k)
+		}
+	}
 }
 
 func (c *Consumer) safeHandle(m *Message) (err error) {
@@ -612,24 +815,7 @@ func (c *Consumer) safeHandle(m *Message) (err error) {
 
 func (c *Consumer) onResult(r result) {
 	t := r.t
-	if k := msgKey(t); k != "" {
-		if c.busy[k]--; c.busy[k] <= 0 {
-			delete(c.busy, k)
-		}
-	}
-	if t.lane == Backfill {
-		c.sl.BackfillInflight--
-	} else {
-		c.sl.PrimaryInflight--
-	}
-	if r.outage {
-		c.dbFailed(r.err)
-		// Not an attempt: it runs again, first in its lane, with the same
-		// delivery count once the database answers.
-		t.st = stQueued
-		c.queue[t.lane] = append([]*tracked{t}, c.queue[t.lane]...)
-		return
-	}
+	c.unbusy(t)
 	if r.err == nil {
 		c.dbOK()
 		c.handled[t.lane].Add(1)
@@ -676,9 +862,11 @@ func (c *Consumer) ack(t *tracked) {
 
 // maybeFlushAcks sends the collected acks in one pipelined call when forced,
 // when a batch is full, when they have waited ackFlushEvery, or when the
-// consumer has nothing else to do.
+// consumer has nothing else to do. The call runs on its own goroutine, one
+// at a time, so the dispatcher keeps starting handlers meanwhile; acks
+// collected while one is in flight go out when it completes.
 func (c *Consumer) maybeFlushAcks(force bool) {
-	if c.ackN == 0 {
+	if c.ackN == 0 || c.ackSending != nil {
 		return
 	}
 	idle := c.sl.PrimaryInflight+c.sl.BackfillInflight == 0
@@ -688,19 +876,71 @@ func (c *Consumer) maybeFlushAcks(force bool) {
 	if !force && time.Now().Before(c.retryAt) {
 		return
 	}
+	params := c.takeAcks()
+	c.ackSending = params
+	go func() {
+		ctx, cancel := c.op()
+		defer cancel()
+		c.ackDone <- c.b.Ack(ctx, params)
+	}()
+}
+
+// takeAcks empties the collected acks into AckParams.
+func (c *Consumer) takeAcks() []lanewaybroker.AckParams {
 	params := make([]lanewaybroker.AckParams, 0, len(c.acks))
 	for s, ids := range c.acks {
 		params = append(params, lanewaybroker.AckParams{Stream: s, Group: c.cfg.Group, IDs: ids})
 	}
+	c.acks = map[string][]string{}
+	c.ackN = 0
+	return params
+}
+
+// onAcked settles the ack in flight; failed acks are collected again.
+func (c *Consumer) onAcked(err error) {
+	sent := c.ackSending
+	c.ackSending = nil
+	if err == nil {
+		return
+	}
+	for _, a := range sent {
+		if c.ackN == 0 {
+			c.ackSince = time.Now()
+		}
+		c.acks[a.Stream] = append(c.acks[a.Stream], a.IDs...)
+		c.ackN += len(a.IDs)
+	}
+	c.brokerFailed("ack", err)
+}
+
+// flushAcksNow waits for the ack in flight and sends the rest, for
+// shutdown and before a reclaim.
+func (c *Consumer) flushAcksNow() {
+	if c.ackSending != nil {
+		c.onAcked(<-c.ackDone)
+	}
+	if c.ackN == 0 {
+		return
+	}
+	params := c.takeAcks()
+	c.ackSending = params
 	ctx, cancel := c.op()
 	err := c.b.Ack(ctx, params)
 	cancel()
-	if err != nil {
-		c.brokerFailed("ack", err)
-		return
+	c.onAcked(err)
+}
+
+// ackPending reports whether id of stream is handled and waiting for its ack.
+func (c *Consumer) ackPending(stream, id string) bool {
+	if slices.Contains(c.acks[stream], id) {
+		return true
 	}
-	c.acks = map[string][]string{}
-	c.ackN = 0
+	for _, a := range c.ackSending {
+		if a.Stream == stream && slices.Contains(a.IDs, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // deadLetter publishes t to its lane's DLQ and acks it; when the publish
@@ -767,6 +1007,9 @@ func (c *Consumer) maintain(now time.Time) {
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop
 		if !now.Before(c.retryAt) {
+			// Handled entries waiting for their batched ack look idle to
+			// XAUTOCLAIM: send the acks first.
+			c.flushAcksNow()
 			c.reclaim()
 		}
 	}
@@ -861,11 +1104,11 @@ func (c *Consumer) touch(ts []*tracked) {
 // reclaim takes over entries idle at least ClaimIdle on either lane
 // (primary first) and queues them with their durable attempt counts.
 func (c *Consumer) reclaim() {
-	// An entry handled here whose ack is still batched is pending and may
-	// be idle past ClaimIdle: XAUTOCLAIM would hand it back and it would
-	// run twice. Flush first; if that fails, reclaim later.
+	// An entry handled here whose ack is still batched or in flight is
+	// pending and may be idle past ClaimIdle: XAUTOCLAIM would hand it back
+	// and it would run twice. Flush first; reclaim once nothing is unacked.
 	c.maybeFlushAcks(true)
-	if c.ackN > 0 {
+	if c.ackN > 0 || c.ackSending != nil {
 		return
 	}
 	lanes := []Lane{Primary}
@@ -911,6 +1154,7 @@ func (c *Consumer) reclaim() {
 
 func (c *Consumer) shutdown() {
 	c.stopping = true
+	c.halt.Store(true)
 	c.readCancelAll()
 	timeout := time.NewTimer(c.cfg.ShutdownTimeout)
 	defer timeout.Stop()
@@ -920,11 +1164,11 @@ func (c *Consumer) shutdown() {
 	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 {
 		select {
 		case r := <-c.results:
-			c.onResult(r)
+			c.onRunResult(r)
 		case rr := <-c.readDone:
 			c.reading = 0
 			if rr.err == nil {
-				c.addStreams(rr.streams, nil) // pending on us now: handed back below
+				c.addDecoded(rr.streams, nil, rr.decoded) // pending on us now: handed back below
 			}
 		case <-timeout.C:
 			cancelHandlers()
@@ -933,8 +1177,9 @@ func (c *Consumer) shutdown() {
 		}
 	}
 	c.handlerCancel()
-	c.maybeFlushAcks(true)
+	c.flushAcksNow()
 	c.release()
+	close(c.work)
 	c.hwg.Wait()
 	c.rwg.Wait()
 }

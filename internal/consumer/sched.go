@@ -81,34 +81,54 @@ type readPlan struct {
 }
 
 // planRead decides the blocking read to have outstanding. queuedP/queuedB
-// are entries read but not started. At Concurrency 1 a whole batch (count)
-// is read when the consumer is empty; above that never more than the free
-// capacity, and a primary-only read is kept outstanding while backfill
-// already fills its share, so a primary entry is never left unread while a
-// slot is free for it.
+// are entries read but not started.
+//
+// The consumer keeps between one and two batches (count) read ahead of its
+// handlers: it reads a full batch again as soon as no more than one batch
+// is queued, so a read is nearly always in flight while handlers work, and
+// reads stay large at any concurrency. (With less read-ahead the handlers
+// of a no-op projector finished a batch before the next read was back.) (Reading only when
+// the queue was empty left the handlers idle for a round trip per batch, and
+// reading only as many entries as free slots capped the batches at the
+// concurrency.) Read-ahead does not weaken the lane guarantees: primary
+// entries queue apart and always start first, backfill handler slots are
+// capped when they start (slots.canStart), and preemption comes from the
+// reads and probes of primary, which still happen between backfill
+// messages.
+//
+// Above concurrency 1, while backfill entries fill the read-ahead, a
+// primary-only read is kept outstanding whenever primary has a free slot
+// and nothing queued, so a primary entry is never left unread while a slot
+// is free for it. At concurrency 1 the probe between backfill messages does
+// that job.
 func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
-	if s.Concurrency <= 1 {
+	kind := ReadBlockingPrimary
+	if lanes {
+		kind = ReadBlockingBoth
+	}
+	if s.Concurrency <= 1 && lanes && (queuedB > 0 || s.BackfillInflight > 0) {
+		// At concurrency 1 the probe between backfill messages is the check
+		// of primary, and it must not run beside a read-ahead: the two
+		// could deliver primary entries out of order, and a read-ahead
+		// answered during a backfill handler says nothing about a primary
+		// entry that came after it. So backfill work reads as before, once
+		// the queue is empty and the slot free.
 		if s.free() > 0 && queuedP == 0 && queuedB == 0 {
-			if lanes {
-				return readPlan{Kind: ReadBlockingBoth, Count: count}
-			}
-			return readPlan{Kind: ReadBlockingPrimary, Count: count}
+			return readPlan{Kind: kind, Count: count}
 		}
 		return readPlan{}
 	}
-	free := s.free() - queuedP - queuedB
-	if free > 0 {
-		if lanes {
-			return readPlan{Kind: ReadBlockingBoth, Count: min(count, free)}
-		}
-		return readPlan{Kind: ReadBlockingPrimary, Count: min(count, free)}
+	if queuedP+queuedB <= count {
+		return readPlan{Kind: kind, Count: count}
+	}
+	if s.Concurrency <= 1 || !lanes || queuedP > 0 {
+		return readPlan{}
 	}
 	// Backfill entries queued beyond what may start now do not take
 	// primary's slots.
 	startable := min(queuedB, max(s.BackfillCap-s.BackfillInflight, 0))
-	pfree := s.free() - queuedP - startable
-	if pfree > 0 {
-		return readPlan{Kind: ReadBlockingPrimary, Count: min(count, pfree)}
+	if s.free()-startable > 0 {
+		return readPlan{Kind: ReadBlockingPrimary, Count: count}
 	}
 	return readPlan{}
 }

@@ -112,12 +112,19 @@ func TestPlanRead(t *testing.T) {
 	}{
 		{"c1 idle lanes on", slots{Concurrency: 1, BackfillCap: 1}, 0, 0, true, readPlan{ReadBlockingBoth, 100}},
 		{"c1 idle lanes off", slots{Concurrency: 1, BackfillCap: 1}, 0, 0, false, readPlan{ReadBlockingPrimary, 100}},
-		{"c1 busy", slots{Concurrency: 1, BackfillCap: 1, BackfillInflight: 1}, 0, 0, true, readPlan{}},
-		{"c1 queued", slots{Concurrency: 1, BackfillCap: 1}, 0, 5, true, readPlan{}},
-		{"c8 free capacity", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 3}, 1, 0, true, readPlan{ReadBlockingBoth, 4}},
-		{"c8 backfill queued at cap: primary only", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 0, 6, true, readPlan{ReadBlockingPrimary, 6}},
-		{"c8 full", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 6, true, readPlan{}},
-		{"c8 lanes off", slots{Concurrency: 8, BackfillCap: 2}, 0, 0, false, readPlan{ReadBlockingPrimary, 8}},
+		{"c1 primary busy: read ahead", slots{Concurrency: 1, BackfillCap: 1, PrimaryInflight: 1}, 0, 0, true, readPlan{ReadBlockingBoth, 100}},
+		{"c1 primary queued: read ahead", slots{Concurrency: 1, BackfillCap: 1}, 100, 0, true, readPlan{ReadBlockingBoth, 100}},
+		{"c1 lanes off busy: read ahead", slots{Concurrency: 1, BackfillCap: 1, PrimaryInflight: 1}, 5, 0, false, readPlan{ReadBlockingPrimary, 100}},
+		{"c1 read-ahead above a batch", slots{Concurrency: 1, BackfillCap: 1, PrimaryInflight: 1}, 101, 0, true, readPlan{}},
+		{"c1 backfill busy: no read-ahead", slots{Concurrency: 1, BackfillCap: 1, BackfillInflight: 1}, 0, 0, true, readPlan{}},
+		{"c1 backfill queued: no read-ahead", slots{Concurrency: 1, BackfillCap: 1}, 0, 5, true, readPlan{}},
+		{"c8 free capacity", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 3}, 1, 0, true, readPlan{ReadBlockingBoth, 100}},
+		{"c8 all slots busy: still read ahead", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 6, true, readPlan{ReadBlockingBoth, 100}},
+		{"c8 backfill fills the read-ahead at cap: primary only", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 0, 101, true, readPlan{ReadBlockingPrimary, 100}},
+		{"c8 backfill fills the read-ahead, primary queued", slots{Concurrency: 8, BackfillCap: 2, BackfillInflight: 2}, 1, 101, true, readPlan{}},
+		{"c8 backfill fills the read-ahead, no slot", slots{Concurrency: 8, BackfillCap: 2, PrimaryInflight: 6, BackfillInflight: 2}, 0, 101, true, readPlan{}},
+		{"c8 lanes off", slots{Concurrency: 8, BackfillCap: 2}, 0, 0, false, readPlan{ReadBlockingPrimary, 100}},
+		{"c8 lanes off, read-ahead above a batch", slots{Concurrency: 8, BackfillCap: 2}, 101, 0, false, readPlan{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Equal(t, tc.want, planRead(tc.s, tc.qp, tc.qb, 100, tc.lanes))

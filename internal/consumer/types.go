@@ -147,7 +147,9 @@ type Config struct {
 	// context is cancelled. Defaults to ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
 	// Decode turns an entry into an envelope; an error sends the entry to
-	// the DLQ at once. Defaults to envelope.Decode of the data field.
+	// the DLQ at once. It runs on the goroutine that read the entry, so it
+	// must be safe for concurrent use. Defaults to envelope.Decode of the
+	// data field.
 	Decode func(e lanewaybroker.Entry) (envelope.Envelope, error)
 	// Handle handles one message. Required. Its context is cancelled only
 	// when Stop gives up waiting (ShutdownTimeout or Stop's ctx).

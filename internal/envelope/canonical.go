@@ -29,6 +29,18 @@ func Checksum(payload json.RawMessage) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// CanonicalChecksum returns the canonical form of payload and its
+// checksum. Writers that store the canonical form let Decode verify the
+// checksum by hashing the stored bytes directly (its fast path).
+func CanonicalChecksum(payload json.RawMessage) (json.RawMessage, string, error) {
+	b, err := Canonical(payload)
+	if err != nil {
+		return nil, "", err
+	}
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:]), nil
+}
+
 // Canonical returns payload re-serialized byte for byte as the reference
 // does it: Python's
 //

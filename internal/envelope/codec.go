@@ -112,6 +112,14 @@ func isObject(raw []byte) bool {
 // never panics. Data is returned compacted, so Decode(Encode(Decode(x)))
 // gives back the same Data bytes.
 func Decode(raw []byte) (Envelope, error) {
+	if e, ok := decodeFast(raw); ok {
+		return e, nil
+	}
+	return decodeSlow(raw)
+}
+
+// decodeSlow is the general decoder behind Decode (see decodeFast).
+func decodeSlow(raw []byte) (Envelope, error) {
 	top, err := decodeTop(raw)
 	if err != nil {
 		return Envelope{}, err

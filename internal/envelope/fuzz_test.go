@@ -177,3 +177,47 @@ func BenchmarkChecksum(b *testing.B) {
 		}
 	}
 }
+
+// FuzzDecodeFastMatchesSlow: whatever the fast path of Decode accepts, the
+// general decoder accepts too, with the same result.
+func FuzzDecodeFastMatchesSlow(f *testing.F) {
+	decodeSeeds(f)
+	for _, seed := range []string{
+		`{"data":{"a":1,"b":[true,false,null,"x",{}],"c":{"d":-5}},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT","priority":-50,"version":1}}}`,
+		`{"data":{"b":1,"a":2},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{"a":-0},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{ },"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{"a":[ ]},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","id":"2"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT","priority":1.5}}}`,
+		`{"data":{"a":"\u00e9"},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{"a":1e999},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"envelope":{"checksum":"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"envelope":{"checksum":"00"}}} `,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fast, ok := decodeFast(raw)
+		if !ok {
+			return
+		}
+		slow, err := decodeSlow(raw)
+		require.NoError(t, err, "fast path accepted what the general decoder refuses")
+		require.Equal(t, slow, fast)
+	})
+}
+
+// TestDecodeFastPathTaken: the entries the engine writes take the fast path.
+func TestDecodeFastPathTaken(t *testing.T) {
+	e := sampleEnvelope()
+	e.Data = json.RawMessage(`{"customer_id":"c-1","email":"a@example.com","tier":"gold"}`)
+	raw, err := Encode(e)
+	require.NoError(t, err)
+	got, ok := decodeFast(raw)
+	require.True(t, ok, "%s", raw)
+	want, err := decodeSlow(raw)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}

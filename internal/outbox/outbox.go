@@ -453,16 +453,80 @@ func jitter(d time.Duration) time.Duration {
 	return time.Duration(float64(d) * f)
 }
 
-// drain runs cycles while batches come back full.
+// drain relays until a claim comes back short. It overlaps the three steps
+// of consecutive batches: while batch N is published to the broker, batch
+// N+1 is being claimed and batch N-1 marked published, each on its own
+// database connection. Claim, publish and mark are each one round trip, so
+// done one after another the relay waits on PostgreSQL twice per batch; here
+// a batch costs about its slowest step. Batches are still published one at a
+// time in claim order, so FIFO within a priority holds on the stream.
+//
+// Every batch that has been claimed is published and marked (or marked
+// failed) before drain returns, also when ctx is cancelled: see cycle.
 func (r *Relay) drain(ctx context.Context) (int, error) {
 	total := 0
-	for {
-		n, full, err := r.cycle(ctx)
+	var firstErr error
+	var mark *pendingMark
+	waitMark := func() {
+		if mark == nil {
+			return
+		}
+		n, err := mark.wait()
+		mark = nil
 		total += n
-		if err != nil || !full || ctx.Err() != nil {
-			return total, err
+		r.setHealth(err, true)
+		if err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
+	defer waitMark()
+
+	rows, err := r.claim(ctx)
+	for {
+		if err != nil {
+			r.setHealth(err, false)
+			waitMark()
+			return total, errors.Join(firstErr, err)
+		}
+		if len(rows) == 0 {
+			r.setHealth(nil, false) // the database answers; says nothing of the broker
+			waitMark()
+			return total, firstErr
+		}
+		// Claim the next batch while this one is published, unless this
+		// claim was short (the outbox is drained), a step failed (the
+		// broker or the database is down: back off instead), or the relay
+		// is stopping.
+		var next chan claimResult
+		if len(rows) >= r.cfg.BatchSize && firstErr == nil && ctx.Err() == nil {
+			next = make(chan claimResult, 1)
+			go func() {
+				rows, err := r.claim(ctx)
+				next <- claimResult{rows, err}
+			}()
+		}
+		m, perr := r.publish(ctx, rows)
+		if perr != nil {
+			r.setHealth(perr, true)
+			if firstErr == nil {
+				firstErr = perr
+			}
+		} else {
+			waitMark() // at most one mark in flight
+			mark = m
+		}
+		if next == nil {
+			waitMark()
+			return total, firstErr
+		}
+		res := <-next
+		rows, err = res.rows, res.err
+	}
+}
+
+type claimResult struct {
+	rows []lanewaystore.OutboxRow
+	err  error
 }
 
 // RunOnce runs one claim and publish cycle and returns the number of rows
@@ -479,29 +543,52 @@ const batchFinishTimeout = 10 * time.Second
 func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error) {
 	brokerTried := false
 	defer func() { r.setHealth(err, brokerTried) }()
-	if err := ctx.Err(); err != nil {
+	rows, err := r.claim(ctx)
+	if err != nil || len(rows) == 0 {
 		return 0, false, err
 	}
-	// Once a claim is under way, finish the batch even if Stop cancels ctx:
-	// cutting the claim's commit or the gap between publish and mark would
-	// leave rows leased and have the next engine publish them again. The
-	// work stays bounded by batchFinishTimeout.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), batchFinishTimeout)
+	brokerTried = true
+	m, err := r.publish(ctx, rows)
+	if err != nil {
+		return 0, false, err
+	}
+	n, err := m.wait()
+	return n, len(rows) >= r.cfg.BatchSize, err
+}
+
+// claim leases the next batch. Once a claim is under way it finishes even
+// if Stop cancels ctx: cutting the claim's commit, or the gap between
+// publish and mark, would leave rows leased and have the next engine publish
+// them again. The claimed batch is then published and marked under the same
+// rule; the work stays bounded by batchFinishTimeout per step.
+func (r *Relay) claim(ctx context.Context) ([]lanewaystore.OutboxRow, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := finishCtx(ctx)
 	defer cancel()
-	now := r.cfg.Now()
-	rows, err := r.store.ClaimOutbox(ctx, lanewaystore.ClaimParams{
+	rows, err := r.store.ClaimOutbox(cctx, lanewaystore.ClaimParams{
 		WorkerID: r.cfg.WorkerID,
 		Limit:    r.cfg.BatchSize,
 		Lease:    r.cfg.Lease,
-		Now:      now,
+		Now:      r.cfg.Now(),
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("outbox: claim: %w", err)
+		return nil, fmt.Errorf("outbox: claim: %w", err)
 	}
-	if len(rows) == 0 {
-		return 0, false, nil
-	}
-	brokerTried = true
+	return rows, nil
+}
+
+func finishCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), batchFinishTimeout)
+}
+
+// publish appends the claimed rows to their streams in one pipelined call
+// and starts marking them published. A failed publish marks the rows failed
+// before it returns.
+func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pendingMark, error) {
+	pctx, cancel := finishCtx(ctx)
+	defer cancel()
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
@@ -509,25 +596,45 @@ func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error)
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
-	if _, perr := r.broker.Publish(ctx, pubs); perr != nil {
-		if ferr := r.markFailed(ctx, rows, perr); ferr != nil {
-			return 0, false, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
+			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
-		return 0, false, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
 	}
-	at := r.cfg.Now()
-	if err := r.store.MarkPublished(ctx, lanewaystore.MarkPublishedParams{
-		WorkerID: r.cfg.WorkerID,
-		Rows:     marks,
-		At:       at,
-	}); err != nil {
-		// The entries are in the broker; the rows are republished when
-		// their lease expires (at-least-once).
-		return 0, false, fmt.Errorf("outbox: mark %d rows published: %w", len(rows), err)
-	}
-	r.published.Add(int64(len(rows)))
-	r.observePublished(rows, marks, at)
-	return len(rows), len(rows) >= r.cfg.BatchSize, nil
+	m := &pendingMark{done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		mctx, cancel := finishCtx(ctx)
+		defer cancel()
+		at := r.cfg.Now()
+		if err := r.store.MarkPublished(mctx, lanewaystore.MarkPublishedParams{
+			WorkerID: r.cfg.WorkerID,
+			Rows:     marks,
+			At:       at,
+		}); err != nil {
+			// The entries are in the broker; the rows are republished when
+			// their lease expires (at-least-once).
+			m.err = fmt.Errorf("outbox: mark %d rows published: %w", len(rows), err)
+			return
+		}
+		m.n = len(rows)
+		r.published.Add(int64(len(rows)))
+		r.observePublished(rows, marks, at)
+	}()
+	return m, nil
+}
+
+// pendingMark is a MarkPublished in flight; its owner waits for it.
+type pendingMark struct {
+	done chan struct{}
+	n    int
+	err  error
+}
+
+func (m *pendingMark) wait() (int, error) {
+	<-m.done
+	return m.n, m.err
 }
 
 // entryData splices the stored JSON into the envelope. The stored bytes are
