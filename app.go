@@ -302,10 +302,37 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 	return err
 }
 
-// runInTx runs fn in one unit of work at priority p and writes its events.
-// The database transaction begins when fn first uses the database (see
-// lazyTx); a unit of work that never does commits nothing.
-func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
+// runInTx runs a command handler in one unit of work at priority p and
+// writes its events. Command handlers load or save an aggregate first thing,
+// so the transaction begins at once: the hand-off of a lazy transaction
+// (runInLazyTx) would cost every command a goroutine switch for nothing.
+func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
+	ctx = WithPriority(ctx, p)
+	wrote := false
+	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
+		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
+		if len(tx.rows) == 0 {
+			return nil
+		}
+		wrote = true
+		return st.InsertOutbox(ctx, tx.rows)
+	})
+	if err == nil && wrote {
+		a.committed()
+	}
+	return err
+}
+
+// runInLazyTx runs an event handler in one unit of work at priority p and
+// writes its events. The database transaction begins when fn first uses the
+// database (see lazyTx); a unit of work that never does commits nothing, and
+// a slow handler that never touches the database holds no connection (on
+// SQLite: not the single writer) while it works.
+func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
 	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
@@ -376,7 +403,7 @@ func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		ID: env.Metadata.Headers.ID, Type: env.Metadata.Headers.Type, Stream: env.Metadata.Headers.Stream,
 		Priority: Priority(env.Metadata.Domain.Priority), CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
 	}
-	return true, a.runInTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
+	return true, a.runInLazyTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
 		return hf.run(ctx, tx, json.RawMessage(payload), meta)
 	})
 }

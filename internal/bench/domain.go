@@ -128,7 +128,13 @@ func envelopes(stream string, prio laneway.Priority, n int, tag string) ([]lanew
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	for i := range pubs {
 		id := fmt.Sprintf("%s-%d", tag, i)
-		data, err := json.Marshal(Submitted{ID: id, At: now, Pad: pad})
+		raw0, err := json.Marshal(Submitted{ID: id, At: now, Pad: pad})
+		if err != nil {
+			return nil, err
+		}
+		// The outbox stores payloads in canonical form, so these are the
+		// bytes the relay would publish (and the engine's fast decode path).
+		data, _, err := envelope.CanonicalChecksum(raw0)
 		if err != nil {
 			return nil, err
 		}
