@@ -71,7 +71,10 @@ func (tx *Tx) MarkProcessed(ctx context.Context, handler, messageID string) (boo
 
 // Save writes the aggregate with optimistic concurrency and queues one
 // outbox row per event it raised. A concurrent writer that saved first makes
-// Save return ErrVersionConflict.
+// the unit of work fail with ErrVersionConflict (errors.Is) and write
+// nothing. On SQLite Save returns that error itself; on PostgreSQL the write
+// travels with the commit (one round trip less per command), so Process
+// returns it, or the handler's next database call if there is one.
 func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 	root := agg.aggregateRoot()
 	meta, err := tx.dom.aggregateFor(reflect.TypeOf(agg).Elem())
@@ -89,7 +92,11 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 	if err != nil {
 		return fmt.Errorf("save %s %s: %w", meta.name, root.id, err)
 	}
-	if err := st.SaveAggregate(ctx, lanewaystore.SaveAggregateParams{
+	save := st.SaveAggregate
+	if q, ok := st.(lanewaystore.QueuedSaver); ok {
+		save = q.QueueSaveAggregate // PostgreSQL: sent with the commit, conflict reported by it
+	}
+	if err := save(ctx, lanewaystore.SaveAggregateParams{
 		Category: meta.category, ID: root.id, ExpectedVersion: root.version, Data: data,
 	}); err != nil {
 		return fmt.Errorf("save %s %s: %w", meta.name, root.id, err)

@@ -211,3 +211,14 @@ type Notifier interface {
 	// listener reconnects by itself when the connection drops.
 	ListenOutbox(ctx context.Context, notify func()) (stop func(), err error)
 }
+
+// QueuedSaver is implemented by store transactions that can send an
+// aggregate write together with the transaction's next statement or its
+// commit instead of in a round trip of its own (PostgreSQL pipelines it).
+// Found by type assertion on a Tx. A version conflict of a queued save is
+// reported, matching ErrVersionConflict, by whichever call sends it: a
+// later statement of the transaction or the commit (InTx); either way the
+// transaction rolls back and nothing of it is written.
+type QueuedSaver interface {
+	QueueSaveAggregate(ctx context.Context, p SaveAggregateParams) error
+}

@@ -2,11 +2,18 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/laneway/laneway/lanewaystore"
 )
+
+// sqlstateDivisionByZero is how a queued aggregate save reports a version
+// conflict (see QueueSaveAggregate).
+const sqlstateDivisionByZero = "22012"
 
 // uow is the unit of work's transaction. On loopback a round trip costs as
 // much as the statement it carries, so the transaction is pipelined: BEGIN
@@ -35,6 +42,9 @@ type deferredStmt struct {
 	sql  string
 	args []any
 	what string // for error messages
+	// conflict, when set, marks a queued aggregate save: its
+	// division_by_zero is a version conflict, described by this text.
+	conflict string
 }
 
 // send runs the queued statements, preceded by BEGIN if it has not been
@@ -75,7 +85,12 @@ func (t *uow) sendArgs(ctx context.Context, last string, args []any, tail ...str
 	for _, d := range queued {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			err = fmt.Errorf("pgstore: %s: %w", d.what, err)
+			var pe *pgconn.PgError
+			if d.conflict != "" && errors.As(err, &pe) && pe.Code == sqlstateDivisionByZero {
+				err = fmt.Errorf("%s: %w", d.conflict, lanewaystore.ErrVersionConflict)
+			} else {
+				err = fmt.Errorf("pgstore: %s: %w", d.what, err)
+			}
 			t.lost = err
 			return nil, err
 		}

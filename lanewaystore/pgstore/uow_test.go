@@ -116,3 +116,69 @@ func TestPipelinedUnitOfWork(t *testing.T) {
 		}
 	})
 }
+
+// A queued aggregate save checks its version on the server: a conflict
+// fails the unit of work with ErrVersionConflict and writes nothing, and the
+// save is visible to the transaction's later statements.
+func TestQueuedSaveAggregate(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := migrated(t, testsvc.PostgresURL(t))
+	queue := func(tx lanewaystore.Tx, id string, expected int64, data string) error {
+		q, ok := tx.(lanewaystore.QueuedSaver)
+		require.True(t, ok, "the PostgreSQL transaction queues saves")
+		return q.QueueSaveAggregate(ctx, lanewaystore.SaveAggregateParams{Category: "customer", ID: id, ExpectedVersion: expected, Data: []byte(data)})
+	}
+	load := func(id string) (lanewaystore.AggregateRecord, error) {
+		var rec lanewaystore.AggregateRecord
+		err := s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+			var err error
+			rec, err = tx.LoadAggregate(ctx, "customer", id)
+			return err
+		})
+		return rec, err
+	}
+
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		require.NoError(t, queue(tx, "1", 0, `{"v":1}`))
+		rec, err := tx.LoadAggregate(ctx, "customer", "1") // sends the queued save first
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), rec.Version)
+		return queue(tx, "1", 1, `{"v":2}`)
+	}))
+	rec, err := load("1")
+	require.NoError(t, err)
+	assert.Equal(t, lanewaystore.AggregateRecord{Category: "customer", ID: "1", Version: 2, Data: []byte(`{"v":2}`)}, rec)
+
+	for name, c := range map[string]struct {
+		id       string
+		expected int64
+	}{
+		"new aggregate whose id is taken": {"1", 0},
+		"stale version":                   {"1", 1},
+		"update of a missing aggregate":   {"missing", 3},
+	} {
+		err := s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+			if err := tx.InsertOutbox(ctx, outboxRows("conflict-"+c.id)); err != nil {
+				return err
+			}
+			return queue(tx, c.id, c.expected, `{"v":"lost"}`)
+		})
+		require.ErrorIs(t, err, lanewaystore.ErrVersionConflict, name)
+		assert.Contains(t, err.Error(), "customer/"+c.id, name)
+		rec, err := load("1")
+		require.NoError(t, err)
+		assert.Equal(t, int64(2), rec.Version, name)
+		var n int
+		require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+			return tx.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&n)
+		}))
+		assert.Zero(t, n, "%s: the unit of work's outbox rows rolled back too", name)
+	}
+	_, err = load("missing")
+	require.ErrorIs(t, err, lanewaystore.ErrNotFound)
+}
+
+func outboxRows(id string) []lanewaystore.OutboxRow {
+	return []lanewaystore.OutboxRow{{MessageID: id, StreamName: "customer-1", StreamCategory: "customer", Type: "T.v1"}}
+}
