@@ -1,7 +1,6 @@
 package laneway_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/brokertest"
@@ -128,23 +128,6 @@ func publishedStreams(t *testing.T, st lanewaystore.Store, category string) map[
 		return rs.Err()
 	}))
 	return out
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestEngineHTTP checks /metrics (every metric of DESIGN.md section 8, on both
@@ -464,7 +447,7 @@ func TestDatabaseOutage(t *testing.T) {
 			require.NoError(t, err)
 			br := openBroker(t)
 			defer br.Close()
-			var logs lockedBuf
+			var logs syncio.Buffer
 			eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, OnHandled: rec.onHandled,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			require.NoError(t, eng.Start(ctx))

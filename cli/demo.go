@@ -19,6 +19,7 @@ import (
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/latency"
 	"github.com/laneway/laneway/internal/scratch"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -129,7 +130,7 @@ type demoReport struct {
 func runDemo(ctx context.Context, g *globals, p demoParams) error {
 	// The engine's logger and the live display write to stderr from
 	// different goroutines.
-	stderr := &lockedWriter{w: g.stderr}
+	stderr := &syncio.Writer{W: g.stderr}
 	gg := *g
 	gg.stderr = stderr
 	g = &gg
@@ -148,7 +149,7 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		}
 	}
 	runID := scratch.RandomHex(3)
-	live := isTerminal(stderr.w)
+	live := isTerminal(stderr.W)
 	for i, lanes := range []bool{false, true} {
 		r, err := demoOneRun(ctx, g, p, log, fmt.Sprintf("%s%d", runID, i), lanes, live)
 		if err != nil {
@@ -635,15 +636,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }

@@ -1,41 +1,23 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/cli"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 )
 
 // opsRedisDB is the Redis database these read-only tests point the
 // customers domain at; they only read it.
 const opsRedisDB = 4
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLanesWatchStopsOnCancel: without --count, watch refreshes until its
 // context ends (SIGINT in cli.Main), then exits 0.
@@ -48,7 +30,7 @@ func TestLanesWatchStopsOnCancel(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb syncio.Buffer
 	done := make(chan int)
 	go func() {
 		done <- cli.Run(ctx, factory, []string{"lanes", "watch", "--interval", "20ms", "--domain", dir}, &out, &errb)

@@ -13,11 +13,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/scratch"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -161,7 +161,7 @@ type Runner struct {
 
 // NewRunner prepares a run; worker is the argv prefix of a worker process.
 func NewRunner(p Params, stdout, stderr io.Writer, worker []string) *Runner {
-	lw := &lockedWriter{w: stderr}
+	lw := &syncio.Writer{W: stderr}
 	return &Runner{
 		p: p, out: stdout, status: lw, worker: worker,
 		log: slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -325,15 +325,4 @@ func stopEngine(ctx context.Context, eng *laneway.Engine) error {
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
 	defer cancel()
 	return eng.Stop(sctx)
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }

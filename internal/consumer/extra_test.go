@@ -1,7 +1,6 @@
 package consumer_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,35 +14,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/brokertest"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 )
 
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 func TestStartupLogLine(t *testing.T) {
 	t.Parallel()
 	b, err := redisbroker.OpenEmbedded(t.Context(), redisbroker.EmbeddedOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
-	var lb logBuf
+	var lb syncio.Buffer
 	startConsumer(t, b, consumer.Config{
 		Group: "CustomerProjector", Primary: "customer", Backfill: "customer:backfill",
 		Logger: slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -61,7 +44,7 @@ func TestBrokerDownBacksOffAndResumes(t *testing.T) {
 		cat, bf := p+"customer", p+"customer:backfill"
 		f := brokertest.NewFaulty(k.b)
 		f.FailReadGroup(errors.New("connection refused"))
-		var lb logBuf
+		var lb syncio.Buffer
 		var rec recorder
 		startConsumer(t, f, consumer.Config{
 			Group: "Projector", Primary: cat, Backfill: bf, Block: 100 * time.Millisecond,

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 )
@@ -30,7 +31,7 @@ func TestOutageIsNotAnAttempt(t *testing.T) {
 		down.Store(true)
 		var inflight, maxInflight, outageRuns atomic.Int64
 		var rec recorder
-		var lb logBuf
+		var lb syncio.Buffer
 		c := startConsumer(t, k.b, consumer.Config{
 			Group: "Projector", Primary: cat, Backfill: bf, EnableDLQ: true,
 			MaxRetries: 2, RetryDelay: 10 * time.Millisecond, Concurrency: 4, BackfillConcurrency: 2,

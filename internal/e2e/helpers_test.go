@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
+	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -63,25 +63,6 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { _ = os.RemoveAll(dir) }))
-}
-
-// syncBuffer is a bytes.Buffer safe for the exec copier goroutine and the
-// test reading it at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // env is one test's world: a domain directory, a fresh PostgreSQL schema,
@@ -207,7 +188,7 @@ func (e *env) openApp() *laneway.App {
 // engine is one `laneway server` subprocess.
 type engine struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncio.Buffer
 	done   chan struct{} // closed when the process has been waited for
 }
 
@@ -223,7 +204,7 @@ func (e *env) startEngine(extra ...string) *engine {
 		}
 	}
 	cmd.Env = environ
-	eng := &engine{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	eng := &engine{cmd: cmd, stderr: &syncio.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = eng.stderr
 	cmd.Stderr = eng.stderr
 	require.NoError(e.t, cmd.Start())

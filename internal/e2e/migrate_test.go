@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/examples/customers"
+	"github.com/laneway/laneway/internal/syncio"
 )
 
 // laneSampler records XLEN of both lanes every few milliseconds until
@@ -92,7 +93,7 @@ func (e *env) migrateTiers(args ...string) string {
 		}
 	}
 	cmd.Env = environ
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncio.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	require.NoError(e.t, err, "migrate-tiers %v failed:\nstdout: %s\nstderr: %s", args, stdout.String(), tail(stderr.String(), 4000))

@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway/internal/syncio"
 )
 
 // closedPort returns a loopback port nothing listens on.
@@ -60,7 +62,7 @@ listen = ""
 		}
 	}
 	cmd.Env = environ
-	var out, errb syncBuffer
+	var out, errb syncio.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	require.NoError(t, ctx.Err(), "laneway server did not exit; stderr so far: %s", errb.String())
