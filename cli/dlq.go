@@ -48,6 +48,21 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	}), b, nil
 }
 
+// dlqStream connects like dlqManager and resolves the --stream value of the
+// whole-stream commands (replay-all, purge). The caller closes the broker.
+func (g *globals) dlqStream(ctx context.Context, stream string) (*dlq.Manager, lanewaybroker.Broker, dlq.Stream, error) {
+	m, b, err := g.dlqManager(ctx)
+	if err != nil {
+		return nil, nil, dlq.Stream{}, err
+	}
+	s, err := m.Resolve(ctx, stream)
+	if err != nil {
+		_ = b.Close()
+		return nil, nil, dlq.Stream{}, err
+	}
+	return m, b, s, nil
+}
+
 func dlqList(g *globals) *cobra.Command {
 	var stream string
 	var limit int
@@ -239,15 +254,11 @@ func dlqReplayAll(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, b, err := g.dlqManager(cmd.Context())
+			m, b, s, err := g.dlqStream(cmd.Context(), stream)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			s, err := m.Resolve(cmd.Context(), stream)
-			if err != nil {
-				return err
-			}
 			if s.Depth == 0 {
 				return g.emptyDLQ(asJSON, s, "replayed")
 			}
@@ -306,15 +317,11 @@ func dlqPurge(g *globals) *cobra.Command {
 		Short: "Delete every entry of one DLQ stream (asks first unless --yes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			m, b, err := g.dlqManager(cmd.Context())
+			m, b, s, err := g.dlqStream(cmd.Context(), stream)
 			if err != nil {
 				return err
 			}
 			defer b.Close()
-			s, err := m.Resolve(cmd.Context(), stream)
-			if err != nil {
-				return err
-			}
 			if s.Depth == 0 {
 				return g.emptyDLQ(asJSON, s, "purged")
 			}
