@@ -28,7 +28,9 @@ const benchRows = 200_000
 // all. Metrics: rows/s, raw_xadd/s, pct_of_raw; the mean time of one claim,
 // publish and mark call per batch (claim_ms, publish_ms, mark_ms: the relay
 // overlaps them, so a batch costs about the slowest); and the peak Go heap
-// while relaying (heap_MB: it must stay flat, not grow with the backlog).
+// while relaying (heap_MB: it must stay flat, not grow with the backlog);
+// and the share of row updates PostgreSQL made in place (hot_pct: the claim
+// is meant to be one, so about 50 with the mark's update being the other).
 //
 // Run with -benchtime 1x: one iteration is already 200,000 rows.
 func BenchmarkRelayPostgresToRedis(b *testing.B) {
@@ -50,6 +52,7 @@ func BenchmarkRelayPostgresToRedis(b *testing.B) {
 	var relayed, rawN int64
 	var relayTime, rawTime time.Duration
 	var peakHeap uint64
+	var updates, hotUpdates int64
 	ts, tb := &timedStore{Store: s}, &timedBroker{Broker: br}
 	for range b.N {
 		b.StopTimer()
@@ -94,6 +97,7 @@ func BenchmarkRelayPostgresToRedis(b *testing.B) {
 			}
 			sampled <- peak
 		}()
+		upd0, hot0 := updateCounts(b, admin)
 		b.StartTimer()
 		start = time.Now()
 		require.NoError(b, r.Start(ctx))
@@ -105,6 +109,8 @@ func BenchmarkRelayPostgresToRedis(b *testing.B) {
 		stopSample.Store(true)
 		peakHeap = max(peakHeap, <-sampled)
 		stop(b, r)
+		upd1, hot1 := updateCounts(b, admin)
+		updates, hotUpdates = updates+upd1-upd0, hotUpdates+hot1-hot0
 		relayed += r.Stats().Published
 		_, err = admin.Exec(ctx, `TRUNCATE outbox`)
 		require.NoError(b, err)
@@ -121,6 +127,22 @@ func BenchmarkRelayPostgresToRedis(b *testing.B) {
 	b.ReportMetric(ts.claim.mean(), "claim_ms")
 	b.ReportMetric(ts.mark.mean(), "mark_ms")
 	b.ReportMetric(tb.publish.mean(), "publish_ms")
+	b.ReportMetric(100*float64(hotUpdates)/float64(max(updates, 1)), "hot_pct")
+}
+
+// updateCounts reads how many outbox rows were updated so far, and how many
+// of those updates were HOT (in place, no index writes). The statistics of
+// other sessions reach the server within a second of their transactions, so
+// it waits that out first.
+func updateCounts(b *testing.B, admin *pgx.Conn) (updates, hot int64) {
+	b.Helper()
+	time.Sleep(1500 * time.Millisecond)
+	ctx := context.Background()
+	_, err := admin.Exec(ctx, `SELECT pg_stat_clear_snapshot()`)
+	require.NoError(b, err)
+	require.NoError(b, admin.QueryRow(ctx,
+		`SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass`).Scan(&updates, &hot))
+	return updates, hot
 }
 
 // meanTimer accumulates call durations.

@@ -27,22 +27,27 @@ const (
 const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
 	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
 
+// reportedStatusSQL is lanewaystore.ReportedStatus in SQL.
+const reportedStatusSQL = `CASE WHEN locked_by IS NOT NULL AND status IN ('pending', 'failed')
+	THEN 'processing' ELSE status END`
+
 // claimSQL leases the first Limit eligible rows in one statement. The CTE is
 // MATERIALIZED so the locking subquery runs exactly once; SKIP LOCKED lets
 // concurrent claimers take disjoint rows instead of waiting on each other.
 // The first WHERE term repeats the claim index's predicate so the planner can
 // use the partial index; the NULL checks make hand-edited rows without a
-// retry time or lease claimable.
+// retry time or lease claimable. The update writes only the lease, no
+// indexed column, so it is a HOT update (see lanewaystore.ReportedStatus and
+// migration 2's fillfactor).
 const claimSQL = `WITH c AS MATERIALIZED (
 	SELECT id FROM outbox
 	WHERE status IN ('pending', 'failed', 'processing')
-	  AND (status = 'pending'
-	       OR (status = 'failed' AND (next_retry_at IS NULL OR next_retry_at <= $3))
-	       OR (status = 'processing' AND (locked_until IS NULL OR locked_until <= $3)))
+	  AND (locked_until IS NULL OR locked_until <= $3)
+	  AND (status <> 'failed' OR next_retry_at IS NULL OR next_retry_at <= $3)
 	ORDER BY priority DESC, created_at, id
 	LIMIT $4
 	FOR UPDATE SKIP LOCKED)
-UPDATE outbox o SET status = 'processing', locked_by = $1, locked_until = $2
+UPDATE outbox o SET locked_by = $1, locked_until = $2
 FROM c WHERE o.id = c.id
 RETURNING o.id, o.message_id, o.stream_name, o.stream_category, o.type, o.data, o.metadata, o.priority, o.status,
 	o.retry_count, o.next_retry_at, o.locked_by, o.locked_until, o.last_error, o.created_at, o.published_at, o.published_stream`
@@ -113,7 +118,7 @@ func (s *Store) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedP
 	}, `UPDATE outbox o
 		SET status = 'published', published_at = $4, published_stream = v.stream, locked_by = NULL, locked_until = NULL
 		FROM unnest($1::bigint[], $2::text[]) AS v(id, stream)
-		WHERE o.id = v.id AND o.locked_by = $3 AND o.status = 'processing'`,
+		WHERE o.id = v.id AND o.locked_by = $3 AND o.status IN ('pending', 'failed', 'processing')`,
 		ids, streams, p.WorkerID, pgTime(at))
 	if err != nil {
 		return fmt.Errorf("pgstore: mark published: %w", err)
@@ -139,7 +144,7 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	_, err := s.exec(ctx, `UPDATE outbox
 		SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
 		    locked_by = NULL, locked_until = NULL
-		WHERE id = ANY($5::bigint[]) AND locked_by = $1 AND status = 'processing'`,
+		WHERE id = ANY($5::bigint[]) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
 		p.WorkerID, p.Error, string(status), next, p.IDs)
 	if err != nil {
 		return fmt.Errorf("pgstore: mark failed: %w", err)
@@ -173,7 +178,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 	var st lanewaystore.OutboxStats
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx,
-			`SELECT status, priority, count(*) FROM outbox GROUP BY status, priority ORDER BY status, priority DESC`)
+			`SELECT `+reportedStatusSQL+` AS s, priority, count(*) FROM outbox GROUP BY s, priority ORDER BY s, priority DESC`)
 		if err != nil {
 			return err
 		}
@@ -188,7 +193,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 			return err
 		}
 		return c.QueryRow(ctx,
-			`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed')`).Scan(&st.OldestPending)
+			`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed') AND locked_by IS NULL`).Scan(&st.OldestPending)
 	})
 	if err != nil {
 		return st, fmt.Errorf("pgstore: outbox stats: %w", err)
@@ -211,7 +216,7 @@ func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams)
 		limit = ListLimitDefault
 	}
 	out, err := s.queryRows(ctx, `SELECT `+outboxColumns+` FROM outbox
-		WHERE ($1 = '' OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
+		WHERE ($1 = '' OR `+reportedStatusSQL+` = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
 		string(p.Status), limit)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list outbox: %w", err)
@@ -232,7 +237,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParam
 	case p.ID != 0 && p.Abandoned:
 		return 0, errors.New("pgstore: retry outbox: set ID or Abandoned, not both")
 	case p.ID != 0:
-		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned')`, []any{p.ID}
+		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned') AND locked_by IS NULL`, []any{p.ID}
 	case p.Abandoned:
 		query = reset + `status = 'abandoned'`
 	default:
@@ -251,7 +256,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParam
 // flush costs a disk sync per statement, about as long as the statement
 // itself on a small machine, and buys nothing here: the rows themselves were
 // committed durably by the writer, and a bookkeeping commit lost in a server
-// crash only puts rows back to pending or processing, so they are published
+// crash only puts rows back to pending or leased, so they are published
 // again (delivery is at-least-once). Visibility to other sessions is
 // unchanged, so concurrent relays still never claim the same row. fn reads
 // the statement's result.
@@ -325,8 +330,8 @@ func scanOutboxRows(rows pgx.Rows) ([]lanewaystore.OutboxRow, error) {
 		if err != nil {
 			return r, err
 		}
-		r.Status = lanewaystore.OutboxStatus(status)
 		r.LockedBy, r.LastError, r.PublishedStream = deref(lockedBy), deref(lastError), deref(publishedStream)
+		r.Status = lanewaystore.ReportedStatus(lanewaystore.OutboxStatus(status), r.LockedBy)
 		r.CreatedAt = r.CreatedAt.UTC()
 		r.NextRetryAt, r.LockedUntil, r.PublishedAt = utc(r.NextRetryAt), utc(r.LockedUntil), utc(r.PublishedAt)
 		return r, nil

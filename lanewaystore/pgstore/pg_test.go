@@ -262,3 +262,46 @@ func TestPoolReplacesDeadConnections(t *testing.T) {
 	_, err = s.OutboxStats(ctx)
 	require.NoError(t, err)
 }
+
+// The claim changes no indexed column, so PostgreSQL writes the leased
+// version of each row in place without index entries (HOT). A claim that
+// set an indexed column (status, as version 1 did) or an index on the lease
+// columns would make every claim write every index again.
+func TestClaimIsHOTUpdate(t *testing.T) {
+	t.Parallel()
+	dbURL := testsvc.PostgresURL(t)
+	s, err := pgstore.Open(t.Context(), dbURL)
+	require.NoError(t, err)
+	require.NoError(t, s.Migrate(t.Context()))
+	const n = 40
+	rows := make([]lanewaystore.OutboxRow, n)
+	for i := range rows {
+		rows[i] = lanewaystore.OutboxRow{MessageID: fmt.Sprintf("hot-%d", i), StreamName: "customer-1",
+			StreamCategory: "customer", Type: "T.v1", Data: []byte(`{"pad":"` + fmt.Sprintf("%0300d", i) + `"}`)}
+	}
+	require.NoError(t, s.InTx(t.Context(), func(ctx context.Context, tx lanewaystore.Tx) error {
+		return tx.InsertOutbox(ctx, rows)
+	}))
+	claimed, err := s.ClaimOutbox(t.Context(), lanewaystore.ClaimParams{WorkerID: "relay-" + testsvc.RandomSuffix(12), Limit: n})
+	require.NoError(t, err)
+	require.Len(t, claimed, n)
+	// A session reports its statistics when it ends at the latest.
+	require.NoError(t, s.Close())
+
+	admin, err := pgx.Connect(t.Context(), dbURL)
+	require.NoError(t, err)
+	defer admin.Close(context.Background())
+	var updates, hot int64
+	deadline := time.Now().Add(30 * time.Second)
+	for updates < n && time.Now().Before(deadline) {
+		_, err := admin.Exec(t.Context(), `SELECT pg_stat_clear_snapshot()`)
+		require.NoError(t, err)
+		require.NoError(t, admin.QueryRow(t.Context(),
+			`SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass`).Scan(&updates, &hot))
+		if updates < n {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	require.Equal(t, int64(n), updates, "the server has not reported the claim's updates")
+	assert.Equal(t, int64(n), hot, "every claimed row was updated in place")
+}

@@ -66,17 +66,33 @@ CREATE TABLE laneway_processed (
 	PRIMARY KEY (handler, message_id)
 );
 `},
+	{version: 2, name: "claims update outbox rows in place", sql: `
+-- A claim now writes only the lease (lanewaystore.ReportedStatus): rows that
+-- version 1 stored as processing keep their lease and are stored as what
+-- they were before the claim.
+UPDATE outbox SET status = CASE WHEN retry_count > 0 THEN 'failed' ELSE 'pending' END
+WHERE status = 'processing';
+`},
 }
 
 // Migrate creates or upgrades the tables. It is idempotent and safe to run
 // from several processes at once: each migration runs in a BEGIN IMMEDIATE
 // transaction that re-checks whether another process applied it meanwhile.
 func (s *Store) Migrate(ctx context.Context) error {
+	return s.migrateTo(ctx, migrations[len(migrations)-1].version)
+}
+
+// migrateTo applies the migrations up to version last; tests use it to build
+// an older schema to upgrade from.
+func (s *Store) migrateTo(ctx context.Context, last int) error {
 	if _, err := s.write.ExecContext(ctx,
 		`CREATE TABLE IF NOT EXISTS laneway_schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
 		return fmt.Errorf("sqlitestore: migrate: %w", err)
 	}
 	for _, m := range migrations {
+		if m.version > last {
+			break
+		}
 		err := s.inTx(ctx, func(t *sql.Tx) error {
 			var n int
 			if err := t.QueryRowContext(ctx, `SELECT count(*) FROM laneway_schema_migrations WHERE version = $1`, m.version).Scan(&n); err != nil {

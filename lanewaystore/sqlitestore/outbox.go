@@ -26,16 +26,20 @@ const (
 const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
 	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
 
+// reportedStatusSQL is lanewaystore.ReportedStatus in SQL.
+const reportedStatusSQL = `CASE WHEN locked_by IS NOT NULL AND status IN ('pending', 'failed')
+	THEN 'processing' ELSE status END`
+
 // claimSQL leases the first Limit eligible rows. The first WHERE term repeats
 // the claim index's predicate so SQLite can use the partial index; the NULL
-// checks make hand-edited rows without a retry time or lease claimable.
-const claimSQL = `UPDATE outbox SET status = 'processing', locked_by = $1, locked_until = $2
+// checks make hand-edited rows without a retry time or lease claimable. Only
+// the lease is written, as in the PostgreSQL store (lanewaystore.ReportedStatus).
+const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2
 WHERE id IN (
 	SELECT id FROM outbox
 	WHERE status IN ('pending', 'failed', 'processing')
-	  AND (status = 'pending'
-	       OR (status = 'failed' AND (next_retry_at IS NULL OR next_retry_at <= $3))
-	       OR (status = 'processing' AND (locked_until IS NULL OR locked_until <= $3)))
+	  AND (locked_until IS NULL OR locked_until <= $3)
+	  AND (status <> 'failed' OR next_retry_at IS NULL OR next_retry_at <= $3)
 	ORDER BY priority DESC, created_at, id
 	LIMIT $4)
 RETURNING ` + outboxColumns
@@ -113,7 +117,7 @@ func (s *Store) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedP
 		_, err := t.ExecContext(ctx, `UPDATE outbox
 			SET status = 'published', published_at = $2, published_stream = v.stream, locked_by = NULL, locked_until = NULL
 			FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS stream FROM json_each($3)) AS v
-			WHERE outbox.id = v.id AND outbox.locked_by = $1 AND outbox.status = 'processing'`,
+			WHERE outbox.id = v.id AND outbox.locked_by = $1 AND outbox.status IN ('pending', 'failed', 'processing')`,
 			p.WorkerID, formatTime(at), string(js))
 		return err
 	})
@@ -145,7 +149,7 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 		_, err := t.ExecContext(ctx, `UPDATE outbox
 			SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
 			    locked_by = NULL, locked_until = NULL
-			WHERE id IN (SELECT value FROM json_each($5)) AND locked_by = $1 AND status = 'processing'`,
+			WHERE id IN (SELECT value FROM json_each($5)) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
 			p.WorkerID, p.Error, string(status), next, string(ids))
 		return err
 	})
@@ -186,7 +190,7 @@ func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams)
 func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, error) {
 	var st lanewaystore.OutboxStats
 	rows, err := s.read.QueryContext(ctx,
-		`SELECT status, priority, count(*) FROM outbox GROUP BY status, priority ORDER BY status, priority DESC`)
+		`SELECT `+reportedStatusSQL+` AS s, priority, count(*) FROM outbox GROUP BY s, priority ORDER BY s, priority DESC`)
 	if err != nil {
 		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
 	}
@@ -205,7 +209,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 	}
 	var oldest sql.NullString
 	if err := s.read.QueryRowContext(ctx,
-		`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed')`).Scan(&oldest); err != nil {
+		`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed') AND locked_by IS NULL`).Scan(&oldest); err != nil {
 		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
 	}
 	if st.OldestPending, err = parseNullTime(oldest); err != nil {
@@ -222,7 +226,7 @@ func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams)
 		limit = ListLimitDefault
 	}
 	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
-		WHERE ($1 = '' OR status = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
+		WHERE ($1 = '' OR `+reportedStatusSQL+` = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
 		string(p.Status), limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: list outbox: %w", err)
@@ -247,7 +251,7 @@ func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParam
 	case p.ID != 0 && p.Abandoned:
 		return 0, errors.New("sqlitestore: retry outbox: set ID or Abandoned, not both")
 	case p.ID != 0:
-		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned')`, []any{p.ID}
+		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned') AND locked_by IS NULL`, []any{p.ID}
 	case p.Abandoned:
 		query = reset + `status = 'abandoned'`
 	default:
@@ -285,8 +289,8 @@ func scanOutboxRows(rows *sql.Rows) ([]lanewaystore.OutboxRow, error) {
 			&published, &publishedStream); err != nil {
 			return nil, err
 		}
-		r.Status = lanewaystore.OutboxStatus(status)
 		r.LockedBy, r.LastError, r.PublishedStream = lockedBy.String, lastError.String, publishedStream.String
+		r.Status = lanewaystore.ReportedStatus(lanewaystore.OutboxStatus(status), r.LockedBy)
 		var err error
 		if r.CreatedAt, err = parseTime(created); err != nil {
 			return nil, err

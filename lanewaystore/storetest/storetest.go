@@ -50,6 +50,8 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"MarkPublished", testMarkPublished},
 		{"MarkFailed", testMarkFailed},
 		{"Cleanup", testCleanup},
+		{"LeaseIsProcessing", testLeaseIsProcessing},
+		{"StoredProcessingRows", testStoredProcessingRows},
 		{"Stats", testStats},
 		{"List", testList},
 		{"Retry", testRetry},
@@ -745,6 +747,126 @@ func testCleanup(t *testing.T, open Opener) {
 	n, err = s.CleanupOutbox(ctx, lanewaystore.CleanupParams{Limit: 100})
 	require.NoError(t, err)
 	assert.Zero(t, n)
+}
+
+// A claim writes only the lease; the store reports leased rows as processing
+// in every view, and the stored status (pending or failed) decides what the
+// row is once the lease is gone.
+func testLeaseIsProcessing(t *testing.T, open Opener) {
+	ctx, s := setup(t, open)
+	insert(t, ctx, s, row("p1", 0, t0), row("f1", 0, t0.Add(time.Second)))
+	first := claim(t, ctx, s, "w1", 10, t0)
+	require.Equal(t, []string{"p1", "f1"}, msgIDs(first))
+	require.NoError(t, s.MarkFailed(ctx, lanewaystore.MarkFailedParams{
+		WorkerID: "w1", IDs: []int64{first[1].ID}, Error: "redis down", NextRetryAt: t0}))
+	again := claim(t, ctx, s, "w1", 10, t0)
+	require.Equal(t, []string{"f1"}, msgIDs(again), "the failed row is due; p1 is still leased")
+	assert.Equal(t, lanewaystore.StatusProcessing, again[0].Status)
+	assert.Equal(t, 1, again[0].RetryCount)
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		var stored string
+		require.NoError(t, tx.QueryRow(ctx, `SELECT string_agg(status, ',') FROM (SELECT status FROM outbox ORDER BY id) s`).Scan(&stored))
+		assert.Equal(t, "pending,failed", stored, "the claim wrote only the lease")
+		return nil
+	}))
+
+	for _, id := range []string{"p1", "f1"} {
+		assert.Equal(t, lanewaystore.StatusProcessing, byMsgID(t, ctx, s, id).Status, id)
+	}
+	list := func(status lanewaystore.OutboxStatus) []string {
+		rows, err := s.ListOutbox(ctx, lanewaystore.ListOutboxParams{Status: status})
+		require.NoError(t, err)
+		return msgIDs(rows)
+	}
+	assert.Equal(t, []string{"f1", "p1"}, list(lanewaystore.StatusProcessing))
+	assert.Empty(t, list(lanewaystore.StatusPending))
+	assert.Empty(t, list(lanewaystore.StatusFailed))
+	st, err := s.OutboxStats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []lanewaystore.OutboxCount{{Status: lanewaystore.StatusProcessing, Priority: 0, Count: 2}}, st.Counts)
+	assert.Nil(t, st.OldestPending, "leased rows are not waiting")
+
+	n, err := s.RetryOutbox(ctx, lanewaystore.RetryOutboxParams{ID: again[0].ID})
+	require.NoError(t, err)
+	assert.Zero(t, n, "a leased row is not reset under its relay")
+
+	// The leases run out: another worker takes both, and the stored status
+	// still tells the failed row from the pending one.
+	later := t0.Add(time.Hour)
+	taken := claim(t, ctx, s, "w2", 10, later)
+	require.Equal(t, []string{"p1", "f1"}, msgIDs(taken))
+	require.NoError(t, s.MarkFailed(ctx, lanewaystore.MarkFailedParams{
+		WorkerID: "w2", IDs: []int64{taken[1].ID}, Error: "still down", NextRetryAt: later.Add(time.Minute)}))
+	require.NoError(t, s.MarkPublished(ctx, lanewaystore.MarkPublishedParams{
+		WorkerID: "w2", At: later, Rows: []lanewaystore.PublishedRow{{ID: taken[0].ID, Stream: "customer"}}}))
+	f1 := byMsgID(t, ctx, s, "f1")
+	assert.Equal(t, lanewaystore.StatusFailed, f1.Status)
+	assert.Equal(t, 2, f1.RetryCount)
+	assert.Equal(t, lanewaystore.StatusPublished, byMsgID(t, ctx, s, "p1").Status)
+	assert.Empty(t, claim(t, ctx, s, "w2", 10, later), "f1 waits for its retry time")
+}
+
+// Rows stored as processing (by a relay of schema version 1 still running
+// during an upgrade) are reported, claimed and marked as before.
+func testStoredProcessingRows(t *testing.T, open Opener) {
+	ctx, s := setup(t, open)
+	insert(t, ctx, s, row("old", 0, t0), row("new", 0, t0.Add(time.Second)))
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE outbox SET status = 'processing', locked_by = 'v1-relay' WHERE message_id = 'old'`)
+		return err
+	}))
+	assert.Equal(t, lanewaystore.StatusProcessing, byMsgID(t, ctx, s, "old").Status)
+	got := claim(t, ctx, s, "w1", 10, t0)
+	require.Equal(t, []string{"old", "new"}, msgIDs(got), "a processing row without a lease end is claimable")
+	require.NoError(t, s.MarkPublished(ctx, lanewaystore.MarkPublishedParams{WorkerID: "w1", At: t0,
+		Rows: []lanewaystore.PublishedRow{{ID: got[0].ID, Stream: "customer"}}}))
+	assert.Equal(t, lanewaystore.StatusPublished, byMsgID(t, ctx, s, "old").Status)
+}
+
+// UpgradeFromVersion1 checks migration 2 on a store whose schema migrateV1
+// brings to version 1 only: rows that a version-1 relay had stored as
+// processing keep their lease and get back the status they had before the
+// claim, so they are reported as processing and claimable once the lease
+// ends, the failed ones keeping their retry count.
+func UpgradeFromVersion1(t *testing.T, s lanewaystore.Store, migrateV1 func(context.Context) error) {
+	ctx := t.Context()
+	require.NoError(t, migrateV1(ctx))
+	insert(t, ctx, s, row("idle", 0, t0), row("leased", 0, t0.Add(time.Second)), row("retried", 0, t0.Add(2*time.Second)))
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET status = 'processing', locked_by = 'v1-relay'
+			WHERE message_id IN ('leased', 'retried')`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE outbox SET retry_count = 2, last_error = 'redis down' WHERE message_id = 'retried'`)
+		return err
+	}))
+	require.NoError(t, s.Migrate(ctx))
+
+	stored := map[string]string{}
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT message_id, status, coalesce(locked_by, '') FROM outbox`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id, status, lockedBy string
+			if err := rows.Scan(&id, &status, &lockedBy); err != nil {
+				return err
+			}
+			stored[id] = status + "/" + lockedBy
+		}
+		return rows.Err()
+	}))
+	assert.Equal(t, map[string]string{"idle": "pending/", "leased": "pending/v1-relay", "retried": "failed/v1-relay"}, stored)
+	for id, want := range map[string]lanewaystore.OutboxStatus{
+		"idle": lanewaystore.StatusPending, "leased": lanewaystore.StatusProcessing, "retried": lanewaystore.StatusProcessing,
+	} {
+		assert.Equal(t, want, byMsgID(t, ctx, s, id).Status, id)
+	}
+	got := claim(t, ctx, s, "w1", 10, t0)
+	require.Equal(t, []string{"idle", "leased", "retried"}, msgIDs(got))
+	assert.Equal(t, 2, got[2].RetryCount)
 }
 
 func testStats(t *testing.T, open Opener) {
