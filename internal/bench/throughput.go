@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -66,27 +67,20 @@ func (r *Runner) throughput(ctx context.Context) (err error) {
 	}
 
 	r.progress("throughput: relay of the %d rows, and pipelined XADD", n)
-	relay := outbox.New(e.db.Store, e.br, outbox.ConfigFrom(cfg))
-	relayed, start := 0, time.Now()
-	for {
-		k, err := relay.RunOnce(ctx)
-		if err != nil {
-			return fmt.Errorf("relay: %w", err)
-		}
-		if k == 0 {
-			break
-		}
-		relayed += k
+	relayCfg := outbox.ConfigFrom(cfg)
+	relayRate, err := relayAll(ctx, outbox.New(e.db.Store, e.br, relayCfg), n)
+	if err != nil {
+		return err
 	}
-	relayRate := rate(relayed, time.Since(start))
-	if relayed != n {
-		return fmt.Errorf("relay published %d rows, want %d", relayed, n)
+	batch := relayCfg.BatchSize
+	if batch <= 0 {
+		batch = outbox.BatchSizeDefault
 	}
-	xaddRate, err := rawXAdd(ctx, e.br, n)
+	xaddRate, err := rawXAdd(ctx, e.br, n, batch)
 	if err != nil {
 		return fmt.Errorf("raw XADD ceiling: %w", err)
 	}
-	if err := r.emit(stageResult("relay", relayRate, xaddRate, "pipelined XADD, batches of 100", n, relayed, nil)); err != nil {
+	if err := r.emit(stageResult("relay", relayRate, xaddRate, fmt.Sprintf("pipelined XADD, batches of %d", batch), n, n, nil)); err != nil {
 		return err
 	}
 
@@ -338,11 +332,41 @@ func rawInsert(ctx context.Context, e *env, n, callers int) (float64, error) {
 	return rate(n, d), err
 }
 
+// relayAll runs the relay as the engine does (Start: woken once, claim,
+// publish and mark of consecutive batches overlapped) until it has published
+// the n pending rows, and returns its rate.
+func relayAll(ctx context.Context, relay *outbox.Relay, n int) (float64, error) {
+	start := time.Now()
+	if err := relay.Start(ctx); err != nil {
+		return 0, fmt.Errorf("relay: %w", err)
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var waitErr error
+	for relay.Stats().Published < int64(n) && waitErr == nil {
+		select {
+		case <-ctx.Done():
+			waitErr = ctx.Err()
+		case <-tick.C:
+		}
+	}
+	d := time.Since(start)
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := errors.Join(waitErr, relay.Stop(stopCtx)); err != nil {
+		return 0, fmt.Errorf("relay: %w", err)
+	}
+	if got := relay.Stats().Published; got != int64(n) {
+		return 0, fmt.Errorf("relay published %d rows, want %d", got, n)
+	}
+	return rate(n, d), nil
+}
+
 // rawXAdd appends n entries of the bench event's size to the raw stream in
-// pipelined batches of 100 from one goroutine (one relay publishes from
-// one goroutine too).
-func rawXAdd(ctx context.Context, br lanewaybroker.Broker, n int) (float64, error) {
-	pubs, err := envelopes(rawStream, laneway.Normal, 100, "raw")
+// pipelined batches of the relay's size from one goroutine (one relay
+// publishes from one goroutine too).
+func rawXAdd(ctx context.Context, br lanewaybroker.Broker, n, batch int) (float64, error) {
+	pubs, err := envelopes(rawStream, laneway.Normal, batch, "raw")
 	if err != nil {
 		return 0, err
 	}
