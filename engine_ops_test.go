@@ -281,7 +281,12 @@ func TestAsyncCommandThroughLanes(t *testing.T) {
 					defer func() { require.NoError(t, eng.Stop(context.Background())) }()
 
 					require.NoError(t, app.Process(laneway.WithPriority(ctx, laneway.Low), OpenAccount{ID: "1", Owner: "a"}, tc.opts...))
-					require.Eventually(t, func() bool { return rec.okCount("AccountProjector") == 1 }, opsWait, 10*time.Millisecond)
+					// The command consumer reports its run after the command's
+					// unit of work commits, so the event it wrote can be
+					// relayed and projected first: wait for both reports.
+					require.Eventually(t, func() bool {
+						return rec.okCount("AccountProjector") == 1 && rec.okCount(laneway.CommandGroup) == 1
+					}, opsWait, 10*time.Millisecond)
 
 					handled, commands, events := rec.snapshot()
 					// The command went through the backfill command lane and
