@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,7 +25,7 @@ type App struct {
 	owned bool
 
 	mu       sync.RWMutex
-	onCommit []func()
+	onCommit []*func() // pointers, so that a registration can be removed
 }
 
 // Options for Open. The zero value opens the database named by
@@ -68,11 +69,19 @@ func (a *App) Config() *lanewayconfig.Config { return a.cfg }
 func (a *App) Store() lanewaystore.Store { return a.store }
 
 // OnCommit registers fn to run after every unit of work that wrote outbox
-// rows commits; the engine uses it to wake the relay at once.
-func (a *App) OnCommit(fn func()) {
+// rows commits; the engine uses it to wake the relay at once. The returned
+// function removes the registration (an engine does when it stops, so an
+// app that starts and stops engines does not accumulate them).
+func (a *App) OnCommit(fn func()) (remove func()) {
+	p := &fn
 	a.mu.Lock()
-	a.onCommit = append(a.onCommit, fn)
+	a.onCommit = append(a.onCommit, p)
 	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.onCommit = slices.DeleteFunc(a.onCommit, func(q *func()) bool { return q == p })
+	}
 }
 
 // Close closes the database if Open opened it.
@@ -362,7 +371,7 @@ func (a *App) committed() {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	for _, fn := range a.onCommit {
-		fn()
+		(*fn)()
 	}
 }
 

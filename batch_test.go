@@ -132,3 +132,23 @@ func corrOf(t *testing.T, meta string) string {
 type closeAccount struct{}
 
 func (closeAccount) Kind() string { return "CloseAccount" }
+
+// A removed OnCommit registration is not called again; the others are.
+func TestOnCommitRemove(t *testing.T) {
+	for _, sc := range stores() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			app := openApp(t, sc, nil)
+			var kept, removed atomic.Int32
+			app.OnCommit(func() { kept.Add(1) })
+			remove := app.OnCommit(func() { removed.Add(1) })
+			require.NoError(t, app.Process(ctx, OpenAccount{ID: "1", Owner: "ann"}))
+			remove()
+			remove() // twice is harmless
+			require.NoError(t, app.Process(ctx, OpenAccount{ID: "2", Owner: "bob"}))
+			require.EqualValues(t, 2, kept.Load())
+			require.EqualValues(t, 1, removed.Load())
+		})
+	}
+}

@@ -73,6 +73,7 @@ type Engine struct {
 	broker    lanewaybroker.Broker
 	ownBroker bool
 	relay     *outbox.Relay
+	offCommit func() // removes the relay's wake-up from the app
 	consumers []*consumer.Consumer
 	trimmer   *retention.Trimmer
 	http      *http.Server
@@ -198,7 +199,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	rcfg.Logger = e.log
 	rcfg.Observer = m
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
-	e.app.OnCommit(e.relay.Notify)
+	e.offCommit = e.app.OnCommit(e.relay.Notify)
 
 	sc := cfg.Server.StreamSubscription
 	for _, s := range subs {
@@ -416,6 +417,10 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		}(c)
 	}
 	wg.Wait()
+	if e.offCommit != nil {
+		e.offCommit()
+		e.offCommit = nil
+	}
 	if e.relay != nil {
 		if err := e.relay.Stop(ctx); err != nil {
 			errs = append(errs, err)

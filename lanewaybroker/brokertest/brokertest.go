@@ -411,6 +411,31 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaybroker.Broker) {
 		assert.Equal(t, int64(0), n)
 	})
 
+	// More entries than one chunk of the embedded broker's trim, and ids
+	// below and past every entry.
+	run("TrimMinIDLong", func(t *testing.T, s *suite) {
+		st := s.name("customer")
+		ids := s.publish(st, 1234)
+		n, err := s.b.TrimMinID(s.ctx, st, ids[1100])
+		require.NoError(t, err)
+		assert.Equal(t, int64(1100), n)
+		got, err := s.b.Range(s.ctx, st, "-", "+", 0)
+		require.NoError(t, err)
+		assert.Equal(t, ids[1100:], entryIDs(got))
+
+		n, err = s.b.TrimMinID(s.ctx, st, ids[1100])
+		require.NoError(t, err)
+		assert.Equal(t, int64(0), n, "again: nothing is below")
+		n, err = s.b.TrimMinID(s.ctx, st, "0-1")
+		require.NoError(t, err)
+		assert.Equal(t, int64(0), n, "an id below every entry")
+
+		n, err = s.b.TrimMinID(s.ctx, st, "18446744073709551615-18446744073709551615")
+		require.NoError(t, err)
+		assert.Equal(t, int64(len(ids)-1100), n, "an id past the end: all")
+		assert.Zero(t, s.len(st))
+	})
+
 	run("Delete", func(t *testing.T, s *suite) {
 		st := s.name("customer")
 		ids := s.publish(st, 3)

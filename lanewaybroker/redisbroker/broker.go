@@ -500,13 +500,52 @@ func (b *Broker) Delete(ctx context.Context, stream string, ids ...string) (int6
 	return n, nil
 }
 
-// TrimMinID is XTRIM stream MINID = minID.
+// TrimMinID is XTRIM stream MINID = minID: it removes the entries whose id
+// is below minID and returns how many.
 func (b *Broker) TrimMinID(ctx context.Context, stream, minID string) (int64, error) {
-	n, err := b.client.XTrimMinID(ctx, stream, minID).Result()
+	var n int64
+	var err error
+	if b.caps.trimMinID {
+		n, err = b.client.XTrimMinID(ctx, stream, minID).Result()
+	} else {
+		n, err = b.trimMinIDChunked(ctx, stream, minID)
+	}
 	if err != nil {
-		return 0, fmt.Errorf("redisbroker: XTRIM %q MINID %s: %w", stream, minID, err)
+		return n, fmt.Errorf("redisbroker: XTRIM %q MINID %s: %w", stream, minID, err)
 	}
 	return n, nil
+}
+
+// trimChunk bounds the entries one trimMinIDScript run removes, and so how
+// long it holds the embedded server.
+const trimChunk = 500
+
+// trimMinIDScript removes at most ARGV[2] of the oldest entries below
+// ARGV[1] and returns how many it removed. It finds them with XRANGE (the
+// cost of the chunk) and cuts them with XTRIM MAXLEN, which the embedded
+// server does in constant time. Atomic: no entry can be added or deleted
+// between the count and the cut, so exactly the entries below ARGV[1] go.
+var trimMinIDScript = redis.NewScript(`
+local old = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[1], 'COUNT', ARGV[2])
+local n = #old
+if n > 0 then
+  local len = redis.call('XLEN', KEYS[1])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', string.format('%d', len - n))
+end
+return n
+`)
+
+// trimMinIDChunked is TrimMinID for the embedded server (caps.trimMinID),
+// in chunks of trimChunk entries, so other clients run between them.
+func (b *Broker) trimMinIDChunked(ctx context.Context, stream, minID string) (int64, error) {
+	var total int64
+	for {
+		n, err := trimMinIDScript.Run(ctx, b.client, []string{stream}, minID, trimChunk).Int64()
+		total += n
+		if err != nil || n < trimChunk {
+			return total, err
+		}
+	}
 }
 
 // Groups is XINFO GROUPS, sorted by name; empty for a missing stream. Lag is

@@ -47,10 +47,18 @@ type caps struct {
 	// -1); the Broker remembers when each consumer last read or claimed
 	// through it.
 	consumerIdle bool
+	// trimMinID: XTRIM MINID costs time in proportion to the entries it
+	// removes. miniredis deletes them one at a time, each delete moving the
+	// rest of the stream, so trimming 20,000 entries from a 20,000-entry
+	// stream held the whole server (every client's reads and writes) for
+	// about half a second: a production-lane stall each time the retention
+	// trimmer ran after a backfill. The Broker trims in chunks instead
+	// (trimMinIDChunked), each an atomic script whose cost is the chunk's.
+	trimMinID bool
 }
 
 func redisCaps() caps {
-	return caps{clientUnblock: true, groupLag: true, claimMinIdle: true, autoClaimDeleted: true, consumerIdle: true}
+	return caps{clientUnblock: true, groupLag: true, claimMinIdle: true, autoClaimDeleted: true, consumerIdle: true, trimMinID: true}
 }
 
 func miniredisCaps() caps { return caps{} }
