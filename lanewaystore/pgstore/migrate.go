@@ -74,7 +74,8 @@ CREATE TABLE laneway_processed (
 -- version of a row into the same page without touching any index (a HOT
 -- update), but only if the page has room for it. A claim leases every row of
 -- a page in one statement, so half of each page is kept free at insert. The
--- cost is disk: pending and recently published rows take twice the pages.
+-- cost is disk: every row kept (pending, and published until its retention
+-- ends) takes about twice the pages.
 -- Pages written before this migration keep their old fill.
 ALTER TABLE outbox SET (fillfactor = 50);
 -- A claim now writes only the lease (lanewaystore.ReportedStatus): rows that
