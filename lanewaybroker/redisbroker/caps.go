@@ -54,6 +54,8 @@ type caps struct {
 	// about half a second: a production-lane stall each time the retention
 	// trimmer ran after a backfill. The Broker trims in chunks instead
 	// (trimMinIDChunked), each an atomic script whose cost is the chunk's.
+	// (Real Redis trims fast but still in one command: trimMinIDRedis cuts
+	// it into bounded commands too.)
 	trimMinID bool
 }
 
