@@ -395,45 +395,33 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaybroker.Broker) {
 		assert.Equal(t, int64(1300), s.groups(st)[0].Lag)
 	})
 
+	// Exact: the entries below minID go, those from minID on stay, also
+	// across more entries than one chunk of the embedded broker's trim.
 	run("TrimMinID", func(t *testing.T, s *suite) {
-		st := s.name("customer")
-		ids := s.publish(st, 5)
-		n, err := s.b.TrimMinID(s.ctx, st, ids[2])
-		require.NoError(t, err)
-		assert.Equal(t, int64(2), n)
-		assert.Equal(t, int64(3), s.len(st))
-		got, err := s.b.Range(s.ctx, st, "-", "+", 0)
-		require.NoError(t, err)
-		assert.Equal(t, ids[2:], entryIDs(got), "exact: entries from minID on are kept")
+		for _, tc := range []struct{ entries, cut int }{{5, 2}, {1234, 1100}} {
+			st := s.name(fmt.Sprintf("customer-%d", tc.entries))
+			ids := s.publish(st, tc.entries)
+			n, err := s.b.TrimMinID(s.ctx, st, ids[tc.cut])
+			require.NoError(t, err)
+			assert.Equal(t, int64(tc.cut), n)
+			got, err := s.b.Range(s.ctx, st, "-", "+", 0)
+			require.NoError(t, err)
+			assert.Equal(t, ids[tc.cut:], entryIDs(got), "entries from minID on are kept")
 
-		n, err = s.b.TrimMinID(s.ctx, s.name("missing"), ids[2])
+			for _, minID := range []string{ids[tc.cut], "0-1"} {
+				n, err = s.b.TrimMinID(s.ctx, st, minID)
+				require.NoError(t, err)
+				assert.Equal(t, int64(0), n, "nothing below %s", minID)
+			}
+			n, err = s.b.TrimMinID(s.ctx, st, "18446744073709551615-18446744073709551615")
+			require.NoError(t, err)
+			assert.Equal(t, int64(tc.entries-tc.cut), n, "an id past the end: all")
+			assert.Zero(t, s.len(st))
+		}
+
+		n, err := s.b.TrimMinID(s.ctx, s.name("missing"), "1-0")
 		require.NoError(t, err)
 		assert.Equal(t, int64(0), n)
-	})
-
-	// More entries than one chunk of the embedded broker's trim, and ids
-	// below and past every entry.
-	run("TrimMinIDLong", func(t *testing.T, s *suite) {
-		st := s.name("customer")
-		ids := s.publish(st, 1234)
-		n, err := s.b.TrimMinID(s.ctx, st, ids[1100])
-		require.NoError(t, err)
-		assert.Equal(t, int64(1100), n)
-		got, err := s.b.Range(s.ctx, st, "-", "+", 0)
-		require.NoError(t, err)
-		assert.Equal(t, ids[1100:], entryIDs(got))
-
-		n, err = s.b.TrimMinID(s.ctx, st, ids[1100])
-		require.NoError(t, err)
-		assert.Equal(t, int64(0), n, "again: nothing is below")
-		n, err = s.b.TrimMinID(s.ctx, st, "0-1")
-		require.NoError(t, err)
-		assert.Equal(t, int64(0), n, "an id below every entry")
-
-		n, err = s.b.TrimMinID(s.ctx, st, "18446744073709551615-18446744073709551615")
-		require.NoError(t, err)
-		assert.Equal(t, int64(len(ids)-1100), n, "an id past the end: all")
-		assert.Zero(t, s.len(st))
 	})
 
 	run("Delete", func(t *testing.T, s *suite) {
