@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 )
 
 func newLanesCmd(g *globals) *cobra.Command {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 )
 
 // TestRenderLive: the terminal frame clears the screen and draws a bar with

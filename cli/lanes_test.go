@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/cli"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 )
 

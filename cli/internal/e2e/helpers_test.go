@@ -22,7 +22,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewayconfig"
 )

@@ -21,7 +21,7 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 )
 
 // Acceptance tests of the read-only operator commands (lanes status, lanes

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 )
 
 func TestParseProcStatus(t *testing.T) {

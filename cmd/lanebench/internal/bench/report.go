@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 )
 
 // Result is one JSON line: one scenario × configuration. The names of

@@ -10,7 +10,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/syncio"
 )
 
 // closedPort returns a loopback port nothing listens on.

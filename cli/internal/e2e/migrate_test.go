@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/syncio"
 )
 
 // laneSampler records XLEN of both lanes every few milliseconds until

@@ -13,7 +13,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"

@@ -13,7 +13,7 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 )
 
 // latRun is one configuration of a latency scenario: a backlog of backfill

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 )
 
 // WorkerEnv is set in a worker process's environment, so a binary that is

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/scratch"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/scratch"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
