@@ -946,7 +946,7 @@ func (c *Consumer) ackPending(stream, id string) bool {
 // deadLetter publishes t to its lane's DLQ and acks it; when the publish
 // fails t stays pending and is tried again after RetryDelay.
 func (c *Consumer) deadLetter(t *tracked) {
-	dlq := t.msg.Stream + ":dlq"
+	dlq := c.cfg.Naming.DLQ(t.msg.Stream)
 	if !c.cfg.EnableDLQ {
 		c.cfg.Logger.Warn("dropping message (DLQ disabled)", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "reason", t.lastErr)
 		c.nDLQ.Add(1)

@@ -3,6 +3,7 @@ package outbox
 import (
 	"time"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
@@ -10,7 +11,7 @@ import (
 // loaded domain.toml to a relay Config. Fields the file does not hold
 // (WorkerID, Logger, Now, Observer, CleanupLimit) keep their defaults.
 func ConfigFrom(c *lanewayconfig.Config) Config {
-	o, lanes := c.Outbox, c.Server.PriorityLanes
+	o := c.Outbox
 	base := o.Retry.BaseDelay()
 	if base <= 0 && o.Retry.BaseDelaySeconds == 0 {
 		// base_delay_seconds = 0 means "retry at once"; Config's zero value
@@ -31,10 +32,6 @@ func ConfigFrom(c *lanewayconfig.Config) Config {
 		CleanupInterval:    o.Cleanup.Interval(),
 		PublishedRetention: o.Cleanup.PublishedRetention(),
 		AbandonedRetention: o.Cleanup.AbandonedRetention(),
-		Lanes: Lanes{
-			Enabled:        lanes.Enabled,
-			Threshold:      lanes.Threshold,
-			BackfillSuffix: lanes.BackfillSuffix,
-		},
+		Lanes:              lanes.FromConfig(c.Server.PriorityLanes),
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -48,7 +49,6 @@ const (
 	PublishedRetentionDefault = 168 * time.Hour
 	AbandonedRetentionDefault = 720 * time.Hour
 	CleanupLimitDefault       = 5000
-	BackfillSuffixDefault     = "backfill"
 
 	// NoNotifierMaxTick caps the idle poll interval on stores that cannot
 	// wake the relay across processes (SQLite).
@@ -60,17 +60,6 @@ const (
 	// maxErrorText bounds last_error.
 	maxErrorText = 1024
 )
-
-// Lanes is the routing part of [server.priority_lanes].
-type Lanes struct {
-	// Enabled routes priorities below Threshold to the backfill lane.
-	// Defaults to false.
-	Enabled bool
-	// Threshold: priority < Threshold goes to backfill. Defaults to 0.
-	Threshold int
-	// BackfillSuffix names the backfill lane. Defaults to "backfill".
-	BackfillSuffix string
-}
 
 // Retry configures publish retries.
 type Retry struct {
@@ -129,8 +118,9 @@ type Config struct {
 	// CleanupLimit bounds the rows one cleanup statement deletes. Defaults
 	// to 5000.
 	CleanupLimit int
-	// Lanes configures routing.
-	Lanes Lanes
+	// Lanes configures routing. The zero value sends every row to its
+	// primary stream.
+	Lanes lanes.Config
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests. Defaults to time.Now.
@@ -185,9 +175,6 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	if c.CleanupLimit <= 0 {
 		c.CleanupLimit = CleanupLimitDefault
 	}
-	if c.Lanes.BackfillSuffix == "" {
-		c.Lanes.BackfillSuffix = BackfillSuffixDefault
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -209,22 +196,6 @@ func DefaultWorkerID() string {
 	b := make([]byte, 3)
 	_, _ = crand.Read(b)
 	return fmt.Sprintf("relay-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
-}
-
-// Route returns the physical stream of a row of category ("customer" or
-// "customer:command") at priority: the backfill lane
-// "<category>:<suffix>" when lanes are enabled and priority is strictly
-// below the threshold, the category itself otherwise. An empty suffix means
-// the default "backfill".
-func Route(category string, priority int, lanes Lanes) string {
-	if !lanes.Enabled || priority >= lanes.Threshold {
-		return category
-	}
-	suffix := lanes.BackfillSuffix
-	if suffix == "" {
-		suffix = BackfillSuffixDefault
-	}
-	return category + ":" + suffix
 }
 
 // Wakeups counts what woke the relay loop.
@@ -592,7 +563,7 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
-		stream := Route(row.StreamCategory, row.Priority, r.cfg.Lanes)
+		stream := r.cfg.Lanes.Route(row.StreamCategory, lanes.Priority(row.Priority))
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}

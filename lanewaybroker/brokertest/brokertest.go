@@ -7,7 +7,6 @@ package brokertest
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 )
@@ -54,7 +54,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaybroker.Broker) {
 		})
 		require.NoError(t, err)
 		require.Len(t, ids, 3)
-		assert.Less(t, cmpID(ids[0], ids[2]), 0, "ids of one stream increase in publication order")
+		assert.Less(t, lanes.CompareIDs(ids[0], ids[2]), 0, "ids of one stream increase in publication order")
 
 		assert.Equal(t, int64(2), s.len(a))
 		assert.Equal(t, int64(1), s.len(b))
@@ -796,30 +796,4 @@ func pendingIDs(ps []lanewaybroker.PendingEntry) []string {
 		ids[i] = p.ID
 	}
 	return ids
-}
-
-// cmpID compares two stream ids numerically.
-func cmpID(a, b string) int {
-	var am, as, bm, bs uint64
-	_, errA := fmt.Sscanf(a, "%d-%d", &am, &as)
-	_, errB := fmt.Sscanf(b, "%d-%d", &bm, &bs)
-	if errA != nil || errB != nil {
-		return strings.Compare(a, b)
-	}
-	switch {
-	case am != bm:
-		return cmpU(am, bm)
-	default:
-		return cmpU(as, bs)
-	}
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -586,7 +586,7 @@ func (b *Broker) Groups(ctx context.Context, stream string) ([]lanewaybroker.Gro
 	}
 	out := make([]lanewaybroker.GroupInfo, 0, len(res))
 	for _, g := range res {
-		last := normalizeID(g.LastDeliveredID)
+		last := lanes.NormalizeID(g.LastDeliveredID)
 		lag := g.Lag
 		if !b.caps.groupLag || lag < 0 {
 			// Redis reports no lag when it cannot compute it (deletions past
@@ -841,35 +841,6 @@ func countOr(n, def int) int {
 		return def
 	}
 	return n
-}
-
-// normalizeID turns the "0" a group created at id 0 may report into "0-0".
-func normalizeID(id string) string {
-	if id == "" || id == "0" {
-		return "0-0"
-	}
-	return id
-}
-
-// nextID returns the smallest stream id above id ("ms-seq" → "ms-(seq+1)"),
-// used as an inclusive cursor that skips id.
-func nextID(id string) string {
-	ms, seq, ok := strings.Cut(id, "-")
-	if !ok {
-		return id + "-1"
-	}
-	s, err := strconv.ParseUint(seq, 10, 64)
-	if err != nil {
-		return id
-	}
-	if s == math.MaxUint64 {
-		m, err := strconv.ParseUint(ms, 10, 64)
-		if err != nil {
-			return id
-		}
-		return strconv.FormatUint(m+1, 10) + "-0"
-	}
-	return ms + "-" + strconv.FormatUint(s+1, 10)
 }
 
 func infoField(info, name string) string {

@@ -24,15 +24,12 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 )
-
-// Suffix ends every DLQ stream name: "customer:dlq", "customer:backfill:dlq".
-const Suffix = ":dlq"
 
 // Errors returned by Manager methods; the CLI turns them into one-line
 // messages. Match them with errors.Is.
@@ -49,16 +46,6 @@ var (
 	// under the current configuration (lanes off, or another suffix).
 	ErrUnreadTarget = errors.New("replay target is not read by any subscription")
 )
-
-// Layout is what the domain reads under the current configuration.
-type Layout struct {
-	// Categories are the domain's aggregate stream categories ("customer").
-	// Their command streams ("customer:command") are covered too.
-	Categories []string
-	// LanesEnabled and BackfillSuffix come from [server.priority_lanes].
-	LanesEnabled   bool
-	BackfillSuffix string
-}
 
 // Target chooses where Replay sends an entry.
 type Target string
@@ -85,13 +72,13 @@ func ParseTarget(s string) (Target, error) {
 
 // Stream is one dead-letter stream.
 type Stream struct {
-	Name     string `json:"stream"`   // "customer:backfill:dlq"
-	Source   string `json:"source"`   // the lane stream it holds failures of: "customer:backfill"
-	Primary  string `json:"primary"`  // the primary lane of Source: "customer" or "customer:command"
-	Category string `json:"category"` // "customer"
-	Lane     string `json:"lane"`     // "primary" or "backfill"
-	Kind     string `json:"kind"`     // "event" or "command"
-	Depth    int64  `json:"depth"`
+	Name     string      `json:"stream"`   // "customer:backfill:dlq"
+	Source   string      `json:"source"`   // the lane stream it holds failures of: "customer:backfill"
+	Primary  string      `json:"primary"`  // the primary lane of Source: "customer" or "customer:command"
+	Category string      `json:"category"` // "customer"
+	Lane     lanes.Lane  `json:"lane"`     // primary or backfill
+	Class    lanes.Class `json:"kind"`     // event or command
+	Depth    int64       `json:"depth"`
 }
 
 // Entry is one DLQ entry, read leniently: entries written by the reference
@@ -119,58 +106,41 @@ func (e Entry) OriginalStream() string {
 	if e.Meta.OriginalStream != "" {
 		return e.Meta.OriginalStream
 	}
-	return strings.TrimSuffix(e.Stream, Suffix)
+	return lanes.Naming{}.DLQSource(e.Stream)
 }
 
 // Manager operates on the DLQs of one domain. Safe for concurrent use if the
 // broker is.
 type Manager struct {
-	b lanewaybroker.Broker
-	l Layout
+	b          lanewaybroker.Broker
+	naming     lanes.Naming
+	enabled    bool     // lanes are enabled under the current configuration
+	categories []string // the domain's aggregate categories, sorted
 }
 
-// New returns a Manager for the domain layout l on broker b.
-func New(b lanewaybroker.Broker, l Layout) *Manager {
-	l.Categories = append([]string(nil), l.Categories...)
-	sort.Strings(l.Categories)
-	return &Manager{b: b, l: l}
+// New returns a Manager for the streams of topo on broker b.
+func New(b lanewaybroker.Broker, topo lanes.Topology) *Manager {
+	cats := topo.AggregateCategories()
+	sort.Strings(cats)
+	return &Manager{b: b, naming: topo.Naming(), enabled: topo.Lanes.Enabled, categories: cats}
 }
 
 // classify tells what a lane stream name is, when it belongs to one of the
-// domain's categories: "customer", "customer:<suffix>", "customer:command",
-// "customer:command:<suffix>".
+// domain's categories (under any backfill suffix).
 func (m *Manager) classify(source string) (Stream, bool) {
-	for _, cat := range m.l.Categories {
-		if source != cat && !strings.HasPrefix(source, cat+":") {
-			continue
-		}
-		s := Stream{Name: source + Suffix, Source: source, Category: cat, Primary: cat, Lane: "primary", Kind: "event"}
-		rest := strings.TrimPrefix(strings.TrimPrefix(source, cat), ":")
-		if rest == "command" || strings.HasPrefix(rest, "command:") {
-			s.Kind, s.Primary = "command", cat+":command"
-			rest = strings.TrimPrefix(strings.TrimPrefix(rest, "command"), ":")
-		}
-		if rest != "" {
-			if strings.Contains(rest, ":") || rest == "dlq" {
-				return Stream{}, false
-			}
-			s.Lane = "backfill"
-		}
-		return s, true
+	src, ok := m.naming.Classify(m.categories, source)
+	if !ok {
+		return Stream{}, false
 	}
-	return Stream{}, false
+	return Stream{Name: m.naming.DLQ(source), Source: source, Category: src.Category, Primary: src.Primary, Lane: src.Lane, Class: src.Class}, true
 }
 
 // expected lists the DLQ streams the current configuration writes to.
 func (m *Manager) expected() []Stream {
 	var out []Stream
-	for _, cat := range m.l.Categories {
-		for _, primary := range []string{cat, cat + ":command"} {
-			sources := []string{primary}
-			if m.l.BackfillSuffix != "" {
-				sources = append(sources, primary+":"+m.l.BackfillSuffix)
-			}
-			for _, src := range sources {
+	for _, cat := range m.categories {
+		for _, primary := range []string{m.naming.Events(cat), m.naming.Commands(cat)} {
+			for _, src := range []string{primary, m.naming.Backfill(primary)} {
 				if s, ok := m.classify(src); ok {
 					out = append(out, s)
 				}
@@ -183,13 +153,13 @@ func (m *Manager) expected() []Stream {
 // Streams returns every DLQ stream of the domain that exists on the broker,
 // with its depth, sorted by name.
 func (m *Manager) Streams(ctx context.Context) ([]Stream, error) {
-	names, err := m.b.Streams(ctx, "*"+Suffix)
+	names, err := m.b.Streams(ctx, m.naming.DLQPattern())
 	if err != nil {
 		return nil, fmt.Errorf("list DLQ streams: %w", err)
 	}
 	var out []Stream
 	for _, name := range names {
-		s, ok := m.classify(strings.TrimSuffix(name, Suffix))
+		s, ok := m.classify(m.naming.DLQSource(name))
 		if !ok {
 			continue
 		}
@@ -208,7 +178,7 @@ func (m *Manager) Streams(ctx context.Context) ([]Stream, error) {
 // does not exist (its depth is then 0); anything else is ErrUnknownStream,
 // with the domain's DLQ streams in the message.
 func (m *Manager) Resolve(ctx context.Context, name string) (Stream, error) {
-	source := strings.TrimSuffix(strings.TrimSpace(name), Suffix)
+	source := m.naming.DLQSource(strings.TrimSpace(name))
 	s, ok := m.classify(source)
 	if !ok {
 		var known []string
@@ -291,7 +261,7 @@ func (m *Manager) List(ctx context.Context, p ListParams) (ListResult, error) {
 			res.Entries = append(res.Entries, parseEntry(s.Name, e))
 		}
 	}
-	sort.SliceStable(res.Entries, func(i, j int) bool { return idLess(res.Entries[i].ID, res.Entries[j].ID) })
+	sort.SliceStable(res.Entries, func(i, j int) bool { return lanes.CompareIDs(res.Entries[i].ID, res.Entries[j].ID) < 0 })
 	if len(res.Entries) > limit {
 		res.Entries = res.Entries[:limit]
 	}
@@ -351,7 +321,7 @@ func (m *Manager) TargetOf(e Entry, t Target) (string, error) {
 	if !ok {
 		// original_stream names something outside the domain; fall back to
 		// the lane the DLQ stream belongs to.
-		if s, ok = m.classify(strings.TrimSuffix(e.Stream, Suffix)); !ok {
+		if s, ok = m.classify(m.naming.DLQSource(e.Stream)); !ok {
 			return "", fmt.Errorf("DLQ entry %s: original stream %q is not a stream of this domain", e.ID, orig)
 		}
 		orig = s.Source
@@ -363,21 +333,18 @@ func (m *Manager) TargetOf(e Entry, t Target) (string, error) {
 	case ToPrimary:
 		target = s.Primary
 	case ToBackfill:
-		if m.l.BackfillSuffix == "" {
-			return "", fmt.Errorf("%w: no backfill_suffix configured", ErrUnreadTarget)
-		}
-		target = s.Primary + ":" + m.l.BackfillSuffix
+		target = m.naming.Backfill(s.Primary)
 	default:
 		return "", fmt.Errorf("--to %q: use original, primary or backfill", t)
 	}
 	if target == s.Primary {
 		return target, nil
 	}
-	if !m.l.LanesEnabled {
+	if !m.enabled {
 		return "", fmt.Errorf("%w: %s is a backfill lane and priority lanes are disabled in this configuration, so nothing reads it; replay with --to primary, or enable lanes for this environment and restart the engine", ErrUnreadTarget, target)
 	}
-	if target != s.Primary+":"+m.l.BackfillSuffix {
-		return "", fmt.Errorf("%w: %s is not a lane of the current configuration (backfill_suffix = %q); replay with --to backfill or --to primary", ErrUnreadTarget, target, m.l.BackfillSuffix)
+	if target != m.naming.Backfill(s.Primary) {
+		return "", fmt.Errorf("%w: %s is not a lane of the current configuration (backfill_suffix = %q); replay with --to backfill or --to primary", ErrUnreadTarget, target, m.naming.Suffix())
 	}
 	return target, nil
 }
@@ -646,21 +613,4 @@ func parseEntry(stream string, raw lanewaybroker.Entry) Entry {
 	}
 	e.Payload = p
 	return e
-}
-
-// idLess orders stream ids numerically.
-func idLess(a, b string) bool {
-	am, as := splitID(a)
-	bm, bs := splitID(b)
-	if am != bm {
-		return am < bm
-	}
-	return as < bs
-}
-
-func splitID(id string) (uint64, uint64) {
-	ms, seq, _ := strings.Cut(id, "-")
-	m, _ := strconv.ParseUint(ms, 10, 64)
-	s, _ := strconv.ParseUint(seq, 10, 64)
-	return m, s
 }

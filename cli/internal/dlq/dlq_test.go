@@ -17,10 +17,11 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/consumer"
-	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
@@ -174,8 +175,8 @@ func (w *world) start(t *testing.T, b lanewaybroker.Broker, dom *laneway.Domain,
 	return stop
 }
 
-func layout(cat string, lanes bool) dlq.Layout {
-	return dlq.Layout{Categories: []string{cat}, LanesEnabled: lanes, BackfillSuffix: "backfill"}
+func layout(cat string, enabled bool) lanes.Topology {
+	return lanes.New(lanes.Spec{Categories: []string{cat}}, lanes.Config{Enabled: enabled, Naming: lanes.Naming{BackfillSuffix: "backfill"}})
 }
 
 // publishEvent appends a CustomerUpdated envelope (version v, payload p) to stream.
@@ -336,7 +337,7 @@ func TestDiscoveryAndTargets(t *testing.T) {
 		assert.Equal(t, []string{cat + ":backfill:dlq", cat + ":bulk:dlq", cat + ":command:backfill:dlq", cat + ":command:dlq", cat + ":dlq"}, names)
 		kinds := map[string]string{}
 		for _, s := range streams {
-			kinds[s.Name] = s.Kind + "/" + s.Lane + "/" + s.Primary
+			kinds[s.Name] = string(s.Class) + "/" + string(s.Lane) + "/" + s.Primary
 		}
 		assert.Equal(t, "command/backfill/"+cat+":command", kinds[cat+":command:backfill:dlq"])
 		assert.Equal(t, "event/backfill/"+cat, kinds[cat+":bulk:dlq"])

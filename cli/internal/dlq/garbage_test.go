@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"

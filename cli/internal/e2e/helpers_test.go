@@ -22,8 +22,8 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 

@@ -19,9 +19,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 // Acceptance tests of the read-only operator commands (lanes status, lanes
@@ -167,13 +168,14 @@ func TestLanesStatusBacklogInBothLanes(t *testing.T) {
 	assert.Empty(t, st.Engines, "the engine was stopped: its heartbeat is gone")
 	assert.Empty(t, st.Warnings)
 	require.Equal(t, "customer", st.Categories[0].Category)
-	assert.Equal(t, "event", st.Categories[0].Kind)
+	assert.Equal(t, lanes.Events, st.Categories[0].Class)
 	assert.Equal(t, []string{customers.ProjectorName, customers.NotificationName}, st.Categories[0].Subscriptions)
 
 	for _, c := range []struct {
-		stream, lane string
-		ids          []string
-	}{{stream, inspect.LanePrimary, pids}, {backfill, inspect.LaneBackfill, bids}} {
+		stream string
+		lane   lanes.Lane
+		ids    []string
+	}{{stream, lanes.Primary, pids}, {backfill, lanes.Backfill, bids}} {
 		l := lane(t, st, c.stream)
 		n := int64(len(c.ids))
 		assert.Equal(t, c.lane, l.Lane)

@@ -73,7 +73,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 		return nil, err
 	}
 	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first))
-	if in.topo.LanesEnabled {
+	if in.topo.Lanes.Enabled {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -146,7 +146,7 @@ func engineCheck(st Status, cfg *lanewayconfig.Config, dir string) Check {
 
 func backfillGroups(t Topology, st Status) Check {
 	c := Check{ID: "backfill_groups", Title: "backfill consumer groups"}
-	if !t.LanesEnabled {
+	if !t.Lanes.Enabled {
 		c.Status, c.Detail = Pass, "lanes are disabled: backfill streams need no consumer groups"
 		return c
 	}

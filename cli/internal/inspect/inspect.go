@@ -15,41 +15,18 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/upcast"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
-// Lane names, as in the JSON output and the metrics' lane label.
-const (
-	LanePrimary  = "primary"
-	LaneBackfill = "backfill"
-)
-
-// Kinds of stream category.
-const (
-	KindEvent   = "event"
-	KindCommand = "command"
-)
-
-// Category is one primary stream of the domain ("customer" or
-// "customer:command") and the consumer groups the engine runs on it.
-type Category struct {
-	Name   string   // the primary stream
-	Kind   string   // KindEvent or KindCommand
-	Groups []string // expected consumer groups (handler names, or laneway.CommandGroup), sorted
-}
-
 // Topology is every stream a domain's engine reads or leaves behind, as
-// resolved from the domain and its configuration.
+// resolved from the domain and its configuration, with the domain's
+// upcaster chains (for DLQ entries of old versions).
 type Topology struct {
-	Domain         string
-	LanesEnabled   bool
-	BackfillSuffix string
-	Categories     []Category
-	// Upcasts are the domain's upcaster chains (for DLQ entries of old
-	// versions).
+	lanes.Topology
 	Upcasts *upcast.Chains
 }
 
@@ -57,63 +34,17 @@ type Topology struct {
 // (whether or not a handler reads it: the relay publishes every event), and
 // one command category per aggregate with commands.
 func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) Topology {
-	lanes := cfg.Server.PriorityLanes
-	t := Topology{Domain: dom.Name(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix, Upcasts: dom.Upcasts()}
-	readers := map[string][]string{}
+	spec := lanes.Spec{Domain: dom.Name(), Categories: dom.AllCategories(), CommandCategories: dom.CommandCategories()}
 	for _, h := range dom.Handlers() {
-		for _, c := range dom.Categories(h) {
-			readers[c] = append(readers[c], h.Name())
-		}
+		spec.Readers = append(spec.Readers, lanes.Reader{Group: h.Name(), Categories: dom.Categories(h)})
 	}
-	for _, c := range dom.AllCategories() {
-		g := readers[c]
-		sort.Strings(g)
-		t.Categories = append(t.Categories, Category{Name: c, Kind: KindEvent, Groups: g})
-	}
-	for _, c := range dom.CommandCategories() {
-		t.Categories = append(t.Categories, Category{Name: c + ":command", Kind: KindCommand, Groups: []string{laneway.CommandGroup}})
-	}
-	return t
+	return Topology{Topology: lanes.New(spec, lanes.FromConfig(cfg.Server.PriorityLanes)), Upcasts: dom.Upcasts()}
 }
 
-// Backfill is the backfill stream of primary.
-func (t Topology) Backfill(primary string) string { return primary + ":" + t.BackfillSuffix }
-
-// DLQ is the dead-letter stream of a lane's stream.
-func DLQ(stream string) string { return stream + ":dlq" }
-
-// DLQStreams lists the DLQ of every lane of every category, both lanes
-// whether or not lanes are enabled now (entries dead-lettered while they
-// were stay there).
-func (t Topology) DLQStreams() []string {
-	var out []string
-	for _, c := range t.Categories {
-		out = append(out, DLQ(c.Name), DLQ(t.Backfill(c.Name)))
-	}
-	return out
-}
-
-// Filter keeps the categories named by s: a category (primary stream), one
-// of its lanes, or one of their DLQs. An unknown name is an error listing
-// the known ones.
+// Filter keeps the categories named by s (see lanes.Topology.Filter).
 func (t Topology) Filter(s string) (Topology, error) {
-	if s == "" {
-		return t, nil
-	}
-	for _, c := range t.Categories {
-		for _, name := range []string{c.Name, t.Backfill(c.Name), DLQ(c.Name), DLQ(t.Backfill(c.Name))} {
-			if name == s {
-				t.Categories = []Category{c}
-				return t, nil
-			}
-		}
-	}
-	names := make([]string, len(t.Categories))
-	for i, c := range t.Categories {
-		names[i] = c.Name
-	}
-	return t, fmt.Errorf("unknown stream %q in domain %s: use one of %s (or their %q and \":dlq\" streams)",
-		s, t.Domain, strings.Join(names, ", "), ":"+t.BackfillSuffix)
+	f, err := t.Topology.Filter(s)
+	return Topology{Topology: f, Upcasts: t.Upcasts}, err
 }
 
 // Inspector reads a domain's streams through a broker.
@@ -168,7 +99,7 @@ type Engine struct {
 // CategoryStatus is one category with its lanes (primary first).
 type CategoryStatus struct {
 	Category      string       `json:"category"`
-	Kind          string       `json:"kind"`
+	Class         lanes.Class  `json:"kind"`
 	Subscriptions []string     `json:"subscriptions"`
 	Lanes         []LaneStatus `json:"lanes"`
 }
@@ -176,11 +107,11 @@ type CategoryStatus struct {
 // LaneStatus is one lane's stream. Backlog figures are entries not handled
 // by the slowest group, since handled entries are trimmed.
 type LaneStatus struct {
-	Lane    string `json:"lane"`
-	Stream  string `json:"stream"`
-	Enabled bool   `json:"enabled"` // the engine reads this lane under the resolved config
-	Exists  bool   `json:"exists"`
-	Length  int64  `json:"length"`
+	Lane    lanes.Lane `json:"lane"`
+	Stream  string     `json:"stream"`
+	Enabled bool       `json:"enabled"` // the engine reads this lane under the resolved config
+	Exists  bool       `json:"exists"`
+	Length  int64      `json:"length"`
 	// Pending and Lag are the largest of the groups' (Lag is Length when
 	// the stream has no group: nobody has read anything).
 	Pending int64 `json:"pending"`
@@ -240,19 +171,19 @@ func (in *Inspector) Engines(ctx context.Context, fingerprint string) ([]Engine,
 // the running engines. cfg names the environment and fingerprint.
 func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Status, error) {
 	st := Status{
-		Domain: in.topo.Domain, Env: cfg.EnvName(), LanesEnabled: in.topo.LanesEnabled,
-		BackfillSuffix: in.topo.BackfillSuffix, TakenAt: in.now().UTC(), Warnings: []string{},
+		Domain: in.topo.Domain, Env: cfg.EnvName(), LanesEnabled: in.topo.Lanes.Enabled,
+		BackfillSuffix: in.topo.Naming().Suffix(), TakenAt: in.now().UTC(), Warnings: []string{},
 	}
 	var err error
 	if st.Engines, err = in.Engines(ctx, cfg.LanesFingerprint()); err != nil {
 		return st, err
 	}
 	for _, c := range in.topo.Categories {
-		cs := CategoryStatus{Category: c.Name, Kind: c.Kind, Subscriptions: append([]string{}, c.Groups...)}
-		for _, lane := range []string{LanePrimary, LaneBackfill} {
+		cs := CategoryStatus{Category: c.Name, Class: c.Class, Subscriptions: append([]string{}, c.Groups...)}
+		for _, lane := range []lanes.Lane{lanes.Primary, lanes.Backfill} {
 			name, enabled := c.Name, true
-			if lane == LaneBackfill {
-				name, enabled = in.topo.Backfill(c.Name), in.topo.LanesEnabled
+			if lane == lanes.Backfill {
+				name, enabled = in.topo.Backfill(c.Name), in.topo.Lanes.Enabled
 			}
 			ls, err := in.Lane(ctx, name, lane, enabled, c.Groups)
 			if err != nil {
@@ -276,8 +207,8 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 
 // Lane inspects one lane's stream. expected are the groups the engine
 // needs on it when enabled.
-func (in *Inspector) Lane(ctx context.Context, stream, lane string, enabled bool, expected []string) (LaneStatus, error) {
-	ls := LaneStatus{Lane: lane, Stream: stream, Enabled: enabled, DLQStream: DLQ(stream), Groups: []GroupStatus{}, MissingGroups: []string{}}
+func (in *Inspector) Lane(ctx context.Context, stream string, lane lanes.Lane, enabled bool, expected []string) (LaneStatus, error) {
+	ls := LaneStatus{Lane: lane, Stream: stream, Enabled: enabled, DLQStream: in.topo.Naming().DLQ(stream), Groups: []GroupStatus{}, MissingGroups: []string{}}
 	var err error
 	if ls.Length, err = in.broker.Len(ctx, stream); err != nil {
 		return ls, err

@@ -12,8 +12,9 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
@@ -134,13 +135,13 @@ func laneOf(t *testing.T, st inspect.Status, stream string) inspect.LaneStatus {
 func TestTopology(t *testing.T) {
 	x := setup(t, true)
 	require.Len(t, x.topo.Categories, 2)
-	assert.Equal(t, inspect.Category{Name: x.cat, Kind: inspect.KindEvent, Groups: []string{"Billing", "Mailer"}}, x.topo.Categories[0])
-	assert.Equal(t, inspect.Category{Name: x.cat + ":command", Kind: inspect.KindCommand, Groups: []string{laneway.CommandGroup}}, x.topo.Categories[1])
+	assert.Equal(t, lanes.Category{Name: x.cat, Category: x.cat, Class: lanes.Events, Groups: []string{"Billing", "Mailer"}}, x.topo.Categories[0])
+	assert.Equal(t, lanes.Category{Name: x.cat + ":command", Category: x.cat, Class: lanes.Commands, Groups: []string{laneway.CommandGroup}}, x.topo.Categories[1])
 	assert.Equal(t, []string{x.cat + ":dlq", x.cat + ":backfill:dlq", x.cat + ":command:dlq", x.cat + ":command:backfill:dlq"}, x.topo.DLQStreams())
 
 	f, err := x.topo.Filter(x.cat + ":command:backfill:dlq")
 	require.NoError(t, err)
-	assert.Equal(t, []inspect.Category{x.topo.Categories[1]}, f.Categories)
+	assert.Equal(t, []lanes.Category{x.topo.Categories[1]}, f.Categories)
 	_, err = x.topo.Filter("nope")
 	assert.EqualError(t, err, fmt.Sprintf(`unknown stream "nope" in domain %s: use one of %s, %s:command (or their ":backfill" and ":dlq" streams)`, x.domain, x.cat, x.cat))
 }
@@ -171,7 +172,7 @@ func TestStatus(t *testing.T) {
 		assert.Empty(t, st.Engines)
 
 		p := laneOf(t, st, primary)
-		assert.Equal(t, inspect.LanePrimary, p.Lane)
+		assert.Equal(t, lanes.Primary, p.Lane)
 		assert.True(t, p.Enabled)
 		assert.True(t, p.Exists)
 		assert.Equal(t, int64(3), p.Length)
@@ -197,7 +198,7 @@ func TestStatus(t *testing.T) {
 		assert.Equal(t, ids[0], mail.OldestUnhandledID)
 
 		b := laneOf(t, st, backfill)
-		assert.Equal(t, inspect.LaneBackfill, b.Lane)
+		assert.Equal(t, lanes.Backfill, b.Lane)
 		assert.Equal(t, int64(2), b.Length)
 		assert.Equal(t, int64(2), b.Lag)
 		assert.Equal(t, bids[0], b.OldestUnhandledID)

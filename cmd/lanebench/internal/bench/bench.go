@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/laneway/laneway/internal/lanes"
 	"io"
 	"log/slog"
 	"net/url"
@@ -288,11 +289,8 @@ func engineConfig(lanes bool, conc, bconc int) *lanewayconfig.Config {
 	return cfg
 }
 
-func backfillStream(lanes bool) string {
-	if lanes {
-		return Category + ":backfill"
-	}
-	return Category
+func backfillStream(enabled bool) string {
+	return lanes.Config{Enabled: enabled}.Route(Category, lanes.Bulk)
 }
 
 func lanesName(on bool) string {

@@ -15,8 +15,8 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/consumer"
-	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/internal/outbox"
+	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
