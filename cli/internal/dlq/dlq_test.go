@@ -227,7 +227,7 @@ func TestReplayToTheLaneItFailedOn(t *testing.T) {
 		assert.Equal(t, int64(2), res.Total)
 		require.Len(t, res.Streams, 2)
 		assert.Equal(t, []string{cat + ":backfill:dlq", cat + ":dlq"}, []string{res.Streams[0].Name, res.Streams[1].Name})
-		assert.Equal(t, "backfill", res.Streams[0].Lane)
+		assert.Equal(t, lanes.Backfill, res.Streams[0].Lane)
 		for _, e := range res.Entries {
 			assert.Equal(t, customers.ProjectorName, e.Meta.ConsumerGroup)
 			assert.Equal(t, int64(2), e.Meta.RetryCount)
