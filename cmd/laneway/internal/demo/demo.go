@@ -1,4 +1,4 @@
-package cli
+package demo
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -15,11 +14,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/internal/tools/scratch"
 	"github.com/laneway/laneway/internal/tools/syncio"
+	"github.com/laneway/laneway/internal/tools/term"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -41,7 +42,19 @@ type demoParams struct {
 	maxExtra time.Duration
 }
 
-func newDemoCmd(g *globals) *cobra.Command {
+// Command is `laneway demo`: the lanes off/on comparison of the Customers
+// example, added to the shipped binary with cli.WithCommands.
+func Command(env cli.Env) *cobra.Command {
+	return newDemoCmd(&cmdEnv{env: env, stdout: env.Stdout(), stderr: env.Stderr()})
+}
+
+// cmdEnv is the command's share of the command line.
+type cmdEnv struct {
+	env            cli.Env
+	stdout, stderr io.Writer
+}
+
+func newDemoCmd(g *cmdEnv) *cobra.Command {
 	p := demoParams{}
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -127,13 +140,11 @@ type demoReport struct {
 	P99Ratio    float64   `json:"p99_ratio_off_on"`
 }
 
-func runDemo(ctx context.Context, g *globals, p demoParams) error {
+func runDemo(ctx context.Context, g *cmdEnv, p demoParams) error {
 	// The engine's logger and the live display write to stderr from
 	// different goroutines.
 	stderr := &syncio.Writer{W: g.stderr}
-	gg := *g
-	gg.stderr = stderr
-	g = &gg
+	g = &cmdEnv{env: g.env, stdout: g.stdout, stderr: stderr}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	rep := demoReport{Broker: "embedded", Database: "sqlite", Rate: p.rate, HandlerCost: latency.MS(p.handlerCost), Concurrency: p.concurrency}
 	if p.broker != "" {
@@ -149,12 +160,12 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		}
 	}
 	runID := scratch.RandomHex(3)
-	live := isTerminal(stderr.W)
+	live := term.IsTerminal(stderr.W)
 	for i, lanes := range []bool{false, true} {
 		r, err := demoOneRun(ctx, g, p, log, fmt.Sprintf("%s%d", runID, i), lanes, live)
 		if err != nil {
 			if ctx.Err() != nil {
-				return exitError{code: 130, msg: "demo interrupted"}
+				return cli.Exit(130, "demo interrupted")
 			}
 			return err
 		}
@@ -251,7 +262,7 @@ func (r *demoRecorder) snapshot() (primary []time.Duration, backfill int) {
 	return append([]time.Duration(nil), r.primary...), len(r.backfillSeen)
 }
 
-func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger, run string, lanes bool, live bool) (res demoRun, err error) {
+func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, run string, lanes bool, live bool) (res demoRun, err error) {
 	label := "off"
 	if lanes {
 		label = "on"
@@ -443,7 +454,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		sum := latency.Summarize(lat)
 		el := time.Since(start).Seconds()
 		line := fmt.Sprintf("lanes %-3s backfill %s %d/%d handled (%d sent)  primary n=%d p50 %s p99 %s  %.0fs",
-			label, bar(handled, p.backfill), handled, p.backfill, sent, sum.Count, fmtMS(sum.P50), fmtMS(sum.P99), el)
+			label, term.Bar(handled, p.backfill), handled, p.backfill, sent, sum.Count, term.MS(sum.P50), term.MS(sum.P99), el)
 		if live {
 			fmt.Fprint(g.stderr, "\r\033[K"+line)
 			if final {
@@ -616,24 +627,3 @@ func printDemoTable(w io.Writer, rep demoReport) {
 }
 
 func f1(v float64) string { return fmt.Sprintf("%.1f", v) }
-
-func fmtMS(v float64) string {
-	if v == 0 {
-		return "-"
-	}
-	if v >= 1000 {
-		return fmt.Sprintf("%.2fs", v/1000)
-	}
-	return fmt.Sprintf("%.1fms", v)
-}
-
-// isTerminal reports whether w is a character device (a terminal), where the
-// live display redraws one line instead of printing a line every 2 s.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
