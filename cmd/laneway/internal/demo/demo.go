@@ -17,6 +17,7 @@ import (
 	"github.com/laneway/laneway/cli"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/tools/lanesexp"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/internal/tools/scratch"
 	"github.com/laneway/laneway/internal/tools/syncio"
@@ -161,25 +162,23 @@ func runDemo(ctx context.Context, g *cmdEnv, p demoParams) error {
 	}
 	runID := scratch.RandomHex(3)
 	live := term.IsTerminal(stderr.W)
-	for i, lanes := range []bool{false, true} {
-		r, err := demoOneRun(ctx, g, p, log, fmt.Sprintf("%s%d", runID, i), lanes, live)
-		if err != nil {
-			if ctx.Err() != nil {
-				return cli.Exit(130, "demo interrupted")
-			}
-			return err
+	off, on, err := lanesexp.OffOn(ctx, func(ctx context.Context, lanes bool) (demoRun, error) {
+		return demoOneRun(ctx, g, p, log, runID+lanesexp.Label(lanes), lanes, live)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return cli.Exit(130, "demo interrupted")
 		}
-		rep.Runs = append(rep.Runs, r)
+		return err
 	}
+	rep.Runs = []demoRun{off, on}
 	if p.broker != "" {
 		// Leave the user's Redis database as we found it.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		_ = clearDemoStreams(cctx, p.broker)
 		cancel()
 	}
-	if on := rep.Runs[1].Primary.P99; on > 0 {
-		rep.P99Ratio = latency.Round3(rep.Runs[0].Primary.P99 / on)
-	}
+	rep.P99Ratio = lanesexp.Ratio(off.Primary.P99, on.Primary.P99)
 	// The demo's own checks: every command sent was handled, in both runs.
 	// The latency ratio is a measurement, reported (and warned about below
 	// 10x), not a pass/fail: it depends on the machine and its load.
@@ -262,28 +261,91 @@ func (r *demoRecorder) snapshot() (primary []time.Duration, backfill int) {
 	return append([]time.Duration(nil), r.primary...), len(r.backfillSeen)
 }
 
+// demoOneRun is one run of the experiment: a fresh database and broker, the
+// engine, the backfill written first, then production traffic until the
+// backfill drained, every event handled, and the figures of the run.
 func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, run string, lanes bool, live bool) (res demoRun, err error) {
-	label := "off"
-	if lanes {
-		label = "on"
-	}
+	label := lanesexp.Label(lanes)
 	res.Lanes = label
-
-	st, closeStore, err := openDemoStore(ctx, p.database)
+	app, br, closeRun, err := openDemoApp(ctx, p, lanes)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
-		if cerr := closeStore(); cerr != nil && err == nil {
+		if cerr := closeRun(); cerr != nil && err == nil {
 			err = cerr
 		}
 	}()
-	br, err := openDemoBroker(ctx, p.broker)
-	if err != nil {
+	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}}
+	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, Logger: log, DisableHTTP: true, OnHandled: rec.onHandled})
+	if err := eng.Start(ctx); err != nil {
 		return res, err
 	}
-	defer br.Close()
+	stopped := false
+	defer func() {
+		if !stopped {
+			_ = lanesexp.StopEngine(ctx, eng)
+		}
+	}()
 
+	runCtx, cancelRun := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancelRun()
+	t := &demoTraffic{run: run, start: time.Now()}
+	t.startBackfill(runCtx, &wg, app, p.backfill)
+	stopProd, prodDone := t.startProduction(runCtx, &wg, app, p.rate)
+	dispDone := startDisplay(runCtx, &wg, func(final bool) { t.show(g.stderr, rec, label, p.backfill, live, final) }, live)
+
+	// Production runs for --duration or until the backfill drained,
+	// whichever is later, but no longer than maxExtra past --duration.
+	drained := func() bool { return t.drained(rec) }
+	if _, err := lanesexp.WaitFor(ctx, t.start.Add(p.duration+p.maxExtra), func() bool {
+		return time.Since(t.start) >= p.duration && drained()
+	}); err != nil {
+		return res, err
+	}
+	close(stopProd)
+	wantPrimary := <-prodDone
+	// Then every event must be handled: generous, since a slow machine may
+	// still be draining the backfill.
+	if _, err := lanesexp.WaitFor(ctx, time.Now().Add(2*time.Minute+time.Duration(p.backfill)*5*time.Millisecond), func() bool {
+		lat, _ := rec.snapshot()
+		return drained() && len(lat) >= wantPrimary
+	}); err != nil {
+		return res, err
+	}
+	close(dispDone)
+	t.show(g.stderr, rec, label, p.backfill, live, true)
+
+	stopped = true
+	if err := lanesexp.StopEngine(ctx, eng); err != nil {
+		return res, fmt.Errorf("stop engine (lanes %s): %w", label, err)
+	}
+	res = t.result(rec, label, wantPrimary)
+	if t.firstErr != nil {
+		fmt.Fprintf(g.stderr, "lanes %s: %d commands failed to send, first: %v\n", label, t.sendErrors, t.firstErr)
+	}
+	return res, nil
+}
+
+// openDemoApp opens the run's store and broker and the Customers app on
+// them, configured for the run; closeRun closes all three.
+func openDemoApp(ctx context.Context, p demoParams, lanes bool) (app *laneway.App, br lanewaybroker.Broker, closeRun func() error, err error) {
+	st, closeStore, err := openDemoStore(ctx, p.database)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	fail := func(err error) (*laneway.App, lanewaybroker.Broker, func() error, error) {
+		if br != nil {
+			_ = br.Close()
+		}
+		_ = closeStore()
+		return nil, nil, nil, err
+	}
+	if br, err = openDemoBroker(ctx, p.broker); err != nil {
+		return fail(err)
+	}
 	cfg := lanewayconfig.Default()
 	cfg.Name = customers.DomainName
 	cfg.Server.PriorityLanes.Enabled = lanes
@@ -295,66 +357,63 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 	cfg.Server.StreamSubscription.Concurrency = p.concurrency
 	cfg.Server.PriorityLanes.BackfillConcurrency = max(1, p.concurrency-1)
 	cfg.Server.HTTP.Listen = ""
-
 	dom, err := customers.New(customers.Options{EmailCost: p.handlerCost})
 	if err != nil {
-		return res, err
+		return fail(err)
 	}
-	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
-	if err != nil {
-		return res, err
+	if app, err = laneway.Open(ctx, dom, cfg, laneway.Options{Store: st}); err != nil {
+		return fail(err)
 	}
-	defer app.Close()
 	if err := customers.Migrate(ctx, app); err != nil {
-		return res, err
+		app.Close()
+		return fail(err)
 	}
+	return app, br, func() error {
+		app.Close()
+		_ = br.Close()
+		return closeStore()
+	}, nil
+}
 
-	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}}
-	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, Logger: log, DisableHTTP: true, OnHandled: rec.onHandled})
-	if err := eng.Start(ctx); err != nil {
-		return res, err
+// demoTraffic is the commands one run sends: the backfill, then production.
+type demoTraffic struct {
+	run   string
+	start time.Time
+
+	mu           sync.Mutex
+	backfillSent int
+	sendErrors   int
+	firstErr     error
+	backfillDone chan struct{}
+	ctx          context.Context
+}
+
+func (t *demoTraffic) noteErr(err error) {
+	if t.ctx.Err() != nil {
+		return
 	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 35*time.Second)
-			_ = eng.Stop(sctx)
-			cancel()
-		}
-	}()
-
-	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancelRun()
-
-	// The backfill floods in first, as a migration would: its events are in
-	// the stream before production's arrive.
-	start := time.Now()
-	var sendMu sync.Mutex
-	backfillSent, primarySent, sendErrors := 0, 0, 0
-	var firstErr error
-	noteErr := func(err error) {
-		if runCtx.Err() != nil {
-			return
-		}
-		sendMu.Lock()
-		sendErrors++
-		if firstErr == nil {
-			firstErr = err
-		}
-		sendMu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sendErrors++
+	if t.firstErr == nil {
+		t.firstErr = err
 	}
-	backfillDone := make(chan struct{})
-	// The backfill is written the way a migration should be: batches of
-	// demoBackfillBatch commands per transaction (App.ProcessBatch). It is
-	// all in the outbox within a few seconds, far faster than the handlers
-	// drain it, so the backlog production meets does not depend on the
-	// machine's speed.
-	const backfillWorkers, demoBackfillBatch = 2, 100
+}
+
+// The backfill is written the way a migration should be: batches of
+// demoBackfillBatch commands per transaction (App.ProcessBatch) from
+// backfillWorkers goroutines. It is all in the outbox within a few seconds,
+// far faster than the handlers drain it, so the backlog production meets
+// does not depend on the machine's speed.
+const backfillWorkers, demoBackfillBatch = 2, 100
+
+// startBackfill floods the backfill in first, at LOW priority, as a
+// migration would: its events are in the stream before production's arrive.
+func (t *demoTraffic) startBackfill(ctx context.Context, wg *sync.WaitGroup, app *laneway.App, n int) {
+	t.ctx = ctx
+	t.backfillDone = make(chan struct{})
 	var bfwg sync.WaitGroup
-	lowCtx := laneway.WithPriority(runCtx, laneway.Low)
+	lowCtx := laneway.WithPriority(ctx, laneway.Low)
 	for w := 0; w < backfillWorkers; w++ {
 		bfwg.Add(1)
 		wg.Add(1)
@@ -362,10 +421,10 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 			defer wg.Done()
 			defer bfwg.Done()
 			cmds := make([]laneway.Command, 0, demoBackfillBatch)
-			for lo := w * demoBackfillBatch; lo < p.backfill && lowCtx.Err() == nil; lo += backfillWorkers * demoBackfillBatch {
+			for lo := w * demoBackfillBatch; lo < n && lowCtx.Err() == nil; lo += backfillWorkers * demoBackfillBatch {
 				cmds = cmds[:0]
-				for n := lo; n < min(lo+demoBackfillBatch, p.backfill); n++ {
-					id := fmt.Sprintf("bf-%s-%d", run, n)
+				for i := lo; i < min(lo+demoBackfillBatch, n); i++ {
+					id := fmt.Sprintf("bf-%s-%d", t.run, i)
 					cmds = append(cmds, customers.RegisterCustomer{CustomerID: id, Name: "Backfill " + id, Email: id + "@example.com"})
 				}
 				sent := len(cmds)
@@ -376,11 +435,11 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 					} else {
 						sent = 0
 					}
-					noteErr(fmt.Errorf("backfill batch at %d: %w", lo, err))
+					t.noteErr(fmt.Errorf("backfill batch at %d: %w", lo, err))
 				}
-				sendMu.Lock()
-				backfillSent += sent
-				sendMu.Unlock()
+				t.mu.Lock()
+				t.backfillSent += sent
+				t.mu.Unlock()
 			}
 		}(w)
 	}
@@ -388,181 +447,122 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 	go func() {
 		defer wg.Done()
 		bfwg.Wait()
-		close(backfillDone)
+		close(t.backfillDone)
 	}()
+}
 
-	// Production: --rate commands per second from one goroutine, starting
-	// once the backfill is written (the migration ran; its events are all
-	// ahead of production's). A slow Process makes it catch up on the next
-	// tick instead of dropping the commands it owed.
-	stopProd := make(chan struct{})
-	prodDone := make(chan struct{})
+// startProduction sends rate commands per second at NORMAL priority once
+// the backfill is written (the migration ran; its events are all ahead of
+// production's), until stop is closed; done then yields the number sent.
+func (t *demoTraffic) startProduction(ctx context.Context, wg *sync.WaitGroup, app *laneway.App, rate float64) (stop chan struct{}, done <-chan int) {
+	stop = make(chan struct{})
+	sent := make(chan int, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer close(prodDone)
 		select {
-		case <-backfillDone:
-		case <-stopProd:
+		case <-t.backfillDone:
+		case <-stop:
+			sent <- 0
 			return
-		case <-runCtx.Done():
+		case <-ctx.Done():
+			sent <- 0
 			return
 		}
-		interval := time.Duration(float64(time.Second) / p.rate)
-		tick := time.NewTicker(min(interval, 10*time.Millisecond))
-		defer tick.Stop()
-		begin := time.Now()
-		n := 0
-		for {
-			select {
-			case <-stopProd:
-				return
-			case <-runCtx.Done():
-				return
-			case now := <-tick.C:
-				due := int(now.Sub(begin).Seconds()*p.rate) + 1
-				for ; n < due; n++ {
-					select {
-					case <-stopProd:
-						return
-					default:
-					}
-					id := fmt.Sprintf("p-%s-%d", run, n)
-					err := app.Process(runCtx, customers.RegisterCustomer{CustomerID: id, Name: "Customer " + id, Email: id + "@example.com"})
-					if err != nil {
-						noteErr(fmt.Errorf("production %s: %w", id, err))
-						continue
-					}
-					sendMu.Lock()
-					primarySent++
-					sendMu.Unlock()
+		sent <- lanesexp.Producer{Rate: rate, Stop: stop,
+			Send: func(ctx context.Context, n int) error {
+				id := fmt.Sprintf("p-%s-%d", t.run, n)
+				if err := app.Process(ctx, customers.RegisterCustomer{CustomerID: id, Name: "Customer " + id, Email: id + "@example.com"}); err != nil {
+					return fmt.Errorf("production %s: %w", id, err)
 				}
-			}
-		}
+				return nil
+			},
+			Failed: t.noteErr,
+		}.Run(ctx)
 	}()
+	return stop, sent
+}
 
-	// Live display.
+// drained: the backfill is written and every command of it handled.
+func (t *demoTraffic) drained(rec *demoRecorder) bool {
+	select {
+	case <-t.backfillDone:
+	default:
+		return false
+	}
+	_, handled := rec.snapshot()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return handled >= t.backfillSent
+}
+
+// show draws the live line: backfill progress and production latency.
+func (t *demoTraffic) show(w io.Writer, rec *demoRecorder, label string, backfill int, live, final bool) {
+	lat, handled := rec.snapshot()
+	t.mu.Lock()
+	sent := t.backfillSent
+	t.mu.Unlock()
+	sum := latency.Summarize(lat)
+	line := fmt.Sprintf("lanes %-3s backfill %s %d/%d handled (%d sent)  primary n=%d p50 %s p99 %s  %.0fs",
+		label, term.Bar(handled, backfill), handled, backfill, sent, sum.Count, term.MS(sum.P50), term.MS(sum.P99), time.Since(t.start).Seconds())
+	if live {
+		fmt.Fprint(w, "\r\033[K"+line)
+		if final {
+			fmt.Fprintln(w)
+		}
+		return
+	}
+	fmt.Fprintln(w, line)
+}
+
+// startDisplay calls show every 250 ms on a terminal, every 2 s otherwise,
+// until the returned channel is closed.
+func startDisplay(ctx context.Context, wg *sync.WaitGroup, show func(final bool), live bool) chan struct{} {
 	every := 2 * time.Second
 	if live {
 		every = 250 * time.Millisecond
 	}
-	show := func(final bool) {
-		lat, handled := rec.snapshot()
-		sendMu.Lock()
-		sent := backfillSent
-		sendMu.Unlock()
-		sum := latency.Summarize(lat)
-		el := time.Since(start).Seconds()
-		line := fmt.Sprintf("lanes %-3s backfill %s %d/%d handled (%d sent)  primary n=%d p50 %s p99 %s  %.0fs",
-			label, term.Bar(handled, p.backfill), handled, p.backfill, sent, sum.Count, term.MS(sum.P50), term.MS(sum.P99), el)
-		if live {
-			fmt.Fprint(g.stderr, "\r\033[K"+line)
-			if final {
-				fmt.Fprintln(g.stderr)
-			}
-			return
-		}
-		fmt.Fprintln(g.stderr, line)
-	}
-	dispDone := make(chan struct{})
+	done := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
+		tick := time.NewTicker(every)
+		defer tick.Stop()
 		for {
 			select {
-			case <-dispDone:
+			case <-done:
 				return
-			case <-runCtx.Done():
+			case <-ctx.Done():
 				return
-			case <-t.C:
+			case <-tick.C:
 				show(false)
 			}
 		}
 	}()
+	return done
+}
 
-	drained := func() bool {
-		select {
-		case <-backfillDone:
-		default:
-			return false
-		}
-		_, handled := rec.snapshot()
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return handled >= backfillSent
-	}
-	// Production runs for --duration or until the backfill drained,
-	// whichever is later, but no longer than maxExtra past --duration.
-	poll := time.NewTicker(50 * time.Millisecond)
-	defer poll.Stop()
-	wait := func(cond func() bool, deadline time.Time) error {
-		for !cond() {
-			if time.Now().After(deadline) {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-poll.C:
-			}
-		}
-		return nil
-	}
-	if err := wait(func() bool { return time.Since(start) >= p.duration && drained() }, start.Add(p.duration+p.maxExtra)); err != nil {
-		return res, err
-	}
-	close(stopProd)
-	<-prodDone
-	// Then every event must be handled: generous, since a slow machine may
-	// still be draining the backfill.
-	sendMu.Lock()
-	wantPrimary := primarySent
-	sendMu.Unlock()
-	allDone := func() bool {
-		lat, _ := rec.snapshot()
-		return drained() && len(lat) >= wantPrimary
-	}
-	if err := wait(allDone, time.Now().Add(2*time.Minute+time.Duration(p.backfill)*5*time.Millisecond)); err != nil {
-		return res, err
-	}
-	close(dispDone)
-	show(true)
-
-	stopped = true
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 35*time.Second)
-	defer cancel()
-	if err := eng.Stop(sctx); err != nil {
-		return res, fmt.Errorf("stop engine (lanes %s): %w", label, err)
-	}
-
+// result is the run's figures once the engine stopped.
+func (t *demoTraffic) result(rec *demoRecorder, label string, primarySent int) demoRun {
 	lat, handled := rec.snapshot()
 	rec.mu.Lock()
 	lastBF, lastAny, total, herr := rec.lastBackfill, rec.lastHandled, rec.handled, rec.handlerErrors
 	rec.mu.Unlock()
-	sendMu.Lock()
-	defer sendMu.Unlock()
-	res.Primary = latency.Summarize(lat)
-	res.PrimarySent = primarySent
-	res.SendErrors = sendErrors
-	res.firstSendError = firstErr
-	res.HandlerErrors = herr
-	res.HandledTotal = total
-	res.Backfill = demoBackfill{Sent: backfillSent, Handled: handled}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	res := demoRun{Lanes: label, Primary: latency.Summarize(lat), PrimarySent: primarySent, SendErrors: t.sendErrors,
+		firstSendError: t.firstErr, HandlerErrors: herr, HandledTotal: total,
+		Backfill: demoBackfill{Sent: t.backfillSent, Handled: handled}}
 	if !lastBF.IsZero() {
-		res.Backfill.DrainSeconds = latency.Round3(lastBF.Sub(start).Seconds())
+		res.Backfill.DrainSeconds = latency.Round3(lastBF.Sub(t.start).Seconds())
 	}
 	if !lastAny.IsZero() {
-		if el := lastAny.Sub(start).Seconds(); el > 0 {
+		if el := lastAny.Sub(t.start).Seconds(); el > 0 {
 			res.Throughput = latency.Round3(float64(total) / el)
 		}
 	}
-	res.WallSeconds = latency.Round3(time.Since(start).Seconds())
-	if firstErr != nil {
-		fmt.Fprintf(g.stderr, "lanes %s: %d commands failed to send, first: %v\n", label, sendErrors, firstErr)
-	}
-	return res, nil
+	res.WallSeconds = latency.Round3(time.Since(t.start).Seconds())
+	return res
 }
 
 func openDemoStore(ctx context.Context, dbURL string) (lanewaystore.Store, func() error, error) {
