@@ -23,6 +23,7 @@ import (
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -80,8 +81,7 @@ type Engine struct {
 	httpAddr  string
 	hb        Heartbeat
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	life    startstop.Runner // the heartbeat loop and the HTTP server
 	mu      sync.Mutex
 	started bool
 	ready   bool
@@ -129,8 +129,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
+	runCtx, err := e.life.Start(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			e.stopAll(context.Background())
@@ -271,7 +273,8 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 	for _, st := range topo.ReadStreams() {
 		trim = append(trim, st.Name)
 	}
-	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log,
+		DLQs: topo.DLQStreams(), DLQRetention: e.app.cfg.Server.StreamSubscription.DLQRetention()})
 	return e.trimmer.Start(ctx)
 }
 
@@ -287,8 +290,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.wg.Add(1)
-	go e.heartbeatLoop(ctx)
+	e.life.Go(func() { e.heartbeatLoop(ctx) })
 	return nil
 }
 
@@ -340,7 +342,6 @@ func (e *Engine) beat(ctx context.Context) error {
 }
 
 func (e *Engine) heartbeatLoop(ctx context.Context) {
-	defer e.wg.Done()
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
@@ -390,13 +391,11 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	}
 	e.httpAddr = ln.Addr().String()
 	e.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.life.Go(func() {
 		if err := e.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -452,10 +451,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 	if e.broker != nil && e.hb.ID != "" {
 		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
 	}
-	if e.cancel != nil {
-		e.cancel()
-	}
-	e.wg.Wait()
+	// The heartbeat loop and the HTTP server end once cancelled; wait for
+	// them whatever ctx says, so nothing outlives Stop.
+	_ = e.life.Stop(context.WithoutCancel(ctx))
 	if e.ownBroker && e.broker != nil {
 		_ = e.broker.Close()
 	}
