@@ -290,7 +290,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.life.Go(func() { e.heartbeatLoop(ctx) })
+	e.life.GoEvery(ctx, 5*time.Second, e.heartbeat)
 	return nil
 }
 
@@ -341,18 +341,10 @@ func (e *Engine) beat(ctx context.Context) error {
 	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
 }
 
-func (e *Engine) heartbeatLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.beat(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("heartbeat failed", "err", err)
-			}
-		}
+// heartbeat renews the heartbeat key (every 5s, for a 15s time to live).
+func (e *Engine) heartbeat(ctx context.Context) {
+	if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("heartbeat failed", "err", err)
 	}
 }
 

@@ -112,7 +112,7 @@ func (r *Relay) Start(ctx context.Context) error {
 		r.life.OnStop(stop)
 	}
 	r.life.Go(func() { r.loop(rctx) })
-	r.life.Go(func() { r.cleanupLoop(rctx) })
+	r.life.GoEvery(rctx, r.cfg.CleanupInterval, r.cleanup)
 	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval)
 	return nil
 }

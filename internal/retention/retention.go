@@ -190,18 +190,9 @@ func (t *Trimmer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("retention: trimmer: %w", err)
 	}
-	t.life.Go(func() {
-		tick := time.NewTicker(t.p.Interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			_, err := t.TrimAll(ctx)
-			t.report(ctx, err)
-		}
+	t.life.GoEvery(ctx, t.p.Interval, func(ctx context.Context) {
+		_, err := t.TrimAll(ctx)
+		t.report(ctx, err)
 	})
 	return nil
 }

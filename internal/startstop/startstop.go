@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // ErrStarted is returned by Start on a part that already runs.
@@ -94,3 +95,21 @@ func (r *Runner) Stop(ctx context.Context) error {
 
 // Wait waits for every goroutine started with Go.
 func (r *Runner) Wait() { r.wg.Wait() }
+
+// GoEvery runs fn every interval in a goroutine Stop waits for, until ctx
+// is done (normally the context Start returned). The first call comes one
+// interval after GoEvery.
+func (r *Runner) GoEvery(ctx context.Context, interval time.Duration, fn func(ctx context.Context)) {
+	r.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn(ctx)
+			}
+		}
+	})
+}

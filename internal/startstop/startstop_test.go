@@ -64,3 +64,15 @@ func TestStopBounded(t *testing.T) {
 	close(release)
 	r.Wait()
 }
+
+func TestGoEvery(t *testing.T) {
+	var r Runner
+	ctx, err := r.Start(context.Background())
+	require.NoError(t, err)
+	calls := make(chan struct{}, 100)
+	r.GoEvery(ctx, time.Millisecond, func(context.Context) { calls <- struct{}{} })
+	for range 3 {
+		<-calls
+	}
+	require.NoError(t, r.Stop(context.Background()))
+}

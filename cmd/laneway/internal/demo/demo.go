@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -299,9 +300,12 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 
 	// Production runs for --duration or until the backfill drained,
 	// whichever is later, but no longer than maxExtra past --duration.
+	// Its time counts from its first command (once the backfill is
+	// written), so a slow backfill write does not eat into it.
 	drained := func() bool { return t.drained(rec) }
-	if _, err := lanesexp.WaitFor(ctx, t.start.Add(p.duration+p.maxExtra), func() bool {
-		return time.Since(t.start) >= p.duration && drained()
+	if _, err := lanesexp.WaitFor(ctx, time.Now().Add(2*time.Minute+p.duration+p.maxExtra+time.Duration(p.backfill)*5*time.Millisecond), func() bool {
+		ran := t.productionTime()
+		return ran >= p.duration+p.maxExtra || (ran >= p.duration && drained())
 	}); err != nil {
 		return res, err
 	}
@@ -386,6 +390,15 @@ type demoTraffic struct {
 	firstErr     error
 	backfillDone chan struct{}
 	ctx          context.Context
+	prodStart    atomic.Int64 // UnixNano of production's start; 0 before
+}
+
+// productionTime is how long production has been running (0 before it starts).
+func (t *demoTraffic) productionTime() time.Duration {
+	if ps := t.prodStart.Load(); ps != 0 {
+		return time.Since(time.Unix(0, ps))
+	}
+	return 0
 }
 
 func (t *demoTraffic) noteErr(err error) {
@@ -469,6 +482,7 @@ func (t *demoTraffic) startProduction(ctx context.Context, wg *sync.WaitGroup, a
 			sent <- 0
 			return
 		}
+		t.prodStart.Store(time.Now().UnixNano())
 		sent <- lanesexp.Producer{Rate: rate, Stop: stop,
 			Send: func(ctx context.Context, n int) error {
 				id := fmt.Sprintf("p-%s-%d", t.run, n)
