@@ -306,7 +306,7 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 	if err != nil {
 		return env, err
 	}
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		if _, ok := e.app.dom.commands[name]; !ok {
 			return env, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
 		}
