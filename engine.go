@@ -164,10 +164,14 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		group, primary string
 		h              *Handler
 	}
+	groups, err := e.app.dom.ConsumerGroups(cfg)
+	if err != nil {
+		return err
+	}
 	var subs []sub
 	for _, h := range e.app.dom.handlers {
 		for _, cat := range e.app.dom.Categories(h) {
-			subs = append(subs, sub{h.name, cat, h})
+			subs = append(subs, sub{groups[h.name], cat, h})
 		}
 	}
 	for _, cat := range e.app.dom.CommandCategories() {
@@ -222,6 +226,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			Handle: func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.group {
 					return nil // a DLQ replay for another handler; this one handled the original
+				}
+				if msg.Lane == consumer.Backfill {
+					msg.Envelope.Metadata.Domain.Priority = int(backfillPriority(Priority(msg.Envelope.Metadata.Domain.Priority), lanes.Threshold))
 				}
 				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
 				if e.opts.OnHandled != nil {

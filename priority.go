@@ -80,3 +80,17 @@ func PriorityFrom(ctx context.Context) Priority {
 	}
 	return Normal
 }
+
+// backfillPriority is the priority a message read from a backfill lane is
+// handled under: its own when it is below threshold (every message Laneway
+// routed there), else threshold-1. A producer that picks the lane without
+// stamping the priority into the message (Protean writes 0 into every
+// event and chooses the lane from its outbox row) would otherwise have its
+// backfill work propagate as NORMAL, and everything that work causes would
+// jump to the primary lane.
+func backfillPriority(p Priority, threshold int) Priority {
+	if int(p) >= threshold {
+		return Priority(threshold - 1)
+	}
+	return p
+}

@@ -38,7 +38,7 @@ const (
 type Category struct {
 	Name   string   // the primary stream
 	Kind   string   // KindEvent or KindCommand
-	Groups []string // expected consumer groups (handler names, or laneway.CommandGroup), sorted
+	Groups []string // expected consumer groups (of the handlers, or laneway.CommandGroup), sorted
 }
 
 // Topology is every stream a domain's engine reads or leaves behind, as
@@ -56,13 +56,17 @@ type Topology struct {
 // NewTopology lists the domain's streams: one event category per aggregate
 // (whether or not a handler reads it: the relay publishes every event), and
 // one command category per aggregate with commands.
-func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) Topology {
+func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) (Topology, error) {
 	lanes := cfg.Server.PriorityLanes
 	t := Topology{Domain: dom.Name(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix, Upcasts: dom.Upcasts()}
+	groups, err := dom.ConsumerGroups(cfg)
+	if err != nil {
+		return Topology{}, err
+	}
 	readers := map[string][]string{}
 	for _, h := range dom.Handlers() {
 		for _, c := range dom.Categories(h) {
-			readers[c] = append(readers[c], h.Name())
+			readers[c] = append(readers[c], groups[h.Name()])
 		}
 	}
 	for _, c := range dom.AllCategories() {
@@ -73,7 +77,7 @@ func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) Topology {
 	for _, c := range dom.CommandCategories() {
 		t.Categories = append(t.Categories, Category{Name: c + ":command", Kind: KindCommand, Groups: []string{laneway.CommandGroup}})
 	}
-	return t
+	return t, nil
 }
 
 // Backfill is the backfill stream of primary.
