@@ -32,7 +32,7 @@ const proteanData = "../../internal/protean/testdata"
 // lane Protean's outbox put it on.
 type goldenEntry struct {
 	file, lane, id string
-	data       string
+	data           string
 }
 
 func goldenEntries(t *testing.T) []goldenEntry {
