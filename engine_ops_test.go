@@ -20,8 +20,8 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/consumer"
-	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/brokertest"
 	"github.com/laneway/laneway/lanewayconfig"

@@ -37,9 +37,9 @@ func (h *Handler) Group() string {
 // under cfg (a [handlers.NAME] consumer_group beats the ConsumerGroup
 // option, which beats the handler's name), keyed by handler name. It
 // rejects a [handlers.NAME] table naming no handler of the domain, and two
-// handlers in one group on a stream they both read: Redis gives each entry
-// to one member of a group, so each of the two would miss the entries the
-// other took.
+// handlers in one group: Redis gives each entry to one member of a group,
+// so on a stream both read each would miss the entries the other took (and
+// a group names one handler in the engine and the operator tools).
 func (d *Domain) ConsumerGroups(cfg *lanewayconfig.Config) (map[string]string, error) {
 	out := make(map[string]string, len(d.handlers))
 	names := make([]string, 0, len(d.handlers))
@@ -68,17 +68,15 @@ func (d *Domain) ConsumerGroups(cfg *lanewayconfig.Config) (map[string]string, e
 			}
 		}
 	}
-	owner := map[string]string{} // category + "\x00" + group -> handler
+	owner := map[string]string{} // group -> handler
 	for _, h := range d.handlers {
-		for _, c := range d.Categories(h) {
-			key := c + "\x00" + out[h.name]
-			if o, dup := owner[key]; dup {
-				errs = append(errs, fmt.Errorf("handlers %s and %s both read category %s in consumer group %q: each would miss the entries the other takes; give one of them another group", o, h.name, c, out[h.name]))
-				continue
-			}
-			owner[key] = h.name
+		g := out[h.name]
+		if o, dup := owner[g]; dup {
+			errs = append(errs, fmt.Errorf("handlers %s and %s are both in consumer group %q: on a stream both read each would miss the entries the other takes; give one of them another group", o, h.name, g))
+			continue
 		}
-		if out[h.name] == CommandGroup {
+		owner[g] = h.name
+		if g == CommandGroup {
 			errs = append(errs, fmt.Errorf("handler %s: consumer group %q is reserved for command handling", h.name, CommandGroup))
 		}
 	}

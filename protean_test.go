@@ -237,7 +237,7 @@ func TestConsumerGroupsRejects(t *testing.T) {
 		handlers map[string]lanewayconfig.HandlerSettings
 		want     string
 	}{
-		{"two handlers in one group", two("g", "g"), nil, `handlers A and B both read category ` + cat + ` in consumer group "g"`},
+		{"two handlers in one group", two("g", "g"), nil, `handlers A and B are both in consumer group "g"`},
 		{"config puts them together", two("g1", "g2"), map[string]lanewayconfig.HandlerSettings{"B": {ConsumerGroup: "g1"}}, `consumer group "g1"`},
 		{"unknown handler", two("g1", "g2"), map[string]lanewayconfig.HandlerSettings{"C": {ConsumerGroup: "x"}}, `[handlers.C]: domain Bank has no handler "C" (its handlers: A, B)`},
 		{"command group", two("g1", laneway.CommandGroup), nil, "reserved for command handling"},

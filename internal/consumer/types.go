@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -115,6 +116,9 @@ type Config struct {
 	// lanes off: only Primary is read and the backfill stream is never
 	// touched. Defaults to lanes off.
 	Backfill string
+	// Naming names the dead-letter streams. The zero value is the default
+	// naming.
+	Naming lanes.Naming
 	// Count is the number of entries per read. Defaults to CountDefault.
 	Count int
 	// Block bounds one blocking read. Defaults to BlockDefault.
@@ -178,7 +182,7 @@ func (c *Config) validateAndDefault() error {
 		return errors.New("consumer: Config.Handle is required")
 	case c.Backfill == c.Primary:
 		return fmt.Errorf("consumer: Config.Backfill %q equals Primary", c.Backfill)
-	case c.Backfill != "" && c.Backfill == c.Primary+":dlq":
+	case c.Backfill != "" && c.Backfill == c.Naming.DLQ(c.Primary):
 		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
 	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
 		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0:

@@ -32,7 +32,7 @@ type Metadata struct {
 	// it instead of handling it twice. It travels as
 	// metadata.extensions.laneway_replay_group (extensions is the
 	// reference's place for extra attributes); Decode reads it, Encode does
-	// not write it (internal/dlq adds it to the replayed entry).
+	// not write it (the dlq package of the CLI adds it to the replayed entry).
 	ReplayGroup string `json:"-"`
 }
 
