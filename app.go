@@ -115,7 +115,7 @@ func Sync() ProcessOption { f := false; return func(o *processOptions) { o.async
 // CorrelationID sets the correlation id carried by the command's events.
 func CorrelationID(id string) ProcessOption { return func(o *processOptions) { o.correlation = id } }
 
-// ResolvePriority applies the rule: explicit option, then ctx, then Normal.
+// resolvePriority applies the rule: explicit option, then ctx, then Normal.
 func resolvePriority(ctx context.Context, o processOptions) Priority {
 	if o.priority != nil {
 		return *o.priority

@@ -104,7 +104,7 @@ func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
 // HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
 func (e *Engine) HTTPAddr() string { return e.httpAddr }
 
-// Relay exposes the outbox relay's statistics.
+// RelayStats returns the outbox relay's statistics.
 func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
 
 // ConsumerStats returns each consumer's statistics keyed by "group@stream".

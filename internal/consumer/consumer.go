@@ -1,6 +1,6 @@
 // Package consumer runs one consumer-group loop: one handler on one
 // category's primary and backfill lanes, with the priority scheduler of
-// DESIGN.md section 5 (block on both lanes when idle, primary first,
+// docs/architecture.md (block on both lanes when idle, primary first,
 // preemption between backfill messages, capacity isolation), durable attempt
 // counts from Redis delivery counts, non-blocking retries, DLQ, reclaim of
 // dead consumers' entries and graceful shutdown.

@@ -1,5 +1,5 @@
 // Package envelope encodes and decodes the JSON envelope that travels in the
-// "data" field of every stream entry (DESIGN.md section 4). The checksum is
+// "data" field of every stream entry. The checksum is
 // byte-compatible with the reference system (Python's json.dumps with
 // sort_keys, compact separators and ASCII escaping), so both systems can
 // share streams.

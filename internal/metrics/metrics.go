@@ -1,4 +1,5 @@
-// Package metrics holds the engine's Prometheus metrics (DESIGN.md section 8).
+// Package metrics holds the engine's Prometheus metrics (listed in
+// docs/operations.md).
 // It implements the consumer and relay observer hooks, and computes stream
 // length, lag and oldest-entry age per lane when scraped. Metrics register on
 // a caller-supplied Registerer, never the global registry.

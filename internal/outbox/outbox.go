@@ -3,8 +3,7 @@
 // pipelined round trip per batch and marks them published, recording the
 // physical stream.
 //
-// The relay is woken at once when rows commit (DESIGN.md section 5,
-// guarantee 0): by Notify from the unit of work in the same process, and by
+// The relay is woken at once when rows commit, never only by a poll: by Notify from the unit of work in the same process, and by
 // the store's Notifier (PostgreSQL LISTEN/NOTIFY) across processes. Polling
 // with an idle back-off is only the fallback; on a store without a Notifier
 // (SQLite) the back-off is capped at 25ms so writers in other processes are

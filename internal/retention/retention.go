@@ -1,5 +1,5 @@
 // Package retention trims stream entries that every consumer group has
-// handled (DESIGN.md section 4, stream retention).
+// handled.
 //
 // Why: Redis Streams keep entries after they are acknowledged, so without
 // trimming XLEN only grows and says nothing. Trimming up to the slowest

@@ -1,5 +1,5 @@
 // Package dlq finds, reads, replays and purges the dead-letter streams of a
-// domain (DESIGN.md sections 4 and 7). It is the logic behind `laneway dlq`.
+// domain. It is the logic behind `laneway dlq` (docs/operations.md).
 //
 // Discovery does not depend on the configuration of the moment: the broker
 // is scanned for every "<category>:...:dlq" stream of the domain's

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// demoOutput is the JSON `laneway demo --json` promises (DESIGN.md, issue 5):
+// demoOutput is the JSON `laneway demo --json` promises (docs/operations.md):
 // these names are fixed so scripts can rely on them.
 type demoOutput struct {
 	Broker   string `json:"broker"`
