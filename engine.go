@@ -289,7 +289,11 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 		trim = append(trim, st.Name)
 	}
 	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
-	return e.trimmer.Start(ctx)
+	if err := e.trimmer.Start(ctx); err != nil {
+		return err
+	}
+	e.warnLeftovers(ctx, topo)
+	return nil
 }
 
 // startHeartbeat writes the engine's heartbeat and keeps it alive.
