@@ -2,8 +2,6 @@ package laneway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/instance"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
@@ -299,9 +298,8 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 // startHeartbeat writes the engine's heartbeat and keeps it alive.
 func (e *Engine) startHeartbeat(ctx context.Context) error {
 	cfg := e.app.cfg
-	host, _ := os.Hostname()
 	e.hb = Heartbeat{
-		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
+		ID: instance.ID(""), Host: instance.Host(), PID: os.Getpid(),
 		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
 		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: cfg.Server.PriorityLanes.Enabled, ConfigSource: cfg.Source(),
 		Subscriptions: e.hb.Subscriptions,
@@ -482,10 +480,4 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		_ = e.broker.Close()
 	}
 	return errors.Join(errs...)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -14,12 +14,10 @@ package consumer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/laneway/laneway/internal/instance"
 	mrand "math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,13 +197,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 
 // DefaultName is "<group>-<hostname>-<pid>-<6 hex>".
 func DefaultName(group string) string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	return fmt.Sprintf("%s-%s-%d-%s", group, host, os.Getpid(), hex.EncodeToString(b))
+	return instance.ID(group)
 }
 
 // Name is the consumer name in use.

@@ -10,6 +10,7 @@ import (
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewayconfig"
 )
 
 // Lane is the priority lane a message came from.
@@ -91,15 +92,18 @@ type Observer interface {
 	DeadLettered(lane Lane, stream string)
 }
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values: the defaults of domain.toml
+// (lanewayconfig), so a consumer built without a file behaves as one built
+// from a default file.
 const (
-	CountDefault           = 100
-	BlockDefault           = 5 * time.Second
-	MaxRetriesDefault      = 3
-	RetryDelayDefault      = time.Second
-	ClaimIdleDefault       = 60 * time.Second
-	ProbeIntervalDefault   = 2 * time.Millisecond
-	ShutdownTimeoutDefault = 30 * time.Second
+	CountDefault           = lanewayconfig.MessagesPerTickDefault
+	BlockDefault           = lanewayconfig.BlockingTimeoutMSDefault * time.Millisecond
+	MaxRetriesDefault      = lanewayconfig.MaxRetriesDefault
+	RetryDelayDefault      = time.Duration(lanewayconfig.RetryDelaySecondsDefault * float64(time.Second))
+	ClaimIdleDefault       = time.Duration(lanewayconfig.ClaimIdleSecondsDefault * float64(time.Second))
+	ShutdownTimeoutDefault = time.Duration(lanewayconfig.ShutdownTimeoutSecondsDefault * float64(time.Second))
+	// ProbeIntervalDefault has no key in domain.toml.
+	ProbeIntervalDefault = 2 * time.Millisecond
 )
 
 // Config configures one consumer: one handler (consumer group) on one

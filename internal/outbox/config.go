@@ -1,11 +1,8 @@
 package outbox
 
 import (
-	crand "crypto/rand"
-	"encoding/hex"
-	"fmt"
+	"github.com/laneway/laneway/internal/instance"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/laneway/laneway/internal/lanes"
@@ -140,13 +137,7 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 
 // DefaultWorkerID returns "relay-<hostname>-<pid>-<6 hex>".
 func DefaultWorkerID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "unknown"
-	}
-	b := make([]byte, 3)
-	_, _ = crand.Read(b)
-	return fmt.Sprintf("relay-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	return instance.ID("relay")
 }
 
 // ConfigFrom maps the [outbox] and [server.priority_lanes] tables of a

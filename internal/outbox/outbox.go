@@ -18,22 +18,25 @@
 package outbox
 
 import (
+	"github.com/laneway/laneway/lanewayconfig"
 	"time"
 )
 
-// Defaults of Config's fields.
+// Defaults of Config's fields: the defaults of domain.toml (lanewayconfig),
+// so a relay built without a file behaves as one built from a default file.
 const (
-	BatchSizeDefault          = 500
-	LeaseDefault              = 30 * time.Second
-	TickIntervalDefault       = 10 * time.Millisecond
-	MaxTickIntervalDefault    = time.Second
-	MaxAttemptsDefault        = 5
-	BaseDelayDefault          = time.Second
-	MaxBackoffDefault         = 60 * time.Second
-	CleanupIntervalDefault    = time.Minute
-	PublishedRetentionDefault = 168 * time.Hour
-	AbandonedRetentionDefault = 720 * time.Hour
-	CleanupLimitDefault       = 5000
+	BatchSizeDefault          = lanewayconfig.BatchSizeDefault
+	LeaseDefault              = time.Duration(lanewayconfig.LeaseSecondsDefault * float64(time.Second))
+	TickIntervalDefault       = lanewayconfig.TickIntervalMSDefault * time.Millisecond
+	MaxTickIntervalDefault    = lanewayconfig.MaxTickIntervalMSDefault * time.Millisecond
+	MaxAttemptsDefault        = lanewayconfig.RetryMaxAttemptsDefault
+	BaseDelayDefault          = time.Duration(lanewayconfig.RetryBaseDelaySecondsDefault * float64(time.Second))
+	MaxBackoffDefault         = time.Duration(lanewayconfig.RetryMaxBackoffSecondsDefault * float64(time.Second))
+	CleanupIntervalDefault    = time.Duration(lanewayconfig.CleanupIntervalSecondsDefault * float64(time.Second))
+	PublishedRetentionDefault = time.Duration(lanewayconfig.PublishedRetentionHoursDefault * float64(time.Hour))
+	AbandonedRetentionDefault = time.Duration(lanewayconfig.AbandonedRetentionHoursDefault * float64(time.Hour))
+	// CleanupLimitDefault has no key in domain.toml.
+	CleanupLimitDefault = 5000
 
 	// NoNotifierMaxTick caps the idle poll interval on stores that cannot
 	// wake the relay across processes (SQLite).
