@@ -94,7 +94,7 @@ func stuckCheck(stuck []StuckEntry, minIdle time.Duration) Check {
 		if s.More {
 			n += "+"
 		}
-		found = append(found, fmt.Sprintf("group %s on %s: entry %s pending on consumer %s for %s (%d deliveries; %s entries idle that long)",
+		found = append(found, fmt.Sprintf("group %s on %s: entry %s pending on consumer %s for %s (delivery count %d; %s idle that long in the group)",
 			s.Group, s.Stream, s.ID, s.Consumer, s.Idle.Round(time.Second), s.Deliveries, n))
 		fixes = append(fixes,
 			fmt.Sprintf("redis-cli XACK %s %s %s", s.Stream, s.Group, s.ID),
