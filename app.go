@@ -10,8 +10,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/tracing"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -23,6 +26,7 @@ type App struct {
 	cfg   *lanewayconfig.Config
 	store lanewaystore.Store
 	owned bool
+	tr    *tracing.Tracer // nil: tracing off
 
 	mu       sync.RWMutex
 	onCommit []*func() // pointers, so that a registration can be removed
@@ -33,6 +37,11 @@ type App struct {
 type Options struct {
 	// Store overrides the configured database (tests, embedding).
 	Store lanewaystore.Store
+	// TracerProvider turns on OpenTelemetry tracing: a span per Process,
+	// and the trace context travels with every message the app writes (see
+	// docs/operations.md). Defaults to nil: no spans, nothing added to
+	// messages. The global provider is never used implicitly.
+	TracerProvider trace.TracerProvider
 }
 
 // Open connects the domain to the database of cfg (nil cfg: defaults) and
@@ -44,7 +53,7 @@ func Open(ctx context.Context, dom *Domain, cfg *lanewayconfig.Config, opts Opti
 	if cfg == nil {
 		cfg = lanewayconfig.Default()
 	}
-	a := &App{dom: dom, cfg: cfg, store: opts.Store}
+	a := &App{dom: dom, cfg: cfg, store: opts.Store, tr: tracing.New(opts.TracerProvider)}
 	if a.store == nil {
 		st, err := backend.OpenStore(ctx, cfg.Databases["default"])
 		if err != nil {
@@ -129,10 +138,17 @@ func resolvePriority(ctx context.Context, o processOptions) Priority {
 // outbox (category "<category>:command") and the engine runs it later.
 func (a *App) Process(ctx context.Context, cmd Command, opts ...ProcessOption) error {
 	o := collectOptions(opts)
+	if a.tr != nil {
+		return a.processTraced(ctx, cmd, o)
+	}
 	c, err := a.prepare(ctx, cmd, o)
 	if err != nil {
 		return err
 	}
+	return a.process(ctx, cmd, c)
+}
+
+func (a *App) process(ctx context.Context, cmd Command, c preparedCommand) error {
 	if c.async {
 		row, err := a.commandRow(c)
 		if err != nil {
@@ -197,6 +213,13 @@ func (e *BatchError) Unwrap() []error {
 // *BatchError naming which commands failed (the others are committed). An
 // unregistered command type fails the whole call before anything is written.
 func (a *App) ProcessBatch(ctx context.Context, cmds []Command, opts ...ProcessOption) error {
+	if a.tr != nil {
+		return a.processBatchTraced(ctx, cmds, opts)
+	}
+	return a.processBatch(ctx, cmds, opts)
+}
+
+func (a *App) processBatch(ctx context.Context, cmds []Command, opts []ProcessOption) error {
 	o := collectOptions(opts)
 	prepared := make([]preparedCommand, len(cmds))
 	for i, cmd := range cmds {
@@ -239,7 +262,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 				rows = append(rows, row)
 				continue
 			}
-			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
+			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id, traced: a.tr != nil}
 			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
 				return err
 			}
@@ -271,6 +294,7 @@ type preparedCommand struct {
 	priority Priority
 	async    bool
 	id, corr string
+	trace    traceContext // written into an async command's row
 }
 
 func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (preparedCommand, error) {
@@ -285,6 +309,9 @@ func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (prepa
 	if c.corr == "" {
 		c.corr = c.id
 	}
+	if a.tr != nil {
+		c.trace = traceContextOf(ctx)
+	}
 	return c, nil
 }
 
@@ -297,7 +324,7 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	category := c.meta.aggregate.category + ":command"
 	return a.dom.outboxRow(outboxSpec{
 		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
-		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),
+		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(), trace: c.trace,
 	})
 }
 
@@ -319,7 +346,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 	ctx = WithPriority(ctx, p)
 	wrote := false
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
+		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.tr != nil}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -344,7 +371,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.tr != nil}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
@@ -47,6 +48,10 @@ type EngineOptions struct {
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
+	// TracerProvider receives the relay's and the handlers' spans.
+	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
+	// turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -198,6 +203,8 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	rcfg := outbox.ConfigFrom(cfg)
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	tr := e.tracer()
+	rcfg.Trace = tracePublish(tr)
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 
@@ -219,7 +226,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			MinBackfillShare:    lanes.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
-			Handle: func(ctx context.Context, msg *consumer.Message) error {
+			Handle: traceHandle(tr, s.group, func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
@@ -228,10 +235,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 					e.opts.OnHandled(s.group, msg, err)
 				}
 				return err
-			},
-			Outage:   e.databaseDown,
-			Logger:   e.log,
-			Observer: m.Consumer(s.group, s.primary, backfillOf(s.primary)),
+			}),
+			OnDeadLetter: traceDeadLetter(tr, s.group),
+			Outage:       e.databaseDown,
+			Logger:       e.log,
+			Observer:     m.Consumer(s.group, s.primary, backfillOf(s.primary)),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.group, s.primary, err)

@@ -137,6 +137,10 @@ type Config struct {
 	Now func() time.Time
 	// Observer receives metrics events. Optional.
 	Observer Observer
+	// Trace, when set, is called before each publish with the rows and
+	// their publications; the function it returns is called with the
+	// publish's outcome (tracing spans). Optional.
+	Trace func(ctx context.Context, rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication) (end func(error))
 }
 
 func (c Config) withDefaults(hasNotifier bool) Config {
@@ -596,7 +600,15 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
-	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+	var traced func(error)
+	if r.cfg.Trace != nil {
+		traced = r.cfg.Trace(pctx, rows, pubs)
+	}
+	_, perr := r.broker.Publish(pctx, pubs)
+	if traced != nil {
+		traced(perr)
+	}
+	if perr != nil {
 		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
