@@ -194,7 +194,7 @@ func TestTraceFromProcessToHandlers(t *testing.T) {
 					assert.Equal(t, attempt, attrOf(sp, "laneway.attempt").AsInt64(), sp.Name())
 					assert.Equal(t, trace.SpanKindConsumer, sp.SpanKind())
 				}
-				publishes := all.named("publish " + cat).with("laneway.stream", cat)
+				publishes := all.named("publish "+cat).with("laneway.stream", cat)
 
 				// NORMAL: Process -> (event row, publish linked) -> both handlers
 				// as children of the Process span, the Projector twice.
