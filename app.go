@@ -262,7 +262,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 				rows = append(rows, row)
 				continue
 			}
-			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id, traced: a.tr != nil}
+			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id, traced: a.traced(ctx)}
 			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
 				return err
 			}
@@ -346,7 +346,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 	ctx = WithPriority(ctx, p)
 	wrote := false
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.tr != nil}
+		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -371,7 +371,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.tr != nil}
+	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on

@@ -36,6 +36,17 @@ func (tx *Tx) traceOf(ctx context.Context) traceContext {
 	return traceContextOf(ctx)
 }
 
+// tracedKey marks the context of a traced handler execution, so the rows
+// its unit of work writes carry its span even when the app itself has no
+// TracerProvider (the engine was given one).
+type tracedKey struct{}
+
+// traced reports whether the units of work of ctx stamp their rows with
+// the trace context.
+func (a *App) traced(ctx context.Context) bool {
+	return a.tr != nil || ctx.Value(tracedKey{}) != nil
+}
+
 func (a *App) processTraced(ctx context.Context, cmd Command, o processOptions) (err error) {
 	c, err := a.prepare(ctx, cmd, o)
 	if err != nil {
@@ -78,6 +89,7 @@ func traceHandle(tr *tracing.Tracer, group string, handle func(context.Context, 
 	return func(ctx context.Context, m *consumer.Message) (err error) {
 		ctx, span := tr.StartHandler(ctx, handled(group, m))
 		defer func() { tracing.End(span, err) }()
+		ctx = context.WithValue(ctx, tracedKey{}, true)
 		return handle(ctx, m)
 	}
 }

@@ -287,3 +287,39 @@ func TestTracingOffWritesNoTraceContext(t *testing.T) {
 		})
 	}
 }
+
+// TestTraceEngineProviderOnly: a provider given to the engine alone traces
+// the handlers, and the events a handler raises carry its span, so their
+// handlers join the trace (the app itself writes no trace context).
+func TestTraceEngineProviderOnly(t *testing.T) {
+	ctx := context.Background()
+	cat := testsvc.Prefix() + "account"
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer func() { require.NoError(t, tp.Shutdown(context.Background())) }()
+	cfg := lanewayconfig.Default()
+	cfg.Server.StreamSubscription.BlockingTimeoutMS = 200
+	app, err := laneway.Open(ctx, tracedDomain(t, cat), cfg, laneway.Options{Store: stores()[0].open(t)})
+	require.NoError(t, err)
+	br := testBrokers()["redis"](t)
+	defer br.Close()
+	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, DisableHTTP: true, TracerProvider: tp,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, eng.Start(ctx))
+	require.NoError(t, app.Process(ctx, OpenAccount{ID: "3", Owner: "c"}, laneway.Async()))
+	require.Eventually(t, func() bool {
+		s := spanSet(rec.Ended())
+		return len(s.named("handle Projector")) == 1 && len(s.named("handle Auditor")) == 1
+	}, opsWait, 10*time.Millisecond)
+	require.NoError(t, eng.Stop(context.Background()))
+
+	all := spanSet(rec.Ended())
+	assert.Empty(t, all.named("process Bank.OpenAccount.v1"), "the app has no provider: Process is not traced")
+	cmdRun := all.named("handle " + laneway.CommandGroup)
+	require.Len(t, cmdRun, 1)
+	assert.False(t, cmdRun[0].Parent().IsValid(), "the command carried no trace context")
+	kids := all.childrenOf(cmdRun[0].SpanContext())
+	assert.Len(t, kids.named("handle Projector"), 1)
+	assert.Len(t, kids.named("handle Auditor"), 1)
+	assert.Len(t, all.named("publish "+cat).linkedFrom(cmdRun[0].SpanContext()), 1)
+}
