@@ -18,7 +18,7 @@ import (
 // traceContext is the trace context an outbox row carries; the zero value
 // writes nothing.
 type traceContext struct {
-	parent envelope.TraceParent
+	parent *envelope.TraceParent
 	ext    *envelope.Extensions
 }
 

@@ -312,10 +312,10 @@ func (o object) object(key string) (_ object, ok bool, _ error) {
 // traceParent returns headers.traceparent. A trace context is no reason to
 // reject a message, so one of another shape (null, the W3C header string,
 // members of the wrong type) reads as absent.
-func (o object) traceParent() TraceParent {
+func (o object) traceParent() *TraceParent {
 	tpo, ok, err := o.object("traceparent")
 	if err != nil || !ok {
-		return TraceParent{}
+		return nil
 	}
 	var tp TraceParent
 	var errID, errParent, errSampled error
@@ -325,9 +325,9 @@ func (o object) traceParent() TraceParent {
 		errSampled = json.Unmarshal(raw, &tp.Sampled)
 	}
 	if errID != nil || errParent != nil || errSampled != nil {
-		return TraceParent{}
+		return nil
 	}
-	return tp
+	return &tp
 }
 
 // str returns a string member; absent or null is "".

@@ -276,7 +276,7 @@ type fields []struct {
 // escapes (or absent); when prio and ver are set, "priority" and "version"
 // are integer members; when tp is set, "traceparent" is a trace context
 // object. Other members, duplicates and anything else give up.
-func (s *scanner) members(strs fields, prio, ver *int, tp *TraceParent) bool {
+func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 	if !s.consume('{') {
 		return false
 	}
@@ -307,7 +307,8 @@ func (s *scanner) members(strs fields, prio, ver *int, tp *TraceParent) bool {
 		}
 		if bit < 0 && tp != nil && string(key) == "traceparent" {
 			bit = len(strs) + 2
-			if seen&(1<<bit) != 0 || !s.traceParent(tp) {
+			*tp = new(TraceParent)
+			if seen&(1<<bit) != 0 || !s.traceParent(*tp) {
 				return false
 			}
 		}

@@ -11,7 +11,7 @@ import (
 func tracedEnvelope() Envelope {
 	e := sampleEnvelope()
 	e.Data = []byte(`{"customer_id":"c-1","tier":"gold"}`)
-	e.Metadata.Headers.TraceParent = TraceParent{
+	e.Metadata.Headers.TraceParent = &TraceParent{
 		TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", ParentID: "00f067aa0ba902b7", Sampled: true,
 	}
 	return e
@@ -22,7 +22,7 @@ func tracedEnvelope() Envelope {
 // leaves the checksum alone (it covers the payload only).
 func TestTraceParentRoundTrip(t *testing.T) {
 	plain := tracedEnvelope()
-	plain.Metadata.Headers.TraceParent = TraceParent{}
+	plain.Metadata.Headers.TraceParent = nil
 	plainRaw, err := Encode(plain)
 	require.NoError(t, err)
 	require.NotContains(t, string(plainRaw), "traceparent", "no trace context: the member stays absent")
@@ -81,13 +81,13 @@ func TestTraceParentOtherShapesReadAsAbsent(t *testing.T) {
 		t.Run(other, func(t *testing.T) {
 			got, err := Decode([]byte(strings.Replace(string(raw), tp, other, 1)))
 			require.NoError(t, err)
-			require.Zero(t, got.Metadata.Headers.TraceParent)
+			require.Nil(t, got.Metadata.Headers.TraceParent)
 		})
 	}
 	// Partial objects keep what they have (null members read as absent).
 	got, err := Decode([]byte(strings.Replace(string(raw), tp, `{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","parent_id":null}`, 1)))
 	require.NoError(t, err)
-	require.Equal(t, TraceParent{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}, got.Metadata.Headers.TraceParent)
+	require.Equal(t, &TraceParent{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}, got.Metadata.Headers.TraceParent)
 }
 
 // TestTraceParentPythonEnvelopeStillDecodes: an entry of the reference with
@@ -98,6 +98,6 @@ func TestTraceParentPythonEnvelopeStillDecodes(t *testing.T) {
 	require.NoError(t, err)
 	got, err := Decode(python)
 	require.NoError(t, err)
-	require.Zero(t, got.Metadata.Headers.TraceParent)
+	require.Nil(t, got.Metadata.Headers.TraceParent)
 	require.Nil(t, got.Metadata.Extensions)
 }

@@ -168,12 +168,12 @@ func End(span trace.Span, err error) {
 
 // ParentOf returns the trace context of ctx's span in the envelope's form
 // (zero when ctx holds no valid span).
-func ParentOf(ctx context.Context) (envelope.TraceParent, *envelope.Extensions) {
+func ParentOf(ctx context.Context) (*envelope.TraceParent, *envelope.Extensions) {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() {
-		return envelope.TraceParent{}, nil
+		return nil, nil
 	}
-	tp := envelope.TraceParent{TraceID: sc.TraceID().String(), ParentID: sc.SpanID().String(), Sampled: sc.IsSampled()}
+	tp := &envelope.TraceParent{TraceID: sc.TraceID().String(), ParentID: sc.SpanID().String(), Sampled: sc.IsSampled()}
 	if ts := sc.TraceState().String(); ts != "" {
 		return tp, &envelope.Extensions{TraceState: ts}
 	}
@@ -184,7 +184,7 @@ func ParentOf(ctx context.Context) (envelope.TraceParent, *envelope.Extensions) 
 // not valid when the envelope has none or its ids are not W3C hex ids.
 func SpanContextOf(md *envelope.Metadata) trace.SpanContext {
 	tp := md.Headers.TraceParent
-	if tp.TraceID == "" {
+	if tp == nil || tp.TraceID == "" {
 		return trace.SpanContext{}
 	}
 	tid, err := trace.TraceIDFromHex(tp.TraceID)
@@ -216,10 +216,10 @@ func spanContextOfRow(metadata []byte) trace.SpanContext {
 		} `json:"headers"`
 		Extensions *envelope.Extensions `json:"extensions"`
 	}
-	if json.Unmarshal(metadata, &md) != nil || md.Headers.TraceParent == nil {
+	if json.Unmarshal(metadata, &md) != nil {
 		return trace.SpanContext{}
 	}
 	return SpanContextOf(&envelope.Metadata{
-		Headers: envelope.Headers{TraceParent: *md.Headers.TraceParent}, Extensions: md.Extensions,
+		Headers: envelope.Headers{TraceParent: md.Headers.TraceParent}, Extensions: md.Extensions,
 	})
 }
