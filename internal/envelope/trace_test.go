@@ -101,3 +101,35 @@ func TestTraceParentPythonEnvelopeStillDecodes(t *testing.T) {
 	require.Nil(t, got.Metadata.Headers.TraceParent)
 	require.Nil(t, got.Metadata.Extensions)
 }
+
+// BenchmarkDecodeEngineEntry decodes an entry as the engine writes it
+// (canonical payload: the fast path), without and with a trace context.
+func BenchmarkDecodeEngineEntry(b *testing.B) {
+	for _, traced := range []bool{false, true} {
+		name := "untraced"
+		if traced {
+			name = "traced"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := sampleEnvelope()
+			e.Data = []byte(`{"customer_id":"c-1","email":"a@example.com","tier":"gold"}`)
+			if traced {
+				e.Metadata.Headers.TraceParent = &TraceParent{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", ParentID: "00f067aa0ba902b7", Sampled: true}
+			}
+			raw, err := Encode(e)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, ok := decodeFast(raw); !ok {
+				b.Fatal("the entry should take the fast path")
+			}
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
