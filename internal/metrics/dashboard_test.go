@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewaystore"
@@ -45,7 +46,7 @@ func exported(t *testing.T) map[string]family {
 	reg := prometheus.NewRegistry()
 	old := time.Now().Add(-time.Minute)
 	m, err := New(reg, Params{
-		Broker: b, BackfillSuffix: "backfill",
+		Broker: b, Lanes: lanes.Config{Enabled: true, Naming: lanes.Naming{BackfillSuffix: "backfill"}},
 		Streams: []Stream{{Name: "customer", Category: "customer", Lane: "primary"}},
 		OutboxStats: func(context.Context) (lanewaystore.OutboxStats, error) {
 			return lanewaystore.OutboxStats{OldestPending: &old}, nil
