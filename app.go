@@ -33,7 +33,18 @@ type App struct {
 type Options struct {
 	// Store overrides the configured database (tests, embedding).
 	Store lanewaystore.Store
+	// NoDatabase opens no database: the app only consumes. Its engine runs
+	// the subscriptions but no outbox relay (there is no outbox), event
+	// handlers run with a Tx whose database calls (and Save) return
+	// ErrNoDatabase, and Process returns ErrNoDatabase. A domain that
+	// registers commands cannot be opened this way, since command handlers
+	// always write. Defaults to false.
+	NoDatabase bool
 }
+
+// ErrNoDatabase is returned by Process and by a Tx's database calls in an
+// app opened with Options.NoDatabase.
+var ErrNoDatabase = errors.New("laneway: this app has no database (opened with Options.NoDatabase)")
 
 // Open connects the domain to the database of cfg (nil cfg: defaults) and
 // creates or upgrades Laneway's tables.
@@ -45,6 +56,9 @@ func Open(ctx context.Context, dom *Domain, cfg *lanewayconfig.Config, opts Opti
 		cfg = lanewayconfig.Default()
 	}
 	a := &App{dom: dom, cfg: cfg, store: opts.Store}
+	if opts.NoDatabase {
+		return a, openWithoutDatabase(dom, opts)
+	}
 	if a.store == nil {
 		st, err := backend.OpenStore(ctx, cfg.Databases["default"])
 		if err != nil {
@@ -65,7 +79,7 @@ func (a *App) Domain() *Domain { return a.dom }
 // Config returns the resolved configuration.
 func (a *App) Config() *lanewayconfig.Config { return a.cfg }
 
-// Store returns the database.
+// Store returns the database (nil when opened with Options.NoDatabase).
 func (a *App) Store() lanewaystore.Store { return a.store }
 
 // OnCommit registers fn to run after every unit of work that wrote outbox
@@ -128,6 +142,9 @@ func resolvePriority(ctx context.Context, o processOptions) Priority {
 // resolved priority. Asynchronously the command itself is written to the
 // outbox (category "<category>:command") and the engine runs it later.
 func (a *App) Process(ctx context.Context, cmd Command, opts ...ProcessOption) error {
+	if a.store == nil {
+		return ErrNoDatabase
+	}
 	o := collectOptions(opts)
 	c, err := a.prepare(ctx, cmd, o)
 	if err != nil {
@@ -197,6 +214,9 @@ func (e *BatchError) Unwrap() []error {
 // *BatchError naming which commands failed (the others are committed). An
 // unregistered command type fails the whole call before anything is written.
 func (a *App) ProcessBatch(ctx context.Context, cmds []Command, opts ...ProcessOption) error {
+	if a.store == nil {
+		return ErrNoDatabase
+	}
 	o := collectOptions(opts)
 	prepared := make([]preparedCommand, len(cmds))
 	for i, cmd := range cmds {
@@ -239,7 +259,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 				rows = append(rows, row)
 				continue
 			}
-			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
+			tx := &Tx{app: a, dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
 			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
 				return err
 			}
@@ -279,6 +299,9 @@ func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (prepa
 		return preparedCommand{}, fmt.Errorf("command %T is not registered in domain %s (laneway.RegisterCommand)", cmd, a.dom.name)
 	}
 	c := preparedCommand{cmd: cmd, meta: cm, priority: resolvePriority(ctx, o), async: a.cfg.CommandProcessing == "async", id: newID(), corr: o.correlation}
+	if c.priority == NoPriority {
+		return preparedCommand{}, fmt.Errorf("command %s: NoPriority is not a priority (ParsePriority failed?)", cm.name)
+	}
 	if o.async != nil {
 		c.async = *o.async
 	}
@@ -319,7 +342,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 	ctx = WithPriority(ctx, p)
 	wrote := false
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
+		tx := &Tx{app: a, dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -344,7 +367,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	tx := &Tx{app: a, dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on
@@ -375,10 +398,10 @@ func (a *App) committed() {
 	}
 }
 
-// Dispatch runs one decoded message for the engine: a command (kind COMMAND)
+// dispatch runs one decoded message for the engine: a command (kind COMMAND)
 // through its command handler, or an event through handler h. It returns
 // (false, nil) when h does not handle the event type (a no-op to ack).
-func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, propagate bool) (bool, error) {
+func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, propagate bool) (bool, error) {
 	_, name, version, err := envelope.ParseType(env.Metadata.Headers.Type)
 	if err != nil {
 		return false, err

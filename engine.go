@@ -45,8 +45,9 @@ type EngineOptions struct {
 	Registerer prometheus.Registerer
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
-	// OnHandled is called after each handler execution (tests, demos).
-	OnHandled func(group string, m *consumer.Message, err error)
+	// OnHandled is called after each handler execution (tests, demos,
+	// tracing). It runs on the handler's goroutine: keep it fast.
+	OnHandled func(Handled)
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -103,14 +104,21 @@ func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
 // HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
 func (e *Engine) HTTPAddr() string { return e.httpAddr }
 
-// Relay exposes the outbox relay's statistics.
-func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
+// RelayStats returns the outbox relay's counters (zero when the engine runs
+// no relay: before Start, or on an app opened without a database).
+func (e *Engine) RelayStats() RelayStats {
+	if e.relay == nil {
+		return RelayStats{}
+	}
+	return relayStatsFrom(e.relay.Stats())
+}
 
-// ConsumerStats returns each consumer's statistics keyed by "group@stream".
-func (e *Engine) ConsumerStats() map[string]consumer.Stats {
-	out := map[string]consumer.Stats{}
+// ConsumerStats returns each subscription's counters keyed by
+// "group@stream".
+func (e *Engine) ConsumerStats() map[string]SubscriptionStats {
+	out := map[string]SubscriptionStats{}
 	for _, c := range e.consumers {
-		out[c.Name()] = c.Stats()
+		out[c.Name()] = subscriptionStatsFrom(c.Stats())
 	}
 	return out
 }
@@ -127,8 +135,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return errors.New("laneway: engine already started")
 	}
 	cfg := e.app.cfg
-	if err := e.app.store.Ping(ctx); err != nil {
-		return fmt.Errorf("database unreachable: %w", err)
+	if e.app.store != nil {
+		if err := e.app.store.Ping(ctx); err != nil {
+			return fmt.Errorf("database unreachable: %w", err)
+		}
 	}
 	e.broker = e.opts.Broker
 	if e.broker == nil {
@@ -186,7 +196,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			trimStreams = append(trimStreams, st.name)
 		}
 	}
-	mp := metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats}
+	mp := metrics.Params{Broker: e.broker, Streams: streams}
+	if e.app.store != nil {
+		mp.OutboxStats = e.app.store.OutboxStats
+	}
 	if lanes.Enabled {
 		mp.BackfillSuffix = lanes.BackfillSuffix
 	}
@@ -195,11 +208,13 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 
-	rcfg := outbox.ConfigFrom(cfg)
-	rcfg.Logger = e.log
-	rcfg.Observer = m
-	e.relay = outbox.New(e.app.store, e.broker, rcfg)
-	e.offCommit = e.app.OnCommit(e.relay.Notify)
+	if e.app.store != nil { // without a database there is no outbox to relay
+		rcfg := outbox.ConfigFrom(cfg)
+		rcfg.Logger = e.log
+		rcfg.Observer = m
+		e.relay = outbox.New(e.app.store, e.broker, rcfg)
+		e.offCommit = e.app.OnCommit(e.relay.Notify)
+	}
 
 	sc := cfg.Server.StreamSubscription
 	for _, s := range subs {
@@ -223,9 +238,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
-				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
+				_, err := e.app.dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
 				if e.opts.OnHandled != nil {
-					e.opts.OnHandled(s.group, msg, err)
+					e.opts.OnHandled(handledFrom(s.group, msg, err))
 				}
 				return err
 			},
@@ -240,8 +255,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		e.hb.Subscriptions = append(e.hb.Subscriptions, s.group+"@"+s.primary)
 	}
 
-	if err := e.relay.Start(runCtx); err != nil {
-		return fmt.Errorf("start outbox relay: %w", err)
+	if e.relay != nil {
+		if err := e.relay.Start(runCtx); err != nil {
+			return fmt.Errorf("start outbox relay: %w", err)
+		}
 	}
 	for _, c := range e.consumers {
 		if err := c.Start(runCtx); err != nil {
@@ -273,7 +290,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 	e.started, e.ready = true, true
 	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
-		"lanes", lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+		"lanes", lanes.Enabled, "database", e.app.dialect(), "http", e.httpAddr)
 	return nil
 }
 
@@ -310,6 +327,9 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 // failures (a refused HTTP call, a constraint) from being mistaken for an
 // outage, and catches store errors a handler wrapped without %w.
 func (e *Engine) databaseDown(error) bool {
+	if e.app.store == nil {
+		return false // no database to be down
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), outagePingTimeout)
 	defer cancel()
 	return e.app.store.Ping(ctx) != nil
@@ -354,8 +374,10 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		if !ready {
 			problems = append(problems, "subscriptions not running")
 		}
-		if err := e.app.store.Ping(ctx); err != nil {
-			problems = append(problems, "database: "+err.Error())
+		if e.app.store != nil {
+			if err := e.app.store.Ping(ctx); err != nil {
+				problems = append(problems, "database: "+err.Error())
+			}
 		}
 		if err := e.broker.Ping(ctx); err != nil {
 			problems = append(problems, "redis: "+err.Error())

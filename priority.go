@@ -3,6 +3,7 @@ package laneway
 import (
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -21,19 +22,29 @@ const (
 	Critical Priority = 100
 )
 
+// NoPriority is what ParsePriority returns beside its error. It is not a
+// priority: Process refuses it, so a failed parse whose error was dropped
+// cannot silently run at Normal.
+const NoPriority Priority = math.MinInt
+
 var priorityNames = map[Priority]string{
 	Bulk: "BULK", Low: "LOW", Normal: "NORMAL", High: "HIGH", Critical: "CRITICAL",
 }
 
-// String returns the constant's name (LOW, ...) or the integer for custom values.
+// String returns the constant's name (LOW, ...) or the integer for custom
+// values ("NONE" for NoPriority).
 func (p Priority) String() string {
+	if p == NoPriority {
+		return "NONE"
+	}
 	if n, ok := priorityNames[p]; ok {
 		return n
 	}
 	return strconv.Itoa(int(p))
 }
 
-// ParsePriority accepts a name in any case (low, LOW, Bulk) or an integer ("-10").
+// ParsePriority accepts a name in any case (low, LOW, Bulk) or an integer
+// ("-10"). On error it returns NoPriority.
 func ParsePriority(s string) (Priority, error) {
 	t := strings.TrimSpace(s)
 	for p, n := range priorityNames {
@@ -41,10 +52,10 @@ func ParsePriority(s string) (Priority, error) {
 			return p, nil
 		}
 	}
-	if v, err := strconv.Atoi(t); err == nil {
+	if v, err := strconv.Atoi(t); err == nil && Priority(v) != NoPriority {
 		return Priority(v), nil
 	}
-	return 0, fmt.Errorf("invalid priority %q: use one of bulk, low, normal, high, critical or an integer", s)
+	return NoPriority, fmt.Errorf("invalid priority %q: use one of bulk, low, normal, high, critical or an integer", s)
 }
 
 // Set and Type make *Priority usable as a command-line flag value.
@@ -75,8 +86,13 @@ func WithPriority(ctx context.Context, p Priority) context.Context {
 
 // PriorityFrom returns the priority carried by ctx, or Normal when none is set.
 func PriorityFrom(ctx context.Context) Priority {
-	if p, ok := ctx.Value(priorityKey{}).(Priority); ok {
+	if p, ok := priorityIn(ctx); ok {
 		return p
 	}
 	return Normal
+}
+
+func priorityIn(ctx context.Context) (Priority, bool) {
+	p, ok := ctx.Value(priorityKey{}).(Priority)
+	return p, ok
 }

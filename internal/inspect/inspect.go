@@ -16,7 +16,6 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/metrics"
-	"github.com/laneway/laneway/internal/upcast"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -50,7 +49,7 @@ type Topology struct {
 	Categories     []Category
 	// Upcasts are the domain's upcaster chains (for DLQ entries of old
 	// versions).
-	Upcasts *upcast.Chains
+	Upcasts Upcasts
 }
 
 // NewTopology lists the domain's streams: one event category per aggregate
@@ -58,7 +57,7 @@ type Topology struct {
 // one command category per aggregate with commands.
 func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) Topology {
 	lanes := cfg.Server.PriorityLanes
-	t := Topology{Domain: dom.Name(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix, Upcasts: dom.Upcasts()}
+	t := Topology{Domain: dom.Name(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix, Upcasts: dom}
 	readers := map[string][]string{}
 	for _, h := range dom.Handlers() {
 		for _, c := range dom.Categories(h) {
