@@ -46,7 +46,8 @@ type EngineOptions struct {
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos,
-	// tracing). It runs on the handler's goroutine: keep it fast.
+	// tracing). It runs on the handler's goroutine: keep it fast, and do
+	// not call the engine from it (Stop waits for the handlers to return).
 	OnHandled func(Handled)
 }
 
@@ -107,6 +108,8 @@ func (e *Engine) HTTPAddr() string { return e.httpAddr }
 // RelayStats returns the outbox relay's counters (zero when the engine runs
 // no relay: before Start, or on an app opened without a database).
 func (e *Engine) RelayStats() RelayStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.relay == nil {
 		return RelayStats{}
 	}
@@ -114,11 +117,14 @@ func (e *Engine) RelayStats() RelayStats {
 }
 
 // ConsumerStats returns each subscription's counters keyed by
-// "group@stream".
+// "group@category" ("CustomerProjector@customer"), the names the heartbeat
+// lists.
 func (e *Engine) ConsumerStats() map[string]SubscriptionStats {
+	e.mu.Lock() // Start builds the subscriptions under it
+	defer e.mu.Unlock()
 	out := map[string]SubscriptionStats{}
-	for _, c := range e.consumers {
-		out[c.Name()] = subscriptionStatsFrom(c.Stats())
+	for i, c := range e.consumers {
+		out[e.hb.Subscriptions[i]] = subscriptionStatsFrom(c.Stats())
 	}
 	return out
 }
