@@ -107,6 +107,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newOutboxCmd(g),
 		newExampleCmd(g),
 	)
+	strict(root)
 	return root
 }
 

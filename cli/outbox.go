@@ -253,6 +253,7 @@ func outboxRetry(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry ID | --abandoned",
 		Short: "Reset a failed or abandoned row (or every abandoned row) to pending: retry_count 0, due now",
+		Args:  atMostArgs(1, "the outbox id, as `laneway outbox list` shows it"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var id int64
 			switch {
