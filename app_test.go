@@ -397,7 +397,7 @@ func TestPriorityParse(t *testing.T) {
 		require.Equal(t, laneway.NoPriority, got, "a failed parse is no priority, not Normal")
 		require.NotEqual(t, laneway.Normal, got)
 	}
-	var p laneway.Priority = laneway.High
+	p := laneway.High
 	require.Error(t, p.Set("bogus"))
 	require.Equal(t, laneway.High, p, "a failed Set leaves the value alone")
 	require.Equal(t, "LOW", laneway.Low.String())

@@ -110,25 +110,25 @@ func EncodeEvent(ev EventEntry, lanes lanewayconfig.PriorityLanes) (lanewaybroke
 func (ev EventEntry) validate() error {
 	var errs []error
 	if ev.Domain == "" || strings.ContainsAny(ev.Domain, ". \t\n") {
-		errs = append(errs, fmt.Errorf("Domain %q must be non-empty without dots or spaces", ev.Domain))
+		errs = append(errs, fmt.Errorf("field Domain %q must be non-empty without dots or spaces", ev.Domain))
 	}
 	if err := validCategory(ev.Category); err != nil {
-		errs = append(errs, fmt.Errorf("Category: %w", err))
+		errs = append(errs, fmt.Errorf("field Category: %w", err))
 	}
 	if ev.AggregateID == "" {
-		errs = append(errs, errors.New("AggregateID is empty"))
+		errs = append(errs, errors.New("field AggregateID is empty"))
 	}
 	if ev.Kind == "" || strings.ContainsAny(ev.Kind, ". \t\n") {
-		errs = append(errs, fmt.Errorf("Kind %q must be non-empty without dots or spaces", ev.Kind))
+		errs = append(errs, fmt.Errorf("field Kind %q must be non-empty without dots or spaces", ev.Kind))
 	}
 	if ev.Version < 0 {
-		errs = append(errs, fmt.Errorf("Version %d must be >= 1 (0 means 1)", ev.Version))
+		errs = append(errs, fmt.Errorf("field Version %d must be >= 1 (0 means 1)", ev.Version))
 	}
 	if ev.Priority == NoPriority {
-		errs = append(errs, errors.New("Priority is NoPriority (a failed ParsePriority?)"))
+		errs = append(errs, errors.New("field Priority is NoPriority (a failed ParsePriority?)"))
 	}
 	if ev.Payload == nil {
-		errs = append(errs, errors.New("Payload is nil; it must be a JSON object"))
+		errs = append(errs, errors.New("field Payload is nil; it must be a JSON object"))
 	}
 	return errors.Join(errs...)
 }

@@ -14,6 +14,8 @@ import (
 // through the backfill lane when priority lanes are enabled.
 type Priority int
 
+// The named priorities, lowest first. With lanes enabled at the default
+// threshold (0), Bulk and Low travel on the backfill lane.
 const (
 	Bulk     Priority = -100
 	Low      Priority = -50

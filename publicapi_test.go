@@ -10,8 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -25,7 +23,10 @@ import (
 // (go list -export), so the scan sees exactly what importers see.
 func TestNoExportedInternalTypes(t *testing.T) {
 	const module = "github.com/laneway/laneway"
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is needed to read the packages' export data: %v", err)
+	}
 	cmd := exec.Command(goBin, "list", "-deps", "-export", "-f",
 		"{{.ImportPath}}\t{{.Export}}\t{{.Name}}\t{{if .Module}}{{.Module.Path}}{{end}}", module+"/...")
 	var stderr bytes.Buffer
