@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/internal/outbox"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -139,8 +139,8 @@ func (ev EventEntry) validate() error {
 // "<category>:<backfill_suffix>"; everything else, and everything with
 // lanes disabled, goes to the category stream itself. Async commands use
 // the category "<category>:command".
-func RouteStream(category string, p Priority, lanes lanewayconfig.PriorityLanes) string {
-	return outbox.Route(category, int(p), outbox.Lanes{Enabled: lanes.Enabled, Threshold: lanes.Threshold, BackfillSuffix: lanes.BackfillSuffix})
+func RouteStream(category string, p Priority, pl lanewayconfig.PriorityLanes) string {
+	return lanes.FromConfig(pl).Route(category, p)
 }
 
 // EventEntry returns the EventEntry of ev, an event of a registered type

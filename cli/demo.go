@@ -16,9 +16,9 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/latency"
-	"github.com/laneway/laneway/internal/scratch"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/tools/latency"
+	"github.com/laneway/laneway/internal/tools/scratch"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"

@@ -6,11 +6,11 @@ package lanewaytest
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
@@ -93,7 +93,7 @@ func (h *Harness) busy(ctx context.Context) (bool, string) {
 		return true, err.Error()
 	}
 	for _, s := range streams {
-		if strings.HasSuffix(s, ":dlq") {
+		if (lanes.Naming{}).IsDLQ(s) {
 			continue
 		}
 		groups, err := h.Broker.Groups(ctx, s)

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/retention"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -90,7 +90,7 @@ func (h *Harness) Wait(ctx context.Context) error {
 				return fmt.Errorf("lanewaytest: list streams: %w", err)
 			}
 			for _, s := range streams {
-				if !strings.HasSuffix(s, ":dlq") {
+				if !(lanes.Naming{}).IsDLQ(s) {
 					if _, err := retention.Trim(ctx, h.Broker, s); err != nil {
 						return fmt.Errorf("lanewaytest: trim %s: %w", s, err)
 					}
