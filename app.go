@@ -2,7 +2,6 @@ package laneway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -436,6 +435,6 @@ func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		Priority: Priority(env.Metadata.Domain.Priority), CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
 	}
 	return true, a.runInLazyTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
-		return hf.run(ctx, tx, json.RawMessage(payload), meta)
+		return hf.run(ctx, tx, payload, meta)
 	})
 }

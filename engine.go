@@ -147,7 +147,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.cancel = cancel
 	defer func() {
 		if err != nil {
-			e.stopAll(context.Background())
+			_ = e.stopAll(context.Background()) // Start's error is the one to report
 		}
 	}()
 	topo := e.app.topology()
@@ -199,7 +199,7 @@ func (e *Engine) connect(ctx context.Context) error {
 // with the configured registerer, or a fresh registry it then serves.
 func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometheus.Gatherer, error) {
 	reg := e.opts.Registerer
-	gatherer := prometheus.Gatherer(prometheus.DefaultGatherer)
+	gatherer := prometheus.DefaultGatherer
 	if reg == nil {
 		r := prometheus.NewRegistry()
 		reg, gatherer = r, r
@@ -241,7 +241,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 		handlers[h.name] = h
 	}
 	for _, s := range topo.Subscriptions {
-		s, h := s, handlers[s.Group] // nil for the command dispatcher
+		h := handlers[s.Group] // nil for the command dispatcher
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.Group,
 			Primary:             s.Primary,
@@ -415,7 +415,8 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	ln, err := net.Listen("tcp", e.app.cfg.Server.HTTP.Listen)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", e.app.cfg.Server.HTTP.Listen) // a local bind; nothing to cancel
 	if err != nil {
 		return fmt.Errorf("server.http.listen %q: %w (set another address, or \"\" to disable)", e.app.cfg.Server.HTTP.Listen, err)
 	}

@@ -126,13 +126,13 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
 }
 
-func (g *globals) loadConfig(allowMissing bool) (*lanewayconfig.Config, error) {
-	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env, AllowMissing: allowMissing})
+func (g *globals) loadConfig() (*lanewayconfig.Config, error) {
+	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env})
 }
 
 // openApp loads the config, builds the domain and opens the database.
 func (g *globals) openApp(ctx context.Context) (*laneway.App, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}

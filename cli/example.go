@@ -96,7 +96,7 @@ batch). Progress goes to stderr, the summary to stdout.`,
 }
 
 func runMigrateTiers(ctx context.Context, g *globals, p migrateParams) error {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func newOutboxCmd(g *globals) *cobra.Command {
 // commands look at what is there and must not create tables as a side
 // effect.
 func (g *globals) openStore(ctx context.Context) (lanewaystore.Store, lanewayconfig.Database, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, lanewayconfig.Database{}, err
 	}

@@ -4,10 +4,9 @@
 package main
 
 import (
-	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli"
 )
 
 func main() {
-	cli.Main(func() (*laneway.Domain, error) { return customersDomain() })
+	cli.Main(customersDomain)
 }
