@@ -495,7 +495,7 @@ func TestDatabaseOutage(t *testing.T) {
 			handled, _, _ := rec.snapshot()
 			for _, r := range handled {
 				if r.group == "AccountProjector" {
-					assert.Equal(t, int64(1), r.attempt, "a run during the outage is not an attempt: %+v", r)
+					assert.Equal(t, 1, r.attempt, "a run during the outage is not an attempt: %+v", r)
 				}
 			}
 			for _, s := range []string{cat, cat + ":backfill"} {
@@ -525,7 +525,7 @@ func TestDatabaseOutage(t *testing.T) {
 			assert.Len(t, events, n, "each event projected once")
 			for _, r := range handled {
 				if r.group == "AccountProjector" && r.err == nil {
-					assert.Equal(t, int64(1), r.attempt, "handled on its first attempt: %+v", r)
+					assert.Equal(t, 1, r.attempt, "handled on its first attempt: %+v", r)
 				}
 			}
 			l, err := br.Len(ctx, cat+":dlq")

@@ -124,7 +124,7 @@ func (p *proc) stop() error {
 	case <-time.After(45 * time.Second):
 		_ = p.cmd.Process.Kill()
 		err = fmt.Errorf("engine process %d did not stop in 45s; killed", p.pid())
-		_ = <-done // the kill's exit status adds nothing to err
+		<-done //nolint:errcheck // the kill's exit status adds nothing to err
 	}
 	p.readerW.Wait()
 	return err
