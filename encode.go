@@ -54,9 +54,9 @@ type EventEntry struct {
 	Payload any
 }
 
-// EncodeEvent returns the stream entry of ev, routed for the priority lane
-// configuration lanes: the entry's Stream is RouteStream(ev.Category,
-// ev.Priority, lanes) and its Data is the value of the entry's one field,
+// EncodeEvent returns the stream entry of ev, routed under cfg (nil means
+// the defaults): the entry's Stream is RouteStream(cfg, ev.Domain,
+// ev.Category, ev.Priority) and its Data is the value of the entry's one field,
 // "data". The bytes are those the outbox relay publishes for the same event
 // (same payload, metadata and checksum); appending them with
 //
@@ -64,9 +64,9 @@ type EventEntry struct {
 //
 // (or lanewaybroker.Broker.Publish) hands the event to every handler
 // subscribed to the category, on the lane its priority picks. Use the
-// [server.priority_lanes] table the engines run with (Config().Server.
-// PriorityLanes), so producer and engines agree on the lanes.
-func EncodeEvent(ev EventEntry, lanes lanewayconfig.PriorityLanes) (lanewaybroker.Publication, error) {
+// configuration the engines run with ([server.priority_lanes] and
+// [server] stream_naming decide the stream), so producer and engines agree.
+func EncodeEvent(ev EventEntry, cfg *lanewayconfig.Config) (lanewaybroker.Publication, error) {
 	if err := ev.validate(); err != nil {
 		return lanewaybroker.Publication{}, fmt.Errorf("laneway.EncodeEvent: %w", err)
 	}
@@ -104,7 +104,11 @@ func EncodeEvent(ev EventEntry, lanes lanewayconfig.PriorityLanes) (lanewaybroke
 	if _, err := envelope.Decode([]byte(data)); err != nil {
 		return lanewaybroker.Publication{}, fmt.Errorf("laneway.EncodeEvent: %s %s: %w", ev.Kind, id, err)
 	}
-	return lanewaybroker.Publication{Stream: RouteStream(ev.Category, ev.Priority, lanes), Data: data}, nil
+	stream, err = RouteStream(cfg, ev.Domain, ev.Category, ev.Priority)
+	if err != nil {
+		return lanewaybroker.Publication{}, fmt.Errorf("laneway.EncodeEvent: %w", err)
+	}
+	return lanewaybroker.Publication{Stream: stream, Data: data}, nil
 }
 
 func (ev EventEntry) validate() error {
@@ -133,14 +137,22 @@ func (ev EventEntry) validate() error {
 	return errors.Join(errs...)
 }
 
-// RouteStream is the routing rule: the stream (lane) an event or command of
-// category at priority p is published to. With lanes enabled, a priority
-// strictly below the threshold goes to the backfill lane
-// "<category>:<backfill_suffix>"; everything else, and everything with
-// lanes disabled, goes to the category stream itself. Async commands use
-// the category "<category>:command".
-func RouteStream(category string, p Priority, pl lanewayconfig.PriorityLanes) string {
-	return lanes.FromConfig(pl).Route(category, p)
+// RouteStream is the routing rule: the stream (lane) the relay publishes an
+// event of category, in domain, at priority p to, under cfg (nil means the
+// defaults). With lanes enabled, a priority strictly below the threshold
+// goes to the backfill lane "<stream>:<backfill_suffix>"; everything else,
+// and everything with lanes disabled, goes to the category's stream
+// "<category>" ("<domain>::<category>" under stream_naming = "protean").
+// Async commands use the category "<category>:command".
+func RouteStream(cfg *lanewayconfig.Config, domain, category string, p Priority) (string, error) {
+	if cfg == nil {
+		cfg = lanewayconfig.Default()
+	}
+	lc, err := lanes.FromConfig(cfg, domain)
+	if err != nil {
+		return "", err
+	}
+	return lc.Route(lc.Naming.Primary(category), p), nil
 }
 
 // EventEntry returns the EventEntry of ev, an event of a registered type

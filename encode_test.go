@@ -67,7 +67,8 @@ func TestEncodeEventMatchesRelay(t *testing.T) {
 				defer func() { require.NoError(t, eng.Stop(context.Background())) }()
 
 				require.NoError(t, app.Process(ctx, OpenAccount{ID: "42", Owner: "Zoë <z&z>"}, laneway.AtPriority(prio), laneway.CorrelationID("corr-1")))
-				wantStream := laneway.RouteStream(cat, prio, cfg.Server.PriorityLanes)
+				wantStream, err := laneway.RouteStream(cfg, "Bank", cat, prio)
+				require.NoError(t, err)
 				require.Eventually(t, func() bool {
 					n, err := br.Len(ctx, wantStream)
 					return err == nil && n == 1
@@ -94,7 +95,7 @@ func TestEncodeEventMatchesRelay(t *testing.T) {
 				require.NoError(t, err)
 				ev.Sequence, ev.Priority, ev.Time = md.Metadata.Domain.SequenceID, prio, at
 				ev.CorrelationID, ev.CausationID = md.Metadata.Domain.CorrelationID, md.Metadata.Domain.CausationID
-				pub, err := laneway.EncodeEvent(ev, cfg.Server.PriorityLanes)
+				pub, err := laneway.EncodeEvent(ev, cfg)
 				require.NoError(t, err)
 				require.Equal(t, wantStream, pub.Stream)
 				require.Equal(t, published, pub.Data, "byte-identical to the relay's entry")
@@ -106,7 +107,7 @@ func TestEncodeEventMatchesRelay(t *testing.T) {
 					Domain: "Bank", Category: cat, AggregateID: "42", Kind: "Opened", Sequence: ev.Sequence,
 					Priority: prio, Time: at, CorrelationID: ev.CorrelationID, CausationID: ev.CausationID,
 					Payload: json.RawMessage(` {"owner": "Zoë <z&z>"} `),
-				}, cfg.Server.PriorityLanes)
+				}, cfg)
 				require.NoError(t, err)
 				require.Equal(t, pub, raw)
 			})
@@ -115,30 +116,45 @@ func TestEncodeEventMatchesRelay(t *testing.T) {
 }
 
 func TestRouteStream(t *testing.T) {
-	on := lanewayconfig.PriorityLanes{Enabled: true, Threshold: 0, BackfillSuffix: "bulk"}
+	cfg := func(enabled bool, threshold int, suffix, naming string) *lanewayconfig.Config {
+		c := lanewayconfig.Default()
+		c.Server.PriorityLanes.Enabled, c.Server.PriorityLanes.Threshold = enabled, threshold
+		if suffix != "" {
+			c.Server.PriorityLanes.BackfillSuffix = suffix
+		}
+		if naming != "" {
+			c.Server.StreamNaming = naming
+		}
+		return c
+	}
+	on := cfg(true, 0, "bulk", "")
 	for _, tc := range []struct {
-		cat   string
-		p     laneway.Priority
-		lanes lanewayconfig.PriorityLanes
-		want  string
+		cat  string
+		p    laneway.Priority
+		cfg  *lanewayconfig.Config
+		want string
 	}{
 		{"order", laneway.Low, on, "order:bulk"},
 		{"order", -1, on, "order:bulk"},
 		{"order", laneway.Normal, on, "order"},
 		{"order", laneway.High, on, "order"},
 		{"order:command", laneway.Bulk, on, "order:command:bulk"},
-		{"order", laneway.Bulk, lanewayconfig.PriorityLanes{}, "order"},
-		{"order", laneway.Low, lanewayconfig.PriorityLanes{Enabled: true}, "order:backfill"},
-		{"order", laneway.Normal, lanewayconfig.PriorityLanes{Enabled: true, Threshold: 10}, "order:backfill"},
+		{"order", laneway.Bulk, cfg(false, 0, "", ""), "order"},
+		{"order", laneway.Low, nil, "order"}, // the defaults: lanes off
+		{"order", laneway.Low, cfg(true, 0, "", ""), "order:backfill"},
+		{"order", laneway.Normal, cfg(true, 10, "", ""), "order:backfill"},
+		{"order", laneway.Low, cfg(true, 0, "", "protean"), "shop::order:backfill"},
+		{"order", laneway.High, cfg(true, 0, "", "protean"), "shop::order"},
 	} {
-		require.Equal(t, tc.want, laneway.RouteStream(tc.cat, tc.p, tc.lanes), "%s at %v", tc.cat, tc.p)
+		got, err := laneway.RouteStream(tc.cfg, "Shop", tc.cat, tc.p)
+		require.NoError(t, err)
+		require.Equal(t, tc.want, got, "%s at %v", tc.cat, tc.p)
 	}
 }
 
 func TestEncodeEventRejects(t *testing.T) {
 	good := laneway.EventEntry{Domain: "Bank", Category: "account", AggregateID: "1", Kind: "Opened", Payload: Opened{Owner: "a"}}
-	lanes := lanewayconfig.Default().Server.PriorityLanes
-	_, err := laneway.EncodeEvent(good, lanes)
+	_, err := laneway.EncodeEvent(good, nil)
 	require.NoError(t, err)
 	for name, tc := range map[string]struct {
 		edit func(*laneway.EventEntry)
@@ -155,7 +171,7 @@ func TestEncodeEventRejects(t *testing.T) {
 	} {
 		e := good
 		tc.edit(&e)
-		_, err := laneway.EncodeEvent(e, lanes)
+		_, err := laneway.EncodeEvent(e, nil)
 		require.ErrorContains(t, err, tc.want, name)
 		require.True(t, strings.HasPrefix(err.Error(), "laneway.EncodeEvent: "), name)
 	}
@@ -207,7 +223,7 @@ func TestConsumeWithoutDatabase(t *testing.T) {
 		ev, err := dom.EventEntry(id, Opened{Owner: id})
 		require.NoError(t, err)
 		ev.Priority = p
-		pub, err := laneway.EncodeEvent(ev, cfg.Server.PriorityLanes)
+		pub, err := laneway.EncodeEvent(ev, cfg)
 		require.NoError(t, err)
 		// Published before or after the groups exist: the engine creates
 		// them from the start of the stream either way.

@@ -67,7 +67,7 @@ func Example_producer() {
 		entry, err := laneway.EncodeEvent(laneway.EventEntry{
 			Domain: "Shipping", Category: "parcel", AggregateID: id, Kind: "ParcelImported",
 			ID: "import-" + id, Priority: p, Payload: ParcelImported{ParcelID: id, Weight: 250 * (i + 1)},
-		}, cfg.Server.PriorityLanes)
+		}, cfg)
 		if err != nil {
 			fmt.Println(err)
 			return

@@ -151,7 +151,7 @@ func oldEnvelope(t *testing.T, id string, payload any, version int) []byte {
 	e, err := laneway.EncodeEvent(laneway.EventEntry{
 		Domain: customers.DomainName, Category: "customer", AggregateID: "c1", Kind: "CustomerUpdated",
 		Version: version, Sequence: "2.1", ID: id, Priority: laneway.Low, Payload: payload,
-	}, lanewayconfig.Default().Server.PriorityLanes)
+	}, nil)
 	require.NoError(t, err)
 	return []byte(e.Data)
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewaybroker"
-	"github.com/laneway/laneway/lanewayconfig"
 )
 
 // The benchmark's own domain: one aggregate, one command raising one event,
@@ -131,7 +130,7 @@ func envelopes(stream string, prio laneway.Priority, n int, tag string) ([]lanew
 		pub, err := laneway.EncodeEvent(laneway.EventEntry{
 			Domain: DomainName, Category: Category, AggregateID: id, Kind: "Submitted", Sequence: "1.1",
 			ID: "m-" + id, Priority: prio, Time: now, Payload: Submitted{ID: id, At: at, Pad: pad},
-		}, lanewayconfig.PriorityLanes{})
+		}, nil)
 		if err != nil {
 			return nil, err
 		}
