@@ -17,11 +17,14 @@ func ConfigFrom(c *lanewayconfig.Config) Config {
 		// means the default, so use the smallest positive delay.
 		base = time.Nanosecond
 	}
+	br := c.Brokers[lanewayconfig.DefaultEntry]
 	return Config{
-		BatchSize:       o.BatchSize,
-		Lease:           o.Lease(),
-		TickInterval:    o.TickInterval(),
-		MaxTickInterval: o.MaxTickInterval(),
+		MinReplicasAcked: br.MinReplicasAcked,
+		ReplicasTimeout:  time.Duration(br.MinReplicasTimeoutMS) * time.Millisecond,
+		BatchSize:        o.BatchSize,
+		Lease:            o.Lease(),
+		TickInterval:     o.TickInterval(),
+		MaxTickInterval:  o.MaxTickInterval(),
 		Retry: Retry{
 			MaxAttempts: o.Retry.MaxAttempts,
 			BaseDelay:   base,

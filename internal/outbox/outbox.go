@@ -137,6 +137,12 @@ type Config struct {
 	Now func() time.Time
 	// Observer receives metrics events. Optional.
 	Observer Observer
+	// MinReplicasAcked, when above 0, marks a batch published only once
+	// that many replicas acknowledged it (see replicated.go). The broker
+	// must implement lanewaybroker.ReplicatedPublisher. Defaults to 0.
+	MinReplicasAcked int
+	// ReplicasTimeout bounds the wait for those replicas. Defaults to 1s.
+	ReplicasTimeout time.Duration
 }
 
 func (c Config) withDefaults(hasNotifier bool) Config {
@@ -196,6 +202,9 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	}
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
+	}
+	if c.ReplicasTimeout <= 0 {
+		c.ReplicasTimeout = ReplicasTimeoutDefault
 	}
 	return c
 }
@@ -321,6 +330,9 @@ func (r *Relay) Start(ctx context.Context) error {
 	defer r.mu.Unlock()
 	if r.running {
 		return errors.New("outbox: relay already started")
+	}
+	if err := r.checkReplicated(); err != nil {
+		return err
 	}
 	rctx, cancel := context.WithCancel(ctx)
 	var stopL func()
@@ -596,7 +608,7 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
-	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+	if _, perr := r.publishEntries(pctx, pubs); perr != nil {
 		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
