@@ -155,6 +155,11 @@ type Broker struct {
 	// "redis://127.0.0.1:6379/0".
 	URL string `toml:"url" json:"url"`
 
+	// Listen, for the embedded broker only, also serves the Redis protocol
+	// on this host:port so redis-cli can inspect the streams; "" serves
+	// nothing. Defaults to "".
+	Listen string `toml:"listen" json:"listen"`
+
 	// TLSCAFile is a PEM file of the certificate authorities that sign the
 	// server's certificate, for "rediss://" URLs; "" trusts the system
 	// roots. A relative path is relative to the domain.toml directory.
@@ -182,11 +187,6 @@ type Broker struct {
 	// acknowledged in time stays unpublished and is retried. Defaults to
 	// 1000.
 	MinReplicasTimeoutMS int `toml:"min_replicas_timeout_ms" json:"min_replicas_timeout_ms"`
-
-	// Listen, for the embedded broker only, also serves the Redis protocol
-	// on this host:port so redis-cli can inspect the streams; "" serves
-	// nothing. Defaults to "".
-	Listen string `toml:"listen" json:"listen"`
 }
 
 // Server is the [server] table.
