@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -159,11 +160,31 @@ func (s *RedisServer) Kill() {
 	<-done
 }
 
-// Restart starts the process again with the same arguments (after Kill).
-func (s *RedisServer) Restart() {
+// Restart starts the process again (after Kill) with the same arguments
+// plus extra, e.g. "--replicaof", host, port.
+func (s *RedisServer) Restart(extra ...string) {
 	s.t.Helper()
 	s.Kill()
+	s.mu.Lock()
+	s.args = append(slices.Clip(s.args), extra...)
+	s.mu.Unlock()
 	s.start()
+}
+
+// Pause freezes the process (SIGSTOP), as a stalled or partitioned server;
+// Resume (SIGCONT) lets it run on.
+func (s *RedisServer) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process.
+func (s *RedisServer) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if err := cmd.Process.Signal(sig); err != nil {
+		s.t.Errorf("testsvc: signal %v to redis-server: %v", sig, err)
+	}
 }
 
 type lockedWriter struct {
