@@ -1,8 +1,11 @@
 package laneway_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,7 +17,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli"
+	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 	"github.com/laneway/laneway/lanewaystore/pgstore"
@@ -244,6 +250,7 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 	}, 60*time.Second, 50*time.Millisecond, "the outbox and the streams did not settle")
 	engineStopped = true
 	require.NoError(t, eng.Stop(context.Background()))
+	cliFollowsSentinels(t, dom, cfg.Brokers["default"], cat)
 
 	run := failoverRun{produced: int(nProd.Load()), backfill: int(nBack.Load()), promoted: promoted, recovered: recovered, duplicates: dups.Load()}
 	var lat []time.Duration
@@ -305,4 +312,26 @@ func TestSentinelFailoverWithoutReplicaAcks(t *testing.T) {
 	t.Parallel()
 	run := runFailover(t, 0)
 	t.Logf("lost without min_replicas_acked: %d of %d events", len(run.lost), run.produced+run.backfill)
+}
+
+// cliFollowsSentinels: after the failover, an operator command and a fresh
+// connection reach the promoted primary through the Sentinels: lanes
+// status reads the streams, and a write (which a replica would refuse with
+// READONLY) succeeds.
+func cliFollowsSentinels(t *testing.T, dom *laneway.Domain, br lanewayconfig.Broker, cat string) {
+	t.Helper()
+	dir := t.TempDir()
+	toml := fmt.Sprintf("name = \"Bank\"\n[brokers.default]\nprovider = \"redis\"\nurl = %q\n[server.priority_lanes]\nenabled = true\n", br.URL)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "domain.toml"), []byte(toml), 0o644))
+	var out, errb bytes.Buffer
+	code := cli.Run(context.Background(), func() (*laneway.Domain, error) { return dom, nil },
+		[]string{"lanes", "status", "--json", "--domain", dir}, &out, &errb)
+	require.Equal(t, 0, code, errb.String())
+	require.Contains(t, out.String(), `"stream": "`+cat+`:backfill"`)
+
+	b, err := backend.OpenToolBroker(context.Background(), br)
+	require.NoError(t, err)
+	defer b.Close()
+	_, err = b.Publish(context.Background(), []lanewaybroker.Publication{{Stream: cat + ":probe", Data: "x"}})
+	require.NoError(t, err, "writes reach the promoted primary")
 }

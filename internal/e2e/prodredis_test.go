@@ -70,8 +70,12 @@ func TestTLSAndACLUser(t *testing.T) {
 	}
 	require.NoError(t, admin.Do(ctx, args...).Err())
 
-	e := newEnv(t, envParams{Lanes: true, Broker: &brokerParams{
+	e := newEnv(t, envParams{Lanes: true, HTTP: true, Broker: &brokerParams{
 		URL: fmt.Sprintf("rediss://%s:%s@127.0.0.1:%d/0", user, pass, port), Extra: tlsKeys, Admin: admin}})
+	// The database URL carries a password too (trust authentication
+	// ignores it), so every place below is checked for both.
+	const dbPass = "pg-s3cret-pw"
+	setDBPassword(t, e.dir, dbPass)
 	app := e.openApp()
 	require.NoError(t, customers.Migrate(ctx, app))
 	fix := e.poison("c-poison")
@@ -133,12 +137,28 @@ func TestTLSAndACLUser(t *testing.T) {
 	outputs = append(outputs, out, errs)
 	assert.Contains(t, out, "rediss://"+user+":xxxxx@")
 
+	code, out, errs = e.cli(nil, "config", "show", "--json")
+	require.Equal(t, 0, code, errs)
+	outputs = append(outputs, out, errs)
+
+	// The heartbeat and the metrics.
+	beats, err := admin.Keys(ctx, "laneway:engine:*").Result()
+	require.NoError(t, err)
+	require.Len(t, beats, 1)
+	beat, err := admin.Get(ctx, beats[0]).Result()
+	require.NoError(t, err)
+	outputs = append(outputs, beat)
+	_, metrics := testsvc.HTTPGet(t, "http://"+eng.httpAddr(t)+"/metrics")
+	require.Contains(t, metrics, "laneway_")
+	outputs = append(outputs, metrics)
+
 	eng.signal(t, syscall.SIGTERM)
 	require.Equal(t, 0, eng.wait(t, wait))
 	outputs = append(outputs, eng.stderr.String())
 	for _, o := range outputs {
 		assert.NotContains(t, o, "NOPERM")
 		assert.NotContains(t, o, pass, "the password must not be shown")
+		assert.NotContains(t, o, dbPass, "the password must not be shown")
 	}
 
 	// A permission taken away: doctor names it and prints the fix.
@@ -167,5 +187,17 @@ func TestTLSAndACLUser(t *testing.T) {
 		code, _, errs = e.cli(nil, cmd...)
 		requireUserError(t, code, errs, `broker "default"`, "certificate", "tls_ca_file")
 		assert.NotContains(t, errs, pass)
+		assert.NotContains(t, errs, dbPass)
 	}
+}
+
+// setDBPassword adds a password to the PostgreSQL URL of dir's domain.toml.
+func setDBPassword(t *testing.T, dir, pw string) {
+	t.Helper()
+	path := filepath.Join(dir, "domain.toml")
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	s := strings.Replace(string(b), "postgres://postgres@", "postgres://postgres:"+pw+"@", 1)
+	require.NotEqual(t, string(b), s)
+	require.NoError(t, os.WriteFile(path, []byte(s), 0o644))
 }
