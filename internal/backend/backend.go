@@ -56,6 +56,8 @@ func connectHint(br lanewayconfig.Broker, err error) string {
 	const where = "[brokers." + lanewayconfig.DefaultEntry + "]"
 	msg := err.Error()
 	switch {
+	case strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "NOPERM"):
+		return "check the user and password in brokers." + lanewayconfig.DefaultEntry + ".url, and the user's ACL rules (see docs/operations.md; laneway doctor prints them)"
 	case !br.TLSEnabled():
 		return "start Redis there, or fix brokers." + lanewayconfig.DefaultEntry + ".url in domain.toml"
 	case strings.Contains(msg, "certificate required") || strings.Contains(msg, "bad certificate") ||
