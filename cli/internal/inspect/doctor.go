@@ -59,9 +59,12 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 	}
 	checks := []Check{lanesEnabled(cfg)}
 	if in == nil {
-		if acl, ok := aclCheckUnreachable(p.BrokerErr, cfg, p.Topology); ok {
-			checks = append(checks, acl)
+		acl, ok := aclCheckUnreachable(p.BrokerErr, cfg, p.Topology)
+		if !ok {
+			acl = Check{ID: "redis_acl", Title: "Redis permissions", Status: Warn,
+				Detail: "not checked: the broker is not reachable", Fix: "make the broker reachable, then run laneway doctor again"}
 		}
+		checks = append(checks, acl)
 		checks = append(checks, Check{ID: "engine", Title: "running engine", Status: Fail,
 			Detail: "cannot reach the broker: " + p.BrokerErr.Error(),
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
