@@ -85,11 +85,12 @@ func (s *sentinelSet) masterPort(t *testing.T) string {
 
 // failoverRun is what one failover scenario measured.
 type failoverRun struct {
-	produced, backfill   int
-	lost                 []string // aggregate streams whose event was never handled
-	promoted, recovered  time.Duration
-	p50, p99, maxLatency time.Duration
-	duplicates           int64
+	produced, backfill  int
+	lost                []string // aggregate streams whose event was never handled
+	promoted, recovered time.Duration
+	steady              latencies // production commit-to-handled before the replication stall
+	across              latencies // production commit-to-handled from the stall on
+	duplicates          int64
 }
 
 // runFailover drives an engine (relay and consumers in this process)
@@ -191,6 +192,7 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 	// The burst is one large value, more than the socket buffers hold,
 	// so the entries written after it wait in the primary's memory.
 	oldPort := fmt.Sprint(set.primary.Port)
+	stalled := time.Now()
 	admin := redis.NewClient(&redis.Options{Addr: set.primary.Addr()})
 	set.replica.Pause()
 	require.NoError(t, admin.Set(ctx, "burst-"+cat, strings.Repeat("x", 64<<20), 0).Err())
@@ -253,7 +255,6 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 	cliFollowsSentinels(t, dom, cfg.Brokers["default"], cat)
 
 	run := failoverRun{produced: int(nProd.Load()), backfill: int(nBack.Load()), promoted: promoted, recovered: recovered, duplicates: dups.Load()}
-	var lat []time.Duration
 	mu.Lock()
 	var ids []string
 	require.NoError(t, app.Store().InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
@@ -271,6 +272,7 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 		}
 		return rows.Err()
 	}))
+	var steady, across []time.Duration
 	for _, id := range ids {
 		at, ok := handled[id]
 		if !ok {
@@ -278,20 +280,20 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 			continue
 		}
 		if c, ok := committed.Load(id); ok {
-			lat = append(lat, at.Sub(c.(time.Time)))
+			if c.(time.Time).Before(stalled) {
+				steady = append(steady, at.Sub(c.(time.Time)))
+			} else {
+				across = append(across, at.Sub(c.(time.Time)))
+			}
 		}
 	}
 	mu.Unlock()
 	require.Equal(t, run.produced+run.backfill, len(ids), "one outbox row per command")
-	slices.Sort(lat)
-	if len(lat) > 0 {
-		run.p50 = lat[len(lat)/2]
-		run.p99 = lat[(len(lat)*99)/100]
-		run.maxLatency = lat[len(lat)-1]
-	}
-	t.Logf("min_replicas_acked=%d: %d production + %d backfill events; SIGKILL to promotion %s, to first production event handled %s; production p50 %s, p99 %s, max %s; lost %d (e.g. %v); handled twice %d",
+	run.steady, run.across = summarize(steady), summarize(across)
+	t.Logf("min_replicas_acked=%d: %d production + %d backfill events; SIGKILL to promotion %s, to first production event handled %s; "+
+		"production latency before the stall %s, from the stall on %s; lost %d (e.g. %v); handled twice %d",
 		minReplicas, run.produced, run.backfill, run.promoted.Round(time.Millisecond), run.recovered.Round(time.Millisecond),
-		run.p50.Round(time.Millisecond), run.p99.Round(time.Millisecond), run.maxLatency.Round(time.Millisecond), len(run.lost), run.lost[:min(len(run.lost), 3)], run.duplicates)
+		run.steady, run.across, len(run.lost), run.lost[:min(len(run.lost), 3)], run.duplicates)
 	return run
 }
 
@@ -334,4 +336,22 @@ func cliFollowsSentinels(t *testing.T, dom *laneway.Domain, br lanewayconfig.Bro
 	defer b.Close()
 	_, err = b.Publish(context.Background(), []lanewaybroker.Publication{{Stream: cat + ":probe", Data: "x"}})
 	require.NoError(t, err, "writes reach the promoted primary")
+}
+
+// latencies summarizes one set of commit-to-handled durations.
+type latencies struct {
+	n             int
+	p50, p99, max time.Duration
+}
+
+func summarize(d []time.Duration) latencies {
+	if len(d) == 0 {
+		return latencies{}
+	}
+	slices.Sort(d)
+	return latencies{n: len(d), p50: d[len(d)/2], p99: d[len(d)*99/100], max: d[len(d)-1]}
+}
+
+func (l latencies) String() string {
+	return fmt.Sprintf("(n=%d) p50 %s p99 %s max %s", l.n, l.p50.Round(time.Millisecond), l.p99.Round(time.Millisecond), l.max.Round(time.Millisecond))
 }
