@@ -44,8 +44,11 @@ func ACLRules(t Topology) string {
 	var pats []string
 	for _, c := range cats {
 		// Every stream of an aggregate category (its lanes, its command
-		// streams, their DLQs) is the category or starts with "<category>:".
-		pats = append(pats, "~"+c, "~"+c+":*")
+		// streams, their DLQs) is its primary stream or starts with
+		// "<primary>:" (under Protean naming the primary carries the
+		// domain prefix, "customers::customer").
+		primary := t.Naming().Primary(c)
+		pats = append(pats, "~"+primary, "~"+primary+":*")
 	}
 	pats = append(pats, "~"+KeyPrefix+"*")
 	return "resetkeys " + strings.Join(pats, " ") + " resetchannels " + redisbroker.ACLCommands

@@ -21,18 +21,20 @@ const (
 	DocsACLPassword = "change-me"
 )
 
-func customersTopology(t *testing.T) inspect.Topology {
+func customersTopology(t *testing.T, cfg *lanewayconfig.Config) inspect.Topology {
 	t.Helper()
 	dom, err := customers.New(customers.Options{})
 	require.NoError(t, err)
-	return inspect.NewTopology(dom, lanewayconfig.Default())
+	topo, err := inspect.NewTopology(dom, cfg)
+	require.NoError(t, err)
+	return topo
 }
 
 // The least-privilege line of docs/operations.md is the one ACLSetUser
 // builds for the example domain, word for word.
 func TestDocsGiveTheACLLine(t *testing.T) {
 	t.Parallel()
-	line := inspect.ACLSetUser(DocsACLUser, DocsACLPassword, customersTopology(t))
+	line := inspect.ACLSetUser(DocsACLUser, DocsACLPassword, customersTopology(t, lanewayconfig.Default()))
 	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "operations.md"))
 	require.NoError(t, err)
 	assert.True(t, strings.Contains(string(doc), "\n"+line+"\n"), "docs/operations.md must give, on a line of its own:\n%s", line)
@@ -40,7 +42,13 @@ func TestDocsGiveTheACLLine(t *testing.T) {
 
 func TestACLRules(t *testing.T) {
 	t.Parallel()
-	rules := inspect.ACLRules(customersTopology(t))
+	rules := inspect.ACLRules(customersTopology(t, lanewayconfig.Default()))
 	assert.Contains(t, rules, "resetkeys ~customer ~customer:* ~product ~product:* ~laneway:* resetchannels -@all +ping")
 	assert.NotContains(t, rules, "~customer:command", "covered by ~customer:*")
+
+	// Under Protean naming the streams carry the domain prefix.
+	cfg := lanewayconfig.Default()
+	cfg.Server.StreamNaming = lanewayconfig.StreamNamingProtean
+	rules = inspect.ACLRules(customersTopology(t, cfg))
+	assert.Contains(t, rules, "resetkeys ~customers::customer ~customers::customer:* ~customers::product ~customers::product:* ~laneway:* ")
 }
