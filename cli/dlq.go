@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/dlq"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -42,10 +43,7 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (broker of %s)", err, cfg.Source())
 	}
-	lanes := cfg.Server.PriorityLanes
-	return dlq.New(b, dlq.Layout{
-		Categories: dom.AllCategories(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix,
-	}), b, nil
+	return dlq.New(b, ops.DLQLayout(dom, cfg)), b, nil
 }
 
 // dlqStream connects like dlqManager and resolves the --stream value of the
@@ -67,6 +65,7 @@ func dlqList(g *globals) *cobra.Command {
 	var stream string
 	var limit int
 	var asJSON bool
+	var filter dlq.Filter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List DLQ entries, oldest first, with their failure reasons",
@@ -80,20 +79,12 @@ func dlqList(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			res, err := m.List(cmd.Context(), dlq.ListParams{Stream: stream, Limit: limit})
+			res, err := ops.ListDLQ(cmd.Context(), m, dlq.ListParams{Stream: stream, Limit: limit, Filter: filter})
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				entries := res.Entries
-				if entries == nil {
-					entries = []dlq.Entry{}
-				}
-				streams := res.Streams
-				if streams == nil {
-					streams = []dlq.Stream{}
-				}
-				return g.writeJSON(map[string]any{"streams": streams, "total": res.Total, "entries": entries})
+				return g.writeJSON(res)
 			}
 			if len(res.Streams) == 0 {
 				fmt.Fprintln(g.stdout, "No DLQ entries.")
@@ -121,12 +112,19 @@ func dlqList(g *globals) *cobra.Command {
 					dash(e.Meta.FailedAt), e.Meta.RetryCount, clip(dash(reason), 200))
 			}
 			tw.Flush()
-			fmt.Fprintf(g.stdout, "\n%d of %s shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), count(res.Total, "entry", "entries"))
+			of := count(res.Total, "entry", "entries")
+			if !filter.IsZero() {
+				of = fmt.Sprintf("%d matching (%s in all)", res.Matched, of)
+			}
+			fmt.Fprintf(g.stdout, "\n%d of %s shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), of)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&stream, "stream", "", "only this DLQ stream (or the lane it belongs to)")
 	cmd.Flags().IntVar(&limit, "limit", dlq.LimitDefault, "at most this many entries")
+	cmd.Flags().StringVar(&filter.Handler, "handler", "", "only entries this handler (consumer group) dead-lettered")
+	cmd.Flags().StringVar(&filter.Reason, "reason", "", "only entries whose failure reason contains this text (case-insensitive)")
+	cmd.Flags().StringVar(&filter.Type, "type", "", "only entries whose message type contains this text (case-insensitive)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -144,31 +142,14 @@ func dlqInspect(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			e, err := m.Find(cmd.Context(), args[0], stream)
+			rep, err := ops.InspectDLQ(cmd.Context(), m, args[0], stream)
 			if err != nil {
 				return err
 			}
-			target, terr := m.TargetOf(e, dlq.ToOriginal)
 			if asJSON {
-				out := map[string]any{
-					"dlq_stream": e.Stream, "dlq_id": e.ID, "metadata": e.Meta, "type": e.Type,
-					"message_id": e.MessageID, "raw": e.Raw, "original_stream": e.OriginalStream(),
-				}
-				if terr == nil {
-					out["replay_target"] = target
-				} else {
-					out["replay_problem"] = terr.Error()
-				}
-				switch {
-				case e.Problem != "":
-					out["problem"] = e.Problem
-				case !e.Raw && json.Valid(e.Payload):
-					out["payload"] = json.RawMessage(e.Payload)
-				default:
-					out["payload"] = string(e.Payload)
-				}
-				return g.writeJSON(out)
+				return g.writeJSON(rep)
 			}
+			e := rep.Entry
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 			row("DLQ entry", e.ID+" in "+e.Stream)
@@ -181,10 +162,10 @@ func dlqInspect(g *globals) *cobra.Command {
 			row("failure reason", dash(e.Meta.FailureReason))
 			row("type", dash(e.Type))
 			row("message id", dash(e.MessageID))
-			if terr == nil {
-				row("replays to", target+" (laneway dlq replay "+e.ID+"; --to primary|backfill to change)")
+			if rep.ReplayProblem == "" {
+				row("replays to", rep.ReplayTarget+" (laneway dlq replay "+e.ID+"; --to primary|backfill to change)")
 			} else {
-				row("replays to", terr.Error())
+				row("replays to", rep.ReplayProblem)
 			}
 			tw.Flush()
 			switch {
@@ -225,14 +206,14 @@ func dlqReplay(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			r, err := m.Replay(cmd.Context(), dlq.ReplayParams{ID: args[0], Stream: stream, To: target})
+			r, err := ops.ReplayDLQ(cmd.Context(), m, dlq.ReplayParams{ID: args[0], Stream: stream, To: target})
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return g.writeJSON(map[string]any{"dlq_stream": r.Entry.Stream, "dlq_id": r.Entry.ID, "target": r.Target, "new_id": r.NewID})
+				return g.writeJSON(r)
 			}
-			fmt.Fprintf(g.stdout, "Replayed %s from %s to %s (new id %s).\n", r.Entry.ID, r.Entry.Stream, r.Target, r.NewID)
+			fmt.Fprintf(g.stdout, "Replayed %s from %s to %s (new id %s).\n", r.DLQID, r.DLQStream, r.Target, r.NewID)
 			return nil
 		},
 	}
@@ -269,16 +250,12 @@ func dlqReplayAll(g *globals) *cobra.Command {
 			if err := g.confirm(yes, "replay "+s.Name, fmt.Sprintf("Replay %s of %s to %s?", allOf(s.Depth), s.Name, where)); err != nil {
 				return err
 			}
-			res, err := m.ReplayAll(cmd.Context(), s.Name, target)
+			res, err := ops.ReplayAllDLQ(cmd.Context(), m, s.Name, target)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				skipped := []map[string]string{}
-				for _, e := range res.Skipped {
-					skipped = append(skipped, map[string]string{"dlq_id": e.ID, "problem": e.Problem})
-				}
-				if err := g.writeJSON(map[string]any{"dlq_stream": s.Name, "replayed": res.Replayed, "targets": res.Targets, "skipped": skipped}); err != nil {
+				if err := g.writeJSON(res); err != nil {
 					return err
 				}
 			} else {
@@ -292,7 +269,7 @@ func dlqReplayAll(g *globals) *cobra.Command {
 						fmt.Fprintf(g.stderr, "... and %d more (laneway dlq list --stream %s)\n", len(res.Skipped)-i, s.Name)
 						break
 					}
-					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.ID, s.Name, e.Problem)
+					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.DLQID, s.Name, e.Problem)
 				}
 			}
 			if len(res.Skipped) > 0 {
@@ -328,13 +305,14 @@ func dlqPurge(g *globals) *cobra.Command {
 			if err := g.confirm(yes, "purge "+s.Name, fmt.Sprintf("Delete %s of %s? This cannot be undone.", allOf(s.Depth), s.Name)); err != nil {
 				return err
 			}
-			s, n, err := m.Purge(cmd.Context(), s.Name)
+			res, err := ops.PurgeDLQ(cmd.Context(), m, s.Name)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return g.writeJSON(map[string]any{"dlq_stream": s.Name, "purged": n})
+				return g.writeJSON(res)
 			}
+			n := res.Purged
 			fmt.Fprintf(g.stdout, "Purged %s from %s.\n", count(n, "entry", "entries"), s.Name)
 			return nil
 		},
