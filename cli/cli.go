@@ -98,6 +98,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
 		newServerCmd(g),
+		newDashboardCmd(g),
 		newConfigCmd(g),
 		newDBCmd(g),
 		newDemoCmd(g),

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -143,6 +144,18 @@ func ListOutbox(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Dat
 	return out, nil
 }
 
+// ErrNotRetryable: RetryOutbox was given the id of a row that is not
+// failed or abandoned (or of no row at all).
+var ErrNotRetryable = errors.New("not a failed or abandoned outbox row")
+
+type notRetryable int64
+
+func (id notRetryable) Error() string {
+	return fmt.Sprintf("no failed or abandoned outbox row with id %d (only those can be retried; see `laneway outbox list --status failed`)", int64(id))
+}
+
+func (notRetryable) Is(target error) bool { return target == ErrNotRetryable }
+
 // Retried is `laneway outbox retry --json`: how many rows were reset.
 type Retried struct {
 	Reset int64 `json:"reset"`
@@ -157,7 +170,7 @@ func RetryOutbox(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Da
 		return Retried{}, StoreErr(err, db)
 	}
 	if !abandoned && n == 0 {
-		return Retried{}, fmt.Errorf("no failed or abandoned outbox row with id %d (only those can be retried; see `laneway outbox list --status failed`)", id)
+		return Retried{}, notRetryable(id)
 	}
 	return Retried{Reset: n}, nil
 }
