@@ -36,6 +36,7 @@ type demoParams struct {
 	handlerCost time.Duration
 	concurrency int
 	jsonOut     bool
+	report      string // --report: the HTML page to write (demo_report.go)
 	// maxExtra bounds how long production keeps running after duration
 	// while the backfill has not drained yet.
 	maxExtra time.Duration
@@ -93,6 +94,7 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 	f.DurationVar(&p.handlerCost, "handler-cost", time.Millisecond, "simulated cost of one confirmation email in NotificationHandler")
 	f.IntVar(&p.concurrency, "concurrency", 4, "handlers in flight per subscription; with lanes on, backfill may hold all but one of them")
 	f.BoolVar(&p.jsonOut, "json", false, "print one JSON object instead of the table")
+	f.StringVar(&p.report, "report", "", "also write the results as one self-contained HTML page (charts and table) to this file")
 	f.DurationVar(&p.maxExtra, "max-extra", 30*time.Second, "how long production may keep running after --duration while the backfill drains")
 	_ = f.MarkHidden("max-extra")
 	return cmd
@@ -115,6 +117,7 @@ type demoRun struct {
 	WallSeconds    float64         `json:"wall_seconds"`
 	HandledTotal   int             `json:"handled_total"`
 	firstSendError error
+	series         *demoSeries
 }
 
 type demoReport struct {
@@ -147,6 +150,9 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 		if !strings.HasPrefix(p.database, "postgres://") && !strings.HasPrefix(p.database, "postgresql://") {
 			return fmt.Errorf("--database %q: use a postgres:// URL", p.database)
 		}
+	}
+	if err := checkReportPath(p.report); err != nil {
+		return err
 	}
 	runID := scratch.RandomHex(3)
 	live := isTerminal(stderr.W)
@@ -191,6 +197,12 @@ func runDemo(ctx context.Context, g *globals, p demoParams) error {
 	} else {
 		printDemoTable(g.stdout, rep)
 	}
+	if p.report != "" {
+		if err := writeDemoReport(p.report, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "report written to %s\n", p.report)
+	}
 	if len(lost) > 0 {
 		return fmt.Errorf("events were lost: %s", strings.Join(lost, "; "))
 	}
@@ -210,6 +222,7 @@ type demoRecorder struct {
 	lastHandled   time.Time
 	handled       int
 	handlerErrors int
+	series        *demoSeries
 }
 
 func (r *demoRecorder) onHandled(group string, m *consumer.Message, err error) {
@@ -228,6 +241,7 @@ func (r *demoRecorder) onHandled(group string, m *consumer.Message, err error) {
 		if !r.backfillSeen[id] {
 			r.backfillSeen[id] = true
 			r.handled++
+			r.series.addBackfill(now)
 		}
 		r.lastBackfill, r.lastHandled = now, now
 		return
@@ -242,6 +256,7 @@ func (r *demoRecorder) onHandled(group string, m *consumer.Message, err error) {
 	// sent, i.e. the end of the handler.
 	if t, perr := time.Parse(time.RFC3339Nano, m.Envelope.Metadata.Headers.Time); perr == nil {
 		r.primary = append(r.primary, now.Sub(t))
+		r.series.addPrimary(now, now.Sub(t))
 	}
 }
 
@@ -298,7 +313,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 		return res, err
 	}
 
-	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}}
+	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}, series: newDemoSeries(time.Now())}
 	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, Logger: log, DisableHTTP: true, OnHandled: rec.onHandled})
 	if err := eng.Start(ctx); err != nil {
 		return res, err
@@ -538,6 +553,7 @@ func demoOneRun(ctx context.Context, g *globals, p demoParams, log *slog.Logger,
 	res.firstSendError = firstErr
 	res.HandlerErrors = herr
 	res.HandledTotal = total
+	res.series = rec.series
 	res.Backfill = demoBackfill{Sent: backfillSent, Handled: handled}
 	if !lastBF.IsZero() {
 		res.Backfill.DrainSeconds = latency.Round3(lastBF.Sub(start).Seconds())
