@@ -65,12 +65,13 @@ func TestDashboardInBrowser(t *testing.T) {
 	assert.Regexp(t, `msg="dashboard write" action=dlq.replay .*dlq_id=\d+-\d+ dlq_stream=customer:backfill:dlq target=customer:backfill new_id=\d+-\d+`, logs)
 
 	// A backfill that takes a while to drain: every projection waits 10 ms
-	// in the database, so 2000 of them take at least 10 s on two slots,
-	// whatever the machine's speed, and the page sees them go down.
+	// in the database, so 1200 of them take at least 12 s on the one slot
+	// backfill may use (of two), whatever the machine's speed, and the page
+	// sees them go down across several refreshes.
 	_, err := e.pg.Exec(ctx, `CREATE FUNCTION e2e_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.01); RETURN NEW; END $$;
 		CREATE TRIGGER e2e_slow BEFORE INSERT ON customer_summary FOR EACH ROW EXECUTE FUNCTION e2e_slow()`)
 	require.NoError(t, err)
-	const n = 2000
+	const n = 1200
 	cmds := make([]laneway.Command, 0, 100)
 	for lo := 0; lo < n; lo += 100 {
 		cmds = cmds[:0]
