@@ -326,7 +326,10 @@ func dlqPurge(g *globals) *cobra.Command {
 
 func (g *globals) emptyDLQ(asJSON bool, s dlq.Stream, verb string) error {
 	if asJSON {
-		return g.writeJSON(map[string]any{"dlq_stream": s.Name, verb: 0})
+		if verb == "purged" {
+			return g.writeJSON(ops.Purged{DLQStream: s.Name})
+		}
+		return g.writeJSON(ops.ReplayedAll{DLQStream: s.Name, Targets: map[string]int64{}, Skipped: []ops.Skipped{}})
 	}
 	fmt.Fprintf(g.stdout, "%s is empty: nothing %s.\n", s.Name, verb)
 	return nil

@@ -224,6 +224,17 @@ func TestDashboardStandaloneSameAsCLI(t *testing.T) {
 
 	page := httpGet(t, base+"/ui/lanes")
 	assert.Contains(t, page, "No running engine of this domain")
+
+	// An engine that runs another lanes configuration than the file's
+	// stands out, as in doctor.
+	hb, err := json.Marshal(laneway.Heartbeat{ID: "old-engine", Host: "h", PID: 1, StartedAt: time.Now().UTC(), Domain: customers.DomainName,
+		LanesFingerprint: "0000000000000000", LanesEnabled: true})
+	require.NoError(t, err)
+	require.NoError(t, e.rdb.Set(ctx, laneway.HeartbeatPrefix+"old-engine", hb, time.Minute).Err())
+	mismatch := regexp.MustCompile(`(?s)<tr class="mismatch">.*old-engine.*DIFFERS from the file \([0-9a-f]+\): restart it`)
+	require.Eventually(t, func() bool { // the page shows the sampler's latest snapshot
+		return mismatch.MatchString(httpGet(t, base+"/ui/lanes?fragment=1"))
+	}, wait, tick)
 	status, got := httpDo(t, "GET", base+"/ui/api/dlq/list?stream=nope", "", nil)
 	assert.Equal(t, 400, status)
 	assert.Contains(t, got, `unknown stream`)
