@@ -50,7 +50,7 @@ func outboxStatus(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			rep, err := ops.GetOutboxStatus(cmd.Context(), st, db)
+			rep, err := ops.CountOutbox(cmd.Context(), st, db)
 			if err != nil {
 				return err
 			}

@@ -170,7 +170,7 @@ func (d *Dashboard) apiOutboxStatus(ctx context.Context, r *http.Request) (any, 
 	if err != nil {
 		return nil, err
 	}
-	return ops.GetOutboxStatus(ctx, st, db)
+	return ops.CountOutbox(ctx, st, db)
 }
 
 func (d *Dashboard) apiOutboxList(ctx context.Context, r *http.Request) (any, error) {

@@ -349,7 +349,7 @@ func (d *Dashboard) outboxView(ctx context.Context, r *http.Request) (any, error
 	if err != nil {
 		return data, err
 	}
-	if data.Status, err = ops.GetOutboxStatus(ctx, st, db); err != nil {
+	if data.Status, err = ops.CountOutbox(ctx, st, db); err != nil {
 		return data, err
 	}
 	if a := data.Status.OldestPendingAgeSeconds; a != nil {

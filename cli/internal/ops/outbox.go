@@ -72,9 +72,9 @@ func zeroCounts() map[string]int64 {
 	return m
 }
 
-// GetOutboxStatus counts the outbox rows by status and priority, highest
+// CountOutbox counts the outbox rows by status and priority, highest
 // priority first.
-func GetOutboxStatus(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Database) (OutboxStatus, error) {
+func CountOutbox(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Database) (OutboxStatus, error) {
 	stats, err := st.OutboxStats(ctx)
 	if err != nil {
 		return OutboxStatus{}, StoreErr(err, db)
