@@ -21,7 +21,7 @@ browser-setup: ## install chromium (apt) and playwright-core (npm ci) for the br
 	scripts/browser-setup
 
 screenshots: browser-setup ## retake docs/img/*.png (dashboard pages, demo report) with the browser tests
-	LANEWAY_SCREENSHOTS=docs/img scripts/test-services $(GO) test -count=1 -timeout 10m -run 'TestDashboardInBrowser|TestDemoReportInBrowser' ./internal/e2e
+	LANEWAY_SCREENSHOTS=docs/img scripts/test-services $(GO) test -count=1 -timeout 10m -run 'TestDashboardInBrowser|TestDemoReportInBrowser' ./cli/internal/e2e
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/internal/uplot"
 )
 

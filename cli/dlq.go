@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/dlq"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -43,7 +43,7 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (broker of %s)", err, cfg.Source())
 	}
-	return dlq.New(b, ops.DLQLayout(dom, cfg)), b, nil
+	return dlq.New(b, ops.DLQTopology(dom, cfg)), b, nil
 }
 
 // dlqStream connects like dlqManager and resolves the --stream value of the
@@ -93,7 +93,7 @@ func dlqList(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "DLQ STREAM\tLANE\tKIND\tDEPTH")
 			for _, s := range res.Streams {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.Lane, s.Kind, s.Depth)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.Lane, s.Class, s.Depth)
 			}
 			tw.Flush()
 			if len(res.Entries) == 0 {

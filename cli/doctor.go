@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
-	"github.com/laneway/laneway/internal/inspect"
 )
 
 func newDoctorCmd(g *globals) *cobra.Command {

@@ -3,9 +3,9 @@ package cli
 import (
 	"context"
 
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/inspect"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )

@@ -1,5 +1,5 @@
 // Browser test of the dashboard, one step per run (the Go test in
-// internal/e2e prepares the state each step needs, then runs it):
+// cli/internal/e2e prepares the state each step needs, then runs it):
 //   node dashboard.mjs lanes|dlq|pages
 // Environment: BASE (http://host:port), TOKEN (the write token), SHOTS
 // (a directory for screenshots), and per step the values to expect.

@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
-	"github.com/laneway/laneway/internal/dlq"
-	"github.com/laneway/laneway/internal/inspect"
 )
 
 // requestTimeout bounds one endpoint's work; doctor adds its sample time.

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
-	"github.com/laneway/laneway/internal/dlq"
-	"github.com/laneway/laneway/internal/inspect"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
@@ -65,12 +65,11 @@ type Params struct {
 // Dashboard serves the pages and endpoints and samples the lanes' backlog
 // in the background between Start and Stop.
 type Dashboard struct {
-	p      Params
-	log    *slog.Logger
-	topo   inspect.Topology
-	layout dlq.Layout
-	hist   *history
-	mux    *http.ServeMux
+	p    Params
+	log  *slog.Logger
+	topo inspect.Topology
+	hist *history
+	mux  *http.ServeMux
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,7 +96,7 @@ func New(p Params) (*Dashboard, error) {
 		p.Logger = slog.Default()
 	}
 	d := &Dashboard{
-		p: p, log: p.Logger, topo: inspect.NewTopology(p.Domain, p.Config), layout: ops.DLQLayout(p.Domain, p.Config),
+		p: p, log: p.Logger, topo: inspect.NewTopology(p.Domain, p.Config),
 		hist: newHistory(p.Keep),
 	}
 	d.routes()
@@ -139,7 +138,7 @@ func (d *Dashboard) dlqManager(ctx context.Context) (*dlq.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dlq.New(b, d.layout), nil
+	return dlq.New(b, d.topo.Topology), nil
 }
 
 func (d *Dashboard) store(ctx context.Context) (lanewaystore.Store, lanewayconfig.Database, error) {

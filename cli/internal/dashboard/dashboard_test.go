@@ -16,8 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -123,7 +124,7 @@ func TestHistoryKeepsTheWindow(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	status := func(at time.Time, backlog int64) inspect.Status {
 		return inspect.Status{TakenAt: at, Categories: []inspect.CategoryStatus{{Category: "c", Lanes: []inspect.LaneStatus{
-			{Lane: inspect.LanePrimary, Stream: "c"}, {Lane: inspect.LaneBackfill, Stream: "c:backfill", Unhandled: backlog},
+			{Lane: lanes.Primary, Stream: "c"}, {Lane: lanes.Backfill, Stream: "c:backfill", Unhandled: backlog},
 		}}}}
 	}
 	for i := range 20 {

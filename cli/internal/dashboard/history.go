@@ -5,7 +5,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 // history keeps the lanes' backlog samples for the charts, the latest
@@ -90,13 +91,13 @@ type History struct {
 
 // DrainJSON is one lane's drain progress since its backlog peaked.
 type DrainJSON struct {
-	Stream     string  `json:"stream"`
-	Lane       string  `json:"lane"`
-	Unhandled  int64   `json:"unhandled"`
-	Peak       int64   `json:"peak"`
-	Done       float64 `json:"done"` // 0 to 1
-	RatePerS   float64 `json:"rate_per_s"`
-	ETASeconds float64 `json:"eta_seconds"` // 0 when unknown
+	Stream     string     `json:"stream"`
+	Lane       lanes.Lane `json:"lane"`
+	Unhandled  int64      `json:"unhandled"`
+	Peak       int64      `json:"peak"`
+	Done       float64    `json:"done"` // 0 to 1
+	RatePerS   float64    `json:"rate_per_s"`
+	ETASeconds float64    `json:"eta_seconds"` // 0 when unknown
 }
 
 func (h *history) json(interval time.Duration) History {

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
-	"github.com/laneway/laneway/internal/dlq"
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/uplot"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -198,7 +199,7 @@ type lanesData struct {
 type laneRow struct {
 	inspect.LaneStatus
 	Category string
-	Kind     string
+	Kind     lanes.Class
 	First    bool // first lane of its category
 }
 
@@ -234,9 +235,9 @@ func (d *Dashboard) lanesView(ctx context.Context, r *http.Request) (any, error)
 	data.St = st
 	for _, cs := range st.Categories {
 		for i, l := range cs.Lanes {
-			data.Rows = append(data.Rows, laneRow{LaneStatus: l, Category: cs.Category, Kind: cs.Kind, First: i == 0})
+			data.Rows = append(data.Rows, laneRow{LaneStatus: l, Category: cs.Category, Kind: cs.Class, First: i == 0})
 			dr, ok := drains[l.Stream]
-			if l.Lane != inspect.LaneBackfill || !ok || dr.Peak == 0 {
+			if l.Lane != lanes.Backfill || !ok || dr.Peak == 0 {
 				continue
 			}
 			row := drainRow{Stream: l.Stream, Unhandled: dr.Unhandled, Peak: dr.Peak, Done: dr.Done(), Rate: dr.Rate, ETA: "no progress yet"}

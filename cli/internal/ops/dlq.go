@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 
-	"github.com/laneway/laneway/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/internal/envelope"
 )
 

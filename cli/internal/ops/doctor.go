@@ -3,7 +3,7 @@ package ops
 import (
 	"context"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 )
 
 // Doctor is the result of the doctor checks (`laneway doctor --json`).

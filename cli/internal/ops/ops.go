@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
@@ -20,8 +21,7 @@ func ActiveIdle(cfg *lanewayconfig.Config) time.Duration {
 	return max(3*cfg.Server.StreamSubscription.BlockingTimeout(), 30*time.Second)
 }
 
-// DLQLayout is what the DLQ manager needs to know of a domain under cfg.
-func DLQLayout(dom *laneway.Domain, cfg *lanewayconfig.Config) dlq.Layout {
-	lanes := cfg.Server.PriorityLanes
-	return dlq.Layout{Categories: dom.AllCategories(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix}
+// DLQTopology is what the DLQ manager needs to know of a domain under cfg.
+func DLQTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) lanes.Topology {
+	return inspect.NewTopology(dom, cfg).Topology
 }
