@@ -18,6 +18,7 @@ import (
 
 	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/examples/customers"
+	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
@@ -154,10 +155,26 @@ func TestHistoryKeepsTheWindow(t *testing.T) {
 	assert.Empty(t, h.json(time.Second).Error, "a good sample clears the error")
 }
 
-// The sampler fills the history from the broker; Stop ends it.
+// The sampler fills the history from the broker; Stop ends it. Every page
+// renders with data in it (templates are checked only when executed).
 func TestSamplerAndPages(t *testing.T) {
 	d := setup(t, false)
-	d.Start(context.Background())
+	ctx := context.Background()
+	b, err := d.p.Broker(ctx)
+	require.NoError(t, err)
+	data, err := envelope.NewDLQ(envelope.Envelope{Data: []byte(`{"customer_id":"c1"}`), Metadata: envelope.Metadata{
+		Headers: envelope.Headers{ID: "m1", Type: "Customers.CustomerRegistered.v1", Stream: "customer-c1"},
+		Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Version: 1},
+	}}, envelope.DLQMetadata{OriginalStream: "customer:backfill", OriginalID: "1-0", ConsumerGroup: customers.ProjectorName,
+		FailedAt: time.Now().UTC().Format(time.RFC3339), RetryCount: 3, FailureReason: "boom <b>not markup</b>"})
+	require.NoError(t, err)
+	ids, err := b.Publish(ctx, []lanewaybroker.Publication{{Stream: "customer:backfill:dlq", Data: string(data)}})
+	require.NoError(t, err)
+	st, err := d.p.Store(ctx)
+	require.NoError(t, err)
+	_, err = st.ListOutbox(ctx, lanewaystore.ListOutboxParams{Limit: 1}) // the outbox table exists
+	require.NoError(t, err)
+	d.Start(ctx)
 	defer d.Stop()
 	require.Eventually(t, func() bool { return len(d.hist.json(d.p.Interval).Times) >= 2 }, 10*time.Second, 5*time.Millisecond)
 
@@ -171,12 +188,19 @@ func TestSamplerAndPages(t *testing.T) {
 		require.NoError(t, err)
 		return resp.StatusCode, resp.Header, string(b)
 	}
-	for _, p := range []string{"/ui/lanes", "/ui/dlq", "/ui/outbox", "/ui/doctor", "/ui/lanes?fragment=1"} {
+	for _, p := range []string{"/ui/lanes", "/ui/dlq", "/ui/dlq?handler=" + customers.ProjectorName, "/ui/dlq/entry?id=" + ids[0],
+		"/ui/outbox", "/ui/doctor", "/ui/lanes?fragment=1", "/ui/dlq?fragment=1"} {
 		code, h, body := get(p)
 		assert.Equal(t, 200, code, "%s: %s", p, body)
 		assert.Contains(t, h.Get("Content-Security-Policy"), "script-src 'self'", p)
 		assert.NotContains(t, body, `class="error"`, "%s shows an error: %s", p, body)
 	}
+	_, _, body := get("/ui/dlq/entry?id=" + ids[0])
+	assert.Contains(t, body, "boom &lt;b&gt;not markup&lt;/b&gt;", "the reason is shown, escaped")
+	assert.Contains(t, body, `&#34;customer_id&#34;: &#34;c1&#34;`, "the payload is shown, indented")
+	_, _, body = get("/ui/dlq?fragment=1")
+	assert.Contains(t, body, `<tr data-stream="customer:backfill:dlq">`)
+	assert.Contains(t, body, `<td>backfill</td><td>event</td>`)
 	code, _, body := get("/ui/lanes?fragment=1")
 	require.Equal(t, 200, code)
 	assert.NotContains(t, body, "<html", "a fragment is the live part only")
