@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -39,11 +40,15 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	if err != nil {
 		return nil, nil, err
 	}
+	topo, err := inspect.NewTopology(dom, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, err := backend.OpenToolBroker(ctx, cfg.Brokers["default"])
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (broker of %s)", err, cfg.Source())
 	}
-	return dlq.New(b, ops.DLQTopology(dom, cfg)), b, nil
+	return dlq.New(b, topo.Topology), b, nil
 }
 
 // dlqStream connects like dlqManager and resolves the --stream value of the

@@ -95,10 +95,11 @@ func New(p Params) (*Dashboard, error) {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
-	d := &Dashboard{
-		p: p, log: p.Logger, topo: inspect.NewTopology(p.Domain, p.Config),
-		hist: newHistory(p.Keep),
+	topo, err := inspect.NewTopology(p.Domain, p.Config)
+	if err != nil {
+		return nil, err
 	}
+	d := &Dashboard{p: p, log: p.Logger, topo: topo, hist: newHistory(p.Keep)}
 	d.routes()
 	return d, nil
 }

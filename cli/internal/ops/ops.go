@@ -7,9 +7,6 @@ package ops
 import (
 	"time"
 
-	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/cli/internal/inspect"
-	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
@@ -19,9 +16,4 @@ import (
 // means it is gone.
 func ActiveIdle(cfg *lanewayconfig.Config) time.Duration {
 	return max(3*cfg.Server.StreamSubscription.BlockingTimeout(), 30*time.Second)
-}
-
-// DLQTopology is what the DLQ manager needs to know of a domain under cfg.
-func DLQTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) lanes.Topology {
-	return inspect.NewTopology(dom, cfg).Topology
 }
