@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
@@ -50,6 +51,10 @@ type EngineOptions struct {
 	HTTPHandlers map[string]http.Handler
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
+	// TracerProvider receives the relay's and the handlers' spans.
+	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
+	// turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -215,6 +220,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 	return nil
@@ -224,6 +230,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	cfg := e.app.cfg
 	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
+	tr := e.tracer()
 	groups, err := e.app.dom.ConsumerGroups(cfg)
 	if err != nil {
 		return err
@@ -250,7 +257,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			MinBackfillShare:    pl.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
-			Handle: func(ctx context.Context, msg *consumer.Message) error {
+			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
@@ -262,10 +269,11 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					e.opts.OnHandled(s.Group, msg, err)
 				}
 				return err
-			},
-			Outage:   e.databaseDown,
-			Logger:   e.log,
-			Observer: m.Consumer(s.Group, s.Primary, s.Backfill),
+			}),
+			OnDeadLetter: traceDeadLetter(tr, s.Group),
+			Outage:       e.databaseDown,
+			Logger:       e.log,
+			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
