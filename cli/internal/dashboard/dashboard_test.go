@@ -164,7 +164,7 @@ func TestSamplerAndPages(t *testing.T) {
 	require.NoError(t, err)
 	data, err := envelope.NewDLQ(envelope.Envelope{Data: []byte(`{"customer_id":"c1"}`), Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: "m1", Type: "Customers.CustomerRegistered.v1", Stream: "customer-c1"},
-		Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Version: 1},
+		Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: "customer", Version: 1},
 	}}, envelope.DLQMetadata{OriginalStream: "customer:backfill", OriginalID: "1-0", ConsumerGroup: customers.ProjectorName,
 		FailedAt: time.Now().UTC().Format(time.RFC3339), RetryCount: 3, FailureReason: "boom <b>not markup</b>"})
 	require.NoError(t, err)
