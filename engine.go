@@ -47,6 +47,9 @@ type EngineOptions struct {
 	Registerer prometheus.Registerer
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
+	// HTTPHandlers are served on the same listener, keyed by
+	// http.ServeMux pattern ("/ui/" for the dashboard of laneway server).
+	HTTPHandlers map[string]http.Handler
 	// OnHandled is called after each handler execution (tests, demos,
 	// tracing). It runs on the handler's goroutine: keep it fast, and do
 	// not call the engine from it (Stop waits for the handlers to return).
@@ -408,6 +411,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	for pattern, h := range e.opts.HTTPHandlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)

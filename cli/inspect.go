@@ -3,9 +3,9 @@ package cli
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -59,13 +59,6 @@ func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*i
 		return nil, err
 	}
 	i.broker = b
-	i.in = inspect.New(b, i.topo, inspect.Options{ActiveIdle: activeIdle(cfg)})
+	i.in = inspect.New(b, i.topo, inspect.Options{ActiveIdle: ops.ActiveIdle(cfg)})
 	return i, nil
-}
-
-// activeIdle: an engine's consumer re-reads at least every blocking
-// timeout, so three of them (and at least 30s) without a read means it is
-// gone.
-func activeIdle(cfg *lanewayconfig.Config) time.Duration {
-	return max(3*cfg.Server.StreamSubscription.BlockingTimeout(), 30*time.Second)
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/tools/term"
 )
@@ -44,9 +44,7 @@ func newLanesStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return g.writeJSON(st)
 			}
 			printStatus(g.stdout, st)
 			return nil
@@ -64,7 +62,7 @@ func (i *inspection) filter(stream string) error {
 		return err
 	}
 	i.topo = t
-	i.in = inspect.New(i.broker, t, inspect.Options{ActiveIdle: activeIdle(i.cfg)})
+	i.in = inspect.New(i.broker, t, inspect.Options{ActiveIdle: ops.ActiveIdle(i.cfg)})
 	return nil
 }
 
