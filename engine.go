@@ -20,6 +20,7 @@ import (
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanecontrol"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
@@ -47,6 +48,9 @@ type EngineOptions struct {
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
+
+	// controlPoll overrides how often the lane controls are read (tests).
+	controlPoll time.Duration
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -76,6 +80,7 @@ type Engine struct {
 	offCommit func() // removes the relay's wake-up from the app
 	consumers []*consumer.Consumer
 	trimmer   *retention.Trimmer
+	controls  *lanecontrol.Controller // nil without a Redis-backed broker
 	http      *http.Server
 	httpAddr  string
 	hb        Heartbeat
@@ -195,6 +200,12 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 
+	host, _ := os.Hostname()
+	e.hb.ID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3))
+	if e.controls, err = e.newControls(reg); err != nil {
+		return fmt.Errorf("register lane control metrics: %w", err)
+	}
+
 	rcfg := outbox.ConfigFrom(cfg)
 	rcfg.Logger = e.log
 	rcfg.Observer = m
@@ -224,6 +235,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
 				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
+				e.observeLane(s.group, msg, time.Now())
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(s.group, msg, err)
 				}
@@ -232,6 +244,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			Outage:   e.databaseDown,
 			Logger:   e.log,
 			Observer: m.Consumer(s.group, s.primary, backfillOf(s.primary)),
+			Control:  e.controlFor(s.group, s.primary, backfillOf(s.primary)),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.group, s.primary, err)
@@ -240,6 +253,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		e.hb.Subscriptions = append(e.hb.Subscriptions, s.group+"@"+s.primary)
 	}
 
+	if e.controls != nil {
+		if err := e.controls.Start(runCtx); err != nil {
+			return fmt.Errorf("read lane controls: %w", err)
+		}
+	}
 	if err := e.relay.Start(runCtx); err != nil {
 		return fmt.Errorf("start outbox relay: %w", err)
 	}
@@ -253,9 +271,8 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	host, _ := os.Hostname()
 	e.hb = Heartbeat{
-		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
+		ID: e.hb.ID, Host: host, PID: os.Getpid(),
 		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
 		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: lanes.Enabled, ConfigSource: cfg.Source(),
 		Subscriptions: e.hb.Subscriptions,
@@ -417,6 +434,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		}(c)
 	}
 	wg.Wait()
+	if e.controls != nil {
+		e.controls.Stop()
+	}
 	if e.offCommit != nil {
 		e.offCommit()
 		e.offCommit = nil

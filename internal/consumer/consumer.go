@@ -158,6 +158,7 @@ type Consumer struct {
 	dbBo      backoff
 	dbRetryAt time.Time
 	dbDown    bool
+	ctl       control // Config.Control's state (control.go)
 
 	reads, entries [numReadKinds]atomic.Int64
 	handled        [2]atomic.Int64
@@ -348,6 +349,7 @@ func (c *Consumer) run() {
 	defer close(c.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	c.loadControl()
 	for {
 		select {
 		case <-c.stopReq:
@@ -371,6 +373,8 @@ func (c *Consumer) run() {
 		case err := <-c.ackDone:
 			c.onAcked(err)
 		case <-timer.C:
+		case <-c.ctlChanged():
+			c.loadControl()
 		case <-c.stopReq:
 			c.shutdown()
 			return
@@ -417,6 +421,9 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	}
 	if c.dbDown && c.dbRetryAt.After(now) {
 		at(c.dbRetryAt)
+	}
+	if t := c.controlWake(); !t.IsZero() {
+		at(t)
 	}
 	return max(wake.Sub(now), 0)
 }
@@ -478,7 +485,7 @@ func (c *Consumer) maybeRead() {
 	if c.stopping || time.Now().Before(c.retryAt) {
 		return
 	}
-	plan := planRead(c.sl, len(c.queue[Primary]), len(c.queue[Backfill]), c.cfg.Count, c.lanes)
+	plan := c.plan()
 	if c.reading != 0 {
 		// A primary-only read while backfill could now be read too: cut it
 		// short (it returns at once, with whatever it read) and re-plan.
@@ -492,10 +499,7 @@ func (c *Consumer) maybeRead() {
 		return
 	}
 	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
-	streams := []string{c.cfg.Primary}
-	if plan.Kind == ReadBlockingBoth {
-		streams = append(streams, c.cfg.Backfill)
-	}
+	streams := c.readStreams(plan.Kind)
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.reading, c.readCancel, c.readSent = plan.Kind, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
@@ -641,7 +645,7 @@ func (c *Consumer) probe() int {
 	streams := []string{c.cfg.Primary}
 	if c.cfg.Concurrency > 1 {
 		count = max(1, min(count, c.sl.free()-len(c.queue[Primary])))
-	} else if c.lanes && len(c.queue[Backfill]) <= c.cfg.Count/2 {
+	} else if !c.paused(Backfill) && len(c.queue[Backfill]) <= c.cfg.Count/2 {
 		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := c.op()
@@ -681,26 +685,40 @@ func (c *Consumer) dispatch() {
 		if c.dbDown && (time.Now().Before(c.dbRetryAt) || c.sl.PrimaryInflight+c.sl.BackfillInflight > 0) {
 			return // database outage: one handler at a time probes it, after the backoff
 		}
-		pi, bi := c.ready(Primary), -1
-		if c.lanes {
+		pi, bi := -1, -1
+		if !c.paused(Primary) {
+			pi = c.ready(Primary)
+		}
+		if !c.paused(Backfill) {
 			bi = c.ready(Backfill)
 		}
 		pr := pi >= 0 && c.sl.canStart(Primary)
 		br := bi >= 0 && c.sl.canStart(Backfill)
-		if br && !pr && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
+		if br && !pr && !c.paused(Primary) && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
 			if c.probe() > 0 {
 				continue
 			}
+		}
+		grants := len(c.queue[Backfill])
+		if br && c.ctl.st.Throttled && (!pr || c.cfg.MinBackfillShare > 0) {
+			grants = c.backfillGrants(min(grants, maxRun))
+			br = grants > 0
+		} else if c.ctl.st.Throttled {
+			br = false // primary goes first; grants are asked for when backfill may start
 		}
 		lane, ok := c.credit.pick(pr, br)
 		if !ok {
 			return
 		}
-		idx := pi
+		idx, most := pi, len(c.queue[Primary])
 		if lane == Backfill {
-			idx = bi
+			idx, most = bi, grants
 		}
-		c.start(lane, c.takeRun(lane, idx))
+		run := c.takeRun(lane, idx, most)
+		if lane == Backfill {
+			c.spendBackfill(len(run))
+		}
+		c.start(lane, run)
 	}
 }
 
@@ -717,7 +735,7 @@ const maxRun = 16
 // concurrency 1 nothing else is in flight and the run is the lane's queue in
 // FIFO order. With MinBackfillShare the share is decided per message, so
 // runs are single messages.
-func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
+func (c *Consumer) takeRun(lane Lane, idx, most int) []*tracked {
 	q := c.queue[lane]
 	first := q[idx]
 	limit := len(q)
@@ -726,6 +744,7 @@ func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
 	} else if c.cfg.Concurrency > 1 {
 		limit = min(max(len(q)/max(c.sl.free(), 1), 1), maxRun)
 	}
+	limit = max(min(limit, most), 1) // most: the backfill starts granted (control.go)
 	if limit == 1 {
 		c.queue[lane] = slices.Delete(q, idx, idx+1)
 		return []*tracked{first}
@@ -793,6 +812,9 @@ func (c *Consumer) onRunResult(rr runResult) {
 	}
 	if len(rr.unstarted) > 0 {
 		c.queue[rr.lane] = append(slices.Clone(rr.unstarted), c.queue[rr.lane]...)
+		if rr.lane == Backfill {
+			c.refundBackfill(len(rr.unstarted))
+		}
 	}
 }
 
@@ -1116,6 +1138,9 @@ func (c *Consumer) reclaim() {
 		lanes = append(lanes, Backfill)
 	}
 	for _, l := range lanes {
+		if c.paused(l) {
+			continue // a paused lane's idle entries wait where they are
+		}
 		stream := c.stream(l)
 		ctx, cancel := c.op()
 		res, err := c.b.AutoClaim(ctx, lanewaybroker.AutoClaimParams{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer, MinIdle: c.cfg.ClaimIdle, Start: c.claimCursor[l], Count: c.cfg.Count})

@@ -166,6 +166,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is optional.
 	Observer Observer
+	// Control, when set, pauses lanes, throttles the backfill and lowers
+	// its slots (see Control). Defaults to nil: no controls.
+	Control Control
 }
 
 func (c *Config) validateAndDefault() error {
