@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,12 +27,11 @@ import (
 
 // ctlRun is one handler execution seen by a ctlFleet.
 type ctlRun struct {
-	engine       int
-	lane         consumer.Lane
-	id           string // stream + entry id
-	start, done  time.Time
-	err          error
-	primarySlept bool
+	engine int
+	lane   consumer.Lane
+	id     string // stream + entry id
+	done   time.Time
+	err    error
 }
 
 // ctlFleet is engines of one domain (a unique name, so its lane controls
@@ -50,8 +50,9 @@ type ctlFleet struct {
 
 	primarySleep, backfillSleep atomic.Int64 // nanoseconds
 
-	mu   sync.Mutex
-	runs []ctlRun
+	mu     sync.Mutex
+	runs   []ctlRun
+	starts []time.Time // backfill handler starts
 }
 
 func newCtlFleet(t *testing.T, n int, tune func(*lanewayconfig.Config)) *ctlFleet {
@@ -83,6 +84,10 @@ func newCtlFleet(t *testing.T, n int, tune func(*lanewayconfig.Config)) *ctlFlee
 		d := f.backfillSleep.Load()
 		if m.Priority >= laneway.Normal {
 			d = f.primarySleep.Load()
+		} else {
+			f.mu.Lock()
+			f.starts = append(f.starts, time.Now())
+			f.mu.Unlock()
 		}
 		time.Sleep(time.Duration(d))
 		return nil
@@ -249,4 +254,147 @@ func TestLanePauseAcrossEngines(t *testing.T) {
 		v, _ := f.metric(i, "laneway_lane_paused", labels)
 		assert.Equal(t, 0.0, v, "engine %d: laneway_lane_paused after resume", i)
 	}
+}
+
+// The backfill rate is shared by two engines: in no window of W do their
+// backfill handlers start more than rate*(W+hold)+burst messages, where
+// hold is how long a consumer may keep a grant unused; primary is not
+// limited; every entry is handled once.
+func TestBackfillRateAcrossEngines(t *testing.T) {
+	ctx := context.Background()
+	const rate, nb = 40.0, 120
+	f := newCtlFleet(t, 2, func(c *lanewayconfig.Config) {
+		c.Server.PriorityLanes.BackfillRatePerSecond = rate
+		c.Server.MessagesPerTick = 10 // both engines take part
+	})
+	bf := f.backfill()
+	// Hold the lane while the backlog is written, so the drain starts
+	// with all of it there.
+	_, err := f.store.Pause(ctx, lanecontrol.Pause{Stream: bf})
+	require.NoError(t, err)
+	f.send(laneway.Low, "bf", nb)
+	require.Eventually(t, func() bool { n, err := f.brokers[0].Len(ctx, bf); return err == nil && n == nb }, opsWait, 10*time.Millisecond)
+	_, err = f.store.Resume(ctx, bf, "")
+	require.NoError(t, err)
+	f.send(laneway.Normal, "p", 20)
+	require.Eventually(t, func() bool { n, _ := f.handled(consumer.Backfill); return n >= nb }, opsWait, 20*time.Millisecond)
+	require.Eventually(t, func() bool { n, _ := f.handled(consumer.Primary); return n >= 20 }, opsWait, 20*time.Millisecond)
+
+	n, distinct := f.handled(consumer.Backfill)
+	assert.Equal(t, nb, n)
+	assert.Len(t, distinct, nb)
+	perEngine := map[int]int{}
+	for _, r := range f.snapshot() {
+		if r.lane == consumer.Backfill {
+			perEngine[r.engine]++
+		}
+	}
+	assert.Len(t, perEngine, 2, "both engines drained the lane: %v", perEngine)
+
+	f.mu.Lock()
+	starts := append([]time.Time(nil), f.starts...)
+	f.mu.Unlock()
+	require.Len(t, starts, nb)
+	const burst = int(rate / 10)
+	hold := consumerTokenTTL
+	for _, w := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second} {
+		bound := int(rate*(w+hold).Seconds()) + burst
+		for _, a := range starts {
+			in := 0
+			for _, s := range starts {
+				if !s.Before(a) && s.Sub(a) < w {
+					in++
+				}
+			}
+			require.LessOrEqual(t, in, bound, "backfill starts within %s from %s", w, a.Format("15:04:05.000"))
+		}
+	}
+	first, last := starts[0], starts[0]
+	for _, s := range starts {
+		if s.Before(first) {
+			first = s
+		}
+		if s.After(last) {
+			last = s
+		}
+	}
+	t.Logf("drained %d backfill messages in %s (limit %.0f/s): %.1f/s over two engines %v",
+		nb, last.Sub(first).Round(time.Millisecond), rate, float64(nb-1)/last.Sub(first).Seconds(), perEngine)
+}
+
+// consumerTokenTTL mirrors the consumer's bound on unused grants.
+const consumerTokenTTL = 250 * time.Millisecond
+
+// The governor lowers the backfill allowance of every engine while the
+// fleet's primary p99 is over its target (a handler made slow on purpose),
+// never below its floor, and raises it back to full once production is
+// fast again; each change is one log line.
+func TestGovernorLowersAndRestores(t *testing.T) {
+	ctx := context.Background()
+	f := newCtlFleet(t, 2, func(c *lanewayconfig.Config) {
+		c.Server.StreamSubscription.Concurrency = 4
+		c.Server.PriorityLanes.BackfillConcurrency = 3
+		c.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = 50
+	})
+	labels := map[string]string{"stream": f.backfill(), "handler": "AccountProjector"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // steady production: one command every 25 ms
+		defer wg.Done()
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if err := f.apps[i%2].Process(ctx, OpenAccount{ID: fmt.Sprintf("p-%d", i), Owner: "p"}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+	f.backfillSleep.Store(int64(5 * time.Millisecond))
+	f.send(laneway.Low, "bf", 50)
+
+	governor := func() lanecontrol.GovernorState {
+		snap, err := f.store.Load(ctx)
+		require.NoError(t, err)
+		if snap.Governor == nil {
+			return lanecontrol.GovernorState{}
+		}
+		return *snap.Governor
+	}
+	require.Eventually(t, func() bool { g := governor(); return g.Allowance == 1 && g.Samples > 0 }, opsWait, 50*time.Millisecond,
+		"the governor measures primary and keeps the full allowance")
+
+	f.primarySleep.Store(int64(150 * time.Millisecond)) // the switch: primary over its 50 ms target
+	var low lanecontrol.GovernorState
+	require.Eventually(t, func() bool { low = governor(); return low.Allowance < 1 }, opsWait, 50*time.Millisecond)
+	assert.Greater(t, low.PrimaryP99MS, 50.0)
+	assert.GreaterOrEqual(t, low.Allowance, lanecontrol.FloorDefault)
+	assert.EqualValues(t, 50, low.TargetMS)
+	for i := range f.engines {
+		require.Eventually(t, func() bool {
+			v, ok := f.metric(i, "laneway_backfill_concurrency_allowed", labels)
+			return ok && v < 3
+		}, opsWait, 50*time.Millisecond, "engine %d applies the lower allowance", i)
+	}
+
+	f.primarySleep.Store(0)
+	require.Eventually(t, func() bool { return governor().Allowance == 1 }, 2*time.Minute, 100*time.Millisecond,
+		"the allowance comes back to full once primary is within target")
+	for i := range f.engines {
+		require.Eventually(t, func() bool {
+			v, ok := f.metric(i, "laneway_backfill_concurrency_allowed", labels)
+			return ok && v == 3
+		}, opsWait, 50*time.Millisecond, "engine %d back to backfill_concurrency", i)
+	}
+	logs := f.logs.String()
+	changes := strings.Count(logs, "backfill governor changed the allowance")
+	assert.GreaterOrEqual(t, changes, 2, "one log line per change, down and up")
+	assert.Contains(t, logs, "allowance=100%")
 }

@@ -701,7 +701,7 @@ func (c *Consumer) dispatch() {
 		}
 		grants := len(c.queue[Backfill])
 		if br && c.ctl.st.Throttled && (!pr || c.cfg.MinBackfillShare > 0) {
-			grants = c.backfillGrants(min(grants, maxRun))
+			grants = c.backfillGrants(min(grants, c.grantWant()))
 			br = grants > 0
 		} else if c.ctl.st.Throttled {
 			br = false // primary goes first; grants are asked for when backfill may start

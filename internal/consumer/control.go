@@ -160,6 +160,13 @@ func (c *Consumer) backfillGrants(want int) int {
 	return min(got, want)
 }
 
+// grantWant is how many backfill starts to ask for at once: what the free
+// backfill slots can start now. Asking for more would hold grants other
+// consumers could use, and see them expire unused.
+func (c *Consumer) grantWant() int {
+	return max(1, min(c.sl.BackfillCap-c.sl.BackfillInflight, maxRun))
+}
+
 // spendBackfill records n backfill starts against the grants held.
 func (c *Consumer) spendBackfill(n int) {
 	if c.ctl.st.Throttled {
