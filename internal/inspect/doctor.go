@@ -72,7 +72,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first))
+	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first), pausedCheck(first, dir))
 	if in.topo.LanesEnabled {
 		select {
 		case <-ctx.Done():
@@ -196,8 +196,8 @@ func Draining(before, after Status, sample time.Duration, dir string) Check {
 	for _, cs := range after.Categories {
 		now := cs.Lanes[1]
 		was := prev[now.Stream]
-		if now.Unhandled == 0 {
-			continue
+		if now.Unhandled == 0 || pausedLane(now) {
+			continue // a paused lane is the paused-lanes check's WARN
 		}
 		if readers == 0 {
 			growth := ""
