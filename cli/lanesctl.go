@@ -389,7 +389,7 @@ func printControls(w io.Writer, st inspect.Status, prefix string) {
 			who = "handler " + p.Handler
 		}
 		lines = append(lines, fmt.Sprintf("PAUSED %s for %s, %s (since %s by %s); resume: laneway lanes resume %s%s",
-			p.Stream, who, (time.Duration(p.PausedForSeconds) * time.Second).String(), p.Since.UTC().Format(time.RFC3339), p.By,
+			p.Stream, who, (time.Duration(p.PausedForSeconds)*time.Second).String(), p.Since.UTC().Format(time.RFC3339), p.By,
 			p.Stream, handlerFlag(strings.TrimPrefix(p.Handler, lanecontrol.AllHandlers))))
 	}
 	for _, t := range ctl.Throttles {
