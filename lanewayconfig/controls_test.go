@@ -21,7 +21,7 @@ func TestLaneControlKeys(t *testing.T) {
 
 	for _, tc := range []struct{ name, doc, path, value, msg string }{
 		{"negative rate", "[server.priority_lanes]\nbackfill_rate_per_second = -1", "server.priority_lanes.backfill_rate_per_second", "-1", "at least 0 (0 is unlimited"},
-		{"infinite rate", "[server.priority_lanes]\nbackfill_rate_per_second = inf", "server.priority_lanes.backfill_rate_per_second", "inf", "must be a number of messages per second"},
+		{"infinite rate", "[server.priority_lanes]\nbackfill_rate_per_second = inf", "server.priority_lanes.backfill_rate_per_second", "inf", "finite"},
 		{"negative target", "[server.priority_lanes.governor]\nprimary_latency_target_ms = -5", "server.priority_lanes.governor.primary_latency_target_ms", "-5", "must be at least 0 (0 turns the governor off"},
 		{"float target", "[server.priority_lanes.governor]\nprimary_latency_target_ms = 5.5", "server.priority_lanes.governor.primary_latency_target_ms", "5.5", "expected an integer"},
 		{"misspelled governor key", "[server.priority_lanes.governor]\nprimary_latency_target = 5", "server.priority_lanes.governor.primary_latency_target", "5", `did you mean "server.priority_lanes.governor.primary_latency_target_ms"?`},
