@@ -38,8 +38,10 @@ const (
 	// handler that holds row locks production needs.
 	backfillSpan = 8
 	backfillBurn = 3000
+	// contentionWarmup runs before the measured window.
+	contentionWarmup = 8 * time.Second
 	// contentionBacklog is more than any run drains.
-	contentionBacklog = 200000
+	contentionBacklog = 20000
 )
 
 // sweepShares are the fixed backfill rates tried, as shares of the
@@ -48,6 +50,9 @@ var sweepShares = []float64{0.05, 0.1, 0.2, 0.35, 0.5, 0.75}
 
 // contProbe is what the contention handlers report.
 type contProbe struct {
+	// from and to (UnixNano) bound the measured window: the production
+	// events raised in it are measured, wherever they finish.
+	from, to atomic.Int64
 	primary  latency.Recorder // event raised -> handler done
 	nPrimary atomic.Int64
 	nBack    atomic.Int64
@@ -81,7 +86,7 @@ func newContentionDomain(p *contProbe) (*laneway.Domain, error) {
 			if _, err := tx.Exec(ctx, "UPDATE bench_hot SET n = $2 WHERE id = $1", id, n+1); err != nil {
 				return err
 			}
-			if at, err := time.Parse(time.RFC3339Nano, ev.At); err == nil {
+			if at, err := time.Parse(time.RFC3339Nano, ev.At); err == nil && at.UnixNano() >= p.from.Load() && at.UnixNano() < p.to.Load() {
 				p.primary.Add(time.Since(at))
 			}
 			p.nPrimary.Add(1)
@@ -203,7 +208,7 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 		return res, fmt.Errorf("create the shared table: %w", err)
 	}
 	if cr.backfill {
-		if err := loadBacklog(ctx, e.br, Category+":backfill", laneway.Low, contentionBacklog, "bf"); err != nil {
+		if err := loadBacklog(ctx, e.br, backfillStream(true), laneway.Low, contentionBacklog, "bf"); err != nil {
 			return res, err
 		}
 	}
@@ -218,24 +223,38 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 			_ = stopEngine(ctx, eng)
 		}
 	}()
-	// Let the backfill reach its pace (and the governor measure) before
-	// production starts; the drain rate counts the production window only.
-	warm := time.NewTimer(2 * time.Second)
+	// Production and backfill run together for a warm-up that is not
+	// measured (the backfill reaches its pace, the governor converges
+	// from the full allowance), then for the measured window.
+	var sent, sendErrs atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		produce(ctx, app, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
+	}()
+	warm := time.NewTimer(contentionWarmup)
 	select {
 	case <-ctx.Done():
 		warm.Stop()
+		wg.Wait()
 		return res, ctx.Err()
 	case <-warm.C:
 	}
-	var sent, sendErrs atomic.Int64
 	b0, t0 := pr.nBack.Load(), time.Now()
+	pr.to.Store(t0.Add(dur).UnixNano())
+	pr.from.Store(t0.UnixNano())
 	traceCtx, stopTrace := context.WithCancel(ctx)
-	var wg sync.WaitGroup
 	if cr.targetMS > 0 {
 		wg.Add(1)
 		go func() { defer wg.Done(); allow.follow(traceCtx, lanecontrol.NewStore(e.br.RedisClient(), DomainName)) }()
 	}
-	produce(ctx, app, r.p.Rate, dur, &sent, func(error) { sendErrs.Add(1) })
+	deadline := time.NewTimer(dur)
+	select {
+	case <-ctx.Done():
+	case <-deadline.C:
+	}
+	deadline.Stop()
 	b1, t1 := pr.nBack.Load(), time.Now()
 	stopTrace()
 	wg.Wait()

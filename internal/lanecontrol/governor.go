@@ -14,11 +14,16 @@ import (
 // Governor defaults.
 const (
 	// DecreaseFactorDefault multiplies the allowance when the fleet's
-	// primary p99 is over the target.
+	// primary p99 is over the target, or target/p99 when that is smaller
+	// (a p99 four times the target cuts to a quarter at once), but never
+	// less than MaxCutDefault.
 	DecreaseFactorDefault = 0.5
+	// MaxCutDefault bounds one cut, so a single slow second (a pause of
+	// the database) does not throw the backfill to its floor.
+	MaxCutDefault = 0.25
 	// IncreaseStepDefault is added to the allowance after each interval
 	// the p99 stays within the target.
-	IncreaseStepDefault = 0.1
+	IncreaseStepDefault = 0.05
 	// FloorDefault is the least allowance: the backfill keeps at least one
 	// slot per consumer and this share of its rate, so it always moves.
 	FloorDefault = 0.05
@@ -70,7 +75,8 @@ func (g Governor) Decide(allowance float64, p99 time.Duration, samples int64) De
 	var why string
 	switch {
 	case samples > 0 && p99 > g.Target:
-		next = math.Max(a*g.Decrease, g.Floor)
+		f := math.Max(math.Min(g.Decrease, float64(g.Target)/float64(p99)), math.Min(MaxCutDefault, g.Decrease))
+		next = math.Max(a*f, g.Floor)
 		why = fmt.Sprintf("primary p99 %s over target %s", roundDur(p99), g.Target)
 	case samples == 0:
 		next = math.Min(a+g.Step, 1)

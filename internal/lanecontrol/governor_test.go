@@ -19,15 +19,17 @@ func TestGovernorDecide(t *testing.T) {
 		want      float64
 		changed   bool
 	}{
-		{"over target halves", 1, 80 * ms, 100, 0.5, true},
+		{"slightly over target halves", 1, 80 * ms, 100, 0.5, true},
 		{"over target again", 0.5, 80 * ms, 100, 0.25, true},
+		{"three times the target cuts to a third", 0.9, 150 * ms, 100, 0.3, true},
+		{"far over target cuts to a quarter at most", 1, 5000 * ms, 100, 0.25, true},
 		{"never below the floor", 0.08, 900 * ms, 100, FloorDefault, true},
 		{"at the floor stays", FloorDefault, 900 * ms, 100, FloorDefault, false},
-		{"within target adds a step", 0.25, 20 * ms, 100, 0.35, true},
-		{"exactly the target is within", 0.5, 50 * ms, 100, 0.6, true},
-		{"never above full", 0.95, 10 * ms, 100, 1, true},
+		{"within target adds a step", 0.25, 20 * ms, 100, 0.3, true},
+		{"exactly the target is within", 0.5, 50 * ms, 100, 0.55, true},
+		{"never above full", 0.98, 10 * ms, 100, 1, true},
 		{"full stays full", 1, 10 * ms, 100, 1, false},
-		{"idle primary grows back", 0.3, 0, 0, 0.4, true},
+		{"idle primary grows back", 0.3, 0, 0, 0.35, true},
 		{"a stored value out of range is clamped first", 7, 80 * ms, 10, 0.5, true},
 	}
 	for _, tc := range cases {
@@ -43,7 +45,8 @@ func TestGovernorDecide(t *testing.T) {
 func TestGovernorCustomFactors(t *testing.T) {
 	t.Parallel()
 	g := Governor{Target: time.Second, Decrease: 0.7, Step: 0.2, Floor: 0.1}
-	assert.InDelta(t, 0.7, g.Decide(1, 2*time.Second, 5).Allowance, 1e-9)
+	assert.InDelta(t, 0.7, g.Decide(1, 1200*time.Millisecond, 5).Allowance, 1e-9)
+	assert.InDelta(t, 0.5, g.Decide(1, 2*time.Second, 5).Allowance, 1e-9, "p99 twice the target: cut to half")
 	assert.InDelta(t, 0.1, g.Decide(0.12, 2*time.Second, 5).Allowance, 1e-9)
 	assert.InDelta(t, 0.5, g.Decide(0.3, time.Millisecond, 5).Allowance, 1e-9)
 }
