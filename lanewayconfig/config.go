@@ -267,7 +267,8 @@ type Governor struct {
 	// PrimaryLatencyTargetMS is the p99 latency, in milliseconds, the
 	// fleet's primary lanes should stay within (entry written to handler
 	// done). While the measured p99 is over it, the backfill's allowance is
-	// halved; while within, it grows back a tenth at a time, never below
+	// cut (to half, or to target/p99 when smaller, at most to a quarter in
+	// one step); while within, it grows back 0.05 at a time, never below
 	// 5% (one slot) nor above backfill_concurrency and the backfill rate.
 	// 0 turns the governor off. Defaults to 0.
 	PrimaryLatencyTargetMS int `toml:"primary_latency_target_ms" json:"primary_latency_target_ms"`
