@@ -17,8 +17,9 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/lanecontrol"
-	"github.com/laneway/laneway/internal/syncio"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -129,7 +130,7 @@ func newCtlFleet(t *testing.T, n int, tune func(*lanewayconfig.Config)) *ctlFlee
 	return f
 }
 
-func (f *ctlFleet) backfill() string { return f.cat + ":backfill" }
+func (f *ctlFleet) backfill() string { return lanes.Naming{}.Backfill(f.cat) }
 
 // send processes n OpenAccount commands at priority p, ids prefixed tag.
 func (f *ctlFleet) send(p laneway.Priority, tag string, n int) {

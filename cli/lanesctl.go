@@ -14,8 +14,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/internal/lanecontrol"
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 // laneFlags select lanes: a STREAM argument, --category with --lane, or
@@ -36,8 +37,9 @@ func (f *laneFlags) add(c *cobra.Command, handler bool) {
 
 // selected is one lane picked by laneFlags.
 type selected struct {
-	stream, lane string
-	groups       []string
+	stream string
+	lane   lanes.Lane
+	groups []string
 }
 
 // resolve turns the arguments into lanes of the domain, or an error naming
@@ -60,28 +62,28 @@ func (f *laneFlags) resolve(topo inspect.Topology, args []string) ([]selected, e
 	switch {
 	case f.allBackfill:
 		for _, c := range topo.Categories {
-			out = append(out, selected{topo.Backfill(c.Name), inspect.LaneBackfill, c.Groups})
+			out = append(out, selected{topo.Backfill(c.Name), lanes.Backfill, c.Groups})
 		}
 	case len(args) > 0:
 		for _, c := range topo.Categories {
 			switch args[0] {
 			case c.Name:
-				out = append(out, selected{c.Name, inspect.LanePrimary, c.Groups})
+				out = append(out, selected{c.Name, lanes.Primary, c.Groups})
 			case topo.Backfill(c.Name):
-				out = append(out, selected{args[0], inspect.LaneBackfill, c.Groups})
+				out = append(out, selected{args[0], lanes.Backfill, c.Groups})
 			}
 		}
 		if len(out) == 0 {
 			return nil, fmt.Errorf("%q is not a lane of domain %s: use one of %s", args[0], topo.Domain, strings.Join(laneNames(topo), ", "))
 		}
 	default:
-		if f.lane != inspect.LanePrimary && f.lane != inspect.LaneBackfill {
+		if f.lane != string(lanes.Primary) && f.lane != string(lanes.Backfill) {
 			return nil, fmt.Errorf("--lane %q: use primary or backfill (with --category)", f.lane)
 		}
 		for _, c := range topo.Categories {
 			if c.Name == f.category {
-				s := selected{c.Name, f.lane, c.Groups}
-				if f.lane == inspect.LaneBackfill {
+				s := selected{c.Name, lanes.Lane(f.lane), c.Groups}
+				if s.lane == lanes.Backfill {
 					s.stream = topo.Backfill(c.Name)
 				}
 				out = append(out, s)
@@ -172,13 +174,13 @@ func newLanesPauseCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer i.close()
-			lanes, err := f.resolve(i.topo, args)
+			sel, err := f.resolve(i.topo, args)
 			if err != nil {
 				return err
 			}
 			var primaries []string
-			for _, s := range lanes {
-				if s.lane == inspect.LanePrimary {
+			for _, s := range sel {
+				if s.lane == lanes.Primary {
 					primaries = append(primaries, s.stream)
 				}
 			}
@@ -188,7 +190,7 @@ func newLanesPauseCmd(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			for _, s := range lanes {
+			for _, s := range sel {
 				already, err := store.Pause(ctx, lanecontrol.Pause{Stream: s.stream, Handler: f.handler, By: operator()})
 				if err != nil {
 					return err
@@ -201,7 +203,7 @@ func newLanesPauseCmd(g *globals) *cobra.Command {
 				if already {
 					state = "already paused"
 				}
-				if s.lane == inspect.LaneBackfill && !i.topo.LanesEnabled {
+				if s.lane == lanes.Backfill && !i.topo.Lanes.Enabled {
 					state += " (lanes are disabled: no engine reads it anyway)"
 				}
 				fmt.Fprintf(g.stdout, "%s %s for %s; engines stop starting its entries within 1s. Resume: laneway lanes resume %s%s\n",
@@ -237,11 +239,11 @@ func newLanesResumeCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer i.close()
-			lanes, err := f.resolve(i.topo, args)
+			sel, err := f.resolve(i.topo, args)
 			if err != nil {
 				return err
 			}
-			for _, s := range lanes {
+			for _, s := range sel {
 				gone, err := store.Resume(ctx, s.stream, f.handler)
 				if err != nil {
 					return err
@@ -311,16 +313,16 @@ func newLanesThrottleCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer i.close()
-			lanes, err := f.resolve(i.topo, args)
+			sel, err := f.resolve(i.topo, args)
 			if err != nil {
 				return err
 			}
-			for _, s := range lanes {
-				if s.lane != inspect.LaneBackfill {
+			for _, s := range sel {
+				if s.lane != lanes.Backfill {
 					return fmt.Errorf("%s is a primary lane, which is never throttled: throttle its backfill lane %s", s.stream, i.topo.Backfill(s.stream))
 				}
 			}
-			for _, s := range lanes {
+			for _, s := range sel {
 				if clear {
 					had, err := store.ClearThrottle(ctx, s.stream)
 					if err != nil {

@@ -1,4 +1,5 @@
-// Package metrics holds the engine's Prometheus metrics (DESIGN.md section 8).
+// Package metrics holds the engine's Prometheus metrics (listed in
+// docs/operations.md).
 // It implements the consumer and relay observer hooks, and computes stream
 // length, lag and oldest-entry age per lane when scraped. Metrics register on
 // a caller-supplied Registerer, never the global registry.
@@ -6,12 +7,12 @@ package metrics
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -29,10 +30,9 @@ type Params struct {
 	Broker lanewaybroker.Broker
 	// Streams are the streams the engine reads.
 	Streams []Stream
-	// BackfillSuffix, when lanes are on, tells the relay's backfill
-	// streams ("<category>:<suffix>") from primary ones. Defaults to ""
-	// (lanes off: every stream is primary).
-	BackfillSuffix string
+	// Lanes, when enabled, tells the relay's backfill streams from primary
+	// ones. The zero value is lanes off: every stream is primary.
+	Lanes lanes.Config
 	// OutboxStats is called at scrape time for the outbox gauges. Defaults
 	// to nil (no outbox gauges).
 	OutboxStats func(ctx context.Context) (lanewaystore.OutboxStats, error)
@@ -40,7 +40,7 @@ type Params struct {
 
 // Metrics is safe for concurrent use.
 type Metrics struct {
-	suffix       string
+	lanes        lanes.Config
 	handled      *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
 	endToEnd     *prometheus.HistogramVec
@@ -59,7 +59,7 @@ type Metrics struct {
 func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	lat := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
-		suffix: p.BackfillSuffix,
+		lanes: p.Lanes,
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "laneway_messages_handled_total",
 			Help: "Messages handled, by handler, lane and outcome."}, []string{"handler", "lane", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "laneway_handler_duration_seconds",
@@ -83,7 +83,7 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.handled, m.duration, m.endToEnd, m.retries, m.dlqRouted, m.reads,
 		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband,
-		&streamCollector{b: p.Broker, streams: p.Streams}, &outboxCollector{stats: p.OutboxStats}} {
+		&streamCollector{b: p.Broker, streams: p.Streams, naming: p.Lanes.Naming}, &outboxCollector{stats: p.OutboxStats}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -96,10 +96,10 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	return m, nil
 }
 
-// LaneOf is the lane the relay publishes stream to: "backfill" for
-// "<category>:<BackfillSuffix>" when lanes are on, else "primary".
+// LaneOf is the lane the relay publishes stream to: "backfill" for a
+// backfill lane when lanes are on, else "primary".
 func (m *Metrics) LaneOf(stream string) string {
-	if m.suffix != "" && strings.HasSuffix(stream, ":"+m.suffix) {
+	if m.lanes.Enabled && m.lanes.Naming.IsBackfill(stream) {
 		return consumer.Backfill.String()
 	}
 	return consumer.Primary.String()
@@ -120,7 +120,7 @@ func (m *Metrics) Consumer(handler, primary, backfill string) consumer.Observer 
 		m.duration.WithLabelValues(handler, l)
 		m.endToEnd.WithLabelValues(handler, l)
 		m.retries.WithLabelValues(handler, l)
-		m.dlqRouted.WithLabelValues(handler, l, stream+":dlq")
+		m.dlqRouted.WithLabelValues(handler, l, m.lanes.Naming.DLQ(stream))
 	}
 	return consumerObs{m, handler}
 }
@@ -176,6 +176,7 @@ var (
 type streamCollector struct {
 	b       lanewaybroker.Broker
 	streams []Stream
+	naming  lanes.Naming
 }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -191,7 +192,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		if n, err := c.b.Len(ctx, s.Name); err == nil {
 			ch <- prometheus.MustNewConstMetric(descLen, prometheus.GaugeValue, float64(n), s.Name, s.Category, s.Lane)
 		}
-		if n, err := c.b.Len(ctx, s.Name+":dlq"); err == nil {
+		if n, err := c.b.Len(ctx, c.naming.DLQ(s.Name)); err == nil {
 			ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(n), s.Name, s.Lane)
 		}
 		if groups, err := c.b.Groups(ctx, s.Name); err == nil {
