@@ -333,17 +333,19 @@ const consumerTokenTTL = 250 * time.Millisecond
 func TestGovernorLowersAndRestores(t *testing.T) {
 	ctx := context.Background()
 	f := newCtlFleet(t, 2, func(c *lanewayconfig.Config) {
-		c.Server.StreamSubscription.Concurrency = 4
+		c.Server.StreamSubscription.Concurrency = 8
 		c.Server.PriorityLanes.BackfillConcurrency = 3
-		c.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = 50
+		// Far above what a loaded machine needs for this handler, far below
+		// the slow handler's second.
+		c.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = 400
 	})
 	labels := map[string]string{"stream": f.backfill(), "handler": "AccountProjector"}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { // steady production: one command every 25 ms
+	go func() { // steady production: one command every 50 ms
 		defer wg.Done()
-		tick := time.NewTicker(25 * time.Millisecond)
+		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
@@ -372,12 +374,12 @@ func TestGovernorLowersAndRestores(t *testing.T) {
 	require.Eventually(t, func() bool { g := governor(); return g.Allowance == 1 && g.Samples > 0 }, opsWait, 50*time.Millisecond,
 		"the governor measures primary and keeps the full allowance")
 
-	f.primarySleep.Store(int64(150 * time.Millisecond)) // the switch: primary over its 50 ms target
+	f.primarySleep.Store(int64(time.Second)) // the switch: primary over its 400 ms target
 	var low lanecontrol.GovernorState
 	require.Eventually(t, func() bool { low = governor(); return low.Allowance < 1 }, opsWait, 50*time.Millisecond)
-	assert.Greater(t, low.PrimaryP99MS, 50.0)
+	assert.Greater(t, low.PrimaryP99MS, 400.0)
 	assert.GreaterOrEqual(t, low.Allowance, lanecontrol.FloorDefault)
-	assert.EqualValues(t, 50, low.TargetMS)
+	assert.EqualValues(t, 400, low.TargetMS)
 	for i := range f.engines {
 		require.Eventually(t, func() bool {
 			v, ok := f.metric(i, "laneway_backfill_concurrency_allowed", labels)

@@ -223,13 +223,16 @@ func (c *Controller) view(l *laneCtl, snap Snapshot) laneView {
 }
 
 // limitOf is the limiter's form of a rate: per second with a burst of a
-// tenth of a second, or per minute below 20/s so fractions are kept.
+// tenth of a second, or per minute below 20/s so fractions are kept. The
+// burst is at least 2: with a burst of 1 the limiter's floating-point
+// arithmetic can find an idle key one rounding error short of a whole grant,
+// every time, and never grant again.
 func limitOf(rate float64) redis_rate.Limit {
 	if rate >= 20 {
 		r := int(math.Round(rate))
-		return redis_rate.Limit{Rate: r, Period: time.Second, Burst: max(1, r/10)}
+		return redis_rate.Limit{Rate: r, Period: time.Second, Burst: max(2, r/10)}
 	}
-	return redis_rate.Limit{Rate: max(1, int(math.Round(rate*60))), Period: time.Minute, Burst: max(1, int(rate/10))}
+	return redis_rate.Limit{Rate: max(1, int(math.Round(rate*60))), Period: time.Minute, Burst: max(2, int(rate/10))}
 }
 
 // ObservePrimary records one primary message: written is when its entry
@@ -310,15 +313,17 @@ func (l *laneCtl) update(v laneView) {
 func (l *laneCtl) Changed() <-chan struct{}     { return l.changed }
 func (l *laneCtl) State() consumer.ControlState { return *l.state.Load() }
 
-// TakeBackfill asks the lane's shared limiter for up to n starts. A limiter
-// error grants nothing for a short while (the backfill waits; primary is
-// never limited), logged once until the limiter answers again.
+// TakeBackfill asks the lane's shared limiter for a start (one per call,
+// whatever n: the limiter's "at most n" form can charge a fraction of a
+// grant it does not give). A limiter error grants nothing for a short
+// while (the backfill waits; primary is never limited), logged once until
+// the limiter answers again.
 func (l *laneCtl) TakeBackfill(ctx context.Context, n int) (int, time.Duration) {
 	v := l.view.Load()
 	if v == nil || !v.st.Throttled {
 		return n, 0
 	}
-	res, err := l.c.limiter.AllowAtMost(ctx, l.c.store.limitKey(l.backfill, l.group), v.limit, n)
+	res, err := l.c.limiter.AllowN(ctx, l.c.store.limitKey(l.backfill, l.group), v.limit, 1)
 	if err != nil {
 		if !l.warned.Swap(true) && !errors.Is(err, context.Canceled) {
 			l.c.p.Logger.Warn("backfill rate limiter unavailable; backfill waits", "stream", l.backfill, "group", l.group, "error", err)

@@ -113,5 +113,5 @@ func TestLimitOf(t *testing.T) {
 	l = limitOf(2.5)
 	assert.Equal(t, 150, l.Rate)
 	assert.Equal(t, time.Minute, l.Period)
-	assert.Equal(t, 1, l.Burst)
+	assert.Equal(t, 2, l.Burst)
 }
