@@ -48,9 +48,6 @@ type EngineOptions struct {
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
-
-	// controlPoll overrides how often the lane controls are read (tests).
-	controlPoll time.Duration
 }
 
 // Heartbeat is the value of an engine's heartbeat key.

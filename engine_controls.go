@@ -27,7 +27,6 @@ func (e *Engine) newControls(reg prometheus.Registerer) (*lanecontrol.Controller
 		Client: rc.RedisClient(), Domain: e.app.dom.name, Engine: e.hb.ID,
 		RatePerSecond: lanes.BackfillRatePerSecond,
 		Governor:      lanecontrol.Governor{Target: time.Duration(lanes.Governor.PrimaryLatencyTargetMS) * time.Millisecond},
-		Poll:          e.opts.controlPoll,
 		Logger:        e.log,
 	})
 	if err := reg.Register(lanecontrol.NewCollector(ctl)); err != nil {

@@ -3,7 +3,6 @@ package lanecontrol
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -103,7 +102,7 @@ func (c *Controller) Start(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the polling and publishes what this engine measured last.
+// Stop ends the polling and waits for it. Stop before Start is a no-op.
 func (c *Controller) Stop() {
 	if c.cancel == nil {
 		return
@@ -371,8 +370,3 @@ func (c *Controller) Lanes() []LaneState {
 }
 
 func round1(v float64) float64 { return math.Round(v*10) / 10 }
-
-// String describes the Controller for logs.
-func (c *Controller) String() string {
-	return fmt.Sprintf("lane controls of %s (engine %s)", c.p.Domain, c.p.Engine)
-}
