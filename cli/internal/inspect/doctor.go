@@ -60,7 +60,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 		checks = append(checks, Check{ID: "engine", Title: "running engine", Status: Fail,
 			Detail: "cannot reach the broker: " + p.BrokerErr.Error(),
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
-		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "backfill_draining", Title: "backfill draining"},
+		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "lane_paused", Title: "paused lanes"}, {ID: "backfill_draining", Title: "backfill draining"},
 			{ID: "dlq", Title: "dead-letter queues"}, {ID: "upcasters", Title: "upcasters for dead-lettered versions"},
 			{ID: "backfill_leftovers", Title: "backfill leftovers"}, {ID: "stuck_pending", Title: "pending entries nobody takes over"}} {
 			c.Status, c.Detail, c.Fix = Warn, "not checked: the broker is not reachable", "make the broker reachable, then run laneway doctor again"
