@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
@@ -24,6 +25,7 @@ import (
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -48,6 +50,10 @@ type EngineOptions struct {
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
+	// TracerProvider receives the relay's and the handlers' spans.
+	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
+	// turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -82,8 +88,7 @@ type Engine struct {
 	httpAddr  string
 	hb        Heartbeat
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	life    startstop.Runner // the heartbeat loop and the HTTP server
 	mu      sync.Mutex
 	started bool
 	ready   bool
@@ -131,8 +136,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
+	runCtx, err := e.life.Start(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			e.stopAll(context.Background())
@@ -218,6 +225,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 	return nil
@@ -227,6 +235,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	cfg := e.app.cfg
 	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
+	tr := e.tracer()
 	groups, err := e.app.dom.ConsumerGroups(cfg)
 	if err != nil {
 		return err
@@ -253,7 +262,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			MinBackfillShare:    pl.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
-			Handle: func(ctx context.Context, msg *consumer.Message) error {
+			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
@@ -266,11 +275,12 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					e.opts.OnHandled(s.Group, msg, err)
 				}
 				return err
-			},
-			Outage:   e.databaseDown,
-			Logger:   e.log,
-			Observer: m.Consumer(s.Group, s.Primary, s.Backfill),
-			Control:  e.controlFor(s.Group, s.Primary, s.Backfill),
+			}),
+			OnDeadLetter: traceDeadLetter(tr, s.Group),
+			Outage:       e.databaseDown,
+			Logger:       e.log,
+			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
+			Control:      e.controlFor(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
@@ -300,7 +310,8 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 	for _, st := range topo.ReadStreams() {
 		trim = append(trim, st.Name)
 	}
-	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log,
+		DLQs: topo.DLQStreams(), DLQRetention: e.app.cfg.Server.StreamSubscription.DLQRetention()})
 	if err := e.trimmer.Start(ctx); err != nil {
 		return err
 	}
@@ -320,8 +331,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.wg.Add(1)
-	go e.heartbeatLoop(ctx)
+	e.life.GoEvery(ctx, 5*time.Second, e.heartbeat)
 	return nil
 }
 
@@ -337,7 +347,7 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 	if err != nil {
 		return env, err
 	}
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		if _, ok := e.app.dom.commands[name]; !ok {
 			return env, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
 		}
@@ -372,19 +382,10 @@ func (e *Engine) beat(ctx context.Context) error {
 	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
 }
 
-func (e *Engine) heartbeatLoop(ctx context.Context) {
-	defer e.wg.Done()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.beat(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("heartbeat failed", "err", err)
-			}
-		}
+// heartbeat renews the heartbeat key (every 5s, for a 15s time to live).
+func (e *Engine) heartbeat(ctx context.Context) {
+	if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("heartbeat failed", "err", err)
 	}
 }
 
@@ -423,13 +424,11 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	}
 	e.httpAddr = ln.Addr().String()
 	e.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.life.Go(func() {
 		if err := e.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -488,10 +487,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 	if e.broker != nil && e.hb.ID != "" {
 		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
 	}
-	if e.cancel != nil {
-		e.cancel()
-	}
-	e.wg.Wait()
+	// The heartbeat loop and the HTTP server end once cancelled; wait for
+	// them whatever ctx says, so nothing outlives Stop.
+	_ = e.life.Stop(context.WithoutCancel(ctx))
 	if e.ownBroker && e.broker != nil {
 		_ = e.broker.Close()
 	}

@@ -115,14 +115,14 @@ func (c *Consumer) plan() readPlan {
 		return p
 	case !pB:
 		if qB <= c.cfg.Count {
-			return readPlan{Kind: ReadBackfill, Count: c.cfg.Count}
+			return readPlan{Mode: ReadBackfill, Count: c.cfg.Count}
 		}
 	}
 	return readPlan{}
 }
 
 // readStreams are the streams a read of kind k asks for.
-func (c *Consumer) readStreams(k ReadKind) []string {
+func (c *Consumer) readStreams(k ReadMode) []string {
 	switch k {
 	case ReadBlockingBoth:
 		return []string{c.cfg.Primary, c.cfg.Backfill}

@@ -231,7 +231,7 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		produce(ctx, app, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
+		produceSteady(ctx, app, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
 	}()
 	warm := time.NewTimer(contentionWarmup)
 	select {
@@ -357,5 +357,33 @@ func printContention(w io.Writer, rs []Result, targetMS int) {
 		fmt.Fprintf(w, "  governor: drain %.0f/s = %.0f%% of the fastest fixed rate within the target (>= 60%%: %s)\n", gov.DrainRatePerS, 100*v, verdict)
 	} else {
 		fmt.Fprintf(w, "  no fixed rate kept production within the target\n")
+	}
+}
+
+// produceSteady calls Process at rate per second for duration; a slow
+// Process is caught up on the next tick, so the offered load is the rate
+// asked for.
+func produceSteady(ctx context.Context, app *laneway.App, rate float64, duration time.Duration, sent *atomic.Int64, fail func(error)) {
+	tick := time.NewTicker(min(time.Duration(float64(time.Second)/rate), 5*time.Millisecond))
+	defer tick.Stop()
+	begin := time.Now()
+	end := begin.Add(duration)
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if now.After(end) {
+				return
+			}
+			for due := int(now.Sub(begin).Seconds()*rate) + 1; n < due && ctx.Err() == nil; n++ {
+				if err := app.Process(ctx, Submit{ID: fmt.Sprintf("p-%d", n)}); err != nil {
+					fail(err)
+					continue
+				}
+				sent.Add(1)
+			}
+		}
 	}
 }
