@@ -115,12 +115,16 @@ func newCtlFleet(t *testing.T, n int, tune func(*lanewayconfig.Config)) *ctlFlee
 		i := i
 		eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br,
 			Logger: slog.New(slog.NewTextHandler(f.logs, nil)),
-			OnHandled: func(group string, m *consumer.Message, err error) {
-				if group != "AccountProjector" {
+			OnHandled: func(h laneway.Handled) {
+				if h.Group != "AccountProjector" {
 					return
 				}
+				lane := consumer.Primary
+				if h.Lane == string(lanes.Backfill) {
+					lane = consumer.Backfill
+				}
 				f.mu.Lock()
-				f.runs = append(f.runs, ctlRun{engine: i, lane: m.Lane, id: m.Stream + "/" + m.EntryID, done: time.Now(), err: err})
+				f.runs = append(f.runs, ctlRun{engine: i, lane: lane, id: h.Stream + "/" + h.EntryID, done: time.Now(), err: h.Err})
 				f.mu.Unlock()
 			}})
 		require.NoError(t, eng.Start(ctx))
