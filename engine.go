@@ -20,6 +20,7 @@ import (
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/instance"
+	"github.com/laneway/laneway/internal/lanecontrol"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
@@ -86,6 +87,7 @@ type Engine struct {
 	relay     *outbox.Relay
 	offCommit func() // removes the relay's wake-up from the app
 	consumers []*consumer.Consumer
+	controls  *lanecontrol.Controller // nil without a Redis-backed broker
 	trimmer   *retention.Trimmer
 	http      *http.Server
 	httpAddr  string
@@ -164,6 +166,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	e.hb.ID = instance.ID("")
 	m, gatherer, err := e.registerMetrics(topo)
 	if err != nil {
 		return err
@@ -231,6 +234,9 @@ func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometh
 	if err != nil {
 		return nil, nil, fmt.Errorf("register metrics: %w", err)
 	}
+	if e.controls, err = e.newControls(reg); err != nil {
+		return nil, nil, fmt.Errorf("register lane control metrics: %w", err)
+	}
 	return m, gatherer, nil
 }
 
@@ -291,6 +297,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
 				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
+				e.observeLane(s.Group, msg, time.Now())
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(handledFrom(s.Group, msg, err))
 				}
@@ -300,6 +307,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Outage:       e.databaseDown,
 			Logger:       e.log,
 			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
+			Control:      e.controlFor(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
@@ -312,6 +320,11 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 
 // startParts starts the relay, the consumers and the stream trimmer.
 func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
+	if e.controls != nil {
+		if err := e.controls.Start(ctx); err != nil {
+			return fmt.Errorf("read lane controls: %w", err)
+		}
+	}
 	if e.relay != nil {
 		if err := e.relay.Start(ctx); err != nil {
 			return fmt.Errorf("start outbox relay: %w", err)
@@ -339,7 +352,7 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 func (e *Engine) startHeartbeat(ctx context.Context) error {
 	cfg := e.app.cfg
 	e.hb = Heartbeat{
-		ID: instance.ID(""), Host: instance.Host(), PID: os.Getpid(),
+		ID: e.hb.ID, Host: instance.Host(), PID: os.Getpid(),
 		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
 		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: cfg.Server.PriorityLanes.Enabled, ConfigSource: cfg.Source(),
 		Subscriptions: e.hb.Subscriptions,
@@ -489,6 +502,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		}(c)
 	}
 	wg.Wait()
+	if e.controls != nil {
+		e.controls.Stop()
+	}
 	if e.offCommit != nil {
 		e.offCommit()
 		e.offCommit = nil

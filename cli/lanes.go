@@ -17,8 +17,8 @@ import (
 )
 
 func newLanesCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "lanes", Short: "Inspect the priority lanes' streams (read-only)"}
-	c.AddCommand(newLanesStatusCmd(g), newLanesWatchCmd(g))
+	c := &cobra.Command{Use: "lanes", Short: "Inspect the priority lanes' streams; pause, resume or throttle a lane"}
+	c.AddCommand(newLanesStatusCmd(g), newLanesWatchCmd(g), newLanesPauseCmd(g), newLanesResumeCmd(g), newLanesThrottleCmd(g))
 	return c
 }
 
@@ -97,6 +97,7 @@ func printStatus(w io.Writer, st inspect.Status) {
 		}
 	}
 	_ = tw.Flush()
+	printControls(w, st, "")
 	if len(st.Warnings) > 0 {
 		fmt.Fprintln(w)
 		for _, m := range st.Warnings {
@@ -261,6 +262,7 @@ func printPlain(w io.Writer, st inspect.Status, drains []inspect.Drain) {
 			fmt.Fprintln(w, line)
 		}
 	}
+	printControls(w, st, ts+" ")
 	for _, m := range st.Warnings {
 		fmt.Fprintln(w, ts+" WARNING: "+m)
 	}

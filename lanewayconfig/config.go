@@ -76,6 +76,10 @@ const (
 	PropagateDefault           = true
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
+	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
+	BackfillRatePerSecondDefault = 0.0
+	// PrimaryLatencyTargetMSDefault: the governor is off.
+	PrimaryLatencyTargetMSDefault = 0
 
 	HTTPListenDefault = "127.0.0.1:9464"
 
@@ -307,6 +311,29 @@ type PriorityLanes struct {
 	// backfill while primary is saturated, in [0, 1); 0 is strict priority.
 	// Defaults to 0.
 	MinBackfillShare float64 `toml:"min_backfill_share" json:"min_backfill_share"`
+
+	// BackfillRatePerSecond caps how many messages per second each handler
+	// takes from each category's backfill lane, shared by every engine of
+	// the domain (a limiter in Redis); fractions are allowed. `laneway
+	// lanes throttle` overrides it per lane at run time. The primary lane
+	// is never limited. 0 is unlimited. Defaults to 0.
+	BackfillRatePerSecond float64 `toml:"backfill_rate_per_second" json:"backfill_rate_per_second"`
+
+	// Governor lowers the backfill's slots and rate while production
+	// latency is over a target. Defaults to off.
+	Governor Governor `toml:"governor" json:"governor"`
+}
+
+// Governor is the [server.priority_lanes.governor] table.
+type Governor struct {
+	// PrimaryLatencyTargetMS is the p99 latency, in milliseconds, the
+	// fleet's primary lanes should stay within (entry written to handler
+	// done). While the measured p99 is over it, the backfill's allowance is
+	// cut (to half, or to target/p99 when smaller, at most to a quarter in
+	// one step); while within, it grows back 0.05 at a time, never below
+	// 5% (one slot) nor above backfill_concurrency and the backfill rate.
+	// 0 turns the governor off. Defaults to 0.
+	PrimaryLatencyTargetMS int `toml:"primary_latency_target_ms" json:"primary_latency_target_ms"`
 }
 
 // HTTP is the [server.http] table.

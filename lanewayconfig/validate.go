@@ -117,6 +117,16 @@ func (v *validator) run() {
 		v.add(lp+"min_backfill_share", pl.MinBackfillShare,
 			"must be at least 0 and below 1 (0 is strict priority; 0.05 guarantees backfill 5%% while primary is saturated)")
 	}
+	if r := pl.BackfillRatePerSecond; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		v.add(lp+"backfill_rate_per_second", r,
+			"must be a number of messages per second, at least 0 (0 is unlimited; 500 holds each backfill lane to 500/s across every engine)")
+	}
+	if t := pl.Governor.PrimaryLatencyTargetMS; t < 0 {
+		v.add(lp+"governor.primary_latency_target_ms", t,
+			"must be at least 0 (0 turns the governor off; 50 keeps production p99 near 50 ms)")
+	} else if t > 0 {
+		v.durationMS(lp+"governor.primary_latency_target_ms", t)
+	}
 
 	if s.HTTP.Listen != "" {
 		v.listen("server.http.listen", s.HTTP.Listen, `"127.0.0.1:9464", or "" to disable`)

@@ -153,6 +153,7 @@ type Consumer struct {
 	dbBo      backoff
 	dbRetryAt time.Time
 	dbDown    bool
+	ctl       control // Config.Control's state (control.go)
 
 	reads, entries [numReadModes]atomic.Int64
 	handled        [2]atomic.Int64
@@ -337,6 +338,7 @@ func (c *Consumer) run() {
 	defer close(c.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	c.loadControl()
 	for {
 		select {
 		case <-c.stopReq:
@@ -360,6 +362,8 @@ func (c *Consumer) run() {
 		case err := <-c.ackDone:
 			c.onAcked(err)
 		case <-timer.C:
+		case <-c.ctlChanged():
+			c.loadControl()
 		case <-c.stopReq:
 			c.shutdown()
 			return
@@ -406,6 +410,9 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	}
 	if c.dbDown && c.dbRetryAt.After(now) {
 		at(c.dbRetryAt)
+	}
+	if t := c.controlWake(); !t.IsZero() {
+		at(t)
 	}
 	return max(wake.Sub(now), 0)
 }

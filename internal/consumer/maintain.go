@@ -134,6 +134,9 @@ func (c *Consumer) reclaim() {
 		lanes = append(lanes, Backfill)
 	}
 	for _, l := range lanes {
+		if c.paused(l) {
+			continue // a paused lane's idle entries wait where they are
+		}
 		stream := c.stream(l)
 		ctx, cancel := c.op()
 		res, err := c.b.AutoClaim(ctx, lanewaybroker.AutoClaimParams{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer, MinIdle: c.cfg.ClaimIdle, Start: c.claimCursor[l], Count: c.cfg.Count})

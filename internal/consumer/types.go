@@ -174,6 +174,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is optional.
 	Observer Observer
+	// Control, when set, pauses lanes, throttles the backfill and lowers
+	// its slots (see Control). Defaults to nil: no controls.
+	Control Control
 	// OnDeadLetter, when set, is called on the consumer's goroutine after
 	// an entry was moved to dlq, or dropped (dlq "") with the DLQ off;
 	// reason is its failure reason (tracing). Optional.

@@ -69,7 +69,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 		checks = append(checks, Check{ID: "engine", Title: "running engine", Status: Fail,
 			Detail: "cannot reach the broker: " + p.BrokerErr.Error(),
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
-		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "backfill_draining", Title: "backfill draining"},
+		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "lane_paused", Title: "paused lanes"}, {ID: "backfill_draining", Title: "backfill draining"},
 			{ID: "dlq", Title: "dead-letter queues"}, {ID: "upcasters", Title: "upcasters for dead-lettered versions"},
 			{ID: "backfill_leftovers", Title: "backfill leftovers"}, {ID: "stuck_pending", Title: "pending entries nobody takes over"}} {
 			c.Status, c.Detail, c.Fix = Warn, "not checked: the broker is not reachable", "make the broker reachable, then run laneway doctor again"
@@ -98,7 +98,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first))
+	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first), pausedCheck(first, dir))
 	if in.topo.Lanes.Enabled {
 		select {
 		case <-ctx.Done():
@@ -228,8 +228,8 @@ func Draining(before, after Status, sample time.Duration, dir string) Check {
 	for _, cs := range after.Categories {
 		now := cs.Lanes[1]
 		was := prev[now.Stream]
-		if now.Unhandled == 0 {
-			continue
+		if now.Unhandled == 0 || pausedLane(now) {
+			continue // a paused lane is the paused-lanes check's WARN
 		}
 		if readers == 0 {
 			growth := ""

@@ -93,6 +93,9 @@ type Status struct {
 	Engines        []Engine         `json:"engines"`
 	Categories     []CategoryStatus `json:"categories"`
 	Warnings       []string         `json:"warnings"`
+	// Controls are the lane controls in force (controls.go); nil when the
+	// broker keeps none.
+	Controls *Controls `json:"controls,omitempty"`
 }
 
 // Engine is a running engine of the domain, from its heartbeat.
@@ -139,6 +142,8 @@ type LaneStatus struct {
 	// stream although the engine needs it there.
 	MissingGroups []string `json:"missing_groups"`
 	Warning       string   `json:"warning,omitempty"`
+	// Control is the lane's pause and rate (controls.go).
+	Control *LaneControl `json:"control,omitempty"`
 }
 
 // GroupStatus is one consumer group of a lane's stream.
@@ -202,6 +207,9 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 			cs.Lanes = append(cs.Lanes, ls)
 		}
 		st.Categories = append(st.Categories, cs)
+	}
+	if err := in.addControls(ctx, &st, cfg); err != nil {
+		return st, err
 	}
 	for _, e := range st.Engines {
 		if !e.FingerprintMatches {
