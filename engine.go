@@ -61,6 +61,9 @@ type Heartbeat struct {
 	LanesEnabled     bool      `json:"lanes_enabled"`
 	ConfigSource     string    `json:"config_source"`
 	Subscriptions    []string  `json:"subscriptions"`
+	// ConsumerSuffix ends the name of every consumer of this engine. Empty
+	// in heartbeats of releases that did not write it (see OwnsConsumer).
+	ConsumerSuffix string `json:"consumer_suffix,omitempty"`
 }
 
 // Engine runs the outbox relay, one lane-scheduling consumer per handler ×
@@ -79,6 +82,7 @@ type Engine struct {
 	http      *http.Server
 	httpAddr  string
 	hb        Heartbeat
+	live      *liveness
 
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -201,11 +205,27 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 
+	// The heartbeat identity comes first: every consumer's name ends with
+	// it, which is how the survivors tell a dead engine's consumers from a
+	// live one's (see liveness.go).
+	host, _ := os.Hostname()
+	e.hb = Heartbeat{
+		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
+		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
+		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: lanes.Enabled, ConfigSource: cfg.Source(),
+	}
+	e.hb.ConsumerSuffix = "-" + e.hb.ID
+	e.live = newLiveness(e.broker)
+
 	sc := cfg.Server.StreamSubscription
 	for _, s := range subs {
 		s := s
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.group,
+			Consumer:            s.group + e.hb.ConsumerSuffix,
+			Alive:               e.live.alive,
+			TakeoverGrace:       heartbeatTTL,
+			HandlerTimeout:      sc.HandlerTimeout(),
 			Primary:             s.primary,
 			Backfill:            backfillOf(s.primary),
 			Count:               cfg.Server.MessagesPerTick,
@@ -227,6 +247,9 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(s.group, msg, err)
 				}
+				if errors.Is(err, errUpcast) {
+					return consumer.Permanent(err) // no retry can change an upcaster's verdict
+				}
 				return err
 			},
 			Outage:   e.databaseDown,
@@ -240,6 +263,11 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		e.hb.Subscriptions = append(e.hb.Subscriptions, s.group+"@"+s.primary)
 	}
 
+	// Beat before the consumers start: a consumer whose engine has no
+	// heartbeat is taken for dead by the others.
+	if err := e.beat(runCtx); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
 	if err := e.relay.Start(runCtx); err != nil {
 		return fmt.Errorf("start outbox relay: %w", err)
 	}
@@ -253,16 +281,6 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 		return err
 	}
 
-	host, _ := os.Hostname()
-	e.hb = Heartbeat{
-		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
-		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
-		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: lanes.Enabled, ConfigSource: cfg.Source(),
-		Subscriptions: e.hb.Subscriptions,
-	}
-	if err := e.beat(runCtx); err != nil {
-		return fmt.Errorf("write heartbeat: %w", err)
-	}
 	e.wg.Add(1)
 	go e.heartbeatLoop(runCtx)
 
@@ -321,12 +339,14 @@ const outagePingTimeout = 5 * time.Second
 
 func (e *Engine) beat(ctx context.Context) error {
 	v, _ := json.Marshal(e.hb)
-	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+	defer cancel()
+	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL)
 }
 
 func (e *Engine) heartbeatLoop(ctx context.Context) {
 	defer e.wg.Done()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -150,6 +149,7 @@ type Consumer struct {
 	lastReclaim      time.Time
 	lastTouch        time.Time
 	claimCursor      [2]string
+	tk               takeoverState
 	bo               backoff
 	retryAt          time.Time
 	down             bool
@@ -412,6 +412,9 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 		at(c.lastTouch.Add(c.touchEvery()))
 	}
 	at(c.lastReclaim.Add(c.reclaimEvery()))
+	if c.cfg.Alive != nil {
+		at(maxTime(c.tk.last.Add(takeoverEvery), c.tk.after))
+	}
 	if c.down && c.reading == 0 && c.retryAt.After(now) {
 		at(c.retryAt)
 	}
@@ -451,6 +454,7 @@ func (c *Consumer) brokerOK() {
 		c.down = false
 		c.bo.reset()
 		c.retryAt = time.Time{}
+		c.tk.after = time.Now().Add(c.cfg.TakeoverGrace)
 	}
 }
 
@@ -804,15 +808,6 @@ func (c *Consumer) unbusy(t *tracked) {
 	}
 }
 
-func (c *Consumer) safeHandle(m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return c.cfg.Handle(c.handlerCtx, m)
-}
-
 func (c *Consumer) onResult(r result) {
 	t := r.t
 	c.unbusy(t)
@@ -835,7 +830,7 @@ func (c *Consumer) onResult(r result) {
 		c.cfg.Observer.Handled(t.lane, OutcomeError, r.d, &t.msg)
 	}
 	t.failedAt, t.lastErr = time.Now(), r.err.Error()
-	if t.msg.Attempt < int64(c.cfg.MaxRetries) {
+	if t.msg.Attempt < int64(c.cfg.MaxRetries) && !isPermanent(r.err) {
 		c.cfg.Logger.Warn("handler failed; will retry", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "attempt", t.msg.Attempt, "error", r.err)
 		t.st = stWaiting
 		c.retries.add(retryItem{due: time.Now().Add(c.cfg.RetryDelay), key: t.key})
@@ -901,6 +896,7 @@ func (c *Consumer) onAcked(err error) {
 	sent := c.ackSending
 	c.ackSending = nil
 	if err == nil {
+		c.brokerOK()
 		return
 	}
 	for _, a := range sent {
@@ -1004,6 +1000,7 @@ func (c *Consumer) maintain(now time.Time) {
 			c.touch(stale)
 		}
 	}
+	c.maybeTakeover(now)
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop
 		if !now.Before(c.retryAt) {
@@ -1116,13 +1113,28 @@ func (c *Consumer) reclaim() {
 		lanes = append(lanes, Backfill)
 	}
 	for _, l := range lanes {
+		// Page through the whole pending list in this tick (up to what this
+		// consumer may hold): a page per tick left a large backlog of
+		// orphaned entries waiting minutes.
+		for c.reclaimPage(l) && len(c.owned) < c.holdLimit() {
+		}
+		if c.down {
+			return
+		}
+	}
+}
+
+// reclaimPage claims one page of idle entries of lane and reports whether
+// the scan has more to look at.
+func (c *Consumer) reclaimPage(l Lane) bool {
+	{
 		stream := c.stream(l)
 		ctx, cancel := c.op()
 		res, err := c.b.AutoClaim(ctx, lanewaybroker.AutoClaimParams{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer, MinIdle: c.cfg.ClaimIdle, Start: c.claimCursor[l], Count: c.cfg.Count})
 		cancel()
 		if err != nil {
 			c.brokerFailed("autoclaim", err)
-			return
+			return false
 		}
 		c.claimCursor[l] = res.Next
 		if res.Next == "" {
@@ -1130,7 +1142,7 @@ func (c *Consumer) reclaim() {
 		}
 		c.countRead(ReadClaim, len(res.Entries))
 		if len(res.Entries) == 0 {
-			continue
+			return false
 		}
 		c.cfg.Logger.Info("reclaimed idle entries", "group", c.cfg.Group, "stream", stream, "n", len(res.Entries))
 		ctx, cancel = c.op()
@@ -1147,6 +1159,7 @@ func (c *Consumer) reclaim() {
 			}
 		}
 		c.addStreams([]lanewaybroker.StreamEntries{{Stream: stream, Entries: res.Entries}}, deliveries)
+		return c.claimCursor[l] != "0-0"
 	}
 }
 
@@ -1156,6 +1169,7 @@ func (c *Consumer) shutdown() {
 	c.stopping = true
 	c.halt.Store(true)
 	c.readCancelAll()
+	began := time.Now()
 	timeout := time.NewTimer(c.cfg.ShutdownTimeout)
 	defer timeout.Stop()
 	cancelHandlers := func() {
@@ -1177,8 +1191,9 @@ func (c *Consumer) shutdown() {
 		}
 	}
 	c.handlerCancel()
-	c.flushAcksNow()
+	c.flushAcksAtStop(began.Add(c.cfg.ShutdownTimeout))
 	c.release()
+	c.deleteSelfIfEmpty()
 	close(c.work)
 	c.hwg.Wait()
 	c.rwg.Wait()
