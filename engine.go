@@ -379,6 +379,8 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		}
 		if err := e.broker.Ping(ctx); err != nil {
 			problems = append(problems, "redis: "+err.Error())
+		} else if e.relay.BrokerUnreachable() {
+			problems = append(problems, "outbox relay: waiting for the broker")
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)

@@ -252,7 +252,8 @@ type Relay struct {
 	notifyCh chan struct{}
 	listenCh chan struct{}
 
-	failing atomic.Int32 // a health* state
+	failing    atomic.Int32 // a health* state
+	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
 
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
@@ -417,6 +418,9 @@ func (r *Relay) loop(ctx context.Context) {
 		}
 		first = false
 
+		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
+			return
+		}
 		n, err := r.drain(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -597,6 +601,13 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
 	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+		if r.brokerUnreachable(pctx, perr) {
+			r.setBrokerDown(true, perr)
+			if ferr := r.release(pctx, rows, perr); ferr != nil {
+				return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+			}
+			return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		}
 		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
@@ -721,6 +732,24 @@ func (r *Relay) markFailed(ctx context.Context, rows []lanewaystore.OutboxRow, c
 	return errors.Join(errs...)
 }
 
+// release hands rows whose publish failed on an unreachable broker back
+// without counting an attempt. If the database does not answer either, the
+// rows stay leased and are claimed again when their lease expires.
+func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+	msg := cause.Error()
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText]
+	}
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	if err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{WorkerID: r.cfg.WorkerID, IDs: ids, Error: msg, Outage: true}); err != nil {
+		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
+	}
+	return nil
+}
+
 // RetryDelay is the delay before publish attempt n+1 after the n-th failure
 // (n >= 1): BaseDelay * 2^(n-1), spread by ±25% when Jitter is set, capped
 // at MaxBackoff. Zero fields take their defaults.
@@ -759,7 +788,7 @@ func (r *Relay) setHealth(err error, brokerTried bool) {
 		if brokerTried {
 			state = publishFailing
 		}
-		if r.failing.Swap(state) == healthy {
+		if r.failing.Swap(state) == healthy && !r.brokerDown.Load() {
 			r.log.Warn("outbox relay failing; backing off and retrying", "error", err)
 		}
 		return

@@ -285,7 +285,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 	// A row that keeps failing: delays double, then it is abandoned.
 	row, _ := newRow(t, cat, 0, "doomed")
 	insert(t, s, row)
-	f.FailPublish(errors.New("redis: READONLY"))
+	f.FailPublish(errors.New("WRONGTYPE Operation against a key holding the wrong kind of value"))
 	wantDelay := []time.Duration{time.Second, 2 * time.Second}
 	for attempt := 1; attempt <= 3; attempt++ {
 		_, err := r.RunOnce(ctx)
@@ -297,7 +297,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 			require.WithinDuration(t, clk.Now().Add(wantDelay[attempt-1]), *got.NextRetryAt, time.Millisecond)
 		} else {
 			require.Equal(t, lanewaystore.StatusAbandoned, got.Status)
-			require.Contains(t, got.LastError, "READONLY")
+			require.Contains(t, got.LastError, "WRONGTYPE")
 		}
 		clk.Advance(time.Hour)
 	}

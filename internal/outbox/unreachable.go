@@ -1,0 +1,110 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// An unreachable broker is no fault of the rows being published. When a
+// publish fails and the broker does not answer (or answers with an error
+// that says it cannot take writes now), the relay releases the batch
+// without counting an attempt, stops claiming, and probes the broker with a
+// capped backoff until it answers again; only then does it claim again.
+// Rows therefore use up their attempts (and end up abandoned) only through
+// errors of their own, whatever the length of the outage.
+
+// brokerProbeTimeout bounds one probe of the broker.
+const brokerProbeTimeout = 2 * time.Second
+
+// unavailableReplies are Redis error replies that mean "this server cannot
+// serve writes right now", not "this entry is wrong".
+var unavailableReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS", "BUSY", "OOM", "NOAUTH", "WRONGPASS"}
+
+// transportFailure reports whether err says the broker could not be reached
+// or did not reply: refused or reset connections, timeouts, closed pools,
+// and the replies of a server that is starting, read-only or failing over.
+func transportFailure(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
+		return true
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "client is closed") || strings.Contains(msg, "connection pool timeout") {
+		return true
+	}
+	for _, r := range unavailableReplies {
+		if strings.HasPrefix(msg, r+" ") || strings.Contains(msg, ": "+r+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// brokerUnreachable decides whether a failed publish was the broker's
+// fault: by the error itself, or else by whether the broker answers a ping.
+func (r *Relay) brokerUnreachable(ctx context.Context, err error) bool {
+	if transportFailure(err) {
+		return true
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerProbeTimeout)
+	defer cancel()
+	return r.broker.Ping(pctx) != nil
+}
+
+// BrokerUnreachable reports whether the relay is paused on an unreachable
+// broker (for /readyz).
+func (r *Relay) BrokerUnreachable() bool { return r.brokerDown.Load() }
+
+// brokerStateObserver is implemented by observers that export the
+// relay's view of the broker (the metrics do).
+type brokerStateObserver interface {
+	BrokerUnreachable(down bool)
+}
+
+// setBrokerDown records a change of the broker's state: log once, tell the
+// observer.
+func (r *Relay) setBrokerDown(down bool, cause error) {
+	if r.brokerDown.Swap(down) == down {
+		return
+	}
+	if down {
+		r.log.Warn("broker unreachable; outbox relay paused, rows keep their attempts", "error", cause)
+	} else {
+		r.log.Info("broker reachable again; outbox relay resumed")
+		r.failing.Store(healthy) // that was the failure; its recovery is logged
+	}
+	if o, ok := r.cfg.Observer.(brokerStateObserver); ok {
+		o.BrokerUnreachable(down)
+	}
+}
+
+// waitForBroker probes the broker with a capped, jittered backoff until it
+// answers or ctx is done. It reports whether the broker answered.
+func (r *Relay) waitForBroker(ctx context.Context) bool {
+	for streak := 1; ; streak++ {
+		pctx, cancel := context.WithTimeout(ctx, brokerProbeTimeout)
+		err := r.broker.Ping(pctx)
+		cancel()
+		if err == nil {
+			r.setBrokerDown(false, nil)
+			return true
+		}
+		t := time.NewTimer(errorBackoff(r.cfg.TickInterval, streak))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
