@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,13 @@ func newServerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer app.Close()
+			if err := waitForBroker(ctx, app.Config(), log); err != nil {
+				if errors.Is(err, errStopped) {
+					log.Info("stopped before redis answered")
+					return nil
+				}
+				return err
+			}
 			eng := laneway.NewEngine(app, laneway.EngineOptions{Logger: log})
 			if err := eng.Start(ctx); err != nil {
 				return err

@@ -2,12 +2,9 @@ package outbox
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/laneway/laneway/internal/netfail"
 )
 
 // An unreachable broker is no fault of the rows being published. When a
@@ -21,39 +18,10 @@ import (
 // brokerProbeTimeout bounds one probe of the broker.
 const brokerProbeTimeout = 2 * time.Second
 
-// unavailableReplies are Redis error replies that mean "this server cannot
-// serve writes right now", not "this entry is wrong".
-var unavailableReplies = []string{"LOADING", "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS", "BUSY", "OOM", "NOAUTH", "WRONGPASS"}
-
-// transportFailure reports whether err says the broker could not be reached
-// or did not reply: refused or reset connections, timeouts, closed pools,
-// and the replies of a server that is starting, read-only or failing over.
-func transportFailure(err error) bool {
-	if err == nil {
-		return false
-	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) {
-		return true
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "client is closed") || strings.Contains(msg, "connection pool timeout") {
-		return true
-	}
-	for _, r := range unavailableReplies {
-		if strings.HasPrefix(msg, r+" ") || strings.Contains(msg, ": "+r+" ") {
-			return true
-		}
-	}
-	return false
-}
-
 // brokerUnreachable decides whether a failed publish was the broker's
 // fault: by the error itself, or else by whether the broker answers a ping.
 func (r *Relay) brokerUnreachable(ctx context.Context, err error) bool {
-	if transportFailure(err) {
+	if netfail.Unreachable(err) {
 		return true
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), brokerProbeTimeout)
