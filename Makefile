@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help test test-short lint fmt bench bench-full bench-go demo build
+.PHONY: help test test-short chaos lint fmt bench bench-full bench-go demo build
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,6 +16,9 @@ test: ## run every test with -race against real Redis and PostgreSQL (found or s
 
 test-short: ## the same without -race (faster local loop)
 	scripts/test-services $(GO) test -count=1 -timeout 10m $(PKGS)
+
+chaos: ## the fault suite: engine binaries, Redis and PostgreSQL of its own, faults through a TCP proxy (about 5 minutes; prints the table of docs/RELIABILITY.md)
+	$(GO) test -tags chaos -count=1 -timeout 20m -v -run TestFaults ./internal/chaos/
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
