@@ -109,7 +109,7 @@ type kase struct {
 
 	mu        sync.Mutex
 	issued    map[string]issue // item -> its one event, for every Process that returned nil
-	poison    map[string]bool   // the handler's own failures (case g)
+	poison    map[string]bool  // the handler's own failures (case g)
 	procErrs  int
 	faultFrom time.Time
 	note      string

@@ -95,12 +95,12 @@ func (r *redisServer) client(db int) *redis.Client {
 // postgres user when the suite runs as root (initdb refuses root), as
 // scripts/test-services does.
 type pgServer struct {
-	port        int
-	root, data  string
-	pgctl       string
-	initdb      string
-	asPostgres  bool
-	socketDir   string
+	port       int
+	root, data string
+	pgctl      string
+	initdb     string
+	asPostgres bool
+	socketDir  string
 }
 
 func pgBin(t *testing.T, name string) string {
