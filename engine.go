@@ -353,7 +353,9 @@ func (e *Engine) heartbeatLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+			err := e.beat(ctx)
+			e.live.beat(err)
+			if err != nil && ctx.Err() == nil {
 				e.log.Warn("heartbeat failed", "err", err)
 			}
 		}
@@ -457,7 +459,10 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		_ = e.http.Shutdown(ctx)
 	}
 	if e.broker != nil && e.hb.ID != "" {
-		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
+		// Bounded: with Redis unreachable the key expires by itself.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = e.broker.DeleteKey(dctx, HeartbeatPrefix+e.hb.ID)
+		cancel()
 	}
 	if e.cancel != nil {
 		e.cancel()

@@ -47,6 +47,20 @@ type liveness struct {
 	mu  sync.Mutex
 	at  time.Time
 	hbs []Heartbeat
+	// beatFailed is when this engine last failed to write its own
+	// heartbeat. Within a TTL of it, others' heartbeats may have expired
+	// for the same reason (Redis was unreachable), so nobody is called dead.
+	beatFailed time.Time
+}
+
+// beat records the outcome of this engine's heartbeat write.
+func (l *liveness) beat(err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	l.beatFailed = time.Now()
+	l.mu.Unlock()
 }
 
 // livenessTTL is how long one read of the heartbeat keys is reused.
@@ -57,6 +71,9 @@ func newLiveness(b lanewaybroker.Broker) *liveness { return &liveness{broker: b}
 func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if time.Since(l.beatFailed) < heartbeatTTL {
+		return func(string) bool { return true }, nil
+	}
 	if time.Since(l.at) >= livenessTTL {
 		keys, err := l.broker.GetKeys(ctx, HeartbeatPrefix+"*")
 		if err != nil {

@@ -105,8 +105,9 @@ func faultKillEngine(c *kase) time.Time {
 	held = c.held(victim.pid()) // what it held when it died
 	primary := c.itemsOf("item", held["item"])
 	all := append(primary, c.itemsOf("item:backfill", held["item:backfill"])...)
-	require.Eventually(t, func() bool { return c.handledAll(primary) }, heartbeatTTL+5*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, heartbeatTTL+5*time.Second, 20*time.Millisecond,
 		"the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
+	c.recovered = time.Now()
 	require.Eventually(t, func() bool { return c.handledAll(all) }, recoverWithin, 20*time.Millisecond)
 	tookOver := time.Since(killed)
 	require.Eventually(t, func() bool { return c.consumersOf(victim.pid()) == 0 }, recoverWithin, 100*time.Millisecond, "the dead engine's consumers were not deleted")

@@ -119,6 +119,7 @@ type Consumer struct {
 	readCtx       context.Context
 	readCancelAll context.CancelFunc
 	opCtx         context.Context
+	opCancel      context.CancelFunc // cut every broker call short: Stop gave up waiting
 	hwg, rwg      sync.WaitGroup
 
 	results chan runResult
@@ -227,7 +228,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 		c.cfg.Logger.Debug(fmt.Sprintf("Initialized priority lanes for %s: primary='%s', backfill='%s'", c.cfg.Group, c.cfg.Primary, c.cfg.Backfill))
 	}
 	base := context.WithoutCancel(ctx)
-	c.opCtx = base
+	c.opCtx, c.opCancel = context.WithCancel(base)
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
 	c.hwg.Add(c.cfg.Concurrency)
@@ -293,7 +294,11 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		c.hardOnce.Do(func() { close(c.hardStop) })
+		// The caller will not wait longer: cancel the handlers and every
+		// broker call, so an unreachable or blackholed Redis cannot hold
+		// the stop (what is not acked or handed back stays pending and is
+		// taken over by the next engine).
+		c.hardOnce.Do(func() { close(c.hardStop); c.opCancel() })
 		<-c.done
 		return ctx.Err()
 	}
@@ -345,6 +350,7 @@ func (c *Consumer) countRead(k ReadKind, n int) {
 
 // run is the dispatcher.
 func (c *Consumer) run() {
+	defer c.opCancel()
 	defer close(c.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()

@@ -49,7 +49,11 @@ func (c *Consumer) holdLimit() int { return max(100*c.cfg.Count, 2*takeoverPage)
 func (c *Consumer) TakenOver() int64 { return c.tk.taken.Load() }
 
 func (c *Consumer) maybeTakeover(now time.Time) {
-	if c.cfg.Alive == nil || c.stopping || now.Sub(c.tk.last) < takeoverEvery ||
+	// Not while the broker is failing, nor until it has answered this
+	// consumer again (brokerOK starts the grace): right after an outage the
+	// live engines' heartbeats may have expired and not been written yet,
+	// and a takeover then would take a live engine's entries.
+	if c.cfg.Alive == nil || c.stopping || c.down || now.Sub(c.tk.last) < takeoverEvery ||
 		now.Before(c.tk.after) || now.Before(c.retryAt) {
 		return
 	}

@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaybroker/brokertest"
 )
 
 // readAs leaves n entries of stream pending on consumer name, as an engine
@@ -107,5 +109,36 @@ func TestTakeoverOfDeadEngine(t *testing.T) {
 			return !there && !thereB
 		}, waitFor, 50*time.Millisecond, "the dead consumer was not deleted")
 		assert.Equal(t, int64(nLive), consumerNames(t, k.b, cat, "Projector")[live], "the live consumer lost entries")
+	})
+}
+
+// Right after a broker outage heartbeats may have expired without their
+// engines being dead: no takeover until the broker has answered this
+// consumer again and TakeoverGrace has passed.
+func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat := p + "customer"
+		publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
+		readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
+		f := brokertest.NewFaulty(k.b)
+		f.FailReadGroup(errors.New("dial tcp: connection refused"))
+		var rec recorder
+		c := startConsumer(t, f, consumer.Config{
+			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Hour,
+			Block: 50 * time.Millisecond, TakeoverGrace: 3 * time.Second,
+			Alive: func(context.Context) (func(string) bool, error) {
+				return func(name string) bool { return strings.HasSuffix(name, "-me0001") }, nil
+			},
+			Handle: func(_ context.Context, m *consumer.Message) error { rec.add(m); return nil },
+		})
+		require.Eventually(t, func() bool { return f.Injected() >= 3 }, waitFor, time.Millisecond)
+		time.Sleep(2 * time.Second) // the other consumer's entries are idle past takeoverMinIdle
+		healed := time.Now()
+		f.Heal()
+		require.Eventually(t, func() bool { return c.TakenOver() == 2 }, waitFor, 10*time.Millisecond)
+		assert.GreaterOrEqual(t, time.Since(healed), 3*time.Second, "taken over before the grace after the outage")
+		require.Eventually(t, func() bool { return rec.len() == 2 }, waitFor, time.Millisecond)
 	})
 }
