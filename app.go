@@ -114,7 +114,7 @@ func Sync() ProcessOption { f := false; return func(o *processOptions) { o.async
 // CorrelationID sets the correlation id carried by the command's events.
 func CorrelationID(id string) ProcessOption { return func(o *processOptions) { o.correlation = id } }
 
-// ResolvePriority applies the rule: explicit option, then ctx, then Normal.
+// resolvePriority applies the rule: explicit option, then ctx, then Normal.
 func resolvePriority(ctx context.Context, o processOptions) Priority {
 	if o.priority != nil {
 		return *o.priority
@@ -294,7 +294,7 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	if t, ok := c.cmd.(Targeted); ok && t.TargetID() != "" {
 		target = t.TargetID()
 	}
-	category := c.meta.aggregate.category + ":command"
+	category := a.naming().Commands(c.meta.aggregate.category)
 	return a.dom.outboxRow(outboxSpec{
 		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
 		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),

@@ -2,8 +2,6 @@ package laneway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +18,8 @@ import (
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/instance"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
@@ -27,8 +27,8 @@ import (
 )
 
 // CommandGroup is the consumer group of async command handling on every
-// "<category>:command" stream.
-const CommandGroup = "CommandDispatcher"
+// command stream ("<category>:command").
+const CommandGroup = lanes.CommandGroup
 
 // HeartbeatPrefix prefixes the Redis keys running engines keep alive.
 const HeartbeatPrefix = "laneway:engine:"
@@ -107,7 +107,7 @@ func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
 // HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
 func (e *Engine) HTTPAddr() string { return e.httpAddr }
 
-// Relay exposes the outbox relay's statistics.
+// RelayStats returns the outbox relay's statistics.
 func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
 
 // ConsumerStats returns each consumer's statistics keyed by "group@stream".
@@ -130,17 +130,8 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if e.started {
 		return errors.New("laneway: engine already started")
 	}
-	cfg := e.app.cfg
-	if err := e.app.store.Ping(ctx); err != nil {
-		return fmt.Errorf("database unreachable: %w", err)
-	}
-	e.broker = e.opts.Broker
-	if e.broker == nil {
-		b, err := backend.OpenBroker(ctx, cfg.Brokers["default"])
-		if err != nil {
-			return err
-		}
-		e.broker, e.ownBroker = b, true
+	if err := e.connect(ctx); err != nil {
+		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	e.cancel = cancel
@@ -149,85 +140,100 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			e.stopAll(context.Background())
 		}
 	}()
+	topo := e.app.topology()
+	m, gatherer, err := e.registerMetrics(topo)
+	if err != nil {
+		return err
+	}
+	e.newRelay(m)
+	e.identify()
+	if err := e.newConsumers(topo, m); err != nil {
+		return err
+	}
+	// Beat before the consumers start: a consumer whose engine has no
+	// heartbeat is taken for dead by the others.
+	if err := e.startHeartbeat(runCtx); err != nil {
+		return err
+	}
+	if err := e.startParts(runCtx, topo); err != nil {
+		return err
+	}
+	if !e.opts.DisableHTTP && e.app.cfg.Server.HTTP.Listen != "" {
+		if err := e.startHTTP(gatherer); err != nil {
+			return err
+		}
+	}
+	e.started, e.ready = true, true
+	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
+		"lanes", topo.Lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+	return nil
+}
 
+// connect checks the database and opens the configured broker unless one
+// was given.
+func (e *Engine) connect(ctx context.Context) error {
+	if err := e.app.store.Ping(ctx); err != nil {
+		return fmt.Errorf("database unreachable: %w", err)
+	}
+	e.broker = e.opts.Broker
+	if e.broker == nil {
+		b, err := backend.OpenBroker(ctx, e.app.cfg.Brokers["default"])
+		if err != nil {
+			return err
+		}
+		e.broker, e.ownBroker = b, true
+	}
+	return nil
+}
+
+// registerMetrics registers the engine's metrics for the streams of topo
+// with the configured registerer, or a fresh registry it then serves.
+func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometheus.Gatherer, error) {
 	reg := e.opts.Registerer
 	gatherer := prometheus.Gatherer(prometheus.DefaultGatherer)
 	if reg == nil {
 		r := prometheus.NewRegistry()
 		reg, gatherer = r, r
 	}
-
-	lanes := cfg.Server.PriorityLanes
-	backfillOf := func(primary string) string {
-		if !lanes.Enabled {
-			return ""
-		}
-		return primary + ":" + lanes.BackfillSuffix
-	}
-	type sub struct {
-		group, primary string
-		h              *Handler
-	}
-	var subs []sub
-	for _, h := range e.app.dom.handlers {
-		for _, cat := range e.app.dom.Categories(h) {
-			subs = append(subs, sub{h.name, cat, h})
-		}
-	}
-	for _, cat := range e.app.dom.CommandCategories() {
-		subs = append(subs, sub{CommandGroup, cat + ":command", nil})
-	}
 	var streams []metrics.Stream
-	var trimStreams []string
-	seen := map[string]bool{}
-	for _, s := range subs {
-		for _, st := range []struct{ name, lane string }{{s.primary, "primary"}, {backfillOf(s.primary), "backfill"}} {
-			if st.name == "" || seen[st.name] {
-				continue
-			}
-			seen[st.name] = true
-			streams = append(streams, metrics.Stream{Name: st.name, Category: s.primary, Lane: st.lane})
-			trimStreams = append(trimStreams, st.name)
-		}
+	for _, st := range topo.ReadStreams() {
+		streams = append(streams, metrics.Stream{Name: st.Name, Category: st.Primary, Lane: string(st.Lane)})
 	}
-	mp := metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats}
-	if lanes.Enabled {
-		mp.BackfillSuffix = lanes.BackfillSuffix
-	}
-	m, err := metrics.New(reg, mp)
+	m, err := metrics.New(reg, metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats, Lanes: topo.Lanes})
 	if err != nil {
-		return fmt.Errorf("register metrics: %w", err)
+		return nil, nil, fmt.Errorf("register metrics: %w", err)
 	}
+	return m, gatherer, nil
+}
 
-	rcfg := outbox.ConfigFrom(cfg)
+// newRelay prepares the outbox relay, woken by the app's commits.
+func (e *Engine) newRelay(m *metrics.Metrics) {
+	rcfg := outbox.ConfigFrom(e.app.cfg)
 	rcfg.Logger = e.log
 	rcfg.Observer = m
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
+}
 
-	// The heartbeat identity comes first: every consumer's name ends with
-	// it, which is how the survivors tell a dead engine's consumers from a
-	// live one's (see liveness.go).
-	host, _ := os.Hostname()
-	e.hb = Heartbeat{
-		ID: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randHex(3)), Host: host, PID: os.Getpid(),
-		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
-		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: lanes.Enabled, ConfigSource: cfg.Source(),
+// newConsumers prepares one consumer per subscription of topo.
+func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
+	cfg := e.app.cfg
+	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
+	handlers := map[string]*Handler{}
+	for _, h := range e.app.dom.handlers {
+		handlers[h.name] = h
 	}
-	e.hb.ConsumerSuffix = "-" + e.hb.ID
-	e.live = newLiveness(e.broker)
-
-	sc := cfg.Server.StreamSubscription
-	for _, s := range subs {
-		s := s
+	for _, s := range topo.Subscriptions {
+		s, h := s, handlers[s.Group] // nil for the command dispatcher
 		c, err := consumer.New(e.broker, consumer.Config{
-			Group:               s.group,
-			Consumer:            s.group + e.hb.ConsumerSuffix,
+			Group:               s.Group,
+			Consumer:            s.Group + e.hb.ConsumerSuffix,
 			Alive:               e.live.alive,
 			TakeoverGrace:       heartbeatTTL,
 			HandlerTimeout:      sc.HandlerTimeout(),
-			Primary:             s.primary,
-			Backfill:            backfillOf(s.primary),
+			Primary:             s.Primary,
+			Backfill:            s.Backfill,
+			Naming:              topo.Naming(),
 			Count:               cfg.Server.MessagesPerTick,
 			Block:               sc.BlockingTimeout(),
 			MaxRetries:          sc.MaxRetries,
@@ -235,17 +241,17 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			EnableDLQ:           sc.EnableDLQ,
 			ClaimIdle:           sc.ClaimIdle(),
 			Concurrency:         sc.Concurrency,
-			BackfillConcurrency: lanes.BackfillConcurrency,
-			MinBackfillShare:    lanes.MinBackfillShare,
+			BackfillConcurrency: pl.BackfillConcurrency,
+			MinBackfillShare:    pl.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
 			Handle: func(ctx context.Context, msg *consumer.Message) error {
-				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.group {
+				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
-				_, err := e.app.Dispatch(ctx, s.h, msg.Envelope, lanes.Propagate)
+				_, err := e.app.Dispatch(ctx, h, msg.Envelope, pl.Propagate)
 				if e.opts.OnHandled != nil {
-					e.opts.OnHandled(s.group, msg, err)
+					e.opts.OnHandled(s.Group, msg, err)
 				}
 				if errors.Is(err, errUpcast) {
 					return consumer.Permanent(err) // no retry can change an upcaster's verdict
@@ -254,44 +260,56 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			},
 			Outage:   e.databaseDown,
 			Logger:   e.log,
-			Observer: m.Consumer(s.group, s.primary, backfillOf(s.primary)),
+			Observer: m.Consumer(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
-			return fmt.Errorf("subscription %s on %s: %w", s.group, s.primary, err)
+			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
 		}
 		e.consumers = append(e.consumers, c)
-		e.hb.Subscriptions = append(e.hb.Subscriptions, s.group+"@"+s.primary)
+		e.hb.Subscriptions = append(e.hb.Subscriptions, s.Group+"@"+s.Primary)
 	}
+	return nil
+}
 
-	// Beat before the consumers start: a consumer whose engine has no
-	// heartbeat is taken for dead by the others.
-	if err := e.beat(runCtx); err != nil {
-		return fmt.Errorf("write heartbeat: %w", err)
-	}
-	if err := e.relay.Start(runCtx); err != nil {
+// startParts starts the relay, the consumers and the stream trimmer.
+func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
+	if err := e.relay.Start(ctx); err != nil {
 		return fmt.Errorf("start outbox relay: %w", err)
 	}
 	for _, c := range e.consumers {
-		if err := c.Start(runCtx); err != nil {
+		if err := c.Start(ctx); err != nil {
 			return err
 		}
 	}
-	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trimStreams, Logger: e.log})
-	if err := e.trimmer.Start(runCtx); err != nil {
-		return err
+	var trim []string
+	for _, st := range topo.ReadStreams() {
+		trim = append(trim, st.Name)
 	}
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
+	return e.trimmer.Start(ctx)
+}
 
+// identify gives the engine its heartbeat identity. It comes before the
+// consumers: every consumer's name ends with it, which is how the survivors
+// tell a dead engine's consumers from a live one's (see liveness.go).
+func (e *Engine) identify() {
+	cfg := e.app.cfg
+	e.hb = Heartbeat{
+		ID: instance.ID(""), Host: instance.Host(), PID: os.Getpid(),
+		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
+		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: cfg.Server.PriorityLanes.Enabled, ConfigSource: cfg.Source(),
+	}
+	e.hb.ConsumerSuffix = "-" + e.hb.ID
+	e.live = newLiveness(e.broker)
+}
+
+// startHeartbeat writes the engine's heartbeat and keeps it alive.
+func (e *Engine) startHeartbeat(ctx context.Context) error {
+	if err := e.beat(ctx); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
 	e.wg.Add(1)
-	go e.heartbeatLoop(runCtx)
-
-	if !e.opts.DisableHTTP && cfg.Server.HTTP.Listen != "" {
-		if err := e.startHTTP(gatherer); err != nil {
-			return err
-		}
-	}
-	e.started, e.ready = true, true
-	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
-		"lanes", lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+	go e.heartbeatLoop(ctx)
 	return nil
 }
 
@@ -472,10 +490,4 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		_ = e.broker.Close()
 	}
 	return errors.Join(errs...)
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -20,8 +20,8 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/consumer"
-	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/brokertest"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -130,8 +130,8 @@ func publishedStreams(t *testing.T, st lanewaystore.Store, category string) map[
 	return out
 }
 
-// TestEngineHTTP checks /metrics (every metric of DESIGN.md section 8, on both
-// lanes), /healthz and /readyz of a running engine.
+// TestEngineHTTP checks /metrics (every metric docs/operations.md lists, on
+// both lanes), /healthz and /readyz of a running engine.
 func TestEngineHTTP(t *testing.T) {
 	for bname, openBroker := range testBrokers() {
 		for _, sc := range stores() {

@@ -2,66 +2,29 @@ package laneway
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 // Priority orders work: higher values are more urgent. Any int is valid;
 // the named constants are the values users of the reference system know.
 // Messages whose priority is below the configured lane threshold travel
-// through the backfill lane when priority lanes are enabled.
-type Priority int
+// through the backfill lane when priority lanes are enabled. It parses from
+// a name in any case (low, LOW) or an integer, as a flag value
+// (Set, Type) and in config files and JSON (UnmarshalText).
+type Priority = lanes.Priority
 
+// The named priorities.
 const (
-	Bulk     Priority = -100
-	Low      Priority = -50
-	Normal   Priority = 0
-	High     Priority = 50
-	Critical Priority = 100
+	Bulk     Priority = lanes.Bulk
+	Low      Priority = lanes.Low
+	Normal   Priority = lanes.Normal
+	High     Priority = lanes.High
+	Critical Priority = lanes.Critical
 )
 
-var priorityNames = map[Priority]string{
-	Bulk: "BULK", Low: "LOW", Normal: "NORMAL", High: "HIGH", Critical: "CRITICAL",
-}
-
-// String returns the constant's name (LOW, ...) or the integer for custom values.
-func (p Priority) String() string {
-	if n, ok := priorityNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
-}
-
 // ParsePriority accepts a name in any case (low, LOW, Bulk) or an integer ("-10").
-func ParsePriority(s string) (Priority, error) {
-	t := strings.TrimSpace(s)
-	for p, n := range priorityNames {
-		if strings.EqualFold(t, n) {
-			return p, nil
-		}
-	}
-	if v, err := strconv.Atoi(t); err == nil {
-		return Priority(v), nil
-	}
-	return 0, fmt.Errorf("invalid priority %q: use one of bulk, low, normal, high, critical or an integer", s)
-}
-
-// Set and Type make *Priority usable as a command-line flag value.
-func (p *Priority) Set(s string) error {
-	v, err := ParsePriority(s)
-	if err != nil {
-		return err
-	}
-	*p = v
-	return nil
-}
-
-// Type names the flag value type in help output.
-func (p *Priority) Type() string { return "priority" }
-
-// UnmarshalText lets Priority appear in config files and JSON as a name or a number.
-func (p *Priority) UnmarshalText(b []byte) error { return p.Set(string(b)) }
+func ParsePriority(s string) (Priority, error) { return lanes.ParsePriority(s) }
 
 type priorityKey struct{}
 

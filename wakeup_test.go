@@ -28,8 +28,8 @@ func (silentNotifier) ListenOutbox(ctx context.Context, _ func()) (func(), error
 	return func() {}, nil
 }
 
-// DESIGN.md section 5, guarantee 0: a commit through App.Process wakes the
-// engine's relay at once through App.OnCommit, not through a poll.
+// A commit wakes the relay at once, never after a poll: a commit through
+// App.Process wakes the engine's relay at once through App.OnCommit, not through a poll.
 func TestProcessWakesRelayInProcess(t *testing.T) {
 	brokers := []struct {
 		name string

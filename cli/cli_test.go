@@ -99,7 +99,7 @@ func TestDBSetupIdempotent(t *testing.T) {
 				require.Equal(t, 0, code, errs)
 				require.Contains(t, out, "ready")
 			}
-			// DESIGN.md section 4: exactly these columns, on both databases.
+			// The outbox table has exactly these columns (the reference schema), on both databases.
 			assert.ElementsMatch(t, []string{
 				"id", "message_id", "stream_name", "stream_category", "type", "data", "metadata", "priority",
 				"status", "retry_count", "next_retry_at", "locked_by", "locked_until", "last_error",

@@ -41,7 +41,7 @@ type demoJSON struct {
 // runShortDemo runs a small demo in-process (under -race in CI) and checks
 // the JSON shape, every backfill command handled in both runs and
 // production traffic handled. The latency ratio is asserted on the real
-// binary, without the race detector's slowdown, in internal/e2e
+// binary, without the race detector's slowdown, in cli/internal/e2e
 // (TestDemoBinary).
 func runShortDemo(t *testing.T, broker, database string, extra ...string) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())

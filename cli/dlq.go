@@ -10,8 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/laneway/laneway/cli/internal/dlq"
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/dlq"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -42,10 +43,7 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (broker of %s)", err, cfg.Source())
 	}
-	lanes := cfg.Server.PriorityLanes
-	return dlq.New(b, dlq.Layout{
-		Categories: dom.AllCategories(), LanesEnabled: lanes.Enabled, BackfillSuffix: lanes.BackfillSuffix,
-	}), b, nil
+	return dlq.New(b, inspect.NewTopology(dom, cfg).Topology), b, nil
 }
 
 // dlqStream connects like dlqManager and resolves the --stream value of the
@@ -102,7 +100,7 @@ func dlqList(g *globals) *cobra.Command {
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "DLQ STREAM\tLANE\tKIND\tDEPTH")
 			for _, s := range res.Streams {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.Lane, s.Kind, s.Depth)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", s.Name, s.Lane, s.Class, s.Depth)
 			}
 			tw.Flush()
 			if len(res.Entries) == 0 {

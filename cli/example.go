@@ -14,7 +14,7 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/latency"
+	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/internal/backend"
-	"github.com/laneway/laneway/internal/inspect"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )

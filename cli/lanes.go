@@ -11,7 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 func newLanesCmd(g *globals) *cobra.Command {
@@ -252,7 +253,7 @@ func printPlain(w io.Writer, st inspect.Status, drains []inspect.Drain) {
 			line := fmt.Sprintf("%s stream=%s lane=%s enabled=%t length=%d unhandled=%d pending=%d lag=%d oldest=%s consumers=%d dlq=%d",
 				ts, l.Stream, l.Lane, l.Enabled, l.Length, l.Unhandled, l.Pending, l.Lag, age(l.OldestUnhandledID, l.OldestUnhandledAge),
 				l.Consumers, l.DLQDepth)
-			if l.Lane == inspect.LaneBackfill && d.Peak > 0 {
+			if l.Lane == lanes.Backfill && d.Peak > 0 {
 				line += fmt.Sprintf(" progress=%.0f%% rate=%.1f/s", d.Done()*100, d.Rate)
 				if d.ETA > 0 {
 					line += " eta=" + d.ETA.Round(time.Second).String()

@@ -8,7 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/laneway/laneway/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/internal/lanes"
 )
 
 // TestRenderLive: the terminal frame clears the screen and draws a bar with
@@ -16,11 +17,11 @@ import (
 func TestRenderLive(t *testing.T) {
 	st := inspect.Status{Domain: "Customers", LanesEnabled: true, BackfillSuffix: "backfill", TakenAt: time.Now(),
 		Categories: []inspect.CategoryStatus{{Category: "customer", Lanes: []inspect.LaneStatus{
-			{Lane: inspect.LanePrimary, Stream: "customer", Enabled: true},
-			{Lane: inspect.LaneBackfill, Stream: "customer:backfill", Enabled: true, Length: 50, Unhandled: 50, Lag: 50},
+			{Lane: lanes.Primary, Stream: "customer", Enabled: true},
+			{Lane: lanes.Backfill, Stream: "customer:backfill", Enabled: true, Length: 50, Unhandled: 50, Lag: 50},
 		}}, {Category: "product", Lanes: []inspect.LaneStatus{
-			{Lane: inspect.LanePrimary, Stream: "product", Enabled: true},
-			{Lane: inspect.LaneBackfill, Stream: "product:backfill", Enabled: true, Length: 7, Unhandled: 7, Lag: 7},
+			{Lane: lanes.Primary, Stream: "product", Enabled: true},
+			{Lane: lanes.Backfill, Stream: "product:backfill", Enabled: true, Length: 7, Unhandled: 7, Lag: 7},
 		}}}}
 	drains := []inspect.Drain{
 		{Stream: "customer"},

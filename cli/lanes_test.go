@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/cli"
-	"github.com/laneway/laneway/internal/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 )
 
 // opsRedisDB is the Redis database these read-only tests point the

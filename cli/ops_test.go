@@ -15,7 +15,7 @@ import (
 	"github.com/laneway/laneway/lanewaystore"
 )
 
-// The outbox commands on SQLite (internal/e2e runs them on PostgreSQL).
+// The outbox commands on SQLite (cli/internal/e2e runs them on PostgreSQL).
 func TestOutboxCommandsOnSQLite(t *testing.T) {
 	t.Setenv("LANEWAY_ENV", "")
 	ctx := context.Background()

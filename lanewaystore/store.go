@@ -50,7 +50,7 @@ func ReportedStatus(status OutboxStatus, lockedBy string) OutboxStatus {
 }
 
 // OutboxRow is one row of the `outbox` table. Column names match the field
-// names in snake_case (DESIGN.md section 4).
+// names in snake_case, as in the reference schema.
 type OutboxRow struct {
 	ID              int64 // assigned by the database; FIFO tie-breaker
 	MessageID       string

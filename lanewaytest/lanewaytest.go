@@ -7,11 +7,11 @@ package lanewaytest
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/retention"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
@@ -104,7 +104,7 @@ func (h *Harness) Drain(t testing.TB) {
 			// XLEN shows the backlog (0) right after Drain.
 			streams, _ := h.Broker.Streams(ctx, "*")
 			for _, s := range streams {
-				if !strings.HasSuffix(s, ":dlq") {
+				if !(lanes.Naming{}).IsDLQ(s) {
 					_, _ = retention.Trim(ctx, h.Broker, s)
 				}
 			}
@@ -135,7 +135,7 @@ func (h *Harness) busy(ctx context.Context) (bool, string) {
 		return true, err.Error()
 	}
 	for _, s := range streams {
-		if strings.HasSuffix(s, ":dlq") {
+		if (lanes.Naming{}).IsDLQ(s) {
 			continue
 		}
 		groups, err := h.Broker.Groups(ctx, s)

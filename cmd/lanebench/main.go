@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/laneway/laneway/internal/bench"
+	"github.com/laneway/laneway/cmd/lanebench/internal/bench"
 )
 
 func main() {

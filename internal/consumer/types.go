@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewayconfig"
 )
 
 // Lane is the priority lane a message came from.
@@ -90,16 +92,20 @@ type Observer interface {
 	DeadLettered(lane Lane, stream string)
 }
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values: the defaults of domain.toml
+// (lanewayconfig), so a consumer built without a file behaves as one built
+// from a default file.
 const (
-	CountDefault           = 100
-	BlockDefault           = 5 * time.Second
-	MaxRetriesDefault      = 3
-	RetryDelayDefault      = time.Second
-	ClaimIdleDefault       = 60 * time.Second
-	ProbeIntervalDefault   = 2 * time.Millisecond
-	ShutdownTimeoutDefault = 30 * time.Second
-	TakeoverGraceDefault   = 15 * time.Second
+	CountDefault           = lanewayconfig.MessagesPerTickDefault
+	BlockDefault           = lanewayconfig.BlockingTimeoutMSDefault * time.Millisecond
+	MaxRetriesDefault      = lanewayconfig.MaxRetriesDefault
+	RetryDelayDefault      = time.Duration(lanewayconfig.RetryDelaySecondsDefault * float64(time.Second))
+	ClaimIdleDefault       = time.Duration(lanewayconfig.ClaimIdleSecondsDefault * float64(time.Second))
+	ShutdownTimeoutDefault = time.Duration(lanewayconfig.ShutdownTimeoutSecondsDefault * float64(time.Second))
+	// ProbeIntervalDefault has no key in domain.toml.
+	ProbeIntervalDefault = 2 * time.Millisecond
+	// TakeoverGraceDefault is the engine's heartbeat TTL.
+	TakeoverGraceDefault = 15 * time.Second
 )
 
 // Config configures one consumer: one handler (consumer group) on one
@@ -116,6 +122,9 @@ type Config struct {
 	// lanes off: only Primary is read and the backfill stream is never
 	// touched. Defaults to lanes off.
 	Backfill string
+	// Naming names the dead-letter streams. The zero value is the default
+	// naming.
+	Naming lanes.Naming
 	// Count is the number of entries per read. Defaults to CountDefault.
 	Count int
 	// Block bounds one blocking read. Defaults to BlockDefault.
@@ -195,7 +204,7 @@ func (c *Config) validateAndDefault() error {
 		return errors.New("consumer: Config.Handle is required")
 	case c.Backfill == c.Primary:
 		return fmt.Errorf("consumer: Config.Backfill %q equals Primary", c.Backfill)
-	case c.Backfill != "" && c.Backfill == c.Primary+":dlq":
+	case c.Backfill != "" && c.Backfill == c.Naming.DLQ(c.Primary):
 		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
 	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
 		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0,

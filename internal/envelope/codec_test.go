@@ -74,7 +74,7 @@ func TestEncodeFillsSpecVersionAndChecksum(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, got, "(-want +got)")
 
-	// The wire shape of DESIGN.md section 4.
+	// The wire shape the reference system reads and writes.
 	m := entryMap(t)
 	require.Equal(t, "1.0", sub(m, "metadata", "envelope")["specversion"])
 	require.Len(t, sub(m, "metadata", "envelope")["checksum"], 64)

@@ -1,5 +1,5 @@
 // Package envelope encodes and decodes the JSON envelope that travels in the
-// "data" field of every stream entry (DESIGN.md section 4). The checksum is
+// "data" field of every stream entry. The checksum is
 // byte-compatible with the reference system (Python's json.dumps with
 // sort_keys, compact separators and ASCII escaping), so both systems can
 // share streams.
@@ -32,7 +32,7 @@ type Metadata struct {
 	// it instead of handling it twice. It travels as
 	// metadata.extensions.laneway_replay_group (extensions is the
 	// reference's place for extra attributes); Decode reads it, Encode does
-	// not write it (internal/dlq adds it to the replayed entry).
+	// not write it (the dlq package of the CLI adds it to the replayed entry).
 	ReplayGroup string `json:"-"`
 }
 

@@ -1,4 +1,5 @@
-// Package metrics holds the engine's Prometheus metrics (DESIGN.md section 8).
+// Package metrics holds the engine's Prometheus metrics (listed in
+// docs/operations.md).
 // It implements the consumer and relay observer hooks, and computes stream
 // length, lag and oldest-entry age per lane when scraped. Metrics register on
 // a caller-supplied Registerer, never the global registry.
@@ -6,12 +7,12 @@ package metrics
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -29,10 +30,9 @@ type Params struct {
 	Broker lanewaybroker.Broker
 	// Streams are the streams the engine reads.
 	Streams []Stream
-	// BackfillSuffix, when lanes are on, tells the relay's backfill
-	// streams ("<category>:<suffix>") from primary ones. Defaults to ""
-	// (lanes off: every stream is primary).
-	BackfillSuffix string
+	// Lanes, when enabled, tells the relay's backfill streams from primary
+	// ones. The zero value is lanes off: every stream is primary.
+	Lanes lanes.Config
 	// OutboxStats is called at scrape time for the outbox gauges. Defaults
 	// to nil (no outbox gauges).
 	OutboxStats func(ctx context.Context) (lanewaystore.OutboxStats, error)
@@ -40,18 +40,18 @@ type Params struct {
 
 // Metrics is safe for concurrent use.
 type Metrics struct {
-	suffix          string
-	handled         *prometheus.CounterVec
-	duration        *prometheus.HistogramVec
-	endToEnd        *prometheus.HistogramVec
-	retries         *prometheus.CounterVec
-	dlqRouted       *prometheus.CounterVec
-	reads           *prometheus.CounterVec
-	relayPub        *prometheus.CounterVec
-	relayLatency    prometheus.Histogram
-	relayFailed     prometheus.Counter
-	relayAband      prometheus.Counter
-	relayBrokerDown prometheus.Gauge
+	lanes        lanes.Config
+	handled      *prometheus.CounterVec
+	duration     *prometheus.HistogramVec
+	endToEnd     *prometheus.HistogramVec
+	retries      *prometheus.CounterVec
+	dlqRouted    *prometheus.CounterVec
+	reads        *prometheus.CounterVec
+	relayPub     *prometheus.CounterVec
+	relayLatency prometheus.Histogram
+	relayFailed  prometheus.Counter
+	relayAband   prometheus.Counter
+	brokerDown   prometheus.Gauge
 }
 
 // New registers the metrics on reg and a collector that inspects streams
@@ -60,7 +60,7 @@ type Metrics struct {
 func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	lat := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	m := &Metrics{
-		suffix: p.BackfillSuffix,
+		lanes: p.Lanes,
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "laneway_messages_handled_total",
 			Help: "Messages handled, by handler, lane and outcome."}, []string{"handler", "lane", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "laneway_handler_duration_seconds",
@@ -81,12 +81,12 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 			Help: "Outbox rows whose publish failed (retried with backoff)."}),
 		relayAband: prometheus.NewCounter(prometheus.CounterOpts{Name: "laneway_outbox_abandoned_total",
 			Help: "Outbox rows abandoned after max_attempts."}),
-		relayBrokerDown: prometheus.NewGauge(prometheus.GaugeOpts{Name: "laneway_outbox_broker_unreachable",
+		brokerDown: prometheus.NewGauge(prometheus.GaugeOpts{Name: "laneway_outbox_broker_unreachable",
 			Help: "1 while the outbox relay is paused on an unreachable broker (rows keep their attempts), else 0."}),
 	}
 	for _, c := range []prometheus.Collector{m.handled, m.duration, m.endToEnd, m.retries, m.dlqRouted, m.reads,
-		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, m.relayBrokerDown,
-		&streamCollector{b: p.Broker, streams: p.Streams}, &outboxCollector{stats: p.OutboxStats}} {
+		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, m.brokerDown,
+		&streamCollector{b: p.Broker, streams: p.Streams, naming: p.Lanes.Naming}, &outboxCollector{stats: p.OutboxStats}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -99,10 +99,10 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 	return m, nil
 }
 
-// LaneOf is the lane the relay publishes stream to: "backfill" for
-// "<category>:<BackfillSuffix>" when lanes are on, else "primary".
+// LaneOf is the lane the relay publishes stream to: "backfill" for a
+// backfill lane when lanes are on, else "primary".
 func (m *Metrics) LaneOf(stream string) string {
-	if m.suffix != "" && strings.HasSuffix(stream, ":"+m.suffix) {
+	if m.lanes.Enabled && m.lanes.Naming.IsBackfill(stream) {
 		return consumer.Backfill.String()
 	}
 	return consumer.Primary.String()
@@ -123,7 +123,7 @@ func (m *Metrics) Consumer(handler, primary, backfill string) consumer.Observer 
 		m.duration.WithLabelValues(handler, l)
 		m.endToEnd.WithLabelValues(handler, l)
 		m.retries.WithLabelValues(handler, l)
-		m.dlqRouted.WithLabelValues(handler, l, stream+":dlq")
+		m.dlqRouted.WithLabelValues(handler, l, m.lanes.Naming.DLQ(stream))
 	}
 	return consumerObs{m, handler}
 }
@@ -171,7 +171,7 @@ func (m *Metrics) BrokerUnreachable(down bool) {
 	if down {
 		v = 1
 	}
-	m.relayBrokerDown.Set(v)
+	m.brokerDown.Set(v)
 }
 
 // Abandoned counts abandoned rows.
@@ -188,6 +188,7 @@ var (
 type streamCollector struct {
 	b       lanewaybroker.Broker
 	streams []Stream
+	naming  lanes.Naming
 }
 
 func (c *streamCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -203,7 +204,7 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		if n, err := c.b.Len(ctx, s.Name); err == nil {
 			ch <- prometheus.MustNewConstMetric(descLen, prometheus.GaugeValue, float64(n), s.Name, s.Category, s.Lane)
 		}
-		if n, err := c.b.Len(ctx, s.Name+":dlq"); err == nil {
+		if n, err := c.b.Len(ctx, c.naming.DLQ(s.Name)); err == nil {
 			ch <- prometheus.MustNewConstMetric(descDLQ, prometheus.GaugeValue, float64(n), s.Name, s.Lane)
 		}
 		if groups, err := c.b.Groups(ctx, s.Name); err == nil {

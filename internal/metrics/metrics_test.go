@@ -11,6 +11,7 @@ import (
 
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaystore"
 )
 
@@ -19,7 +20,7 @@ import (
 func newTest(t *testing.T, suffix string) (*Metrics, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	m, err := New(reg, Params{BackfillSuffix: suffix})
+	m, err := New(reg, Params{Lanes: lanes.Config{Enabled: suffix != "", Naming: lanes.Naming{BackfillSuffix: suffix}}})
 	require.NoError(t, err)
 	return m, reg
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -20,35 +21,6 @@ import (
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
-
-func TestRoute(t *testing.T) {
-	on := outbox.Lanes{Enabled: true, Threshold: 0, BackfillSuffix: "backfill"}
-	tests := []struct {
-		name     string
-		category string
-		priority int
-		lanes    outbox.Lanes
-		want     string
-	}{
-		{"lanes off, low", "customer", -100, outbox.Lanes{}, "customer"},
-		{"lanes off, high", "customer", 100, outbox.Lanes{Threshold: 0}, "customer"},
-		{"lanes off, below a threshold", "customer", -50, outbox.Lanes{Threshold: 10, BackfillSuffix: "backfill"}, "customer"},
-		{"equal to threshold stays primary", "customer", 0, on, "customer"},
-		{"threshold-1 goes to backfill", "customer", -1, on, "customer:backfill"},
-		{"above threshold", "customer", 50, on, "customer"},
-		{"custom threshold, below", "customer", -26, outbox.Lanes{Enabled: true, Threshold: -25, BackfillSuffix: "migration"}, "customer:migration"},
-		{"custom threshold, equal", "customer", -25, outbox.Lanes{Enabled: true, Threshold: -25, BackfillSuffix: "migration"}, "customer"},
-		{"custom threshold, normal", "customer", 0, outbox.Lanes{Enabled: true, Threshold: -25, BackfillSuffix: "migration"}, "customer"},
-		{"commands", "customer:command", -50, on, "customer:command:backfill"},
-		{"commands primary", "customer:command", 0, on, "customer:command"},
-		{"empty suffix means backfill", "customer", -1, outbox.Lanes{Enabled: true}, "customer:backfill"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, outbox.Route(tt.category, tt.priority, tt.lanes))
-		})
-	}
-}
 
 func TestRetryDelay(t *testing.T) {
 	p := outbox.Retry{BaseDelay: time.Second, MaxBackoff: 3 * time.Second}
@@ -94,7 +66,7 @@ func TestMixedBatchRoutesRowByRow(t *testing.T) {
 			}
 			insert(t, s, rows...)
 
-			r := outbox.New(s, b, outbox.Config{Lanes: outbox.Lanes{Enabled: true}})
+			r := outbox.New(s, b, outbox.Config{Lanes: lanes.Config{Enabled: true}})
 			n, err := r.RunOnce(ctx)
 			require.NoError(t, err)
 			require.Equal(t, len(rows), n)
@@ -457,7 +429,7 @@ func TestObserver(t *testing.T) {
 	f := brokertest.NewFaulty(openEmbedded(t))
 	cat := testsvc.Prefix() + "customer"
 	obs := &recorder{}
-	r := outbox.New(s, f, outbox.Config{Observer: obs, Lanes: outbox.Lanes{Enabled: true}, Retry: outbox.Retry{MaxAttempts: 1}})
+	r := outbox.New(s, f, outbox.Config{Observer: obs, Lanes: lanes.Config{Enabled: true}, Retry: outbox.Retry{MaxAttempts: 1}})
 	a, _ := newRow(t, cat, 0, "a")
 	bf, _ := newRow(t, cat, -100, "b")
 	insert(t, s, a, bf)
@@ -499,7 +471,7 @@ func TestConfigFrom(t *testing.T) {
 	c.Outbox.Retry.MaxAttempts = 7
 	c.Outbox.Retry.MaxBackoffSeconds = 90
 	got := outbox.ConfigFrom(c)
-	assert.Equal(t, outbox.Lanes{Enabled: true, Threshold: -25, BackfillSuffix: "migration"}, got.Lanes)
+	assert.Equal(t, lanes.Config{Enabled: true, Threshold: -25, Naming: lanes.Naming{BackfillSuffix: "migration"}}, got.Lanes)
 	assert.Equal(t, 500, got.BatchSize)
 	assert.Equal(t, 30*time.Second, got.Lease)
 	assert.Equal(t, 10*time.Millisecond, got.TickInterval)
@@ -507,7 +479,7 @@ func TestConfigFrom(t *testing.T) {
 	assert.Equal(t, outbox.Retry{MaxAttempts: 7, BaseDelay: time.Second, MaxBackoff: 90 * time.Second, Jitter: true}, got.Retry)
 	assert.Equal(t, 168*time.Hour, got.PublishedRetention)
 	assert.Equal(t, 720*time.Hour, got.AbandonedRetention)
-	assert.Equal(t, "customer:migration", outbox.Route("customer", -50, got.Lanes))
+	assert.Equal(t, "customer:migration", got.Lanes.Route("customer", -50))
 }
 
 func TestLogsOncePerStateChange(t *testing.T) {

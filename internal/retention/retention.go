@@ -1,5 +1,5 @@
 // Package retention trims stream entries that every consumer group has
-// handled (DESIGN.md section 4, stream retention).
+// handled.
 //
 // Why: Redis Streams keep entries after they are acknowledged, so without
 // trimming XLEN only grows and says nothing. Trimming up to the slowest
@@ -19,11 +19,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -52,7 +51,7 @@ func LowWater(ctx context.Context, b lanewaybroker.Broker, stream string) (minID
 	if len(groups) == 0 {
 		return "", false, nil
 	}
-	var low streamID
+	var low lanes.ID
 	have := false
 	for _, g := range groups {
 		pend, err := b.Pending(ctx, lanewaybroker.PendingParams{
@@ -65,22 +64,22 @@ func LowWater(ctx context.Context, b lanewaybroker.Broker, stream string) (minID
 		if err != nil {
 			return "", false, fmt.Errorf("retention: pending of %s/%s: %w", stream, g.Name, err)
 		}
-		var id streamID
+		var id lanes.ID
 		if len(pend) > 0 {
-			if id, err = parseID(pend[0].ID); err != nil {
+			if id, err = lanes.ParseID(pend[0].ID); err != nil {
 				return "", false, err
 			}
 		} else {
-			last, err := parseID(g.LastDeliveredID)
+			last, err := lanes.ParseID(g.LastDeliveredID)
 			if err != nil {
 				return "", false, err
 			}
-			if last == (streamID{}) {
+			if last == (lanes.ID{}) {
 				return "", false, nil // never read: keep everything
 			}
-			id = last.next()
+			id = last.Next()
 		}
-		if !have || id.less(low) {
+		if !have || id.Less(low) {
 			low, have = id, true
 		}
 	}
@@ -88,41 +87,6 @@ func LowWater(ctx context.Context, b lanewaybroker.Broker, stream string) (minID
 		return "", false, nil
 	}
 	return low.String(), true, nil
-}
-
-type streamID struct{ ms, seq uint64 }
-
-func parseID(s string) (streamID, error) {
-	if s == "" {
-		return streamID{}, nil
-	}
-	msS, seqS, found := strings.Cut(s, "-")
-	ms, err := strconv.ParseUint(msS, 10, 64)
-	if err != nil {
-		return streamID{}, fmt.Errorf("retention: bad stream id %q", s)
-	}
-	var seq uint64
-	if found {
-		if seq, err = strconv.ParseUint(seqS, 10, 64); err != nil {
-			return streamID{}, fmt.Errorf("retention: bad stream id %q", s)
-		}
-	}
-	return streamID{ms, seq}, nil
-}
-
-func (a streamID) less(b streamID) bool {
-	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq)
-}
-
-func (a streamID) next() streamID {
-	if a.seq == ^uint64(0) {
-		return streamID{a.ms + 1, 0}
-	}
-	return streamID{a.ms, a.seq + 1}
-}
-
-func (a streamID) String() string {
-	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
 }
 
 // IntervalDefault is the default time between two trims.

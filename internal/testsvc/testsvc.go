@@ -2,9 +2,9 @@
 // test: unique stream-name prefixes on a shared Redis and a fresh schema per
 // test on a shared PostgreSQL. `make test` (scripts/test-services) finds or
 // starts the servers and exports REDIS_URL and DATABASE_URL; without them the
-// defaults of DESIGN.md section 11 are used. A service that does not answer
-// fails the test with the command that fixes it: tests never skip for lack
-// of a service.
+// defaults (Redis on 127.0.0.1:6379, PostgreSQL on 127.0.0.1:5432) are used.
+// A service that does not answer fails the test with the command that fixes
+// it: tests never skip for lack of a service.
 package testsvc
 
 import (

@@ -1,6 +1,6 @@
 // Package upcast applies upcasters: pure functions that bring an event
 // payload written by an older version of the domain model up to the version
-// the running code knows (DESIGN.md section 6). Chains are validated once,
+// the running code knows. Chains are validated once,
 // when the domain is built, so a broken set of upcasters stops the program
 // at start instead of sending events to the DLQ later.
 package upcast

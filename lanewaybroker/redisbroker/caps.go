@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -200,7 +201,7 @@ func (b *Broker) emulatedAutoClaim(ctx context.Context, p lanewaybroker.AutoClai
 		return res, nil
 	}
 	if len(pend) == p.Count {
-		res.Next = nextID(pend[len(pend)-1].ID)
+		res.Next = lanes.NextID(pend[len(pend)-1].ID)
 	}
 	ids := make([]string, len(pend))
 	for i, e := range pend {

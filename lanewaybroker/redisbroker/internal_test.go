@@ -30,21 +30,6 @@ func TestToEntriesOfDeletedEntry(t *testing.T) {
 	assert.Nil(t, toEntries(nil))
 }
 
-func TestNextID(t *testing.T) {
-	t.Parallel()
-	for in, want := range map[string]string{
-		"5-0":                        "5-1",
-		"5-41":                       "5-42",
-		"5":                          "5-1",
-		"7-18446744073709551615":     "8-0",
-		"1795648799954-3":            "1795648799954-4",
-		"not-an-id":                  "not-an-id",
-		"12-18446744073709551616000": "12-18446744073709551616000",
-	} {
-		assert.Equal(t, want, nextID(in), in)
-	}
-}
-
 func TestCeilMs(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[time.Duration]time.Duration{

@@ -1,5 +1,5 @@
 // Package pgstore implements lanewaystore.Store on PostgreSQL (14 or later)
-// with pgx/v5, for production (DESIGN.md section 9). Many engine processes
+// with pgx/v5, for production. Many engine processes
 // share the outbox: claims use FOR UPDATE SKIP LOCKED, and a commit that
 // inserted outbox rows sends a NOTIFY that ListenOutbox turns into a wake-up
 // in every process.

@@ -1,6 +1,5 @@
 // Package sqlitestore implements lanewaystore.Store on a SQLite file with the
-// pure-Go driver modernc.org/sqlite, for the embedded mode (DESIGN.md section
-// 9): nothing to install, one file that `sqlite3 FILE` can inspect.
+// pure-Go driver modernc.org/sqlite, for the embedded mode: nothing to install, one file that `sqlite3 FILE` can inspect.
 //
 // SQLite allows one writer at a time. The store therefore keeps two
 // database/sql pools on the file: a writer pool of exactly one connection,

@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/tools/latency"
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+// The benchmark's own domain: one aggregate, one command raising one event,
+// one handler. Its streams are "lanebench" and "lanebench:*", the only keys
+// a --broker run deletes.
+const (
+	DomainName  = "LaneBench"
+	Category    = "lanebench"
+	HandlerName = "BenchHandler"
+	// rawStream holds the raw XADD / XREADGROUP ceilings' entries.
+	rawStream = Category + ":raw"
+)
+
+// Item is the aggregate every Submit creates.
+type Item struct {
+	laneway.AggregateRoot
+	Pad string `json:"pad"`
+}
+
+// Submit creates an Item and raises Submitted.
+type Submit struct {
+	ID string `json:"id"`
+}
+
+func (Submit) Kind() string       { return "Submit" }
+func (c Submit) TargetID() string { return c.ID }
+
+// Submitted carries At, the time it was raised inside the unit of work (the
+// same instant the envelope's headers.time records, just before the
+// commit): latency is measured from it to the handler's start.
+type Submitted struct {
+	ID  string `json:"id"`
+	At  string `json:"at"`
+	Pad string `json:"pad"`
+}
+
+func (Submitted) Kind() string { return "Submitted" }
+
+// pad makes an event about as large as a typical one (~400 bytes as an
+// entry), so per-byte costs are not flattered.
+var pad = strings.Repeat("x", 160)
+
+// probe is what the handler reports to the scenario that runs it. One probe
+// per engine; all fields are safe for concurrent use.
+type probe struct {
+	// cost is simulated handler work: CPU (a busy loop, exact at any
+	// size) or, with sleep, waiting on I/O (a timer; on a VM whose timers
+	// fire at ~1 ms granularity a sleep never lasts less than that, which
+	// is why CPU work is the default).
+	cost     time.Duration
+	sleep    bool
+	primary  latency.Recorder
+	nPrimary atomic.Int64
+	nBack    atomic.Int64
+	// lastBack and lastAny are UnixNano of the last handler end.
+	lastBack atomic.Int64
+	lastAny  atomic.Int64
+}
+
+func (p *probe) handled() int64 { return p.nPrimary.Load() + p.nBack.Load() }
+
+func newDomain(p *probe) (*laneway.Domain, error) {
+	b := laneway.NewDomain(DomainName)
+	laneway.RegisterAggregate[Item](b, laneway.AggregateOptions{Category: Category})
+	laneway.RegisterEvent[Item, Submitted](b)
+	laneway.RegisterCommand[Item](b, func(ctx context.Context, tx *laneway.Tx, cmd Submit) error {
+		it := laneway.New[Item](cmd.ID)
+		it.Pad = "p"
+		it.Raise(Submitted{ID: cmd.ID, At: time.Now().UTC().Format(time.RFC3339Nano), Pad: pad})
+		return tx.Save(ctx, it)
+	})
+	h := laneway.NewHandler(HandlerName)
+	laneway.On(h, func(ctx context.Context, _ *laneway.Tx, ev Submitted, meta laneway.Meta) error {
+		start := time.Now()
+		primary := meta.Priority >= laneway.Normal
+		if primary {
+			if at, err := time.Parse(time.RFC3339Nano, ev.At); err == nil {
+				p.primary.Add(start.Sub(at))
+			}
+		}
+		if p.cost > 0 && !p.sleep {
+			for deadline := start.Add(p.cost); time.Now().Before(deadline); {
+			}
+		}
+		if p.cost > 0 && p.sleep {
+			t := time.NewTimer(p.cost)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		}
+		now := time.Now().UnixNano()
+		if primary {
+			p.nPrimary.Add(1)
+		} else {
+			p.nBack.Add(1)
+			p.lastBack.Store(now)
+		}
+		p.lastAny.Store(now)
+		return nil
+	})
+	b.AddHandler(h)
+	return b.Build()
+}
+
+// envelopes builds n Submitted entries at priority prio for stream: the
+// bytes the relay would publish, so a backlog loads in seconds instead of
+// going through n units of work.
+func envelopes(stream string, prio laneway.Priority, n int, tag string) ([]lanewaybroker.Publication, error) {
+	pubs := make([]lanewaybroker.Publication, n)
+	typ := envelope.TypeString(DomainName, "Submitted", 1)
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for i := range pubs {
+		id := fmt.Sprintf("%s-%d", tag, i)
+		raw0, err := json.Marshal(Submitted{ID: id, At: now, Pad: pad})
+		if err != nil {
+			return nil, err
+		}
+		// The outbox stores payloads in canonical form, so these are the
+		// bytes the relay would publish (and the engine's fast decode path).
+		data, _, err := envelope.CanonicalChecksum(raw0)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := envelope.Encode(envelope.Envelope{
+			Data: data,
+			Metadata: envelope.Metadata{
+				Headers: envelope.Headers{ID: "m-" + id, Time: now, Type: typ, Stream: Category + "-" + id},
+				Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: Category, Priority: int(prio),
+					Version: 1, SequenceID: "1.1"},
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: string(raw)}
+	}
+	return pubs, nil
+}
+
+// loadBacklog appends n entries to stream in pipelined batches of 1000,
+// built a batch at a time so a million-entry backlog does not sit in this
+// process's memory as well as in the broker's.
+func loadBacklog(ctx context.Context, br lanewaybroker.Broker, stream string, prio laneway.Priority, n int, tag string) error {
+	for i := 0; i < n; i += 1000 {
+		pubs, err := envelopes(stream, prio, min(1000, n-i), fmt.Sprintf("%s-%d", tag, i))
+		if err != nil {
+			return err
+		}
+		if _, err := br.Publish(ctx, pubs); err != nil {
+			return fmt.Errorf("load backlog into %s: %w", stream, err)
+		}
+	}
+	return nil
+}

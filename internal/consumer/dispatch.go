@@ -1,0 +1,183 @@
+package consumer
+
+import (
+	"slices"
+	"time"
+)
+
+func msgKey(t *tracked) string { return t.msg.Envelope.Metadata.Headers.Stream }
+
+// ready is the index of the first queued entry of lane whose aggregate has
+// nothing in flight, or -1. Entries of a busy aggregate wait in order.
+func (c *Consumer) ready(l Lane) int {
+	for i, t := range c.queue[l] {
+		if k := msgKey(t); k == "" || c.busy[k] == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+func (c *Consumer) dispatch() {
+	for !c.stopping {
+		if c.dbDown && (time.Now().Before(c.dbRetryAt) || c.sl.PrimaryInflight+c.sl.BackfillInflight > 0) {
+			return // database outage: one handler at a time probes it, after the backoff
+		}
+		pi, bi := c.ready(Primary), -1
+		if c.lanes {
+			bi = c.ready(Backfill)
+		}
+		pr := pi >= 0 && c.sl.canStart(Primary)
+		br := bi >= 0 && c.sl.canStart(Backfill)
+		if br && !pr && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
+			if c.probe() > 0 {
+				continue
+			}
+		}
+		lane, ok := c.credit.pick(pr, br)
+		if !ok {
+			return
+		}
+		idx := pi
+		if lane == Backfill {
+			idx = bi
+		}
+		c.start(lane, c.takeRun(lane, idx))
+	}
+}
+
+// maxRun bounds a run above concurrency 1, so queued work spreads over the
+// free slots.
+const maxRun = 16
+
+// takeRun removes from lane's queue the entry at idx and the queued entries
+// that may run after it on the same slot, in queue order, and returns them.
+// Handing a worker a run of messages instead of one saves a dispatcher
+// round trip (two goroutine hand-offs) per message. An entry joins the run
+// when its aggregate has nothing in flight elsewhere (or is already in this
+// run, behind its predecessors), so per-aggregate order holds; at
+// concurrency 1 nothing else is in flight and the run is the lane's queue in
+// FIFO order. With MinBackfillShare the share is decided per message, so
+// runs are single messages.
+func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
+	q := c.queue[lane]
+	first := q[idx]
+	limit := len(q)
+	if c.cfg.MinBackfillShare > 0 {
+		limit = 1
+	} else if c.cfg.Concurrency > 1 {
+		limit = min(max(len(q)/max(c.sl.free(), 1), 1), maxRun)
+	}
+	if limit == 1 {
+		c.queue[lane] = slices.Delete(q, idx, idx+1)
+		return []*tracked{first}
+	}
+	run := []*tracked{first}
+	mine := map[string]bool{msgKey(first): true}
+	rest := q[:idx:idx] // the entries before idx stay (their aggregates are busy)
+	for _, t := range q[idx+1:] {
+		if len(run) < limit {
+			k := msgKey(t)
+			if k == "" || mine[k] || c.busy[k] == 0 {
+				run = append(run, t)
+				mine[k] = true
+				continue
+			}
+		}
+		rest = append(rest, t)
+	}
+	c.queue[lane] = rest
+	return run
+}
+
+// start hands ts (one message, or a run at Concurrency 1) to a worker. A
+// backfill run stops at the next message once primary entries are queued or
+// after ProbeInterval (preemption: primary waits at most one backfill
+// handler, or a few ms); a primary run after ackFlushEvery, so acks and
+// results flow while primary is saturated.
+func (c *Consumer) start(lane Lane, ts []*tracked) {
+	r := run{lane: lane, ts: ts, msgs: make([]Message, len(ts)), budget: ackFlushEvery}
+	for i, t := range ts {
+		t.st = stRunning
+		if k := msgKey(t); k != "" {
+			c.busy[k]++
+		}
+		r.msgs[i] = t.msg // the handler gets a copy
+	}
+	if lane == Backfill {
+		c.sl.BackfillInflight++
+		c.preempt.Store(len(c.queue[Primary]) > 0)
+		r.budget = c.cfg.ProbeInterval
+	} else {
+		c.sl.PrimaryInflight++
+	}
+	c.work <- r // never blocks: at most Concurrency runs are in flight
+}
+
+// onRunResult frees the run's slot, settles what it handled and queues what
+// it did not start again, at the front of its lane.
+func (c *Consumer) onRunResult(rr runResult) {
+	if rr.lane == Backfill {
+		c.lastBackfillDone = time.Now()
+		c.sl.BackfillInflight--
+	} else {
+		c.sl.PrimaryInflight--
+	}
+	for _, r := range rr.done {
+		c.onResult(r)
+	}
+	if rr.outage != nil {
+		c.dbFailed(rr.outage)
+	}
+	for _, t := range rr.unstarted {
+		c.unbusy(t)
+		t.st = stQueued
+	}
+	if len(rr.unstarted) > 0 {
+		c.queue[rr.lane] = append(slices.Clone(rr.unstarted), c.queue[rr.lane]...)
+	}
+}
+
+func (c *Consumer) unbusy(t *tracked) {
+	if k := msgKey(t); k != "" {
+		if c.busy[k]--; c.busy[k] <= 0 {
+			delete(c.busy, k)
+		}
+	}
+}
+
+func (c *Consumer) onResult(r result) {
+	t := r.t
+	c.unbusy(t)
+	if r.err == nil {
+		c.dbOK()
+		c.handled[t.lane].Add(1)
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Handled(t.lane, OutcomeOK, r.d, &t.msg)
+		}
+		c.ack(t)
+		return
+	}
+	if r.cancelled {
+		t.st = stCancelled // handed back at shutdown, not an attempt
+		return
+	}
+	c.dbOK() // Outage said no: the database answers
+	c.failed[t.lane].Add(1)
+	if c.cfg.Observer != nil {
+		c.cfg.Observer.Handled(t.lane, OutcomeError, r.d, &t.msg)
+	}
+	t.failedAt, t.lastErr = time.Now(), r.err.Error()
+	if t.msg.Attempt < int64(c.cfg.MaxRetries) && !isPermanent(r.err) {
+		c.cfg.Logger.Warn("handler failed; will retry", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "attempt", t.msg.Attempt, "error", r.err)
+		t.st = stWaiting
+		c.retries.add(retryItem{due: time.Now().Add(c.cfg.RetryDelay), key: t.key})
+		c.nRetries.Add(1)
+		if c.cfg.Observer != nil {
+			c.cfg.Observer.Retried(t.lane)
+		}
+		return
+	}
+	c.cfg.Logger.Warn("handler failed; attempts exhausted", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "attempts", t.msg.Attempt, "error", r.err)
+	c.deadLetter(t)
+}

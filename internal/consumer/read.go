@@ -1,0 +1,197 @@
+package consumer
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+func (c *Consumer) maybeRead() {
+	if c.stopping || time.Now().Before(c.retryAt) {
+		return
+	}
+	plan := planRead(c.sl, len(c.queue[Primary]), len(c.queue[Backfill]), c.cfg.Count, c.lanes)
+	if c.reading != 0 {
+		// A primary-only read while backfill could now be read too: cut it
+		// short (it returns at once, with whatever it read) and re-plan.
+		if c.reading == ReadBlockingPrimary && plan.Kind == ReadBlockingBoth && c.readCancel != nil {
+			c.readCancel()
+			c.readCancel = nil
+		}
+		return
+	}
+	if plan.Kind == 0 {
+		return
+	}
+	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
+	streams := []string{c.cfg.Primary}
+	if plan.Kind == ReadBlockingBoth {
+		streams = append(streams, c.cfg.Backfill)
+	}
+	ctx, cancel := context.WithCancel(c.readCtx)
+	c.reading, c.readCancel, c.readSent = plan.Kind, cancel, time.Now()
+	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
+	kind := plan.Kind
+	c.rwg.Add(1)
+	go func() {
+		defer c.rwg.Done()
+		defer cancel()
+		res, err := c.b.ReadGroup(ctx, p)
+		if err != nil && ctx.Err() != nil {
+			err = nil // cancelled on purpose
+		}
+		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err}
+	}()
+}
+
+func (c *Consumer) onRead(rr readResult) {
+	c.reading, c.readCancel = 0, nil
+	if rr.err != nil {
+		c.brokerFailed("read", rr.err)
+		return
+	}
+	c.brokerOK()
+	n := 0
+	for _, s := range rr.streams {
+		n += len(s.Entries)
+	}
+	c.countRead(rr.kind, n)
+	if c.lanes && rr.kind == ReadBlockingBoth {
+		// This read looked at primary too. It stands for a probe only if no
+		// backfill handler ran since it was sent: a read-ahead answered in
+		// the middle of a backfill handler says nothing about a primary
+		// entry that arrived after it, and the next backfill message must
+		// not start on its word.
+		if c.sl.BackfillInflight == 0 && !c.readSent.Before(c.lastBackfillDone) {
+			c.lastProbe = time.Now()
+		}
+	}
+	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// decodeAll decodes read entries, off the dispatcher.
+func (c *Consumer) decodeAll(streams []lanewaybroker.StreamEntries) [][]decoded {
+	if len(streams) == 0 {
+		return nil
+	}
+	out := make([][]decoded, len(streams))
+	for i, s := range streams {
+		out[i] = make([]decoded, len(s.Entries))
+		for j, e := range s.Entries {
+			out[i][j].env, out[i][j].err = c.cfg.Decode(e)
+		}
+	}
+	return out
+}
+
+// addStreams queues read entries, primary first. deliveries gives counts
+// of claimed entries (nil: fresh reads, count 1).
+func (c *Consumer) addStreams(streams []lanewaybroker.StreamEntries, deliveries map[string]int64) {
+	c.addDecoded(streams, deliveries, nil)
+}
+
+// addDecoded is addStreams with the entries already decoded (dec parallel
+// to streams), or decoded here when dec is nil.
+func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries map[string]int64, dec [][]decoded) {
+	for _, lane := range []Lane{Primary, Backfill} {
+		for i, s := range streams {
+			if c.laneOf(s.Stream) != lane {
+				continue
+			}
+			for j, e := range s.Entries {
+				d := int64(1)
+				if deliveries != nil {
+					if v, ok := deliveries[e.ID]; ok {
+						d = v
+					}
+				}
+				var pre *decoded
+				if dec != nil {
+					pre = &dec[i][j]
+				}
+				c.addEntry(lane, s.Stream, e, d, pre)
+			}
+		}
+	}
+}
+
+func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64, pre *decoded) {
+	key := stream + "\x00" + e.ID
+	if deliveries > 1 && c.ackPending(stream, e.ID) {
+		// Handled here, its ack not sent yet, and reclaimed by our own
+		// XAUTOCLAIM meanwhile: the ack on its way settles it.
+		return
+	}
+	if t, ok := c.owned[key]; ok {
+		// Already ours (a reclaim raced our own touch): keep its state and
+		// put the delivery count back where it was.
+		c.touch([]*tracked{t})
+		return
+	}
+	t := &tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: time.Now(),
+		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries}}
+	c.owned[key] = t
+	var env envelope.Envelope
+	var err error
+	if pre != nil {
+		env, err = pre.env, pre.err
+	} else {
+		env, err = c.cfg.Decode(e)
+	}
+	if err != nil {
+		c.nDecode.Add(1)
+		c.cfg.Logger.Error("undecodable entry; moving to DLQ", "group", c.cfg.Group, "stream", stream, "id", e.ID, "error", err)
+		t.failedAt, t.lastErr = time.Now(), err.Error()
+		c.deadLetter(t)
+		return
+	}
+	t.msg.Envelope = env
+	if t.msg.Attempt > int64(c.cfg.MaxRetries) {
+		// Its attempts ran out on a consumer that died before moving it:
+		// this delivery is not an attempt.
+		t.failedAt, t.lastErr = time.Now(), fmt.Sprintf("exhausted %d attempts (delivery count %d)", c.cfg.MaxRetries, t.deliveries)
+		t.msg.Attempt = t.deliveries - 1
+		c.deadLetter(t)
+		return
+	}
+	t.st = stQueued
+	c.queue[lane] = append(c.queue[lane], t)
+	if lane == Primary {
+		c.preempt.Store(true)
+	}
+}
+
+// probe is the non-blocking check of primary before a backfill message.
+//
+// At Concurrency 1 the probe also tops up the backfill queue once it is down
+// to half a batch (XREADGROUP over both lanes, without BLOCK): backfill work
+// does no read-ahead there (planRead), so without it every batch would cost
+// the probe's round trip and then a read's.
+func (c *Consumer) probe() int {
+	c.lastProbe = time.Now()
+	count := c.cfg.Count
+	streams := []string{c.cfg.Primary}
+	if c.cfg.Concurrency > 1 {
+		count = max(1, min(count, c.sl.free()-len(c.queue[Primary])))
+	} else if c.lanes && len(c.queue[Backfill]) <= c.cfg.Count/2 {
+		streams = append(streams, c.cfg.Backfill)
+	}
+	ctx, cancel := c.op()
+	defer cancel()
+	res, err := c.b.ReadGroup(ctx, lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: count})
+	if err != nil {
+		c.brokerFailed("probe", err)
+		return 0
+	}
+	n := 0
+	for _, s := range res {
+		n += len(s.Entries)
+	}
+	c.brokerOK()
+	c.countRead(ReadProbe, n)
+	c.addStreams(res, nil)
+	return n
+}

@@ -1,0 +1,136 @@
+// Package lanes owns the vocabulary of priority lanes: the Priority type,
+// the routing rule (a priority below the threshold goes to the backfill
+// lane), every stream name a domain uses, the topology of a domain under a
+// configuration (which streams exist, which consumer groups read them) and
+// the arithmetic of stream entry ids.
+//
+// Nothing else in the module builds a stream name: the engine, the relay,
+// the consumers, the metrics and the operator tools all ask a Naming. Names
+// follow one scheme today ("customer", "customer:backfill",
+// "customer:command", "customer:dlq"); keeping them behind one value lets a
+// later scheme (a domain prefix, cluster hash tags) change them in one
+// place.
+package lanes
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/laneway/laneway/lanewayconfig"
+)
+
+// Priority orders work: higher values are more urgent. Any int is valid;
+// the named constants are the values users of the reference system know.
+type Priority int
+
+// The named priorities.
+const (
+	Bulk     Priority = -100
+	Low      Priority = -50
+	Normal   Priority = 0
+	High     Priority = 50
+	Critical Priority = 100
+)
+
+var priorityNames = map[Priority]string{
+	Bulk: "BULK", Low: "LOW", Normal: "NORMAL", High: "HIGH", Critical: "CRITICAL",
+}
+
+// String returns the constant's name (LOW, ...) or the integer for custom values.
+func (p Priority) String() string {
+	if n, ok := priorityNames[p]; ok {
+		return n
+	}
+	return strconv.Itoa(int(p))
+}
+
+// ParsePriority accepts a name in any case (low, LOW, Bulk) or an integer ("-10").
+func ParsePriority(s string) (Priority, error) {
+	t := strings.TrimSpace(s)
+	for p, n := range priorityNames {
+		if strings.EqualFold(t, n) {
+			return p, nil
+		}
+	}
+	if v, err := strconv.Atoi(t); err == nil {
+		return Priority(v), nil
+	}
+	return 0, fmt.Errorf("invalid priority %q: use one of bulk, low, normal, high, critical or an integer", s)
+}
+
+// Set and Type make *Priority usable as a command-line flag value.
+func (p *Priority) Set(s string) error {
+	v, err := ParsePriority(s)
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
+}
+
+// Type names the flag value type in help output.
+func (p *Priority) Type() string { return "priority" }
+
+// UnmarshalText lets Priority appear in config files and JSON as a name or a number.
+func (p *Priority) UnmarshalText(b []byte) error { return p.Set(string(b)) }
+
+// Lane is one of the two lanes of a primary stream.
+type Lane string
+
+// The lanes, as they appear in JSON output and metric labels.
+const (
+	Primary  Lane = "primary"
+	Backfill Lane = "backfill"
+)
+
+// Class tells whether a primary stream carries events or commands.
+type Class string
+
+// The stream classes, as they appear in JSON output.
+const (
+	Events   Class = "event"
+	Commands Class = "command"
+)
+
+// Config is the routing part of [server.priority_lanes].
+type Config struct {
+	// Enabled routes priorities below Threshold to the backfill lane.
+	Enabled bool
+	// Threshold: a priority strictly below it goes to backfill.
+	Threshold Priority
+	// Naming names the streams.
+	Naming Naming
+}
+
+// FromConfig is the lane configuration of [server.priority_lanes].
+func FromConfig(pl lanewayconfig.PriorityLanes) Config {
+	return Config{Enabled: pl.Enabled, Threshold: Priority(pl.Threshold), Naming: Naming{BackfillSuffix: pl.BackfillSuffix}}
+}
+
+// LaneOf is the lane a message at priority p travels through.
+func (c Config) LaneOf(p Priority) Lane {
+	if c.Enabled && p < c.Threshold {
+		return Backfill
+	}
+	return Primary
+}
+
+// Route returns the physical stream of a message for primary at priority
+// p: the backfill lane of primary when lanes are enabled and p is strictly
+// below the threshold, primary itself otherwise.
+func (c Config) Route(primary string, p Priority) string {
+	if c.LaneOf(p) == Backfill {
+		return c.Naming.Backfill(primary)
+	}
+	return primary
+}
+
+// BackfillOf is the backfill lane consumers of primary read, or "" when
+// lanes are disabled.
+func (c Config) BackfillOf(primary string) string {
+	if !c.Enabled {
+		return ""
+	}
+	return c.Naming.Backfill(primary)
+}

@@ -1,0 +1,356 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// drain relays until a claim comes back short. It overlaps the three steps
+// of consecutive batches: while batch N is published to the broker, batch
+// N+1 is being claimed and batch N-1 marked published, each on its own
+// database connection. Claim, publish and mark are each one round trip, so
+// done one after another the relay waits on PostgreSQL twice per batch; here
+// a batch costs about its slowest step. Batches are still published one at a
+// time in claim order, so FIFO within a priority holds on the stream.
+//
+// Every batch that has been claimed is published and marked (or marked
+// failed) before drain returns, also when ctx is cancelled: see cycle.
+func (r *Relay) drain(ctx context.Context) (int, error) {
+	total := 0
+	var firstErr error
+	var mark *pendingMark
+	waitMark := func() {
+		if mark == nil {
+			return
+		}
+		n, err := mark.wait()
+		mark = nil
+		total += n
+		r.setHealth(err, true)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	defer waitMark()
+
+	rows, err := r.claim(ctx)
+	for {
+		if err != nil {
+			r.setHealth(err, false)
+			waitMark()
+			return total, errors.Join(firstErr, err)
+		}
+		if len(rows) == 0 {
+			r.setHealth(nil, false) // the database answers; says nothing of the broker
+			waitMark()
+			return total, firstErr
+		}
+		// Claim the next batch while this one is published, unless this
+		// claim was short (the outbox is drained), a step failed (the
+		// broker or the database is down: back off instead), or the relay
+		// is stopping.
+		var next chan claimResult
+		if len(rows) >= r.cfg.BatchSize && firstErr == nil && ctx.Err() == nil {
+			next = make(chan claimResult, 1)
+			go func() {
+				rows, err := r.claim(ctx)
+				next <- claimResult{rows, err}
+			}()
+		}
+		m, perr := r.publish(ctx, rows)
+		if perr != nil {
+			r.setHealth(perr, true)
+			if firstErr == nil {
+				firstErr = perr
+			}
+		} else {
+			waitMark() // at most one mark in flight
+			mark = m
+		}
+		if next == nil {
+			waitMark()
+			return total, firstErr
+		}
+		res := <-next
+		rows, err = res.rows, res.err
+	}
+}
+
+type claimResult struct {
+	rows []lanewaystore.OutboxRow
+	err  error
+}
+
+// RunOnce runs one claim and publish cycle and returns the number of rows
+// published.
+func (r *Relay) RunOnce(ctx context.Context) (int, error) {
+	n, _, err := r.cycle(ctx)
+	return n, err
+}
+
+// batchFinishTimeout bounds publishing and marking one claimed batch after
+// the relay has been asked to stop.
+const batchFinishTimeout = 10 * time.Second
+
+func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error) {
+	brokerTried := false
+	defer func() { r.setHealth(err, brokerTried) }()
+	rows, err := r.claim(ctx)
+	if err != nil || len(rows) == 0 {
+		return 0, false, err
+	}
+	brokerTried = true
+	m, err := r.publish(ctx, rows)
+	if err != nil {
+		return 0, false, err
+	}
+	n, err := m.wait()
+	return n, len(rows) >= r.cfg.BatchSize, err
+}
+
+// claim leases the next batch. Once a claim is under way it finishes even
+// if Stop cancels ctx: cutting the claim's commit, or the gap between
+// publish and mark, would leave rows leased and have the next engine publish
+// them again. The claimed batch is then published and marked under the same
+// rule; the work stays bounded by batchFinishTimeout per step.
+func (r *Relay) claim(ctx context.Context) ([]lanewaystore.OutboxRow, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cctx, cancel := finishCtx(ctx)
+	defer cancel()
+	rows, err := r.store.ClaimOutbox(cctx, lanewaystore.ClaimParams{
+		WorkerID: r.cfg.WorkerID,
+		Limit:    r.cfg.BatchSize,
+		Lease:    r.cfg.Lease,
+		Now:      r.cfg.Now(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim: %w", err)
+	}
+	return rows, nil
+}
+
+func finishCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), batchFinishTimeout)
+}
+
+// publish appends the claimed rows to their streams in one pipelined call
+// and starts marking them published. A failed publish marks the rows failed
+// before it returns.
+func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pendingMark, error) {
+	pctx, cancel := finishCtx(ctx)
+	defer cancel()
+	pubs := make([]lanewaybroker.Publication, len(rows))
+	marks := make([]lanewaystore.PublishedRow, len(rows))
+	for i, row := range rows {
+		stream := r.cfg.Lanes.Route(row.StreamCategory, lanes.Priority(row.Priority))
+		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
+		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
+	}
+	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+		if r.brokerUnreachable(pctx, perr) {
+			r.setBrokerDown(true, perr)
+			if ferr := r.release(pctx, rows, perr); ferr != nil {
+				return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+			}
+			return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		}
+		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
+			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+		}
+		return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+	}
+	m := &pendingMark{done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		mctx, cancel := finishCtx(ctx)
+		defer cancel()
+		at := r.cfg.Now()
+		if err := r.store.MarkPublished(mctx, lanewaystore.MarkPublishedParams{
+			WorkerID: r.cfg.WorkerID,
+			Rows:     marks,
+			At:       at,
+		}); err != nil {
+			// The entries are in the broker; the rows are republished when
+			// their lease expires (at-least-once).
+			m.err = fmt.Errorf("outbox: mark %d rows published: %w", len(rows), err)
+			return
+		}
+		m.n = len(rows)
+		r.published.Add(int64(len(rows)))
+		r.observePublished(rows, marks, at)
+	}()
+	return m, nil
+}
+
+// pendingMark is a MarkPublished in flight; its owner waits for it.
+type pendingMark struct {
+	done chan struct{}
+	n    int
+	err  error
+}
+
+func (m *pendingMark) wait() (int, error) {
+	<-m.done
+	return m.n, m.err
+}
+
+// entryData splices the stored JSON into the envelope. The stored bytes are
+// not re-encoded: the metadata already holds the payload's checksum, and
+// re-encoding could change the payload's bytes.
+func entryData(row lanewaystore.OutboxRow) string {
+	b := make([]byte, 0, len(row.Data)+len(row.Metadata)+24)
+	b = append(b, `{"data":`...)
+	b = append(b, row.Data...)
+	b = append(b, `,"metadata":`...)
+	b = append(b, row.Metadata...)
+	b = append(b, '}')
+	return string(b)
+}
+
+func (r *Relay) observePublished(rows []lanewaystore.OutboxRow, marks []lanewaystore.PublishedRow, at time.Time) {
+	type agg struct {
+		n      int
+		oldest time.Time
+	}
+	by := map[string]*agg{}
+	var order []string
+	for i, m := range marks {
+		a := by[m.Stream]
+		if a == nil {
+			a = &agg{oldest: rows[i].CreatedAt}
+			by[m.Stream] = a
+			order = append(order, m.Stream)
+		}
+		a.n++
+		if rows[i].CreatedAt.Before(a.oldest) {
+			a.oldest = rows[i].CreatedAt
+		}
+	}
+	for _, s := range order {
+		a := by[s]
+		r.cfg.Observer.Published(s, a.n, max(at.Sub(a.oldest), 0))
+	}
+}
+
+// markFailed records a failed publish. Rows of one batch may have different
+// retry counts, so they are grouped by their new count, each group with its
+// own next_retry_at; a row whose new count reaches MaxAttempts is abandoned.
+func (r *Relay) markFailed(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+	msg := cause.Error()
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText]
+	}
+	groups := map[int][]int64{}
+	var counts []int
+	for _, row := range rows {
+		n := row.RetryCount + 1
+		if _, ok := groups[n]; !ok {
+			counts = append(counts, n)
+		}
+		groups[n] = append(groups[n], row.ID)
+	}
+	now := r.cfg.Now()
+	var errs []error
+	for _, n := range counts {
+		ids := groups[n]
+		abandon := n >= r.cfg.Retry.MaxAttempts
+		err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{
+			WorkerID:    r.cfg.WorkerID,
+			IDs:         ids,
+			Error:       msg,
+			NextRetryAt: now.Add(RetryDelay(r.cfg.Retry, n)),
+			Abandon:     abandon,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("outbox: mark %d rows failed: %w", len(ids), err))
+			continue
+		}
+		if abandon {
+			r.abandoned.Add(int64(len(ids)))
+			r.cfg.Observer.Abandoned(len(ids))
+			r.log.Error("outbox rows abandoned after all publish attempts",
+				"rows", len(ids), "attempts", n, "error", msg)
+		} else {
+			r.failed.Add(int64(len(ids)))
+			r.cfg.Observer.Failed(len(ids))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// release hands rows whose publish failed on an unreachable broker back
+// without counting an attempt. If the database does not answer either, the
+// rows stay leased and are claimed again when their lease expires.
+func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+	msg := cause.Error()
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText]
+	}
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	if err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{WorkerID: r.cfg.WorkerID, IDs: ids, Error: msg, Outage: true}); err != nil {
+		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
+	}
+	return nil
+}
+
+// RetryDelay is the delay before publish attempt n+1 after the n-th failure
+// (n >= 1): BaseDelay * 2^(n-1), spread by ±25% when Jitter is set, capped
+// at MaxBackoff. Zero fields take their defaults.
+func RetryDelay(p Retry, n int) time.Duration {
+	base, maxB := p.BaseDelay, p.MaxBackoff
+	if base <= 0 {
+		base = BaseDelayDefault
+	}
+	if maxB <= 0 {
+		maxB = MaxBackoffDefault
+	}
+	d := base
+	for i := 1; i < n && d < maxB; i++ {
+		d *= 2
+	}
+	if p.Jitter {
+		d = jitter(d)
+	}
+	return min(d, maxB)
+}
+
+// Health states of the relay, for logging once per change.
+const (
+	healthy int32 = iota
+	claimFailing
+	publishFailing
+)
+
+// setHealth logs once per state change, not per batch. An empty claim
+// proves the database is back but says nothing of the broker: while
+// failing rows wait for their next_retry_at the claims come back empty,
+// and calling that a recovery would log recovered/failing on every retry.
+func (r *Relay) setHealth(err error, brokerTried bool) {
+	if err != nil && !errors.Is(err, context.Canceled) {
+		state := claimFailing
+		if brokerTried {
+			state = publishFailing
+		}
+		if r.failing.Swap(state) == healthy && !r.brokerDown.Load() {
+			r.log.Warn("outbox relay failing; backing off and retrying", "error", err)
+		}
+		return
+	}
+	if err != nil || (!brokerTried && r.failing.Load() == publishFailing) {
+		return
+	}
+	if r.failing.Swap(healthy) != healthy {
+		r.log.Info("outbox relay recovered")
+	}
+}

@@ -1,0 +1,245 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// Wakeups counts what woke the relay loop.
+type Wakeups struct {
+	Notify int64 // in-process Notify
+	Listen int64 // the store's cross-process notification
+	Poll   int64 // the fallback poll timer
+}
+
+// Stats are the relay's counters since New.
+type Stats struct {
+	Wakeups   Wakeups
+	Published int64
+	Failed    int64
+	Abandoned int64
+}
+
+// Relay publishes outbox rows. Create it with New.
+type Relay struct {
+	store  lanewaystore.Store
+	broker lanewaybroker.Broker
+	cfg    Config
+	log    *slog.Logger
+
+	notifyCh chan struct{}
+	listenCh chan struct{}
+
+	failing    atomic.Int32 // a health* state
+	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
+
+	wakeNotify, wakeListen, wakePoll atomic.Int64
+	published, failed, abandoned     atomic.Int64
+
+	mu      sync.Mutex
+	running bool
+	cancel  context.CancelFunc
+	stopL   func()
+	wg      sync.WaitGroup
+}
+
+// New returns a relay over store and broker. It does nothing until Start
+// (or RunOnce).
+func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
+	_, hasNotifier := store.(lanewaystore.Notifier)
+	cfg = cfg.withDefaults(hasNotifier)
+	return &Relay{
+		store:    store,
+		broker:   broker,
+		cfg:      cfg,
+		log:      cfg.Logger.With("component", "outbox_relay", "worker_id", cfg.WorkerID),
+		notifyCh: make(chan struct{}, 1),
+		listenCh: make(chan struct{}, 1),
+	}
+}
+
+// WorkerID is the relay's locked_by value.
+func (r *Relay) WorkerID() string { return r.cfg.WorkerID }
+
+// Notify wakes the relay: rows have just committed in this process. It
+// never blocks; wake-ups that arrive while one is pending coalesce.
+func (r *Relay) Notify() {
+	select {
+	case r.notifyCh <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) listenNotify() {
+	select {
+	case r.listenCh <- struct{}{}:
+	default:
+	}
+}
+
+// Stats returns the relay's counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Wakeups: Wakeups{
+			Notify: r.wakeNotify.Load(),
+			Listen: r.wakeListen.Load(),
+			Poll:   r.wakePoll.Load(),
+		},
+		Published: r.published.Load(),
+		Failed:    r.failed.Load(),
+		Abandoned: r.abandoned.Load(),
+	}
+}
+
+// Start starts the relay loop and the cleanup loop, and listens for the
+// store's cross-process notifications when it has a Notifier (failing
+// when listening cannot start). It does not block. The loops run until
+// Stop or until ctx is done.
+func (r *Relay) Start(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.running {
+		return errors.New("outbox: relay already started")
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	var stopL func()
+	if n, ok := r.store.(lanewaystore.Notifier); ok {
+		stop, err := n.ListenOutbox(rctx, r.listenNotify)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("outbox: start relay: %w", err)
+		}
+		stopL = stop
+	}
+	r.running, r.cancel, r.stopL = true, cancel, stopL
+	r.wg.Add(2)
+	go func() {
+		defer r.wg.Done()
+		r.loop(rctx)
+	}()
+	go func() {
+		defer r.wg.Done()
+		r.cleanupLoop(rctx)
+	}()
+	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval)
+	return nil
+}
+
+// Stop stops the loops and waits for them, at most until ctx is done. Rows
+// claimed by an interrupted cycle are released by their lease.
+func (r *Relay) Stop(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.running {
+		r.mu.Unlock()
+		return nil
+	}
+	r.running = false
+	cancel, stopL := r.cancel, r.stopL
+	r.mu.Unlock()
+
+	cancel()
+	if stopL != nil {
+		stopL()
+	}
+	done := make(chan struct{})
+	go func() {
+		r.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("outbox: stop relay: %w", ctx.Err())
+	}
+}
+
+// loop waits for a wake-up, then drains the outbox.
+func (r *Relay) loop(ctx context.Context) {
+	interval := r.cfg.TickInterval
+	errStreak := 0
+
+	// Rows may have committed before the relay started: drain once at once.
+	wait := time.Duration(0)
+	first := true
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if !first {
+			timer.Reset(wait)
+			if errStreak > 0 {
+				// Broker or database down: wait out the back-off, ignoring
+				// wake-ups so a busy writer cannot drive a hot loop.
+				select {
+				case <-ctx.Done():
+					return
+				case <-timer.C:
+				}
+			} else {
+				select {
+				case <-ctx.Done():
+					return
+				case <-r.notifyCh:
+					r.wakeNotify.Add(1)
+				case <-r.listenCh:
+					r.wakeListen.Add(1)
+				case <-timer.C:
+					r.wakePoll.Add(1)
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		first = false
+
+		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
+			return
+		}
+		n, err := r.drain(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			errStreak++
+			wait = errorBackoff(r.cfg.TickInterval, errStreak)
+			interval = r.cfg.TickInterval
+		case n > 0:
+			errStreak = 0
+			interval = r.cfg.TickInterval
+			wait = interval
+		default:
+			errStreak = 0
+			wait = interval
+			interval = min(interval*2, r.cfg.MaxTickInterval)
+		}
+	}
+}
+
+// errorBackoff doubles from base (at least 50ms) per consecutive error up to
+// errorBackoffCap, with ±25% jitter.
+func errorBackoff(base time.Duration, streak int) time.Duration {
+	d := max(base, 50*time.Millisecond)
+	for i := 1; i < streak && d < errorBackoffCap; i++ {
+		d *= 2
+	}
+	d = min(d, errorBackoffCap)
+	return jitter(d)
+}
+
+func jitter(d time.Duration) time.Duration {
+	f := 1 + (rand.Float64()*2-1)*0.25
+	return time.Duration(float64(d) * f)
+}
