@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/consumer"
-	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/brokertest"
 )
