@@ -156,7 +156,7 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	}
 	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
 		if r.brokerUnreachable(pctx, perr) {
-			r.setBrokerDown(true, perr)
+			r.setBrokerDown(perr)
 			if ferr := r.release(pctx, rows, perr); ferr != nil {
 				return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 			}
@@ -342,13 +342,16 @@ func (r *Relay) setHealth(err error, brokerTried bool) {
 		if brokerTried {
 			state = publishFailing
 		}
-		if r.failing.Swap(state) == healthy && !r.brokerDown.Load() {
+		if r.failing.Swap(state) == healthy && !r.downLogged.Load() {
 			r.log.Warn("outbox relay failing; backing off and retrying", "error", err)
 		}
 		return
 	}
 	if err != nil || (!brokerTried && r.failing.Load() == publishFailing) {
 		return
+	}
+	if r.downLogged.Load() {
+		return // the end of a broker outage is logged by brokerBack
 	}
 	if r.failing.Swap(healthy) != healthy {
 		r.log.Info("outbox relay recovered")

@@ -223,7 +223,8 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 		ids = append(ids, row.MessageID)
 	}
 
-	f.FailPublish(errors.New("redis: connection refused"))
+	// A failure of the rows themselves (the broker answers): an attempt.
+	f.FailPublish(errors.New("ERR value too large"))
 	_, err := r.RunOnce(ctx)
 	require.Error(t, err)
 	rows := listAll(t, s)
@@ -234,7 +235,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 		require.NotNil(t, row.NextRetryAt)
 		assert.True(t, row.NextRetryAt.After(clk.Now()), "next_retry_at %v is in the future of %v", row.NextRetryAt, clk.Now())
 		assert.WithinDuration(t, clk.Now().Add(time.Second), *row.NextRetryAt, time.Millisecond)
-		assert.Contains(t, row.LastError, "connection refused")
+		assert.Contains(t, row.LastError, "value too large")
 	}
 	// Not yet due: nothing is claimed, even with the broker healed.
 	f.Heal()

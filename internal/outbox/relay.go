@@ -41,6 +41,7 @@ type Relay struct {
 
 	failing    atomic.Int32 // a health* state
 	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
+	downLogged atomic.Bool  // the outage's WARN is out, its INFO not yet
 
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
@@ -209,6 +210,9 @@ func (r *Relay) loop(ctx context.Context) {
 			return
 		}
 		n, err := r.drain(ctx)
+		if err == nil {
+			r.brokerBack()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

@@ -39,18 +39,38 @@ type brokerStateObserver interface {
 	BrokerUnreachable(down bool)
 }
 
-// setBrokerDown records a change of the broker's state: log once, tell the
-// observer.
-func (r *Relay) setBrokerDown(down bool, cause error) {
-	if r.brokerDown.Swap(down) == down {
+// setBrokerDown records that a publish met an unreachable broker: claims
+// stop until it answers a ping, /readyz and the gauge say so, and the first
+// time in an outage one WARN is logged.
+func (r *Relay) setBrokerDown(cause error) {
+	if r.brokerDown.Swap(true) {
 		return
 	}
-	if down {
+	r.setGauge(true)
+	if !r.downLogged.Swap(true) {
 		r.log.Warn("broker unreachable; outbox relay paused, rows keep their attempts", "error", cause)
-	} else {
+	}
+}
+
+// brokerAnswers records a ping answered after an outage: claims resume.
+// The outage is not over for the log until a drain succeeds (brokerBack):
+// a broker that answers pings but refuses writes (read-only during a
+// failover) must not log a recovery per probe.
+func (r *Relay) brokerAnswers() {
+	if r.brokerDown.Swap(false) {
+		r.setGauge(false)
+	}
+}
+
+// brokerBack logs the end of an outage once a drain succeeded.
+func (r *Relay) brokerBack() {
+	if r.downLogged.Swap(false) {
 		r.log.Info("broker reachable again; outbox relay resumed")
 		r.failing.Store(healthy) // that was the failure; its recovery is logged
 	}
+}
+
+func (r *Relay) setGauge(down bool) {
 	if o, ok := r.cfg.Observer.(brokerStateObserver); ok {
 		o.BrokerUnreachable(down)
 	}
@@ -64,7 +84,7 @@ func (r *Relay) waitForBroker(ctx context.Context) bool {
 		err := r.broker.Ping(pctx)
 		cancel()
 		if err == nil {
-			r.setBrokerDown(false, nil)
+			r.brokerAnswers()
 			return true
 		}
 		t := time.NewTimer(errorBackoff(r.cfg.TickInterval, streak))
