@@ -359,7 +359,10 @@ func (e *Engine) beat(ctx context.Context) error {
 	v, _ := json.Marshal(e.hb)
 	ctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
 	defer cancel()
-	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL)
+	if err := e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL); err != nil {
+		return err
+	}
+	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
 }
 
 func (e *Engine) heartbeatLoop(ctx context.Context) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,9 +45,10 @@ func (h Heartbeat) OwnsConsumer(name string) bool {
 type liveness struct {
 	broker lanewaybroker.Broker
 
-	mu  sync.Mutex
-	at  time.Time
-	hbs []Heartbeat
+	mu       sync.Mutex
+	at       time.Time
+	hbs      []Heartbeat
+	suffixes []string // of every registered engine, alive or not
 	// beatFailed is when this engine last failed to write its own
 	// heartbeat. Within a TTL of it, others' heartbeats may have expired
 	// for the same reason (Redis was unreachable), so nobody is called dead.
@@ -62,6 +64,16 @@ func (l *liveness) beat(err error) {
 	l.beatFailed = time.Now()
 	l.mu.Unlock()
 }
+
+// registryPrefix prefixes the keys that record, for a day after an
+// engine's last heartbeat, that consumers ending with its ConsumerSuffix
+// are Laneway's. Only those are taken over when their engine's heartbeat is
+// gone: a consumer group may be shared with another service's consumers
+// (a Protean worker), which have no heartbeat and must never be called dead.
+const (
+	registryPrefix = "laneway:consumers-of:"
+	registryTTL    = 24 * time.Hour
+)
 
 // livenessTTL is how long one read of the heartbeat keys is reused.
 const livenessTTL = 500 * time.Millisecond
@@ -79,17 +91,32 @@ func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
 		if err != nil {
 			return nil, err
 		}
+		reg, err := l.broker.GetKeys(ctx, registryPrefix+"*")
+		if err != nil {
+			return nil, err
+		}
 		l.hbs = parseHeartbeats(keys)
+		l.suffixes = l.suffixes[:0]
+		for _, v := range reg {
+			l.suffixes = append(l.suffixes, v)
+		}
 		l.at = time.Now()
 	}
-	hbs := l.hbs
+	hbs, suffixes := l.hbs, slices.Clone(l.suffixes)
 	return func(name string) bool {
 		for _, h := range hbs {
 			if h.OwnsConsumer(name) {
 				return true
 			}
 		}
-		return false
+		// Dead only if a Laneway engine registered it; anything else is
+		// left to the claim_idle_seconds reclaim.
+		for _, s := range suffixes {
+			if s != "" && strings.HasSuffix(name, s) {
+				return false
+			}
+		}
+		return true
 	}, nil
 }
 
