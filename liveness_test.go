@@ -32,7 +32,7 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	}
 	set(HeartbeatPrefix+"h1-10-aaaaaa", Heartbeat{ID: "h1-10-aaaaaa", Host: "h1", PID: 10, ConsumerSuffix: "-h1-10-aaaaaa"}, time.Minute)
 	set(registryPrefix+"h1-10-aaaaaa", "-h1-10-aaaaaa", time.Hour)
-	set(registryPrefix+"h2-20-bbbbbb", "-h2-20-bbbbbb", time.Hour) // registered, heartbeat gone
+	set(registryPrefix+"h2-20-bbbbbb", "-h2-20-bbbbbb", time.Hour)                                       // registered, heartbeat gone
 	set(HeartbeatPrefix+"h3-30-cccccc", Heartbeat{ID: "h3-30-cccccc", Host: "h3", PID: 30}, time.Minute) // a previous release
 
 	alive, err := newLiveness(b).alive(ctx)
