@@ -12,6 +12,7 @@ import (
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/envelope"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -294,7 +295,7 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	if t, ok := c.cmd.(Targeted); ok && t.TargetID() != "" {
 		target = t.TargetID()
 	}
-	category := a.naming().Commands(c.meta.aggregate.category)
+	category := lanes.CommandCategory(c.meta.aggregate.category)
 	return a.dom.outboxRow(outboxSpec{
 		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
 		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),

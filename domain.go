@@ -76,10 +76,12 @@ type commandMeta struct {
 	runTyped  func(ctx context.Context, tx *Tx, cmd Command) error
 }
 
-// Handler is a named event handler or projector. Its name is its consumer
-// group on every stream it reads (e.g. "CustomerProjector").
+// Handler is a named event handler or projector. Its consumer group on
+// every stream it reads is its name (e.g. "CustomerProjector") unless
+// ConsumerGroup or [handlers.NAME] consumer_group names another.
 type Handler struct {
 	name  string
+	group string                 // explicit consumer group; "" means the name
 	funcs map[string]handlerFunc // event name -> func
 	order []string
 }
@@ -90,11 +92,15 @@ type handlerFunc struct {
 }
 
 // NewHandler returns an empty handler named name; add functions with On.
-func NewHandler(name string) *Handler {
-	return &Handler{name: name, funcs: map[string]handlerFunc{}}
+func NewHandler(name string, opts ...HandlerOption) *Handler {
+	h := &Handler{name: name, funcs: map[string]handlerFunc{}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h
 }
 
-// Name is the handler's registered name (its consumer group).
+// Name is the handler's registered name.
 func (h *Handler) Name() string { return h.name }
 
 // On adds fn to h for events of type E. Registering two functions for one
@@ -280,6 +286,9 @@ func (b *Builder) Build() (*Domain, error) {
 			continue
 		}
 		seen[h.name] = true
+		if err := validGroup(h.Group()); err != nil {
+			errs = append(errs, fmt.Errorf("handler %s: %w", h.name, err))
+		}
 		if len(h.funcs) == 0 {
 			errs = append(errs, fmt.Errorf("handler %s handles no event (add functions with laneway.On)", h.name))
 		}

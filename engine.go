@@ -140,12 +140,17 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 			e.stopAll(context.Background())
 		}
 	}()
-	topo := e.app.topology()
+	topo, err := e.app.topology()
+	if err != nil {
+		return err
+	}
 	m, gatherer, err := e.registerMetrics(topo)
 	if err != nil {
 		return err
 	}
-	e.newRelay(m)
+	if err := e.newRelay(m); err != nil {
+		return err
+	}
 	e.identify()
 	if err := e.newConsumers(topo, m); err != nil {
 		return err
@@ -207,21 +212,29 @@ func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometh
 }
 
 // newRelay prepares the outbox relay, woken by the app's commits.
-func (e *Engine) newRelay(m *metrics.Metrics) {
-	rcfg := outbox.ConfigFrom(e.app.cfg)
+func (e *Engine) newRelay(m *metrics.Metrics) error {
+	rcfg, err := outbox.ConfigFrom(e.app.cfg, e.app.dom.name)
+	if err != nil {
+		return err
+	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
+	return nil
 }
 
 // newConsumers prepares one consumer per subscription of topo.
 func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	cfg := e.app.cfg
 	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
-	handlers := map[string]*Handler{}
+	groups, err := e.app.dom.ConsumerGroups(cfg)
+	if err != nil {
+		return err
+	}
+	handlers := map[string]*Handler{} // by consumer group (ConsumerGroups keeps them unique)
 	for _, h := range e.app.dom.handlers {
-		handlers[h.name] = h
+		handlers[groups[h.name]] = h
 	}
 	for _, s := range topo.Subscriptions {
 		s, h := s, handlers[s.Group] // nil for the command dispatcher
@@ -248,6 +261,9 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Handle: func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
+				}
+				if msg.Lane == consumer.Backfill {
+					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
 				_, err := e.app.Dispatch(ctx, h, msg.Envelope, pl.Propagate)
 				if e.opts.OnHandled != nil {
@@ -286,7 +302,11 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 		trim = append(trim, st.Name)
 	}
 	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
-	return e.trimmer.Start(ctx)
+	if err := e.trimmer.Start(ctx); err != nil {
+		return err
+	}
+	e.warnLeftovers(ctx, topo)
+	return nil
 }
 
 // identify gives the engine its heartbeat identity. It comes before the

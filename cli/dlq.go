@@ -39,11 +39,15 @@ func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.B
 	if err != nil {
 		return nil, nil, err
 	}
+	topo, err := inspect.NewTopology(dom, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	b, err := backend.OpenToolBroker(ctx, cfg.Brokers["default"])
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (broker of %s)", err, cfg.Source())
 	}
-	return dlq.New(b, inspect.NewTopology(dom, cfg).Topology), b, nil
+	return dlq.New(b, topo.Topology), b, nil
 }
 
 // dlqStream connects like dlqManager and resolves the --stream value of the

@@ -14,6 +14,7 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/backend"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -266,23 +267,28 @@ func dryRunMigrate(ctx context.Context, g *globals, cfg *lanewayconfig.Config, p
 	}
 	// The engine's relay routes the rows, under the engine's configuration;
 	// this one (same --domain and environment) is the best guess at it.
-	lanes := cfg.Server.PriorityLanes
+	pl := cfg.Server.PriorityLanes
+	lc, err := lanes.FromConfig(cfg, customers.DomainName)
+	if err != nil {
+		return err
+	}
+	primary := lc.Naming.Events("customer")
 	env := cfg.EnvName()
 	if env == "" {
 		env = "no overlay"
 	}
 	var route string
 	switch {
-	case !lanes.Enabled:
-		route = fmt.Sprintf("lanes are off in this configuration (%s), so an engine with it relays them to \"customer\"", env)
-	case int(p.priority) < lanes.Threshold:
-		route = fmt.Sprintf("below the threshold %d, so an engine with this configuration (%s) relays them to \"customer:%s\"", lanes.Threshold, env, lanes.BackfillSuffix)
+	case !pl.Enabled:
+		route = fmt.Sprintf("lanes are off in this configuration (%s), so an engine with it relays them to %q", env, primary)
+	case int(p.priority) < pl.Threshold:
+		route = fmt.Sprintf("below the threshold %d, so an engine with this configuration (%s) relays them to %q", pl.Threshold, env, lc.Route(primary, p.priority))
 	default:
-		route = fmt.Sprintf("not below the threshold %d, so they stay on \"customer\"", lanes.Threshold)
+		route = fmt.Sprintf("not below the threshold %d, so they stay on %q", pl.Threshold, primary)
 	}
 	fmt.Fprintf(g.stdout, "dry run: nothing written (database %s, %s)\n", db.Provider, lanewayconfig.RedactURL(db.URL))
 	fmt.Fprintf(g.stdout, "  customers found:        %d\n", existing)
-	fmt.Fprintf(g.stdout, "  would register:         %d at priority NORMAL (0): production writes, primary lane \"customer\"\n", rep.Registered)
+	fmt.Fprintf(g.stdout, "  would register:         %d at priority NORMAL (0): production writes, primary lane %q\n", rep.Registered, primary)
 	fmt.Fprintf(g.stdout, "  would update tiers of:  %d at priority %s (%d): %s\n", p.count, p.priority, int(p.priority), route)
 	fmt.Fprintf(g.stdout, "  transactions:           %d (batch %d)\n", (rep.Registered+p.batch-1)/p.batch+(p.count+p.batch-1)/p.batch, p.batch)
 	return nil

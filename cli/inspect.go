@@ -40,7 +40,11 @@ func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*i
 	if err != nil {
 		return nil, err
 	}
-	i := &inspection{cfg: cfg, topo: inspect.NewTopology(dom, cfg)}
+	topo, err := inspect.NewTopology(dom, cfg)
+	if err != nil {
+		return nil, err
+	}
+	i := &inspection{cfg: cfg, topo: topo}
 	br := cfg.Brokers["default"]
 	b, err := backend.OpenToolBroker(ctx, br)
 	if err != nil {

@@ -39,6 +39,9 @@ const (
 	BrokerProviderRedis    = "redis"
 
 	SubscriptionTypeStream = "stream"
+
+	StreamNamingLaneway = "laneway"
+	StreamNamingProtean = "protean"
 )
 
 // Defaults. Default returns a Config holding exactly these values.
@@ -53,6 +56,7 @@ const (
 
 	DefaultSubscriptionTypeDefault = SubscriptionTypeStream
 	MessagesPerTickDefault         = 100
+	StreamNamingDefault            = StreamNamingLaneway
 
 	BlockingTimeoutMSDefault      = 5000
 	MaxRetriesDefault             = 3
@@ -118,6 +122,11 @@ type Config struct {
 	// fields.
 	Outbox Outbox `toml:"outbox" json:"outbox"`
 
+	// Handlers maps a handler name to settings of that handler
+	// ([handlers.CustomerProjector]). A name the domain does not define is
+	// an error when the engine starts. Defaults to none.
+	Handlers map[string]HandlerSettings `toml:"handlers" json:"handlers,omitempty"`
+
 	source  string            // file Load read; "" for Parse and Default
 	env     string            // environment selected (LoadOptions.Env or LANEWAY_ENV)
 	overlay bool              // an overlay table named env was merged
@@ -155,6 +164,16 @@ type Broker struct {
 	Listen string `toml:"listen" json:"listen"`
 }
 
+// HandlerSettings is one [handlers.NAME] entry.
+type HandlerSettings struct {
+	// ConsumerGroup is the consumer group the handler reads in, overriding
+	// the group the code gives it (laneway.ConsumerGroup, else the handler
+	// name); set it to a Protean handler's group (its fully qualified name)
+	// to share that handler's work. "" keeps the code's group. Defaults to
+	// "".
+	ConsumerGroup string `toml:"consumer_group" json:"consumer_group"`
+}
+
 // Server is the [server] table.
 type Server struct {
 	// DefaultSubscriptionType must be "stream", the only kind Laneway
@@ -164,6 +183,15 @@ type Server struct {
 
 	// MessagesPerTick is the COUNT of one read, per lane. Defaults to 100.
 	MessagesPerTick int `toml:"messages_per_tick" json:"messages_per_tick"`
+
+	// StreamNaming chooses the stream names of the domain. "laneway" names
+	// streams after the category ("customer", "customer:backfill",
+	// "customer:command", "customer:dlq"); "protean" prefixes the domain's
+	// normalized name the way Protean does ("customers::customer",
+	// "customers::customer:backfill", ...), so the engine reads and writes
+	// the streams of a Protean service of the same domain (see
+	// docs/protean.md). Defaults to "laneway".
+	StreamNaming string `toml:"stream_naming" json:"stream_naming"`
 
 	// StreamSubscription configures every stream subscription. Defaults to
 	// the defaults of its fields.
@@ -330,6 +358,7 @@ func Default() *Config {
 		Server: Server{
 			DefaultSubscriptionType: DefaultSubscriptionTypeDefault,
 			MessagesPerTick:         MessagesPerTickDefault,
+			StreamNaming:            StreamNamingDefault,
 			StreamSubscription: StreamSubscription{
 				BlockingTimeoutMS:      BlockingTimeoutMSDefault,
 				MaxRetries:             MaxRetriesDefault,
@@ -397,6 +426,7 @@ func (c *Config) clone() *Config {
 	cp := *c
 	cp.Databases = maps.Clone(c.Databases)
 	cp.Brokers = maps.Clone(c.Brokers)
+	cp.Handlers = maps.Clone(c.Handlers)
 	cp.origins = maps.Clone(c.origins)
 	return &cp
 }
@@ -427,6 +457,11 @@ func (c *Config) LanesFingerprint() string {
 	canon := fmt.Sprintf("lanes/v1 enabled=%t threshold=%d suffix=%q propagate=%t backfill_concurrency=%d min_backfill_share=%s concurrency=%d",
 		l.Enabled, l.Threshold, l.BackfillSuffix, l.Propagate, l.BackfillConcurrency,
 		strconv.FormatFloat(l.MinBackfillShare, 'g', -1, 64), c.Server.StreamSubscription.Concurrency)
+	if n := c.Server.StreamNaming; n != "" && n != StreamNamingDefault {
+		// Only a non-default scheme is written, so the fingerprint of every
+		// configuration that predates the key stays the same.
+		canon += " naming=" + n
+	}
 	sum := sha256.Sum256([]byte(canon))
 	return hex.EncodeToString(sum[:8])
 }

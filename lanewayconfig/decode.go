@@ -164,7 +164,7 @@ func (d *decoder) entries(path string, raw any, v reflect.Value) {
 	}
 	for _, name := range sortedKeys(m) {
 		ep := joinPath(path, name)
-		if name != DefaultEntry && isTypoOf(name, []string{DefaultEntry}) {
+		if name != DefaultEntry && isTypoOf(name, []string{DefaultEntry}) && elem != reflect.TypeFor[HandlerSettings]() {
 			d.add(ep, "", "unknown entry; did you mean %q? (the engine uses the entry named %q)",
 				d.displayAs(ep, joinPath(path, DefaultEntry)), DefaultEntry)
 			continue

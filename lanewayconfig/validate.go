@@ -12,6 +12,8 @@ import (
 	"unicode"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/laneway/laneway/internal/protean"
 )
 
 // Validate checks every value and returns a *ValidationError listing all
@@ -82,6 +84,13 @@ func (v *validator) run() {
 			"must be %q, the only subscription type Laneway implements", SubscriptionTypeStream)
 	}
 	v.atLeast("server.messages_per_tick", s.MessagesPerTick, 1)
+	v.oneOf("server.stream_naming", s.StreamNaming, StreamNamingLaneway, StreamNamingProtean)
+	if s.StreamNaming == StreamNamingProtean && !v.skip["name"] {
+		v.proteanName("name", c.Name)
+	}
+	for _, name := range sortedNames(c.Handlers) {
+		v.consumerGroup(joinPath(joinPath("handlers", name), "consumer_group"), c.Handlers[name].ConsumerGroup)
+	}
 
 	ss := s.StreamSubscription
 	const sp = "server.stream_subscription."
@@ -354,5 +363,24 @@ func (v *validator) listen(path, s, example string) {
 	}
 	if strings.IndexFunc(host, unicode.IsSpace) >= 0 {
 		v.add(path, s, "host must not contain whitespace, e.g. %s", example)
+	}
+}
+
+// proteanName checks that the domain name gives Protean stream names.
+func (v *validator) proteanName(path, s string) {
+	if _, err := protean.NormalizedName(s); err != nil {
+		v.add(path, s, "%v (server.stream_naming = %q prefixes every stream with it)", err, StreamNamingProtean)
+	}
+}
+
+// consumerGroup checks a [handlers.NAME] consumer_group; "" keeps the
+// handler's own group.
+func (v *validator) consumerGroup(path, s string) {
+	switch {
+	case s == "":
+	case strings.IndexFunc(s, unicode.IsSpace) >= 0 || strings.IndexFunc(s, unicode.IsControl) >= 0:
+		v.add(path, s, "must not contain whitespace or control characters; use the group name as XINFO GROUPS shows it")
+	case len(s) > 255:
+		v.add(path, s, "must be at most 255 bytes")
 	}
 }

@@ -42,6 +42,13 @@ func TestParseRejects(t *testing.T) {
 		{"nan", "[server.stream_subscription]\nretry_delay_seconds = nan", "server.stream_subscription.retry_delay_seconds", "nan", "must be a finite number", nil},
 		{"inf", "[outbox]\nlease_seconds = inf", "outbox.lease_seconds", "inf", "must be a finite number", nil},
 
+		// Stream naming and handler settings.
+		{"unknown stream naming", "[server]\nstream_naming = \"python\"", "server.stream_naming", `"python"`, `must be one of "laneway", "protean"`, nil},
+		{"protean naming with a non-ASCII name", "name = \"Café\"\n[server]\nstream_naming = \"protean\"", "name", `"Café"`, "is not ASCII", nil},
+		{"protean naming with a name of separators", "name = \"--\"\n[server]\nstream_naming = \"protean\"", "name", `"--"`, "no letters or digits", nil},
+		{"consumer group with a space", "[handlers.CustomerProjector]\nconsumer_group = \"a b\"", "handlers.CustomerProjector.consumer_group", `"a b"`, "must not contain whitespace", nil},
+		{"misspelled handler key", "[handlers.CustomerProjector]\nconsumer_gruop = \"g\"", "handlers.CustomerProjector.consumer_gruop", `"g"`, `did you mean "handlers.CustomerProjector.consumer_group"?`, nil},
+
 		// Sizes and ranges.
 		{"zero messages_per_tick", "[server]\nmessages_per_tick = 0", "server.messages_per_tick", "0", "must be at least 1", nil},
 		{"negative messages_per_tick", "[server]\nmessages_per_tick = -1", "server.messages_per_tick", "-1", "must be at least 1", nil},
@@ -152,6 +159,16 @@ func TestParseAccepts(t *testing.T) {
 		}},
 		{"share just below 1", "[server.priority_lanes]\nmin_backfill_share = 0.99", func(t *testing.T, c *lanewayconfig.Config) {
 			require.Equal(t, 0.99, c.Server.PriorityLanes.MinBackfillShare)
+		}},
+		{"protean naming", "name = \"Customers\"\n[server]\nstream_naming = \"protean\"", func(t *testing.T, c *lanewayconfig.Config) {
+			require.Equal(t, lanewayconfig.StreamNamingProtean, c.Server.StreamNaming)
+			require.NotEqual(t, lanewayconfig.Default().LanesFingerprint(), c.LanesFingerprint(), "a running engine with the other naming reads other streams")
+		}},
+		{"consumer group of a handler", "[handlers.CustomerProjector]\nconsumer_group = \"protean_customers.CustomerProjector\"", func(t *testing.T, c *lanewayconfig.Config) {
+			require.Equal(t, map[string]lanewayconfig.HandlerSettings{"CustomerProjector": {ConsumerGroup: "protean_customers.CustomerProjector"}}, c.Handlers)
+		}},
+		{"handler named like the default entry", "[handlers.Default]\nconsumer_group = \"g\"", func(t *testing.T, c *lanewayconfig.Config) {
+			require.Equal(t, "g", c.Handlers["Default"].ConsumerGroup)
 		}},
 		{"http disabled", "[server.http]\nlisten = \"\"", func(t *testing.T, c *lanewayconfig.Config) {
 			require.Empty(t, c.Server.HTTP.Listen)

@@ -103,9 +103,31 @@ type Config struct {
 	Naming Naming
 }
 
-// FromConfig is the lane configuration of [server.priority_lanes].
-func FromConfig(pl lanewayconfig.PriorityLanes) Config {
-	return Config{Enabled: pl.Enabled, Threshold: Priority(pl.Threshold), Naming: Naming{BackfillSuffix: pl.BackfillSuffix}}
+// FromConfig is the lane configuration of [server.priority_lanes] for the
+// streams of domain, named as server.stream_naming says (see NamingFor).
+func FromConfig(cfg *lanewayconfig.Config, domain string) (Config, error) {
+	n, err := NamingFor(cfg, domain)
+	if err != nil {
+		return Config{}, err
+	}
+	pl := cfg.Server.PriorityLanes
+	return Config{Enabled: pl.Enabled, Threshold: Priority(pl.Threshold), Naming: n}, nil
+}
+
+// ReadPriority is the priority a message read from lane, stamped p, is
+// handled under (and so the priority of the work it causes). A backfill
+// entry at or above the threshold counts as Threshold-1: a producer that
+// picks the lane without writing the priority into the message (Protean
+// writes 0 into every event and routes by its outbox row) would otherwise
+// have its backfill work propagate as NORMAL, and everything that work
+// causes would jump to the primary lane. Entries Laneway routed to backfill
+// are below the threshold and keep their exact priority; primary entries
+// are never changed.
+func (c Config) ReadPriority(l Lane, p Priority) Priority {
+	if l == Backfill && p >= c.Threshold {
+		return c.Threshold - 1
+	}
+	return p
 }
 
 // LaneOf is the lane a message at priority p travels through.

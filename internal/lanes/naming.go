@@ -1,8 +1,10 @@
 package lanes
 
 import (
+	"fmt"
 	"strings"
 
+	"github.com/laneway/laneway/internal/protean"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
@@ -15,12 +17,47 @@ const (
 )
 
 // Naming builds every stream name of a domain. The zero value uses the
-// default backfill suffix.
+// default backfill suffix and Laneway's scheme (no prefix).
 type Naming struct {
 	// BackfillSuffix names the backfill lane "<primary>:<suffix>". ""
 	// means lanewayconfig.BackfillSuffixDefault.
 	BackfillSuffix string
+	// Prefix comes before every category: "" in Laneway's scheme,
+	// "<normalized domain name>::" in Protean's ("customers::"), so that
+	// "customer" is read and written as "customers::customer".
+	Prefix string
 }
+
+// prefixSep ends the domain prefix of Protean's scheme.
+const prefixSep = "::"
+
+// NamingFor is the naming of the streams of domain under cfg: the backfill
+// suffix of [server.priority_lanes] and the scheme of server.stream_naming.
+// The error says why a domain name gives no Protean stream names.
+func NamingFor(cfg *lanewayconfig.Config, domain string) (Naming, error) {
+	n := Naming{BackfillSuffix: cfg.Server.PriorityLanes.BackfillSuffix}
+	switch cfg.Server.StreamNaming {
+	case "", lanewayconfig.StreamNamingLaneway:
+	case lanewayconfig.StreamNamingProtean:
+		name, err := protean.NormalizedName(domain)
+		if err != nil {
+			return Naming{}, fmt.Errorf("server.stream_naming = %q: %w", cfg.Server.StreamNaming, err)
+		}
+		n.Prefix = name + prefixSep
+	default:
+		return Naming{}, fmt.Errorf("server.stream_naming = %q: use %q or %q", cfg.Server.StreamNaming, lanewayconfig.StreamNamingLaneway, lanewayconfig.StreamNamingProtean)
+	}
+	return n, nil
+}
+
+// CommandCategory is the logical category of the asynchronous commands of
+// an aggregate category ("customer:command"), as the outbox records it.
+func CommandCategory(category string) string { return category + sep + commandPart }
+
+// Primary is the primary stream of a logical category, an aggregate
+// category ("customer") or a command category ("customer:command"): the
+// category under the naming's prefix.
+func (n Naming) Primary(category string) string { return n.Prefix + category }
 
 func (n Naming) suffix() string {
 	if n.BackfillSuffix == "" {
@@ -33,12 +70,12 @@ func (n Naming) suffix() string {
 func (n Naming) Suffix() string { return n.suffix() }
 
 // Events is the primary stream of the events of an aggregate category: the
-// category itself ("customer").
-func (n Naming) Events(category string) string { return category }
+// category itself ("customer"), under the prefix ("customers::customer").
+func (n Naming) Events(category string) string { return n.Primary(category) }
 
 // Commands is the primary stream of the asynchronous commands of a
-// category ("customer:command").
-func (n Naming) Commands(category string) string { return category + sep + commandPart }
+// category ("customer:command", "customers::customer:command").
+func (n Naming) Commands(category string) string { return n.Primary(CommandCategory(category)) }
 
 // Backfill is the backfill lane of a primary stream ("customer:backfill").
 func (n Naming) Backfill(primary string) string { return primary + sep + n.suffix() }
@@ -73,11 +110,12 @@ type Source struct {
 // written under an earlier configuration are recognised too.
 func (n Naming) Classify(categories []string, stream string) (Source, bool) {
 	for _, cat := range categories {
-		if stream != cat && !strings.HasPrefix(stream, cat+sep) {
+		base := n.Events(cat)
+		if stream != base && !strings.HasPrefix(stream, base+sep) {
 			continue
 		}
-		s := Source{Name: stream, Category: cat, Primary: n.Events(cat), Lane: Primary, Class: Events}
-		rest := strings.TrimPrefix(strings.TrimPrefix(stream, cat), sep)
+		s := Source{Name: stream, Category: cat, Primary: base, Lane: Primary, Class: Events}
+		rest := strings.TrimPrefix(strings.TrimPrefix(stream, base), sep)
 		if rest == commandPart || strings.HasPrefix(rest, commandPart+sep) {
 			s.Class, s.Primary = Commands, n.Commands(cat)
 			rest = strings.TrimPrefix(strings.TrimPrefix(rest, commandPart), sep)

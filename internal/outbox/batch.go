@@ -150,7 +150,9 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
-		stream := r.cfg.Lanes.Route(row.StreamCategory, lanes.Priority(row.Priority))
+		// The row holds the logical category ("customer",
+		// "customer:command"); the naming gives its stream.
+		stream := r.cfg.Lanes.Route(r.cfg.Lanes.Naming.Primary(row.StreamCategory), lanes.Priority(row.Priority))
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}

@@ -141,9 +141,14 @@ func DefaultWorkerID() string {
 }
 
 // ConfigFrom maps the [outbox] and [server.priority_lanes] tables of a
-// loaded domain.toml to a relay Config. Fields the file does not hold
-// (WorkerID, Logger, Now, Observer, CleanupLimit) keep their defaults.
-func ConfigFrom(c *lanewayconfig.Config) Config {
+// loaded domain.toml to a relay Config for the streams of domain (named as
+// server.stream_naming says). Fields the file does not hold (WorkerID,
+// Logger, Now, Observer, CleanupLimit) keep their defaults.
+func ConfigFrom(c *lanewayconfig.Config, domain string) (Config, error) {
+	lc, err := lanes.FromConfig(c, domain)
+	if err != nil {
+		return Config{}, err
+	}
 	o := c.Outbox
 	base := o.Retry.BaseDelay()
 	if base <= 0 && o.Retry.BaseDelaySeconds == 0 {
@@ -165,6 +170,6 @@ func ConfigFrom(c *lanewayconfig.Config) Config {
 		CleanupInterval:    o.Cleanup.Interval(),
 		PublishedRetention: o.Cleanup.PublishedRetention(),
 		AbandonedRetention: o.Cleanup.AbandonedRetention(),
-		Lanes:              lanes.FromConfig(c.Server.PriorityLanes),
-	}
+		Lanes:              lc,
+	}, nil
 }

@@ -471,7 +471,8 @@ func TestConfigFrom(t *testing.T) {
 	c.Server.PriorityLanes.BackfillSuffix = "migration"
 	c.Outbox.Retry.MaxAttempts = 7
 	c.Outbox.Retry.MaxBackoffSeconds = 90
-	got := outbox.ConfigFrom(c)
+	got, err := outbox.ConfigFrom(c, "Customers")
+	require.NoError(t, err)
 	assert.Equal(t, lanes.Config{Enabled: true, Threshold: -25, Naming: lanes.Naming{BackfillSuffix: "migration"}}, got.Lanes)
 	assert.Equal(t, 500, got.BatchSize)
 	assert.Equal(t, 30*time.Second, got.Lease)

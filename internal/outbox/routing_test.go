@@ -57,7 +57,9 @@ func TestRoutingTable(t *testing.T) {
 					cfg.Server.PriorityLanes.Enabled = cc.enabled
 					cfg.Server.PriorityLanes.Threshold = cc.threshold
 					cfg.Server.PriorityLanes.BackfillSuffix = cc.suffix
-					r := outbox.New(s, b, outbox.ConfigFrom(cfg))
+					rcfg, err := outbox.ConfigFrom(cfg, "Customers")
+					require.NoError(t, err)
+					r := outbox.New(s, b, rcfg)
 
 					type want struct {
 						row    lanewaystore.OutboxRow

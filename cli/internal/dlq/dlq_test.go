@@ -557,7 +557,7 @@ func TestReferenceEntry(t *testing.T) {
 		require.Len(t, res.Entries, 1)
 		e := res.Entries[0]
 		assert.Empty(t, e.Meta.FailedAt)
-		assert.Empty(t, e.Meta.FailureReason)
+		assert.Equal(t, envelope.ReasonNotRecorded, e.Meta.FailureReason, "the reference writes no failure_reason")
 		assert.Equal(t, int64(3), e.Meta.RetryCount)
 		assert.Equal(t, "CustomerProjector", e.Meta.ConsumerGroup)
 		assert.Empty(t, e.Problem)

@@ -303,6 +303,9 @@ func parseEntry(stream string, raw lanewaybroker.Entry) Entry {
 		if json.Unmarshal(fields["retry_count"], &n) == nil {
 			e.Meta.RetryCount, _ = n.Int64()
 		}
+		if e.Meta.FailureReason == "" {
+			e.Meta.FailureReason = envelope.ReasonNotRecorded
+		}
 	}
 	p, err := envelope.ReplayPayload([]byte(raw.Data))
 	if err != nil {

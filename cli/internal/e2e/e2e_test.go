@@ -279,7 +279,8 @@ func TestTwoEnginesShareWork(t *testing.T) {
 }
 
 // TestLanesOffLeavesBackfillUntouched: with lanes off the engine reads only
-// the primary stream; leftovers in a backfill stream are not consumed.
+// the primary stream; leftovers in a backfill stream are not consumed, and
+// the engine warns about them at start.
 func TestLanesOffLeavesBackfillUntouched(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, envParams{Lanes: false})
@@ -289,6 +290,7 @@ func TestLanesOffLeavesBackfillUntouched(t *testing.T) {
 	app := e.openApp()
 	eng := e.startEngine()
 	assert.NotContains(t, eng.stderr.String(), "Initialized priority lanes")
+	assert.Contains(t, eng.stderr.String(), "customer:backfill holds 3 entries and priority lanes are disabled, so nothing reads them", "the start says so")
 
 	register(t, app, 0, 1, 1)
 	require.Eventually(t, func() bool { return e.summaryCount() == 1 }, wait, tick)

@@ -94,6 +94,9 @@ type envParams struct {
 	// the [production...] overlay (as examples/customers/domain.toml does),
 	// instead of Lanes.
 	ProductionLanes bool
+	// Tables is TOML appended to the file (whole tables, such as
+	// "[handlers.CustomerProjector]").
+	Tables string
 }
 
 func newEnv(t *testing.T, p envParams) *env {
@@ -159,7 +162,7 @@ enabled = %t
 # republish them within the test's budget instead of after 30 s.
 [outbox]
 lease_seconds = 2
-%s`, engineDB, e.redisURL, listen, claimIdle, extra.String(), p.Lanes, overlay)
+%s%s`, engineDB, e.redisURL, listen, claimIdle, extra.String(), p.Lanes, overlay, p.Tables)
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "domain.toml"), []byte(toml), 0o644))
 
 	conn, err := pgx.Connect(ctx, e.dbURL)

@@ -54,6 +54,9 @@ func (t Topology) ParseDLQ(stream string, e lanewaybroker.Entry) DLQEntry {
 		return out
 	}
 	out.Meta = sh.DLQ
+	if out.Meta.FailureReason == "" {
+		out.Meta.FailureReason = envelope.ReasonNotRecorded
+	}
 	if sh.Metadata == nil {
 		out.Raw = true // NewDLQRaw: data and metadata are null
 		return out

@@ -43,7 +43,8 @@ type DoctorParams struct {
 // Doctor runs the seed guide's troubleshooting list as checks, in order:
 // lanes enabled, engine running with the file's lanes configuration,
 // backfill consumer groups, backfill draining, DLQ entries, upcasters for
-// dead-lettered versions, backfill leftovers, embedded broker in production.
+// dead-lettered versions, backfill leftovers, pending entries nobody takes
+// over, embedded broker in production.
 // in may be nil when p.BrokerErr says why.
 func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error) {
 	cfg := p.Config
@@ -61,7 +62,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
 		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "backfill_draining", Title: "backfill draining"},
 			{ID: "dlq", Title: "dead-letter queues"}, {ID: "upcasters", Title: "upcasters for dead-lettered versions"},
-			{ID: "backfill_leftovers", Title: "backfill leftovers"}} {
+			{ID: "backfill_leftovers", Title: "backfill leftovers"}, {ID: "stuck_pending", Title: "pending entries nobody takes over"}} {
 			c.Status, c.Detail, c.Fix = Warn, "not checked: the broker is not reachable", "make the broker reachable, then run laneway doctor again"
 			checks = append(checks, c)
 		}
@@ -92,7 +93,13 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, dlqCheck(sums, len(in.topo.DLQStreams())), upcastCheck(sums), leftovers(first), embeddedInProduction(cfg))
+	stuckIdle := StuckIdle(cfg)
+	stuck, err := in.StuckPending(ctx, stuckIdle)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, dlqCheck(sums, len(in.topo.DLQStreams())), upcastCheck(sums), leftovers(first),
+		stuckCheck(stuck, stuckIdle), embeddedInProduction(cfg))
 	return checks, nil
 }
 

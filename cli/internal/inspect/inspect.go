@@ -33,12 +33,20 @@ type Topology struct {
 // NewTopology lists the domain's streams: one event category per aggregate
 // (whether or not a handler reads it: the relay publishes every event), and
 // one command category per aggregate with commands.
-func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) Topology {
+func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) (Topology, error) {
+	groups, err := dom.ConsumerGroups(cfg)
+	if err != nil {
+		return Topology{}, err
+	}
+	lc, err := lanes.FromConfig(cfg, dom.Name())
+	if err != nil {
+		return Topology{}, err
+	}
 	spec := lanes.Spec{Domain: dom.Name(), Categories: dom.AllCategories(), CommandCategories: dom.CommandCategories()}
 	for _, h := range dom.Handlers() {
-		spec.Readers = append(spec.Readers, lanes.Reader{Group: h.Name(), Categories: dom.Categories(h)})
+		spec.Readers = append(spec.Readers, lanes.Reader{Group: groups[h.Name()], Categories: dom.Categories(h)})
 	}
-	return Topology{Topology: lanes.New(spec, lanes.FromConfig(cfg.Server.PriorityLanes)), Upcasts: dom.Upcasts()}
+	return Topology{Topology: lanes.New(spec, lc), Upcasts: dom.Upcasts()}, nil
 }
 
 // Filter keeps the categories named by s (see lanes.Topology.Filter).

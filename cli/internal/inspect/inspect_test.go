@@ -91,7 +91,8 @@ func setup(t *testing.T, embedded bool) *bundle {
 
 	cfg := lanewayconfig.Default()
 	cfg.Server.PriorityLanes.Enabled = true
-	topo := inspect.NewTopology(dom, cfg)
+	topo, err := inspect.NewTopology(dom, cfg)
+	require.NoError(t, err)
 	return &bundle{b: b, cfg: cfg, topo: topo, in: inspect.New(b, topo, inspect.Options{}), cat: cat, dom: dom, domain: name}
 }
 
@@ -222,7 +223,9 @@ func TestStatus(t *testing.T) {
 
 		// Lanes off: the backfill lane is not read and its leftovers warn.
 		x.cfg.Server.PriorityLanes.Enabled = false
-		off := inspect.New(x.b, inspect.NewTopology(x.dom, x.cfg), inspect.Options{})
+		offTopo, err := inspect.NewTopology(x.dom, x.cfg)
+		require.NoError(t, err)
+		off := inspect.New(x.b, offTopo, inspect.Options{})
 		st, err = off.Status(ctx, x.cfg)
 		require.NoError(t, err)
 		b = laneOf(t, st, backfill)

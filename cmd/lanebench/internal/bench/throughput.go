@@ -67,7 +67,10 @@ func (r *Runner) throughput(ctx context.Context) (err error) {
 	}
 
 	r.progress("throughput: relay of the %d rows, and pipelined XADD", n)
-	relayCfg := outbox.ConfigFrom(cfg)
+	relayCfg, err := outbox.ConfigFrom(cfg, DomainName)
+	if err != nil {
+		return err
+	}
 	relayRate, err := relayAll(ctx, outbox.New(e.db.Store, e.br, relayCfg), n)
 	if err != nil {
 		return err
