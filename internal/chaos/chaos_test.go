@@ -29,7 +29,16 @@ import (
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/chaos/chaosdomain"
+	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewayconfig"
+)
+
+// The streams of the chaos domain's one category, named by the lanes owner
+// (default naming).
+var (
+	naming         lanes.Naming
+	primaryStream  = naming.Primary("item")
+	backfillStream = naming.Backfill(primaryStream)
 )
 
 const (
@@ -334,7 +343,7 @@ func (c *kase) dlqDepth() int {
 	r := c.w.redis.client(c.redisDB)
 	defer r.Close()
 	n := 0
-	for _, s := range []string{"item:dlq", "item:backfill:dlq"} {
+	for _, s := range []string{naming.DLQ(primaryStream), naming.DLQ(backfillStream)} {
 		l, err := r.XLen(context.Background(), s).Result()
 		require.NoError(c.t, err)
 		n += int(l)

@@ -21,7 +21,7 @@ func (c *kase) held(pid int) map[string][]string {
 	defer r.Close()
 	ctx := context.Background()
 	out := map[string][]string{}
-	for _, stream := range []string{"item", "item:backfill"} {
+	for _, stream := range []string{primaryStream, backfillStream} {
 		cons, err := r.XInfoConsumers(ctx, stream, "Counter").Result()
 		if err != nil {
 			continue
@@ -45,7 +45,7 @@ func (c *kase) consumersOf(pid int) int {
 	r := c.w.redis.client(c.redisDB)
 	defer r.Close()
 	n := 0
-	for _, stream := range []string{"item", "item:backfill"} {
+	for _, stream := range []string{primaryStream, backfillStream} {
 		cons, _ := r.XInfoConsumers(context.Background(), stream, "Counter").Result()
 		for _, cn := range cons {
 			if strings.Contains(cn.Name, fmt.Sprintf("-%d-", pid)) {
@@ -98,13 +98,13 @@ func faultKillEngine(c *kase) time.Time {
 	var held map[string][]string
 	require.Eventually(t, func() bool {
 		held = c.held(victim.pid())
-		return len(held["item"])+len(held["item:backfill"]) >= 2000
+		return len(held[primaryStream])+len(held[backfillStream]) >= 2000
 	}, 60*time.Second, 5*time.Millisecond, "the engine to kill never held 2,000 entries")
 	victim.kill()
 	killed := time.Now()
 	held = c.held(victim.pid()) // what it held when it died
-	primary := c.itemsOf("item", held["item"])
-	all := append(primary, c.itemsOf("item:backfill", held["item:backfill"])...)
+	primary := c.itemsOf(primaryStream, held[primaryStream])
+	all := append(primary, c.itemsOf(backfillStream, held[backfillStream])...)
 	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, heartbeatTTL+5*time.Second, 20*time.Millisecond,
 		"the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
 	c.recovered = time.Now()
