@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/tracing"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -24,6 +27,7 @@ type App struct {
 	cfg   *lanewayconfig.Config
 	store lanewaystore.Store
 	owned bool
+	tr    *tracing.Tracer // nil: tracing off
 
 	mu       sync.RWMutex
 	onCommit []*func() // pointers, so that a registration can be removed
@@ -34,6 +38,11 @@ type App struct {
 type Options struct {
 	// Store overrides the configured database (tests, embedding).
 	Store lanewaystore.Store
+	// TracerProvider turns on OpenTelemetry tracing: a span per Process,
+	// and the trace context travels with every message the app writes (see
+	// docs/operations.md). Defaults to nil: no spans, nothing added to
+	// messages. The global provider is never used implicitly.
+	TracerProvider trace.TracerProvider
 }
 
 // Open connects the domain to the database of cfg (nil cfg: defaults) and
@@ -45,7 +54,7 @@ func Open(ctx context.Context, dom *Domain, cfg *lanewayconfig.Config, opts Opti
 	if cfg == nil {
 		cfg = lanewayconfig.Default()
 	}
-	a := &App{dom: dom, cfg: cfg, store: opts.Store}
+	a := &App{dom: dom, cfg: cfg, store: opts.Store, tr: tracing.New(opts.TracerProvider)}
 	if a.store == nil {
 		st, err := backend.OpenStore(ctx, cfg.Databases["default"])
 		if err != nil {
@@ -130,10 +139,17 @@ func resolvePriority(ctx context.Context, o processOptions) Priority {
 // outbox (category "<category>:command") and the engine runs it later.
 func (a *App) Process(ctx context.Context, cmd Command, opts ...ProcessOption) error {
 	o := collectOptions(opts)
+	if a.tr != nil {
+		return a.processTraced(ctx, cmd, o)
+	}
 	c, err := a.prepare(ctx, cmd, o)
 	if err != nil {
 		return err
 	}
+	return a.process(ctx, cmd, c)
+}
+
+func (a *App) process(ctx context.Context, cmd Command, c preparedCommand) error {
 	if c.async {
 		row, err := a.commandRow(c)
 		if err != nil {
@@ -198,6 +214,13 @@ func (e *BatchError) Unwrap() []error {
 // *BatchError naming which commands failed (the others are committed). An
 // unregistered command type fails the whole call before anything is written.
 func (a *App) ProcessBatch(ctx context.Context, cmds []Command, opts ...ProcessOption) error {
+	if a.tr != nil {
+		return a.processBatchTraced(ctx, cmds, opts)
+	}
+	return a.processBatch(ctx, cmds, opts)
+}
+
+func (a *App) processBatch(ctx context.Context, cmds []Command, opts []ProcessOption) error {
 	o := collectOptions(opts)
 	prepared := make([]preparedCommand, len(cmds))
 	for i, cmd := range cmds {
@@ -240,7 +263,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 				rows = append(rows, row)
 				continue
 			}
-			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
+			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id, traced: a.traced(ctx)}
 			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
 				return err
 			}
@@ -272,6 +295,7 @@ type preparedCommand struct {
 	priority Priority
 	async    bool
 	id, corr string
+	trace    traceContext // written into an async command's row
 }
 
 func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (preparedCommand, error) {
@@ -286,6 +310,9 @@ func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (prepa
 	if c.corr == "" {
 		c.corr = c.id
 	}
+	if a.tr != nil {
+		c.trace = traceContextOf(ctx)
+	}
 	return c, nil
 }
 
@@ -298,7 +325,7 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	category := lanes.CommandCategory(c.meta.aggregate.category)
 	return a.dom.outboxRow(outboxSpec{
 		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
-		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),
+		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(), trace: c.trace,
 	})
 }
 
@@ -320,7 +347,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 	ctx = WithPriority(ctx, p)
 	wrote := false
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
+		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -345,7 +372,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
@@ -47,6 +48,10 @@ type EngineOptions struct {
 	DisableHTTP bool
 	// OnHandled is called after each handler execution (tests, demos).
 	OnHandled func(group string, m *consumer.Message, err error)
+	// TracerProvider receives the relay's and the handlers' spans.
+	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
+	// turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -219,6 +224,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 	return nil
@@ -228,6 +234,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	cfg := e.app.cfg
 	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
+	tr := e.tracer()
 	groups, err := e.app.dom.ConsumerGroups(cfg)
 	if err != nil {
 		return err
@@ -258,7 +265,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			MinBackfillShare:    pl.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
-			Handle: func(ctx context.Context, msg *consumer.Message) error {
+			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
@@ -273,10 +280,11 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					return consumer.Permanent(err) // no retry can change an upcaster's verdict
 				}
 				return err
-			},
-			Outage:   e.databaseDown,
-			Logger:   e.log,
-			Observer: m.Consumer(s.Group, s.Primary, s.Backfill),
+			}),
+			OnDeadLetter: traceDeadLetter(tr, s.Group),
+			Outage:       e.databaseDown,
+			Logger:       e.log,
+			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)

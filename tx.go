@@ -26,6 +26,7 @@ type Tx struct {
 	corrID   string
 	causeID  string
 	rows     []lanewaystore.OutboxRow
+	traced   bool // rows carry the trace context of Save's ctx
 }
 
 // Priority is the priority stamped on every outbox row this unit of work writes.
@@ -113,7 +114,7 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 		row, err := tx.dom.outboxRow(outboxSpec{
 			id: stream + "-" + seq, kind: envelope.KindEvent, name: em.name, version: em.version,
 			category: meta.category, stream: stream, seq: seq, payload: ev,
-			priority: tx.priority, corrID: tx.corrID, causeID: tx.causeID, at: now,
+			priority: tx.priority, corrID: tx.corrID, causeID: tx.causeID, at: now, trace: tx.traceOf(ctx),
 		})
 		if err != nil {
 			return err
@@ -211,6 +212,7 @@ type outboxSpec struct {
 	payload                                                any
 	priority                                               Priority
 	at                                                     time.Time
+	trace                                                  traceContext
 }
 
 func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
@@ -234,7 +236,9 @@ func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
 			Kind: s.kind, StreamCategory: s.category, Priority: int(s.priority), Version: s.version,
 			SequenceID: s.seq, CorrelationID: s.corrID, CausationID: s.causeID,
 		},
+		Extensions: s.trace.ext,
 	}
+	md.Headers.TraceParent = s.trace.parent
 	mdJSON, err := json.Marshal(md)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, err

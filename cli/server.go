@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -21,6 +23,24 @@ func newServerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			tp, err := tracerFromEnv(ctx, os.Getenv)
+			if err != nil {
+				return err
+			}
+			opts := laneway.EngineOptions{Logger: log}
+			if tp != nil {
+				opts.TracerProvider = tp
+				log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
+				defer func() {
+					// Flush what the batcher holds; bounded, so a collector
+					// that is gone cannot hold up the exit.
+					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					if err := tp.Shutdown(fctx); err != nil {
+						log.Warn("tracing: flushing spans at exit failed", "error", err)
+					}
+				}()
+			}
 			app, err := g.openApp(ctx)
 			if err != nil {
 				return err
@@ -33,7 +53,7 @@ func newServerCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			eng := laneway.NewEngine(app, laneway.EngineOptions{Logger: log})
+			eng := laneway.NewEngine(app, opts)
 			if err := eng.Start(ctx); err != nil {
 				return err
 			}

@@ -192,6 +192,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is optional.
 	Observer Observer
+	// OnDeadLetter, when set, is called on the consumer's goroutine after
+	// an entry was moved to dlq, or dropped (dlq "") with the DLQ off;
+	// reason is its failure reason (tracing). Optional.
+	OnDeadLetter func(m *Message, dlq, reason string)
 }
 
 func (c *Config) validateAndDefault() error {

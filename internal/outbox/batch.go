@@ -156,7 +156,15 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
-	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+	var traced func(error)
+	if r.cfg.Trace != nil {
+		traced = r.cfg.Trace(pctx, rows, pubs)
+	}
+	_, perr := r.broker.Publish(pctx, pubs)
+	if traced != nil {
+		traced(perr)
+	}
+	if perr != nil {
 		if r.brokerUnreachable(pctx, perr) {
 			r.setBrokerDown(perr)
 			if ferr := r.release(pctx, rows, perr); ferr != nil {
