@@ -324,7 +324,7 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	}
 	category := lanes.CommandCategory(c.meta.aggregate.category)
 	return a.dom.outboxRow(outboxSpec{
-		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
+		id: c.id, class: envelope.ClassCommand, name: c.meta.name, version: 1, category: category,
 		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(), trace: c.trace,
 	})
 }
@@ -416,7 +416,7 @@ func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		p = Priority(env.Metadata.Domain.Priority)
 	}
 	corr := env.Metadata.Domain.CorrelationID
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		cm, ok := a.dom.commands[name]
 		if !ok {
 			return false, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, a.dom.name)

@@ -186,7 +186,7 @@ func TestProcess(t *testing.T) {
 				env, err := envelope.Decode([]byte(raw))
 				require.NoError(t, err, "envelope with checksum decodes")
 				require.Equal(t, -50, env.Metadata.Domain.Priority)
-				require.Equal(t, envelope.KindEvent, env.Metadata.Domain.Kind)
+				require.Equal(t, envelope.ClassEvent, env.Metadata.Domain.Class)
 				require.NotEmpty(t, env.Metadata.Envelope.Checksum)
 			})
 

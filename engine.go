@@ -24,6 +24,7 @@ import (
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -89,8 +90,7 @@ type Engine struct {
 	hb        Heartbeat
 	live      *liveness
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	life    startstop.Runner // the heartbeat loop and the HTTP server
 	mu      sync.Mutex
 	started bool
 	ready   bool
@@ -138,8 +138,10 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
+	runCtx, err := e.life.Start(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
 			e.stopAll(context.Background())
@@ -309,7 +311,8 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 	for _, st := range topo.ReadStreams() {
 		trim = append(trim, st.Name)
 	}
-	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log,
+		DLQs: topo.DLQStreams(), DLQRetention: e.app.cfg.Server.StreamSubscription.DLQRetention()})
 	if err := e.trimmer.Start(ctx); err != nil {
 		return err
 	}
@@ -336,8 +339,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.wg.Add(1)
-	go e.heartbeatLoop(ctx)
+	e.life.GoEvery(ctx, heartbeatEvery, e.heartbeat)
 	return nil
 }
 
@@ -353,7 +355,7 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 	if err != nil {
 		return env, err
 	}
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		if _, ok := e.app.dom.commands[name]; !ok {
 			return env, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
 		}
@@ -393,21 +395,13 @@ func (e *Engine) beat(ctx context.Context) error {
 	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
 }
 
-func (e *Engine) heartbeatLoop(ctx context.Context) {
-	defer e.wg.Done()
-	t := time.NewTicker(heartbeatEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			err := e.beat(ctx)
-			e.live.beat(err)
-			if err != nil && ctx.Err() == nil {
-				e.log.Warn("heartbeat failed", "err", err)
-			}
-		}
+// heartbeat renews the heartbeat key (every heartbeatEvery, for a
+// heartbeatTTL time to live) and tells the liveness view when it failed.
+func (e *Engine) heartbeat(ctx context.Context) {
+	err := e.beat(ctx)
+	e.live.beat(err)
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("heartbeat failed", "err", err)
 	}
 }
 
@@ -448,13 +442,11 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	}
 	e.httpAddr = ln.Addr().String()
 	e.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.life.Go(func() {
 		if err := e.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -513,10 +505,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		_ = e.broker.DeleteKey(dctx, HeartbeatPrefix+e.hb.ID)
 		cancel()
 	}
-	if e.cancel != nil {
-		e.cancel()
-	}
-	e.wg.Wait()
+	// The heartbeat loop and the HTTP server end once cancelled; wait for
+	// them whatever ctx says, so nothing outlives Stop.
+	_ = e.life.Stop(context.WithoutCancel(ctx))
 	if e.ownBroker && e.broker != nil {
 		_ = e.broker.Close()
 	}

@@ -98,7 +98,7 @@ func benchEnvelopes(b *testing.B, cat string, n int, priority int) []string {
 					Type: "Bank.Opened.v1", Stream: cat + "-" + id,
 				},
 				Domain: envelope.Domain{
-					Kind: envelope.KindEvent, StreamCategory: cat, Priority: priority, Version: 1,
+					Class: envelope.ClassEvent, StreamCategory: cat, Priority: priority, Version: 1,
 					SequenceID: fmt.Sprintf("%d.1", i), CorrelationID: "c" + id, CausationID: "c" + id,
 				},
 			},

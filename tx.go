@@ -112,7 +112,7 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 		}
 		seq := fmt.Sprintf("%d.%d", root.version, i+1)
 		row, err := tx.dom.outboxRow(outboxSpec{
-			id: stream + "-" + seq, kind: envelope.KindEvent, name: em.name, version: em.version,
+			id: stream + "-" + seq, class: envelope.ClassEvent, name: em.name, version: em.version,
 			category: meta.category, stream: stream, seq: seq, payload: ev,
 			priority: tx.priority, corrID: tx.corrID, causeID: tx.causeID, at: now, trace: tx.traceOf(ctx),
 		})
@@ -207,12 +207,12 @@ func (l *lazyTx) finish(err error) error {
 }
 
 type outboxSpec struct {
-	id, kind, name, category, stream, seq, corrID, causeID string
-	version                                                int
-	payload                                                any
-	priority                                               Priority
-	at                                                     time.Time
-	trace                                                  traceContext
+	id, class, name, category, stream, seq, corrID, causeID string
+	version                                                 int
+	payload                                                 any
+	priority                                                Priority
+	at                                                      time.Time
+	trace                                                   traceContext
 }
 
 func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
@@ -233,7 +233,7 @@ func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
 		Headers:  envelope.Headers{ID: s.id, Time: s.at.Format(time.RFC3339Nano), Type: typ, Stream: s.stream},
 		Envelope: envelope.Integrity{SpecVersion: envelope.SpecVersion, Checksum: sum},
 		Domain: envelope.Domain{
-			Kind: s.kind, StreamCategory: s.category, Priority: int(s.priority), Version: s.version,
+			Class: s.class, StreamCategory: s.category, Priority: int(s.priority), Version: s.version,
 			SequenceID: s.seq, CorrelationID: s.corrID, CausationID: s.causeID,
 		},
 		Extensions: s.trace.ext,

@@ -152,7 +152,7 @@ func oldEnvelope(t *testing.T, id string, payload any, version int) envelope.Env
 		Metadata: envelope.Metadata{
 			Headers: envelope.Headers{ID: id, Time: time.Now().UTC().Format(time.RFC3339Nano),
 				Type: envelope.TypeString(customers.DomainName, "CustomerUpdated", version), Stream: "customer-c1"},
-			Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Priority: int(laneway.Low), Version: version, SequenceID: "2.1"},
+			Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: "customer", Priority: int(laneway.Low), Version: version, SequenceID: "2.1"},
 		},
 	})
 	require.NoError(t, err)

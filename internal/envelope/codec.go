@@ -86,8 +86,8 @@ func validate(e *Envelope) error {
 	if h.Type == "" {
 		return malformed("missing metadata.headers.type")
 	}
-	if k := e.Metadata.Domain.Kind; k != KindEvent && k != KindCommand {
-		return malformed("unknown kind %q in message %s (want %s or %s)", k, h.ID, KindEvent, KindCommand)
+	if k := e.Metadata.Domain.Class; k != ClassEvent && k != ClassCommand {
+		return malformed("unknown kind %q in message %s (want %s or %s)", k, h.ID, ClassEvent, ClassCommand)
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func decodeMetadata(meta object, md *Metadata) error {
 		key string
 		dst *string
 	}{
-		{"kind", &d.Kind}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
+		{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
 		{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
 	} {
 		if *f.dst, err = domain.str(f.key); err != nil {

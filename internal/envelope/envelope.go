@@ -7,10 +7,10 @@ package envelope
 
 import "encoding/json"
 
-// Kinds of messages.
+// Classes of messages: the wire values of metadata.domain.kind.
 const (
-	KindEvent   = "EVENT"
-	KindCommand = "COMMAND"
+	ClassEvent   = "EVENT"
+	ClassCommand = "COMMAND"
 )
 
 // Envelope is the whole entry value. DLQ is present only on DLQ entries.
@@ -89,7 +89,7 @@ type Integrity struct {
 // (the N of the type string); SequenceID is the aggregate version that raised
 // the event, "<version>.<n>" for the n-th event of that save.
 type Domain struct {
-	Kind           string `json:"kind"`
+	Class          string `json:"kind"` // ClassEvent or ClassCommand
 	StreamCategory string `json:"stream_category"`
 	Priority       int    `json:"priority"`
 	Version        int    `json:"version"`

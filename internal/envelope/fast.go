@@ -513,7 +513,7 @@ func (s *scanner) metadata(md *Metadata) bool {
 		case "domain":
 			d := &md.Domain
 			if seen[2] || !s.members(fields{
-				{"kind", &d.Kind}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
+				{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
 				{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
 			}, &d.Priority, &d.Version, nil) {
 				return false

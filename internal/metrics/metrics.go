@@ -133,7 +133,7 @@ type consumerObs struct {
 	handler string
 }
 
-func (o consumerObs) Read(kind consumer.ReadKind, n int) {
+func (o consumerObs) Read(kind consumer.ReadMode, n int) {
 	o.m.reads.WithLabelValues(o.handler, kind.String()).Inc()
 }
 

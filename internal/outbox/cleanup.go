@@ -29,22 +29,14 @@ func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 	}
 }
 
-func (r *Relay) cleanupLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.CleanupInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := r.Cleanup(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.log.Warn("outbox cleanup failed", "error", err)
-		case n > 0:
-			r.log.Info("outbox cleanup completed", "deleted", n)
-		}
+// cleanup is one periodic cleanup run of the relay.
+func (r *Relay) cleanup(ctx context.Context) {
+	n, err := r.Cleanup(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.log.Warn("outbox cleanup failed", "error", err)
+	case n > 0:
+		r.log.Info("outbox cleanup completed", "deleted", n)
 	}
 }
 

@@ -188,7 +188,7 @@ func publishEvent(t *testing.T, b lanewaybroker.Broker, stream, cat string, v in
 	raw, err := envelope.Encode(envelope.Envelope{Data: data, Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: id, Time: time.Now().UTC().Format(time.RFC3339Nano),
 			Type: fmt.Sprintf("%s.CustomerUpdated.v%d", customers.DomainName, v), Stream: cat + "-" + id},
-		Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
+		Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
 	}})
 	require.NoError(t, err)
 	ids, err := b.Publish(context.Background(), []lanewaybroker.Publication{{Stream: stream, Data: string(raw)}})
@@ -305,7 +305,7 @@ func putDLQ(t *testing.T, b lanewaybroker.Broker, cat, source, group string) str
 	data, _ := json.Marshal(customers.CustomerUpdated{CustomerID: "c9", LoyaltyTier: "gold"})
 	raw, err := envelope.NewDLQ(envelope.Envelope{Data: data, Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: testsvc.RandomSuffix(8), Type: customers.DomainName + ".CustomerUpdated.v2", Stream: cat + "-c9"},
-		Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: cat, Version: 2},
+		Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: cat, Version: 2},
 	}}, envelope.DLQMetadata{OriginalStream: source, OriginalID: "1-0", ConsumerGroup: group, Consumer: group + "-x",
 		FailedAt: time.Now().UTC().Format(time.RFC3339), RetryCount: 3, FailureReason: "boom"})
 	require.NoError(t, err)

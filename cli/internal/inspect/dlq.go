@@ -19,7 +19,7 @@ type DLQEntry struct {
 	ID      string               `json:"id"`
 	Stream  string               `json:"stream"`
 	Type    string               `json:"type"`    // headers.type, "" when unreadable
-	Kind    string               `json:"kind"`    // EVENT or COMMAND
+	Class   string               `json:"kind"`    // EVENT or COMMAND
 	Event   string               `json:"event"`   // the type's name part
 	Version int                  `json:"version"` // the type's version, 0 when unknown
 	Raw     bool                 `json:"raw"`     // not an envelope (garbage kept verbatim)
@@ -37,7 +37,7 @@ type dlqShape struct {
 			Type string `json:"type"`
 		} `json:"headers"`
 		Domain struct {
-			Kind string `json:"kind"`
+			Class string `json:"kind"`
 		} `json:"domain"`
 	} `json:"metadata"`
 	DLQ envelope.DLQMetadata `json:"_dlq_metadata"`
@@ -61,13 +61,13 @@ func (t Topology) ParseDLQ(stream string, e lanewaybroker.Entry) DLQEntry {
 		out.Raw = true // NewDLQRaw: data and metadata are null
 		return out
 	}
-	out.Type, out.Kind = sh.Metadata.Headers.Type, sh.Metadata.Domain.Kind
+	out.Type, out.Class = sh.Metadata.Headers.Type, sh.Metadata.Domain.Class
 	_, name, version, err := envelope.ParseType(out.Type)
 	if err != nil {
 		return out
 	}
 	out.Event, out.Version = name, version
-	if out.Kind == envelope.KindEvent && t.Upcasts != nil {
+	if out.Class == envelope.ClassEvent && t.Upcasts != nil {
 		if _, ok := t.Upcasts.Current(name); ok {
 			if _, err := t.Upcasts.Path(name, version); err != nil {
 				out.UpcastFix = upcastFix(name, version, t.Upcasts)

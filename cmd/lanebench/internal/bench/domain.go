@@ -142,7 +142,7 @@ func envelopes(stream string, prio laneway.Priority, n int, tag string) ([]lanew
 			Data: data,
 			Metadata: envelope.Metadata{
 				Headers: envelope.Headers{ID: "m-" + id, Time: now, Type: typ, Stream: Category + "-" + id},
-				Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: Category, Priority: int(prio),
+				Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: Category, Priority: int(prio),
 					Version: 1, SequenceID: "1.1"},
 			},
 		})
