@@ -47,8 +47,10 @@ type EngineOptions struct {
 	Registerer prometheus.Registerer
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
-	// OnHandled is called after each handler execution (tests, demos).
-	OnHandled func(group string, m *consumer.Message, err error)
+	// OnHandled is called after each handler execution (tests, demos,
+	// tracing). It runs on the handler's goroutine: keep it fast, and do
+	// not call the engine from it (Stop waits for the handlers to return).
+	OnHandled func(Handled)
 	// TracerProvider receives the relay's and the handlers' spans.
 	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
 	// turns tracing off.
@@ -112,14 +114,26 @@ func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
 // HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
 func (e *Engine) HTTPAddr() string { return e.httpAddr }
 
-// RelayStats returns the outbox relay's statistics.
-func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
+// RelayStats returns the outbox relay's counters (zero when the engine runs
+// no relay: before Start, or on an app opened without a database).
+func (e *Engine) RelayStats() RelayStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.relay == nil {
+		return RelayStats{}
+	}
+	return relayStatsFrom(e.relay.Stats())
+}
 
-// ConsumerStats returns each consumer's statistics keyed by "group@stream".
-func (e *Engine) ConsumerStats() map[string]consumer.Stats {
-	out := map[string]consumer.Stats{}
-	for _, c := range e.consumers {
-		out[c.Name()] = c.Stats()
+// ConsumerStats returns each subscription's counters keyed by
+// "group@category" ("CustomerProjector@customer"), the names the heartbeat
+// lists.
+func (e *Engine) ConsumerStats() map[string]SubscriptionStats {
+	e.mu.Lock() // Start builds the subscriptions under it
+	defer e.mu.Unlock()
+	out := map[string]SubscriptionStats{}
+	for i, c := range e.consumers {
+		out[e.hb.Subscriptions[i]] = subscriptionStatsFrom(c.Stats())
 	}
 	return out
 }
@@ -144,7 +158,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			e.stopAll(context.Background())
+			_ = e.stopAll(context.Background()) // Start's error is the one to report
 		}
 	}()
 	topo, err := e.app.topology()
@@ -177,15 +191,17 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 	e.started, e.ready = true, true
 	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
-		"lanes", topo.Lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+		"lanes", topo.Lanes.Enabled, "database", e.app.dialect(), "http", e.httpAddr)
 	return nil
 }
 
 // connect checks the database and opens the configured broker unless one
 // was given.
 func (e *Engine) connect(ctx context.Context) error {
-	if err := e.app.store.Ping(ctx); err != nil {
-		return fmt.Errorf("database unreachable: %w", err)
+	if e.app.store != nil {
+		if err := e.app.store.Ping(ctx); err != nil {
+			return fmt.Errorf("database unreachable: %w", err)
+		}
 	}
 	e.broker = e.opts.Broker
 	if e.broker == nil {
@@ -202,7 +218,7 @@ func (e *Engine) connect(ctx context.Context) error {
 // with the configured registerer, or a fresh registry it then serves.
 func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometheus.Gatherer, error) {
 	reg := e.opts.Registerer
-	gatherer := prometheus.Gatherer(prometheus.DefaultGatherer)
+	gatherer := prometheus.DefaultGatherer
 	if reg == nil {
 		r := prometheus.NewRegistry()
 		reg, gatherer = r, r
@@ -211,15 +227,23 @@ func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometh
 	for _, st := range topo.ReadStreams() {
 		streams = append(streams, metrics.Stream{Name: st.Name, Category: st.Primary, Lane: string(st.Lane)})
 	}
-	m, err := metrics.New(reg, metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats, Lanes: topo.Lanes})
+	mp := metrics.Params{Broker: e.broker, Streams: streams, Lanes: topo.Lanes}
+	if e.app.store != nil {
+		mp.OutboxStats = e.app.store.OutboxStats
+	}
+	m, err := metrics.New(reg, mp)
 	if err != nil {
 		return nil, nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, gatherer, nil
 }
 
-// newRelay prepares the outbox relay, woken by the app's commits.
+// newRelay prepares the outbox relay, woken by the app's commits. An app
+// without a database has no outbox, so no relay.
 func (e *Engine) newRelay(m *metrics.Metrics) error {
+	if e.app.store == nil {
+		return nil
+	}
 	rcfg, err := outbox.ConfigFrom(e.app.cfg, e.app.dom.name)
 	if err != nil {
 		return err
@@ -246,7 +270,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 		handlers[groups[h.name]] = h
 	}
 	for _, s := range topo.Subscriptions {
-		s, h := s, handlers[s.Group] // nil for the command dispatcher
+		h := handlers[s.Group] // nil for the command dispatcher
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.Group,
 			Consumer:            s.Group + e.hb.ConsumerSuffix,
@@ -274,9 +298,9 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 				if msg.Lane == consumer.Backfill {
 					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
-				_, err := e.app.Dispatch(ctx, h, msg.Envelope, pl.Propagate)
+				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
 				if e.opts.OnHandled != nil {
-					e.opts.OnHandled(s.Group, msg, err)
+					e.opts.OnHandled(handledFrom(s.Group, msg, err))
 				}
 				if errors.Is(err, errUpcast) {
 					return consumer.Permanent(err) // no retry can change an upcaster's verdict
@@ -299,8 +323,10 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 
 // startParts starts the relay, the consumers and the stream trimmer.
 func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
-	if err := e.relay.Start(ctx); err != nil {
-		return fmt.Errorf("start outbox relay: %w", err)
+	if e.relay != nil {
+		if err := e.relay.Start(ctx); err != nil {
+			return fmt.Errorf("start outbox relay: %w", err)
+		}
 	}
 	for _, c := range e.consumers {
 		if err := c.Start(ctx); err != nil {
@@ -376,6 +402,9 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 // failures (a refused HTTP call, a constraint) from being mistaken for an
 // outage, and catches store errors a handler wrapped without %w.
 func (e *Engine) databaseDown(error) bool {
+	if e.app.store == nil {
+		return false // no database to be down
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), outagePingTimeout)
 	defer cancel()
 	return e.app.store.Ping(ctx) != nil
@@ -419,8 +448,10 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		if !ready {
 			problems = append(problems, "subscriptions not running")
 		}
-		if err := e.app.store.Ping(ctx); err != nil {
-			problems = append(problems, "database: "+err.Error())
+		if e.app.store != nil {
+			if err := e.app.store.Ping(ctx); err != nil {
+				problems = append(problems, "database: "+err.Error())
+			}
 		}
 		if err := e.broker.Ping(ctx); err != nil {
 			problems = append(problems, "redis: "+err.Error())
@@ -436,7 +467,8 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	ln, err := net.Listen("tcp", e.app.cfg.Server.HTTP.Listen)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", e.app.cfg.Server.HTTP.Listen) // a local bind; nothing to cancel
 	if err != nil {
 		return fmt.Errorf("server.http.listen %q: %w (set another address, or \"\" to disable)", e.app.cfg.Server.HTTP.Listen, err)
 	}

@@ -18,6 +18,7 @@ import (
 // the outbox rows of every event raised, and the handler's own read-model
 // writes (Exec/Query). Everything commits together or not at all.
 type Tx struct {
+	app *App
 	dom *Domain
 	// st is the store transaction; nil until first use when lazy is set.
 	st       lanewaystore.Tx
@@ -133,6 +134,9 @@ func (tx *Tx) store() (lanewaystore.Tx, error) {
 	if tx.lazy == nil {
 		return nil, errors.New("laneway: transaction used after its unit of work ended")
 	}
+	if tx.lazy.store == nil {
+		return nil, ErrNoDatabase
+	}
 	st, err := tx.lazy.get()
 	if err != nil {
 		return nil, err
@@ -216,6 +220,12 @@ type outboxSpec struct {
 }
 
 func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
+	return encodeRow(d.name, s)
+}
+
+// encodeRow builds the outbox row of a message of domain; EncodeEvent
+// builds its entries from the same row, so both write identical bytes.
+func encodeRow(domain string, s outboxSpec) (lanewaystore.OutboxRow, error) {
 	raw, err := json.Marshal(s.payload)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("encode %s: %w", s.name, err)
@@ -228,7 +238,7 @@ func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("checksum %s: %w", s.name, err)
 	}
-	typ := envelope.TypeString(d.name, s.name, s.version)
+	typ := envelope.TypeString(domain, s.name, s.version)
 	md := envelope.Metadata{
 		Headers:  envelope.Headers{ID: s.id, Time: s.at.Format(time.RFC3339Nano), Type: typ, Stream: s.stream},
 		Envelope: envelope.Integrity{SpecVersion: envelope.SpecVersion, Checksum: sum},

@@ -50,7 +50,7 @@ func (e Env) Stdout() io.Writer { return e.g.stdout }
 func (e Env) Stderr() io.Writer { return e.g.stderr }
 
 // Config loads domain.toml from --domain with the --env overlay.
-func (e Env) Config() (*lanewayconfig.Config, error) { return e.g.loadConfig(false) }
+func (e Env) Config() (*lanewayconfig.Config, error) { return e.g.loadConfig() }
 
 // Domain builds the program's domain.
 func (e Env) Domain() (*laneway.Domain, error) { return e.g.domain() }
@@ -147,6 +147,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer, opts ...Option) *cobra.
 	for _, f := range o.commands {
 		root.AddCommand(f(Env{g})...)
 	}
+	strict(root)
 	return root
 }
 
@@ -165,13 +166,13 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
 }
 
-func (g *globals) loadConfig(allowMissing bool) (*lanewayconfig.Config, error) {
-	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env, AllowMissing: allowMissing})
+func (g *globals) loadConfig() (*lanewayconfig.Config, error) {
+	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env})
 }
 
 // openApp loads the config, builds the domain and opens the database.
 func (g *globals) openApp(ctx context.Context) (*laneway.App, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}

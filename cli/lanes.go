@@ -126,7 +126,7 @@ func age(id string, secs float64) string {
 	if id == "" {
 		return "-"
 	}
-	return (time.Duration(secs*float64(time.Second)) / time.Second * time.Second).String()
+	return time.Duration(secs * float64(time.Second)).Truncate(time.Second).String()
 }
 
 func newLanesWatchCmd(g *globals) *cobra.Command {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"time"
 
@@ -53,19 +52,9 @@ func newServerCmd(g *globals) *cobra.Command {
 				}
 				return err
 			}
-			eng := laneway.NewEngine(app, opts)
-			if err := eng.Start(ctx); err != nil {
-				return err
-			}
-			<-ctx.Done() // SIGINT or SIGTERM (cli.Main installs the handler)
-			log.Info("shutting down: finishing in-flight handlers")
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), app.Config().Server.StreamSubscription.ShutdownTimeout()+5e9)
-			defer cancel()
-			if err := eng.Stop(stopCtx); err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			log.Info("engine stopped")
-			return nil
+			// Run blocks until SIGINT or SIGTERM (cli.Main installs the
+			// handler), then stops gracefully.
+			return laneway.NewEngine(app, opts).Run(ctx)
 		},
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/tools/lanesexp"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/internal/tools/scratch"
@@ -220,19 +219,19 @@ type demoRecorder struct {
 	handlerErrors int
 }
 
-func (r *demoRecorder) onHandled(group string, m *consumer.Message, err error) {
-	if group != customers.NotificationName {
+func (r *demoRecorder) onHandled(h laneway.Handled) {
+	if h.Group != customers.NotificationName {
 		return
 	}
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err != nil {
+	if h.Err != nil {
 		r.handlerErrors++
 		return
 	}
-	id := m.Envelope.Metadata.Headers.ID
-	if laneway.Priority(m.Envelope.Metadata.Domain.Priority) < laneway.Normal {
+	id := h.Meta.ID
+	if h.Meta.Priority < laneway.Normal {
 		if !r.backfillSeen[id] {
 			r.backfillSeen[id] = true
 			r.handled++
@@ -248,8 +247,8 @@ func (r *demoRecorder) onHandled(group string, m *consumer.Message, err error) {
 	r.lastHandled = now
 	// Latency from the command's commit (the event's time) to the email
 	// sent, i.e. the end of the handler.
-	if t, perr := time.Parse(time.RFC3339Nano, m.Envelope.Metadata.Headers.Time); perr == nil {
-		r.primary = append(r.primary, now.Sub(t))
+	if !h.Time.IsZero() {
+		r.primary = append(r.primary, now.Sub(h.Time))
 	}
 }
 

@@ -148,7 +148,7 @@ func TestMigrateTiersSQLite(t *testing.T) {
 	require.Contains(t, errs, "error: c000005: ")
 
 	// Text summary.
-	code, out, errs = run(t, "example", "migrate-tiers", "--domain", dir, "--count", "20", "--batch", "20")
+	code, out, _ = run(t, "example", "migrate-tiers", "--domain", dir, "--count", "20", "--batch", "20")
 	require.Equal(t, 1, code, "c000005 still fails")
 	require.Contains(t, out, "migrate-tiers: 20 customers, loyalty_tier set at priority LOW (-50), batch 20")
 	require.Contains(t, out, "count 20  updated 19  errors 1")
