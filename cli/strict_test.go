@@ -23,7 +23,7 @@ func TestEveryCommandRejectsWhatItDoesNotKnow(t *testing.T) {
 	exec := func(t *testing.T, args ...string) (int, string) {
 		t.Helper()
 		var out, errb bytes.Buffer
-		code := cli.Run(context.Background(), factory, append([]string{"--domain", dir}, args...), &out, &errb)
+		code := cli.Run(context.Background(), factory, append([]string{"--domain", dir}, args...), &out, &errb, programCommands)
 		return code, errb.String()
 	}
 	oneLine := func(t *testing.T, stderr string) string {
@@ -84,7 +84,16 @@ func TestEveryCommandRejectsWhatItDoesNotKnow(t *testing.T) {
 			}
 		})
 	}
-	walk(cli.New(factory, io.Discard, io.Discard), nil)
-	require.GreaterOrEqual(t, groups, 7, "root, config, db, dlq, example, lanes, outbox")
+	walk(cli.New(factory, io.Discard, io.Discard, programCommands), nil)
+	require.GreaterOrEqual(t, groups, 7, "root, config, db, dlq, lanes, outbox and the program's own group")
 	require.GreaterOrEqual(t, leaves, 15)
 }
+
+// programCommands adds a group the way a program adds its own commands
+// (cmd/laneway adds demo and example): the strict rules cover them too.
+var programCommands = cli.WithCommands(func(cli.Env) []*cobra.Command {
+	g := &cobra.Command{Use: "example", Short: "a program's own group"}
+	g.AddCommand(&cobra.Command{Use: "migrate-tiers", Short: "a program's own command",
+		RunE: func(*cobra.Command, []string) error { return cli.Exit(1, "must not run") }})
+	return []*cobra.Command{g}
+})
