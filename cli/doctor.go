@@ -43,7 +43,7 @@ func newDoctorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer i.close()
-			checks, err := inspect.Doctor(ctx, i.in, inspect.DoctorParams{Config: i.cfg, DomainDir: g.domainDir, Sample: sample, BrokerErr: i.brokerErr})
+			checks, err := inspect.Doctor(ctx, i.in, inspect.DoctorParams{Config: i.cfg, DomainDir: g.domainDir, Sample: sample, BrokerErr: i.brokerErr, Topology: i.topo})
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
@@ -49,7 +50,9 @@ func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*i
 	b, err := backend.OpenToolBroker(ctx, br)
 	if err != nil {
 		embedded := br.Provider == lanewayconfig.BrokerProviderEmbedded || br.Provider == ""
-		if tolerateEmbedded && embedded {
+		// doctor explains a user refused at connection (NOPERM) with the
+		// ACL fix.
+		if tolerateEmbedded && (embedded || strings.Contains(err.Error(), "NOPERM")) {
 			i.brokerErr = err
 			return i, nil
 		}

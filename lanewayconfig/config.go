@@ -54,6 +54,9 @@ const (
 	BrokerProviderDefault   = BrokerProviderEmbedded
 	BrokerURLDefault        = "redis://127.0.0.1:6379/0"
 
+	MinReplicasAckedDefault     = 0
+	MinReplicasTimeoutMSDefault = 1000
+
 	DefaultSubscriptionTypeDefault = SubscriptionTypeStream
 	MessagesPerTickDefault         = 100
 	StreamNamingDefault            = StreamNamingLaneway
@@ -154,14 +157,45 @@ type Broker struct {
 	Provider string `toml:"provider" json:"provider"`
 
 	// URL is a "redis://" or "rediss://" (TLS) URL with optional user,
-	// password and database number. The embedded broker ignores it.
-	// Defaults to "redis://127.0.0.1:6379/0".
+	// password and database number, or a Sentinel URL
+	// "redis+sentinel://[user:password@]host1:26379,host2:26379/MASTER/DB"
+	// (the engine then follows the master Sentinel names across a
+	// failover). The embedded broker ignores it. Defaults to
+	// "redis://127.0.0.1:6379/0".
 	URL string `toml:"url" json:"url"`
 
 	// Listen, for the embedded broker only, also serves the Redis protocol
 	// on this host:port so redis-cli can inspect the streams; "" serves
 	// nothing. Defaults to "".
 	Listen string `toml:"listen" json:"listen"`
+
+	// TLSCAFile is a PEM file of the certificate authorities that sign the
+	// server's certificate, for "rediss://" URLs; "" trusts the system
+	// roots. A relative path is relative to the domain.toml directory.
+	// Defaults to "".
+	TLSCAFile string `toml:"tls_ca_file" json:"tls_ca_file"`
+
+	// TLSCertFile and TLSKeyFile are the PEM client certificate and its
+	// private key, for servers that require one (mutual TLS,
+	// tls-auth-clients yes); set both or neither. Defaults to "".
+	TLSCertFile string `toml:"tls_cert_file" json:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file" json:"tls_key_file"`
+
+	// TLSServerName is the name the server's certificate must carry, when
+	// it differs from the URL's host (e.g. connecting by IP address).
+	// Defaults to "" (the URL's host).
+	TLSServerName string `toml:"tls_server_name" json:"tls_server_name"`
+
+	// MinReplicasAcked, when above 0, makes the outbox relay mark a batch
+	// published only after WAIT confirms that many replicas hold it, so a
+	// failover cannot lose an event the outbox no longer has. Not
+	// supported by the embedded broker. Defaults to 0.
+	MinReplicasAcked int `toml:"min_replicas_acked" json:"min_replicas_acked"`
+
+	// MinReplicasTimeoutMS bounds that WAIT, in milliseconds; a batch not
+	// acknowledged in time stays unpublished and is retried. Defaults to
+	// 1000.
+	MinReplicasTimeoutMS int `toml:"min_replicas_timeout_ms" json:"min_replicas_timeout_ms"`
 }
 
 // HandlerSettings is one [handlers.NAME] entry.
@@ -404,7 +438,7 @@ func defaultDatabase() Database {
 }
 
 func defaultBroker() Broker {
-	return Broker{Provider: BrokerProviderDefault, URL: BrokerURLDefault}
+	return Broker{Provider: BrokerProviderDefault, URL: BrokerURLDefault, MinReplicasTimeoutMS: MinReplicasTimeoutMSDefault}
 }
 
 // Source returns the file Load read, or "" for a Config from Parse,

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/laneway/laneway/internal/protean"
+	"github.com/laneway/laneway/internal/redisurl"
 )
 
 // Validate checks every value and returns a *ValidationError listing all
@@ -254,6 +255,8 @@ func (v *validator) broker(path string, b Broker) {
 	// The embedded broker ignores url, but a url that is set must still be
 	// valid: switching provider to "redis" must not reveal a bad one.
 	v.redisURL(path+".url", b.URL)
+	v.brokerTLS(path, b)
+	v.replicas(path, b)
 	if b.Listen != "" {
 		if b.Provider == BrokerProviderRedis {
 			v.add(path+".listen", b.Listen, "only the %q broker serves a listen address; remove it for provider %q", BrokerProviderEmbedded, b.Provider)
@@ -326,13 +329,19 @@ func (v *validator) redisURL(path, s string) {
 	if !v.trimmed(path, s) {
 		return
 	}
+	if redisurl.IsSentinel(s) {
+		if _, err := redisurl.ParseSentinel(s); err != nil {
+			v.add(path, RedactURL(s), "%s", err)
+		}
+		return
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		v.add(path, RedactURL(s), "not a valid URL: %s", urlErr(err))
 		return
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		v.add(path, RedactURL(s), "expected a \"redis://\" or \"rediss://\" (TLS) URL such as %q", BrokerURLDefault)
+		v.add(path, RedactURL(s), "expected a \"redis://\", \"rediss://\" (TLS) or \"redis+sentinel://\" URL such as %q", BrokerURLDefault)
 		return
 	}
 	opts, err := redis.ParseURL(s)

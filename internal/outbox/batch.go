@@ -161,7 +161,7 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	if r.cfg.Trace != nil {
 		traced = r.cfg.Trace(pctx, rows, pubs)
 	}
-	_, perr := r.broker.Publish(pctx, pubs)
+	_, perr := r.publishEntries(pctx, pubs)
 	if traced != nil {
 		traced(perr)
 	}

@@ -101,6 +101,9 @@ func (r *Relay) Stats() Stats {
 // when listening cannot start). It does not block. The loops run until
 // Stop or until ctx is done.
 func (r *Relay) Start(ctx context.Context) error {
+	if err := r.checkReplicated(); err != nil {
+		return err
+	}
 	rctx, err := r.life.Start(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: relay: %w", err)
