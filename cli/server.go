@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -52,6 +53,13 @@ func newServerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer app.Close()
+			if err := waitForBroker(ctx, app.Config(), log); err != nil {
+				if errors.Is(err, errStopped) {
+					log.Info("stopped before redis answered")
+					return nil
+				}
+				return err
+			}
 			var eng *laneway.Engine
 			dash, err := serverDashboard(g, app, func() lanewaybroker.Broker { return eng.Broker() }, log, uiWriteFlag, token)
 			if err != nil {

@@ -279,6 +279,11 @@ type StreamSubscription struct {
 	// ShutdownTimeoutSeconds bounds how long a graceful shutdown waits for
 	// in-flight handlers; positive. Defaults to 30.
 	ShutdownTimeoutSeconds float64 `toml:"shutdown_timeout_seconds" json:"shutdown_timeout_seconds"`
+
+	// HandlerTimeoutSeconds bounds one handler run: past it the handler's
+	// context is cancelled and the run counts as a failed attempt. 0 turns
+	// the bound off. Defaults to 0.
+	HandlerTimeoutSeconds float64 `toml:"handler_timeout_seconds" json:"handler_timeout_seconds"`
 }
 
 // PriorityLanes is the [server.priority_lanes] table.
@@ -576,6 +581,9 @@ func (s StreamSubscription) RetryDelay() time.Duration { return seconds(s.RetryD
 
 // ClaimIdle returns ClaimIdleSeconds as a duration.
 func (s StreamSubscription) ClaimIdle() time.Duration { return seconds(s.ClaimIdleSeconds) }
+
+// HandlerTimeout returns HandlerTimeoutSeconds as a duration (0: no bound).
+func (s StreamSubscription) HandlerTimeout() time.Duration { return seconds(s.HandlerTimeoutSeconds) }
 
 // ShutdownTimeout returns ShutdownTimeoutSeconds as a duration.
 func (s StreamSubscription) ShutdownTimeout() time.Duration {

@@ -104,6 +104,7 @@ func (v *validator) run() {
 	v.atLeast(sp+"concurrency", ss.Concurrency, 1)
 	v.duration(sp+"dlq_retention_hours", ss.DLQRetentionHours, time.Hour, false)
 	v.duration(sp+"shutdown_timeout_seconds", ss.ShutdownTimeoutSeconds, time.Second, true)
+	v.duration(sp+"handler_timeout_seconds", ss.HandlerTimeoutSeconds, time.Second, false)
 
 	pl := s.PriorityLanes
 	const lp = "server.priority_lanes."

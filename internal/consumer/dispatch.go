@@ -1,8 +1,6 @@
 package consumer
 
 import (
-	"fmt"
-	"runtime/debug"
 	"slices"
 	"time"
 )
@@ -166,15 +164,6 @@ func (c *Consumer) unbusy(t *tracked) {
 	}
 }
 
-func (c *Consumer) safeHandle(m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return c.cfg.Handle(c.handlerCtx, m)
-}
-
 func (c *Consumer) onResult(r result) {
 	t := r.t
 	c.unbusy(t)
@@ -197,7 +186,7 @@ func (c *Consumer) onResult(r result) {
 		c.cfg.Observer.Handled(t.lane, OutcomeError, r.d, &t.msg)
 	}
 	t.failedAt, t.lastErr = time.Now(), r.err.Error()
-	if t.msg.Attempt < int64(c.cfg.MaxRetries) {
+	if t.msg.Attempt < int64(c.cfg.MaxRetries) && !isPermanent(r.err) {
 		c.cfg.Logger.Warn("handler failed; will retry", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "attempt", t.msg.Attempt, "error", r.err)
 		t.st = stWaiting
 		c.retries.add(retryItem{due: time.Now().Add(c.cfg.RetryDelay), key: t.key})

@@ -38,7 +38,9 @@ type Relay struct {
 	notifyCh chan struct{}
 	listenCh chan struct{}
 
-	failing atomic.Int32 // a health* state
+	failing    atomic.Int32 // a health* state
+	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
+	downLogged atomic.Bool  // the outage's WARN is out, its INFO not yet
 
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
@@ -171,7 +173,13 @@ func (r *Relay) loop(ctx context.Context) {
 		}
 		first = false
 
+		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
+			return
+		}
 		n, err := r.drain(ctx)
+		if err == nil {
+			r.brokerBack()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return
