@@ -17,7 +17,11 @@ import (
 const ACLCommands = "-@all +ping +info +select +client|id +client|unblock +wait" +
 	" +xadd +xgroup|create +xgroup|delconsumer +xreadgroup +xack +xpending +xclaim +xautoclaim" +
 	" +xlen +xrange +xdel +xtrim +xinfo|groups +xinfo|consumers" +
-	" +scan +set +mget +del +evalsha +eval"
+	" +scan +set +mget +del +evalsha +eval" +
+	// The lane controls (pauses, throttles, the governor) live in hashes
+	// and keys under the engine's prefix; the rate limiter's script reads
+	// the server's clock.
+	" +get +hset +hsetnx +hdel +hgetall +expire +time"
 
 // Refusal is one command the server refused with NOPERM.
 type Refusal struct {
@@ -32,7 +36,8 @@ type Refusal struct {
 // must reach (the domain's primary streams; each is tried with a read and a
 // no-op write, and the first one's "<stream>:laneway-acl-probe" with every
 // stream command); key is a key under the engine's own prefix (tried with
-// SET XX, MGET and DEL). Other errors than NOPERM are expected (no such key,
+// SET XX, MGET, DEL, GET, HGETALL, HDEL and EXPIRE; HSET and HSETNX have no
+// form that writes nothing and are not tried). Other errors than NOPERM are expected (no such key,
 // NOGROUP) and ignored; a connection failure is returned.
 func (b *Broker) MissingPermissions(ctx context.Context, streams []string, key string) ([]Refusal, error) {
 	c := b.client
@@ -92,6 +97,13 @@ func (b *Broker) MissingPermissions(ctx context.Context, streams []string, key s
 		probe{"set", key, c.Do(ctx, "SET", key, "", "XX")},
 		probe{"mget", key, c.Do(ctx, "MGET", key)},
 		probe{"del", key, c.Do(ctx, "DEL", key)},
+		probe{"get", key, c.Do(ctx, "GET", key)},
+		probe{"hgetall", key, c.Do(ctx, "HGETALL", key)},
+		probe{"hdel", key, c.Do(ctx, "HDEL", key, "f")},
+		probe{"expire", key, c.Do(ctx, "EXPIRE", key, 60)},
+		probe{"time", "", c.Do(ctx, "TIME")},
+		// The rate limiter's keys carry its own prefix before the engine's.
+		probe{"get", "rate:" + key, c.Do(ctx, "GET", "rate:"+key)},
 	)
 	for _, p := range probes {
 		if err := try(p.name, p.key, p.cmd); err != nil {

@@ -37,7 +37,7 @@ func aclServer(t *testing.T, user, pass string, rules string) *testsvc.RedisServ
 // 2 so SELECT is exercised too.
 func TestACLCommandsSuffice(t *testing.T) {
 	t.Parallel()
-	srv := aclServer(t, "lw", "pw", "resetkeys ~t* ~laneway:* resetchannels "+redisbroker.ACLCommands)
+	srv := aclServer(t, "lw", "pw", "resetkeys ~t* ~laneway:* ~rate:laneway:* resetchannels "+redisbroker.ACLCommands)
 	url := fmt.Sprintf("redis://lw:pw@%s/2", srv.Addr())
 	brokertest.Exercise(t, func(t *testing.T) lanewaybroker.Broker {
 		b, err := redisbroker.Open(t.Context(), url, redisbroker.Options{})
@@ -65,7 +65,7 @@ func TestACLCommandsSuffice(t *testing.T) {
 func TestMissingPermissions(t *testing.T) {
 	t.Parallel()
 	rules := strings.Replace(redisbroker.ACLCommands, " +xautoclaim", "", 1)
-	srv := aclServer(t, "lw", "pw", "resetkeys ~customer ~customer:* ~laneway:* "+rules)
+	srv := aclServer(t, "lw", "pw", "resetkeys ~customer ~customer:* ~laneway:* ~rate:laneway:* "+rules)
 	b, err := redisbroker.Open(t.Context(), fmt.Sprintf("redis://lw:pw@%s/0", srv.Addr()), redisbroker.Options{})
 	require.NoError(t, err)
 	defer b.Close()

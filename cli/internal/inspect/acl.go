@@ -16,7 +16,8 @@ import (
 //
 // A domain's engine and the operator commands touch only the domain's
 // streams (each category, its lanes, their DLQs: "<category>" and
-// "<category>:*") and the engine's own keys under "laneway:" (heartbeats),
+// "<category>:*"), the engine's own keys under "laneway:" (heartbeats, lane
+// controls) and the rate limiter's under "rate:laneway:",
 // with the commands of redisbroker.ACLCommands. ACLRules turns that into
 // ACL SETUSER rules; docs/operations.md shows the line for the example
 // domain, checked against ACLSetUser by a test, and doctor prints it as the
@@ -25,6 +26,10 @@ import (
 // KeyPrefix is the prefix of the keys the engine keeps besides streams
 // (laneway.HeartbeatPrefix is under it).
 const KeyPrefix = "laneway:"
+
+// RateKeyPrefix is what the backfill rate limiter puts before its keys
+// (which are under KeyPrefix): "rate:laneway:lanes:...".
+const RateKeyPrefix = "rate:"
 
 // aclProbeKey is the non-stream key doctor's permission check tries; it is
 // never created.
@@ -50,7 +55,7 @@ func ACLRules(t Topology) string {
 		primary := t.Naming().Primary(c)
 		pats = append(pats, "~"+primary, "~"+primary+":*")
 	}
-	pats = append(pats, "~"+KeyPrefix+"*")
+	pats = append(pats, "~"+KeyPrefix+"*", "~"+RateKeyPrefix+KeyPrefix+"*")
 	return "resetkeys " + strings.Join(pats, " ") + " resetchannels " + redisbroker.ACLCommands
 }
 

@@ -43,12 +43,12 @@ func TestDocsGiveTheACLLine(t *testing.T) {
 func TestACLRules(t *testing.T) {
 	t.Parallel()
 	rules := inspect.ACLRules(customersTopology(t, lanewayconfig.Default()))
-	assert.Contains(t, rules, "resetkeys ~customer ~customer:* ~product ~product:* ~laneway:* resetchannels -@all +ping")
+	assert.Contains(t, rules, "resetkeys ~customer ~customer:* ~product ~product:* ~laneway:* ~rate:laneway:* resetchannels -@all +ping")
 	assert.NotContains(t, rules, "~customer:command", "covered by ~customer:*")
 
 	// Under Protean naming the streams carry the domain prefix.
 	cfg := lanewayconfig.Default()
 	cfg.Server.StreamNaming = lanewayconfig.StreamNamingProtean
 	rules = inspect.ACLRules(customersTopology(t, cfg))
-	assert.Contains(t, rules, "resetkeys ~customers::customer ~customers::customer:* ~customers::product ~customers::product:* ~laneway:* ")
+	assert.Contains(t, rules, "resetkeys ~customers::customer ~customers::customer:* ~customers::product ~customers::product:* ~laneway:* ~rate:laneway:* ")
 }
