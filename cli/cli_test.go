@@ -162,7 +162,7 @@ func TestTreeWithoutOptionsHasOnlyOperatorCommands(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	plain := cli.New(factory, &out, &errb)
-	assert.ElementsMatch(t, []string{"server", "config", "db", "lanes", "doctor", "dlq", "outbox"}, names(plain))
+	assert.ElementsMatch(t, []string{"server", "dashboard", "config", "db", "lanes", "doctor", "dlq", "outbox"}, names(plain))
 
 	extra := cli.New(factory, &out, &errb, cli.WithCommands(func(env cli.Env) []*cobra.Command {
 		return []*cobra.Command{{Use: "hello", RunE: func(*cobra.Command, []string) error {
@@ -170,7 +170,7 @@ func TestTreeWithoutOptionsHasOnlyOperatorCommands(t *testing.T) {
 			return err
 		}}}
 	}))
-	assert.ElementsMatch(t, []string{"server", "config", "db", "lanes", "doctor", "dlq", "outbox", "hello"}, names(extra))
+	assert.ElementsMatch(t, []string{"server", "dashboard", "config", "db", "lanes", "doctor", "dlq", "outbox", "hello"}, names(extra))
 
 	code, _, errs := run(t, "demo")
 	assert.Equal(t, 1, code)

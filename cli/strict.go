@@ -41,7 +41,9 @@ func strict(c *cobra.Command) {
 				if strings.HasPrefix(err.Error(), "unknown command ") { // cobra.NoArgs
 					return noArgs(cmd, args)
 				}
-				return err
+				// cobra's own rules ("accepts at most 1 arg(s)") do not say
+				// which command refused.
+				return fmt.Errorf("%s: %w (see %s --help)", cmd.CommandPath(), err, cmd.CommandPath())
 			}
 			return nil
 		}

@@ -166,7 +166,7 @@ func TestTLSAndACLUser(t *testing.T) {
 	code, out, _ = e.cli(nil, "doctor", "--sample", "200ms")
 	require.Equal(t, 1, code, out)
 	assert.Regexp(t, `FAIL\s+Redis permissions\s+Redis user "`+user+`" is refused \(NOPERM\): XAUTOCLAIM on customer:laneway-acl-probe`, out)
-	assert.Contains(t, out, "fix: as a Redis admin, run: ACL SETUSER "+user+" resetkeys ~customer ~customer:* ~product ~product:* ~laneway:* resetchannels -@all ")
+	assert.Contains(t, out, "fix: as a Redis admin, run: ACL SETUSER "+user+" resetkeys ~customer ~customer:* ~product ~product:* ~laneway:* ~rate:laneway:* resetchannels -@all ")
 	assert.NotContains(t, out, pass)
 	t.Logf("doctor, one permission missing:\n%s", out)
 
