@@ -317,6 +317,20 @@ func (e *env) count(query string, args ...any) int {
 	return n
 }
 
+// strings runs a query returning one text column.
+func (e *env) strings(query string, args ...any) []string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.pgMu.Lock()
+	defer e.pgMu.Unlock()
+	rows, err := e.pg.Query(ctx, query, args...)
+	require.NoError(e.t, err)
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(e.t, err)
+	return out
+}
+
 func (e *env) summaryCount() int { return e.count(`SELECT count(*) FROM customer_summary`) }
 
 // register processes n RegisterCustomer commands (ids c00000...) with the
