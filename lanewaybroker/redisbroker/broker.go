@@ -93,9 +93,9 @@ type Broker struct {
 	client  redis.UniversalClient
 	cluster *redis.ClusterClient // non-nil on a Redis Cluster (cluster.go)
 	addr    string
-	opts   Options
-	caps   caps
-	server *miniredis.Miniredis // non-nil when OpenEmbedded started it
+	opts    Options
+	caps    caps
+	server  *miniredis.Miniredis // non-nil when OpenEmbedded started it
 
 	// emu serialises the emulated multi-command sequences (claims on the
 	// embedded server), which Redis runs atomically as one command. The

@@ -279,5 +279,3 @@ func others(all []string, not ...string) []string {
 	}
 	return out
 }
-
-
