@@ -85,6 +85,10 @@ func (v *validator) run() {
 	}
 	v.atLeast("server.messages_per_tick", s.MessagesPerTick, 1)
 	v.oneOf("server.stream_naming", s.StreamNaming, StreamNamingLaneway, StreamNamingProtean)
+	v.partitions("server.partitions", s.Partitions)
+	for _, cat := range sortedNames(s.CategoryPartitions) {
+		v.partitions(joinPath("server.category_partitions", cat), s.CategoryPartitions[cat])
+	}
 	if s.StreamNaming == StreamNamingProtean && !v.skip["name"] {
 		v.proteanName("name", c.Name)
 	}
@@ -323,13 +327,19 @@ func (v *validator) redisURL(path, s string) {
 	if !v.trimmed(path, s) {
 		return
 	}
+	if IsClusterURL(s) {
+		if _, err := ParseClusterURL(s); err != nil {
+			v.add(path, RedactURL(s), "%v", err)
+		}
+		return
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		v.add(path, RedactURL(s), "not a valid URL: %s", urlErr(err))
 		return
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		v.add(path, RedactURL(s), "expected a \"redis://\" or \"rediss://\" (TLS) URL such as %q", BrokerURLDefault)
+		v.add(path, RedactURL(s), "expected a \"redis://\" or \"rediss://\" (TLS) URL such as %q, or a Redis Cluster URL such as \"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\"", BrokerURLDefault)
 		return
 	}
 	opts, err := redis.ParseURL(s)
@@ -381,5 +391,11 @@ func (v *validator) consumerGroup(path, s string) {
 		v.add(path, s, "must not contain whitespace or control characters; use the group name as XINFO GROUPS shows it")
 	case len(s) > 255:
 		v.add(path, s, "must be at most 255 bytes")
+	}
+}
+
+func (v *validator) partitions(path string, n int) {
+	if n < 1 || n > PartitionsMax {
+		v.add(path, n, "must be between 1 and %d (1 = the category is not partitioned); change it only after draining the category's streams", PartitionsMax)
 	}
 }
