@@ -81,4 +81,3 @@ func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
 	}
 	return opts, nil
 }
-

@@ -37,7 +37,9 @@ func IsClusterURL(u string) bool { return lanewayconfig.IsClusterURL(u) }
 
 // ParseClusterURL reads "redis+cluster://[user[:password]@]h1:p1,h2:p2[/0][?opt=v]"
 // into go-redis cluster options (see lanewayconfig.ParseClusterURL).
-func ParseClusterURL(raw string) (*redis.ClusterOptions, error) { return lanewayconfig.ParseClusterURL(raw) }
+func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
+	return lanewayconfig.ParseClusterURL(raw)
+}
 
 func applyClusterOptions(co *redis.ClusterOptions, o Options) {
 	co.PoolSize = o.PoolSize
