@@ -48,8 +48,11 @@ const prefixSep = "::"
 // why a domain name gives no Protean stream names.
 func NamingFor(cfg *lanewayconfig.Config, domain string) (Naming, error) {
 	n := Naming{BackfillSuffix: cfg.Server.PriorityLanes.BackfillSuffix,
-		Cluster:           cfg.ClusterBroker(),
-		DefaultPartitions: cfg.Server.Partitions, PartitionsByCategory: cfg.Server.CategoryPartitions}
+		Cluster: cfg.ClusterBroker(), PartitionsByCategory: cfg.Server.CategoryPartitions}
+	if cfg.Server.Partitions > 1 {
+		// 1 and 0 both mean one partition; leave the zero value then.
+		n.DefaultPartitions = cfg.Server.Partitions
+	}
 	switch cfg.Server.StreamNaming {
 	case "", lanewayconfig.StreamNamingLaneway:
 	case lanewayconfig.StreamNamingProtean:
