@@ -17,9 +17,10 @@ test: ## run every test with -race against real Redis and PostgreSQL (found or s
 test-short: ## the same without -race (faster local loop)
 	scripts/test-services $(GO) test -count=1 -timeout 10m $(PKGS)
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet and golangci-lint (pinned; installed into bin/ on first use, see .golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	scripts/lint $(PKGS)
 
 fmt: ## format the code
 	gofmt -w $$(git ls-files '*.go')

@@ -2,7 +2,6 @@ package laneway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -10,9 +9,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/tracing"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -24,6 +26,7 @@ type App struct {
 	cfg   *lanewayconfig.Config
 	store lanewaystore.Store
 	owned bool
+	tr    *tracing.Tracer // nil: tracing off
 
 	mu       sync.RWMutex
 	onCommit []*func() // pointers, so that a registration can be removed
@@ -34,7 +37,23 @@ type App struct {
 type Options struct {
 	// Store overrides the configured database (tests, embedding).
 	Store lanewaystore.Store
+	// TracerProvider turns on OpenTelemetry tracing: a span per Process,
+	// and the trace context travels with every message the app writes (see
+	// docs/operations.md). Defaults to nil: no spans, nothing added to
+	// messages. The global provider is never used implicitly.
+	TracerProvider trace.TracerProvider
+	// NoDatabase opens no database: the app only consumes. Its engine runs
+	// the subscriptions but no outbox relay (there is no outbox), event
+	// handlers run with a Tx whose database calls (and Save) return
+	// ErrNoDatabase, and Process returns ErrNoDatabase. A domain that
+	// registers commands cannot be opened this way, since command handlers
+	// always write. Defaults to false.
+	NoDatabase bool
 }
+
+// ErrNoDatabase is returned by Process and by a Tx's database calls in an
+// app opened with Options.NoDatabase.
+var ErrNoDatabase = errors.New("laneway: this app has no database (opened with Options.NoDatabase)")
 
 // Open connects the domain to the database of cfg (nil cfg: defaults) and
 // creates or upgrades Laneway's tables.
@@ -45,7 +64,10 @@ func Open(ctx context.Context, dom *Domain, cfg *lanewayconfig.Config, opts Opti
 	if cfg == nil {
 		cfg = lanewayconfig.Default()
 	}
-	a := &App{dom: dom, cfg: cfg, store: opts.Store}
+	a := &App{dom: dom, cfg: cfg, store: opts.Store, tr: tracing.New(opts.TracerProvider)}
+	if opts.NoDatabase {
+		return a, openWithoutDatabase(dom, opts)
+	}
 	if a.store == nil {
 		st, err := backend.OpenStore(ctx, cfg.Databases["default"])
 		if err != nil {
@@ -66,7 +88,7 @@ func (a *App) Domain() *Domain { return a.dom }
 // Config returns the resolved configuration.
 func (a *App) Config() *lanewayconfig.Config { return a.cfg }
 
-// Store returns the database.
+// Store returns the database (nil when opened with Options.NoDatabase).
 func (a *App) Store() lanewaystore.Store { return a.store }
 
 // OnCommit registers fn to run after every unit of work that wrote outbox
@@ -129,11 +151,21 @@ func resolvePriority(ctx context.Context, o processOptions) Priority {
 // resolved priority. Asynchronously the command itself is written to the
 // outbox (category "<category>:command") and the engine runs it later.
 func (a *App) Process(ctx context.Context, cmd Command, opts ...ProcessOption) error {
+	if a.store == nil {
+		return ErrNoDatabase
+	}
 	o := collectOptions(opts)
+	if a.tr != nil {
+		return a.processTraced(ctx, cmd, o)
+	}
 	c, err := a.prepare(ctx, cmd, o)
 	if err != nil {
 		return err
 	}
+	return a.process(ctx, cmd, c)
+}
+
+func (a *App) process(ctx context.Context, cmd Command, c preparedCommand) error {
 	if c.async {
 		row, err := a.commandRow(c)
 		if err != nil {
@@ -198,6 +230,16 @@ func (e *BatchError) Unwrap() []error {
 // *BatchError naming which commands failed (the others are committed). An
 // unregistered command type fails the whole call before anything is written.
 func (a *App) ProcessBatch(ctx context.Context, cmds []Command, opts ...ProcessOption) error {
+	if a.store == nil {
+		return ErrNoDatabase
+	}
+	if a.tr != nil {
+		return a.processBatchTraced(ctx, cmds, opts)
+	}
+	return a.processBatch(ctx, cmds, opts)
+}
+
+func (a *App) processBatch(ctx context.Context, cmds []Command, opts []ProcessOption) error {
 	o := collectOptions(opts)
 	prepared := make([]preparedCommand, len(cmds))
 	for i, cmd := range cmds {
@@ -240,7 +282,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 				rows = append(rows, row)
 				continue
 			}
-			tx := &Tx{dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id}
+			tx := &Tx{app: a, dom: a.dom, st: st, priority: c.priority, corrID: c.corr, causeID: c.id, traced: a.traced(ctx)}
 			if err := c.meta.runTyped(WithPriority(ctx, c.priority), tx, c.cmd); err != nil {
 				return err
 			}
@@ -272,6 +314,7 @@ type preparedCommand struct {
 	priority Priority
 	async    bool
 	id, corr string
+	trace    traceContext // written into an async command's row
 }
 
 func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (preparedCommand, error) {
@@ -280,11 +323,17 @@ func (a *App) prepare(ctx context.Context, cmd Command, o processOptions) (prepa
 		return preparedCommand{}, fmt.Errorf("command %T is not registered in domain %s (laneway.RegisterCommand)", cmd, a.dom.name)
 	}
 	c := preparedCommand{cmd: cmd, meta: cm, priority: resolvePriority(ctx, o), async: a.cfg.CommandProcessing == "async", id: newID(), corr: o.correlation}
+	if c.priority == NoPriority {
+		return preparedCommand{}, fmt.Errorf("command %s: NoPriority is not a priority (ParsePriority failed?)", cm.name)
+	}
 	if o.async != nil {
 		c.async = *o.async
 	}
 	if c.corr == "" {
 		c.corr = c.id
+	}
+	if a.tr != nil {
+		c.trace = traceContextOf(ctx)
 	}
 	return c, nil
 }
@@ -297,8 +346,8 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 	}
 	category := lanes.CommandCategory(c.meta.aggregate.category)
 	return a.dom.outboxRow(outboxSpec{
-		id: c.id, kind: envelope.KindCommand, name: c.meta.name, version: 1, category: category,
-		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(),
+		id: c.id, class: envelope.ClassCommand, name: c.meta.name, version: 1, category: category,
+		stream: category + "-" + target, payload: c.cmd, priority: c.priority, corrID: c.corr, at: time.Now().UTC(), trace: c.trace,
 	})
 }
 
@@ -320,7 +369,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 	ctx = WithPriority(ctx, p)
 	wrote := false
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
-		tx := &Tx{dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause}
+		tx := &Tx{app: a, dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
 			return err
@@ -345,7 +394,7 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
 	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause}
+	tx := &Tx{app: a, dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on
@@ -376,10 +425,10 @@ func (a *App) committed() {
 	}
 }
 
-// Dispatch runs one decoded message for the engine: a command (kind COMMAND)
+// dispatch runs one decoded message for the engine: a command (kind COMMAND)
 // through its command handler, or an event through handler h. It returns
 // (false, nil) when h does not handle the event type (a no-op to ack).
-func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, propagate bool) (bool, error) {
+func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, propagate bool) (bool, error) {
 	_, name, version, err := envelope.ParseType(env.Metadata.Headers.Type)
 	if err != nil {
 		return false, err
@@ -389,7 +438,7 @@ func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		p = Priority(env.Metadata.Domain.Priority)
 	}
 	corr := env.Metadata.Domain.CorrelationID
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		cm, ok := a.dom.commands[name]
 		if !ok {
 			return false, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, a.dom.name)
@@ -414,6 +463,6 @@ func (a *App) Dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		Priority: Priority(env.Metadata.Domain.Priority), CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
 	}
 	return true, a.runInLazyTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
-		return hf.run(ctx, tx, json.RawMessage(payload), meta)
+		return hf.run(ctx, tx, payload, meta)
 	})
 }

@@ -186,7 +186,7 @@ func TestProcess(t *testing.T) {
 				env, err := envelope.Decode([]byte(raw))
 				require.NoError(t, err, "envelope with checksum decodes")
 				require.Equal(t, -50, env.Metadata.Domain.Priority)
-				require.Equal(t, envelope.KindEvent, env.Metadata.Domain.Kind)
+				require.Equal(t, envelope.ClassEvent, env.Metadata.Domain.Class)
 				require.NotEmpty(t, env.Metadata.Envelope.Checksum)
 			})
 
@@ -391,8 +391,15 @@ func TestPriorityParse(t *testing.T) {
 		require.NoError(t, err, in)
 		require.Equal(t, want, got)
 	}
-	_, err := laneway.ParsePriority("urgent")
-	require.ErrorContains(t, err, `invalid priority "urgent"`)
+	for _, bad := range []string{"urgent", "bogus", "", "1.5"} {
+		got, err := laneway.ParsePriority(bad)
+		require.ErrorContains(t, err, `invalid priority "`+bad+`"`)
+		require.Equal(t, laneway.NoPriority, got, "a failed parse is no priority, not Normal")
+		require.NotEqual(t, laneway.Normal, got)
+	}
+	p := laneway.High
+	require.Error(t, p.Set("bogus"))
+	require.Equal(t, laneway.High, p, "a failed Set leaves the value alone")
 	require.Equal(t, "LOW", laneway.Low.String())
 	require.Equal(t, "-10", laneway.Priority(-10).String())
 	require.Equal(t, laneway.Normal, laneway.PriorityFrom(context.Background()))

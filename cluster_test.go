@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
@@ -108,7 +107,7 @@ func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 	// Drain with two engines.
 	type rec struct {
 		stream string
-		lane   consumer.Lane
+		lane   string
 		id     string
 	}
 	var mu sync.Mutex
@@ -118,12 +117,12 @@ func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 		app, err := laneway.Open(ctx, engineDomain(t, cat, func(laneway.Meta) {}), cfg, laneway.Options{Store: st})
 		require.NoError(t, err)
 		engines[i] = laneway.NewEngine(app, laneway.EngineOptions{Broker: b, DisableHTTP: true,
-			OnHandled: func(group string, m *consumer.Message, err error) {
-				if err != nil {
+			OnHandled: func(h laneway.Handled) {
+				if h.Err != nil {
 					return
 				}
 				mu.Lock()
-				handled[i] = append(handled[i], rec{m.Stream, m.Lane, m.Envelope.Metadata.Headers.Stream})
+				handled[i] = append(handled[i], rec{h.Stream, h.Lane, h.Meta.Stream})
 				mu.Unlock()
 			}})
 	}
@@ -160,14 +159,14 @@ func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 			served[src.Primary] = true
 			// Each aggregate's events travel through its own partition.
 			assert.Equal(t, lc.Naming.PrimaryFor(cat, r.id), src.Primary, r.id)
-			if r.lane == consumer.Backfill {
+			if r.lane == string(lanes.Backfill) {
 				backfillStarted[src.Primary] = true
 			} else {
 				if backfillStarted[src.Primary] {
 					var seq []string
 					for _, x := range recs {
 						if x.stream == src.Primary || x.stream == lc.Naming.Backfill(src.Primary) {
-							seq = append(seq, x.lane.String()[:1]+x.id)
+							seq = append(seq, x.lane[:1]+x.id)
 						}
 					}
 					t.Fatalf("engine %d handled a primary entry of %s after backfill: %v", eng, src.Primary, seq)

@@ -51,9 +51,20 @@ type Meta struct {
 	CausationID   string
 }
 
+// UpcastFunc transforms one event payload; it may modify and return
+// payload. Numbers arrive as json.Number, so integers of any size survive;
+// an upcaster that computes with a number converts it itself.
+type UpcastFunc func(payload map[string]any) (map[string]any, error)
+
 // Upcaster transforms the payload of one event type from version From to To.
-// Upcasters are pure functions; numbers arrive as json.Number.
-type Upcaster = upcast.Upcaster
+// Upcasters are pure functions.
+type Upcaster struct {
+	// Event is the event's wire name ("CustomerUpdated").
+	Event string
+	// From and To are schema versions, From < To.
+	From, To int
+	Fn       UpcastFunc
+}
 
 type aggregateMeta struct {
 	name     string
@@ -308,7 +319,11 @@ func (b *Builder) Build() (*Domain, error) {
 		}
 		d.handlers = append(d.handlers, h)
 	}
-	chains, err := upcast.Build(b.upcasters, current)
+	ups := make([]upcast.Upcaster, len(b.upcasters))
+	for i, u := range b.upcasters {
+		ups[i] = upcast.Upcaster{Event: u.Event, From: u.From, To: u.To, Fn: upcast.Func(u.Fn)}
+	}
+	chains, err := upcast.Build(ups, current)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -362,8 +377,23 @@ func (d *Domain) TypeString(kind string) string {
 	return fmt.Sprintf("%s.%s.v1", d.name, kind)
 }
 
-// Upcasts exposes the validated upcaster chains (used by the engine and doctor).
-func (d *Domain) Upcasts() *upcast.Chains { return d.upcasts }
+// EventVersion returns the registered schema version of event kind.
+func (d *Domain) EventVersion(kind string) (int, bool) { return d.upcasts.Current(kind) }
+
+// CanUpcast reports, as a nil error, that an event kind written at version
+// from can reach the registered version through the domain's upcasters (or
+// is at it); the error says what is missing.
+func (d *Domain) CanUpcast(kind string, from int) error {
+	_, err := d.upcasts.Path(kind, from)
+	return err
+}
+
+// Upcast brings payload, event kind at version from, to the registered
+// version and returns it with that version. At the registered version it
+// returns payload untouched.
+func (d *Domain) Upcast(kind string, from int, payload json.RawMessage) (json.RawMessage, int, error) {
+	return d.upcasts.Upcast(kind, from, payload)
+}
 
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/consumer"
@@ -23,6 +24,7 @@ import (
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/retention"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -45,8 +47,14 @@ type EngineOptions struct {
 	Registerer prometheus.Registerer
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
-	// OnHandled is called after each handler execution (tests, demos).
-	OnHandled func(group string, m *consumer.Message, err error)
+	// OnHandled is called after each handler execution (tests, demos,
+	// tracing). It runs on the handler's goroutine: keep it fast, and do
+	// not call the engine from it (Stop waits for the handlers to return).
+	OnHandled func(Handled)
+	// TracerProvider receives the relay's and the handlers' spans.
+	// Defaults to the App's (laneway.Options.TracerProvider); nil in both
+	// turns tracing off.
+	TracerProvider trace.TracerProvider
 }
 
 // Heartbeat is the value of an engine's heartbeat key.
@@ -80,8 +88,7 @@ type Engine struct {
 	httpAddr  string
 	hb        Heartbeat
 
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
+	life    startstop.Runner // the heartbeat loop and the HTTP server
 	mu      sync.Mutex
 	started bool
 	ready   bool
@@ -103,14 +110,26 @@ func (e *Engine) Broker() lanewaybroker.Broker { return e.broker }
 // HTTPAddr is the address the HTTP endpoints listen on ("" when disabled).
 func (e *Engine) HTTPAddr() string { return e.httpAddr }
 
-// RelayStats returns the outbox relay's statistics.
-func (e *Engine) RelayStats() outbox.Stats { return e.relay.Stats() }
+// RelayStats returns the outbox relay's counters (zero when the engine runs
+// no relay: before Start, or on an app opened without a database).
+func (e *Engine) RelayStats() RelayStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.relay == nil {
+		return RelayStats{}
+	}
+	return relayStatsFrom(e.relay.Stats())
+}
 
-// ConsumerStats returns each consumer's statistics keyed by "group@stream".
-func (e *Engine) ConsumerStats() map[string]consumer.Stats {
-	out := map[string]consumer.Stats{}
-	for _, c := range e.consumers {
-		out[c.Name()] = c.Stats()
+// ConsumerStats returns each subscription's counters keyed by
+// "group@category" ("CustomerProjector@customer"), the names the heartbeat
+// lists.
+func (e *Engine) ConsumerStats() map[string]SubscriptionStats {
+	e.mu.Lock() // Start builds the subscriptions under it
+	defer e.mu.Unlock()
+	out := map[string]SubscriptionStats{}
+	for i, c := range e.consumers {
+		out[e.hb.Subscriptions[i]] = subscriptionStatsFrom(c.Stats())
 	}
 	return out
 }
@@ -129,11 +148,13 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.connect(ctx); err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.cancel = cancel
+	runCtx, err := e.life.Start(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if err != nil {
-			e.stopAll(context.Background())
+			_ = e.stopAll(context.Background()) // Start's error is the one to report
 		}
 	}()
 	topo, err := e.app.topology()
@@ -163,15 +184,17 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	}
 	e.started, e.ready = true, true
 	e.log.Info("laneway engine started", "domain", e.app.dom.name, "subscriptions", len(e.consumers),
-		"lanes", topo.Lanes.Enabled, "database", e.app.store.Dialect(), "http", e.httpAddr)
+		"lanes", topo.Lanes.Enabled, "database", e.app.dialect(), "http", e.httpAddr)
 	return nil
 }
 
 // connect checks the database and opens the configured broker unless one
 // was given.
 func (e *Engine) connect(ctx context.Context) error {
-	if err := e.app.store.Ping(ctx); err != nil {
-		return fmt.Errorf("database unreachable: %w", err)
+	if e.app.store != nil {
+		if err := e.app.store.Ping(ctx); err != nil {
+			return fmt.Errorf("database unreachable: %w", err)
+		}
 	}
 	e.broker = e.opts.Broker
 	if e.broker == nil {
@@ -188,7 +211,7 @@ func (e *Engine) connect(ctx context.Context) error {
 // with the configured registerer, or a fresh registry it then serves.
 func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometheus.Gatherer, error) {
 	reg := e.opts.Registerer
-	gatherer := prometheus.Gatherer(prometheus.DefaultGatherer)
+	gatherer := prometheus.DefaultGatherer
 	if reg == nil {
 		r := prometheus.NewRegistry()
 		reg, gatherer = r, r
@@ -197,21 +220,30 @@ func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometh
 	for _, st := range topo.ReadStreams() {
 		streams = append(streams, metrics.Stream{Name: st.Name, Category: st.Primary, Lane: string(st.Lane)})
 	}
-	m, err := metrics.New(reg, metrics.Params{Broker: e.broker, Streams: streams, OutboxStats: e.app.store.OutboxStats, Lanes: topo.Lanes})
+	mp := metrics.Params{Broker: e.broker, Streams: streams, Lanes: topo.Lanes}
+	if e.app.store != nil {
+		mp.OutboxStats = e.app.store.OutboxStats
+	}
+	m, err := metrics.New(reg, mp)
 	if err != nil {
 		return nil, nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return m, gatherer, nil
 }
 
-// newRelay prepares the outbox relay, woken by the app's commits.
+// newRelay prepares the outbox relay, woken by the app's commits. An app
+// without a database has no outbox, so no relay.
 func (e *Engine) newRelay(m *metrics.Metrics) error {
+	if e.app.store == nil {
+		return nil
+	}
 	rcfg, err := outbox.ConfigFrom(e.app.cfg, e.app.dom.name)
 	if err != nil {
 		return err
 	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	e.offCommit = e.app.OnCommit(e.relay.Notify)
 	return nil
@@ -221,6 +253,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	cfg := e.app.cfg
 	sc, pl := cfg.Server.StreamSubscription, cfg.Server.PriorityLanes
+	tr := e.tracer()
 	groups, err := e.app.dom.ConsumerGroups(cfg)
 	if err != nil {
 		return err
@@ -230,7 +263,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 		handlers[groups[h.name]] = h
 	}
 	for _, s := range topo.Subscriptions {
-		s, h := s, handlers[s.Group] // nil for the command dispatcher
+		h := handlers[s.Group] // nil for the command dispatcher
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.Group,
 			Primary:             s.Primary,
@@ -247,22 +280,23 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			MinBackfillShare:    pl.MinBackfillShare,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
-			Handle: func(ctx context.Context, msg *consumer.Message) error {
+			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
 				if msg.Lane == consumer.Backfill {
 					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
-				_, err := e.app.Dispatch(ctx, h, msg.Envelope, pl.Propagate)
+				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
 				if e.opts.OnHandled != nil {
-					e.opts.OnHandled(s.Group, msg, err)
+					e.opts.OnHandled(handledFrom(s.Group, msg, err))
 				}
 				return err
-			},
-			Outage:   e.databaseDown,
-			Logger:   e.log,
-			Observer: m.Consumer(s.Group, s.Primary, s.Backfill),
+			}),
+			OnDeadLetter: traceDeadLetter(tr, s.Group),
+			Outage:       e.databaseDown,
+			Logger:       e.log,
+			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
@@ -275,8 +309,10 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 
 // startParts starts the relay, the consumers and the stream trimmer.
 func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
-	if err := e.relay.Start(ctx); err != nil {
-		return fmt.Errorf("start outbox relay: %w", err)
+	if e.relay != nil {
+		if err := e.relay.Start(ctx); err != nil {
+			return fmt.Errorf("start outbox relay: %w", err)
+		}
 	}
 	for _, c := range e.consumers {
 		if err := c.Start(ctx); err != nil {
@@ -287,7 +323,8 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 	for _, st := range topo.ReadStreams() {
 		trim = append(trim, st.Name)
 	}
-	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log})
+	e.trimmer = retention.NewTrimmer(e.broker, retention.TrimmerParams{Streams: trim, Logger: e.log,
+		DLQs: topo.DLQStreams(), DLQRetention: e.app.cfg.Server.StreamSubscription.DLQRetention()})
 	if err := e.trimmer.Start(ctx); err != nil {
 		return err
 	}
@@ -307,8 +344,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.wg.Add(1)
-	go e.heartbeatLoop(ctx)
+	e.life.GoEvery(ctx, 5*time.Second, e.heartbeat)
 	return nil
 }
 
@@ -324,7 +360,7 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 	if err != nil {
 		return env, err
 	}
-	if env.Metadata.Domain.Kind == envelope.KindCommand {
+	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		if _, ok := e.app.dom.commands[name]; !ok {
 			return env, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, e.app.dom.name)
 		}
@@ -345,6 +381,9 @@ func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
 // failures (a refused HTTP call, a constraint) from being mistaken for an
 // outage, and catches store errors a handler wrapped without %w.
 func (e *Engine) databaseDown(error) bool {
+	if e.app.store == nil {
+		return false // no database to be down
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), outagePingTimeout)
 	defer cancel()
 	return e.app.store.Ping(ctx) != nil
@@ -359,19 +398,10 @@ func (e *Engine) beat(ctx context.Context) error {
 	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
 }
 
-func (e *Engine) heartbeatLoop(ctx context.Context) {
-	defer e.wg.Done()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := e.beat(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("heartbeat failed", "err", err)
-			}
-		}
+// heartbeat renews the heartbeat key (every 5s, for a 15s time to live).
+func (e *Engine) heartbeat(ctx context.Context) {
+	if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("heartbeat failed", "err", err)
 	}
 }
 
@@ -389,8 +419,10 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		if !ready {
 			problems = append(problems, "subscriptions not running")
 		}
-		if err := e.app.store.Ping(ctx); err != nil {
-			problems = append(problems, "database: "+err.Error())
+		if e.app.store != nil {
+			if err := e.app.store.Ping(ctx); err != nil {
+				problems = append(problems, "database: "+err.Error())
+			}
 		}
 		if err := e.broker.Ping(ctx); err != nil {
 			problems = append(problems, "redis: "+err.Error())
@@ -404,19 +436,18 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	ln, err := net.Listen("tcp", e.app.cfg.Server.HTTP.Listen)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", e.app.cfg.Server.HTTP.Listen) // a local bind; nothing to cancel
 	if err != nil {
 		return fmt.Errorf("server.http.listen %q: %w (set another address, or \"\" to disable)", e.app.cfg.Server.HTTP.Listen, err)
 	}
 	e.httpAddr = ln.Addr().String()
 	e.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
+	e.life.Go(func() {
 		if err := e.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.log.Error("http server", "err", err)
 		}
-	}()
+	})
 	return nil
 }
 
@@ -472,10 +503,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 	if e.broker != nil && e.hb.ID != "" {
 		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
 	}
-	if e.cancel != nil {
-		e.cancel()
-	}
-	e.wg.Wait()
+	// The heartbeat loop and the HTTP server end once cancelled; wait for
+	// them whatever ctx says, so nothing outlives Stop.
+	_ = e.life.Stop(context.WithoutCancel(ctx))
 	if e.ownBroker && e.broker != nil {
 		_ = e.broker.Close()
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -98,7 +97,7 @@ func benchEnvelopes(b *testing.B, cat string, n int, priority int) []string {
 					Type: "Bank.Opened.v1", Stream: cat + "-" + id,
 				},
 				Domain: envelope.Domain{
-					Kind: envelope.KindEvent, StreamCategory: cat, Priority: priority, Version: 1,
+					Class: envelope.ClassEvent, StreamCategory: cat, Priority: priority, Version: 1,
 					SequenceID: fmt.Sprintf("%d.1", i), CorrelationID: "c" + id, CausationID: "c" + id,
 				},
 			},
@@ -153,11 +152,11 @@ func (k *benchKit) rawCeiling(b *testing.B, datas []string) float64 {
 
 // startEngine runs an engine of benchDomain on a fresh SQLite database;
 // onHandled sees every handled message.
-func (k *benchKit) startEngine(b *testing.B, lanes bool, concurrency int, onHandled func(*consumer.Message)) *laneway.Engine {
+func (k *benchKit) startEngine(b *testing.B, lanes bool, concurrency int, onHandled func(laneway.Handled)) *laneway.Engine {
 	return k.startEngineHook(b, lanes, concurrency, onHandled, nil)
 }
 
-func (k *benchKit) startEngineHook(b *testing.B, lanes bool, concurrency int, onHandled func(*consumer.Message), started func()) *laneway.Engine {
+func (k *benchKit) startEngineHook(b *testing.B, lanes bool, concurrency int, onHandled func(laneway.Handled), started func()) *laneway.Engine {
 	ctx := context.Background()
 	cfg := lanewayconfig.Default()
 	cfg.Server.PriorityLanes.Enabled = lanes
@@ -168,12 +167,12 @@ func (k *benchKit) startEngineHook(b *testing.B, lanes bool, concurrency int, on
 	require.NoError(b, err)
 	eng := laneway.NewEngine(app, laneway.EngineOptions{
 		Broker: k.br, DisableHTTP: true, Logger: slog.New(slog.DiscardHandler),
-		OnHandled: func(group string, m *consumer.Message, err error) {
-			if err != nil {
-				b.Errorf("handler failed: %v", err)
+		OnHandled: func(h laneway.Handled) {
+			if h.Err != nil {
+				b.Errorf("handler failed: %v", h.Err)
 			}
-			if group == "AccountProjector" {
-				onHandled(m)
+			if h.Group == "AccountProjector" {
+				onHandled(h)
 			}
 		},
 	})
@@ -191,7 +190,7 @@ func (k *benchKit) startEngineHook(b *testing.B, lanes bool, concurrency int, on
 func (k *benchKit) drain(b *testing.B, lanes bool, concurrency, n int) time.Duration {
 	var handled atomic.Int64
 	done := make(chan struct{})
-	eng := k.startEngine(b, lanes, concurrency, func(*consumer.Message) {
+	eng := k.startEngine(b, lanes, concurrency, func(laneway.Handled) {
 		if handled.Add(1) == int64(n) {
 			close(done)
 		}
@@ -290,8 +289,8 @@ func BenchmarkEngineBackfillDrain(b *testing.B) {
 func (k *benchKit) drainLane(b *testing.B, lanes bool, n int) time.Duration {
 	var handled atomic.Int64
 	done := make(chan struct{})
-	eng := k.startEngine(b, lanes, 1, func(m *consumer.Message) {
-		if m.Envelope.Metadata.Domain.Priority < 0 && handled.Add(1) == int64(n) {
+	eng := k.startEngine(b, lanes, 1, func(m laneway.Handled) {
+		if m.Meta.Priority < 0 && handled.Add(1) == int64(n) {
 			close(done)
 		}
 	})
@@ -347,7 +346,7 @@ func BenchmarkEngineIdleLatency(b *testing.B) {
 			_ = k.br.DeleteKey(ctx, k.cat)
 			_ = k.br.DeleteKey(ctx, k.cat+":backfill")
 			got := make(chan time.Time, 1)
-			eng := k.startEngineHook(b, lanes, 1, func(*consumer.Message) {}, func() { got <- time.Now() })
+			eng := k.startEngineHook(b, lanes, 1, func(laneway.Handled) {}, func() { got <- time.Now() })
 			time.Sleep(50 * time.Millisecond) // the blocking read is outstanding
 			for i := range samples {
 				sent := time.Now()

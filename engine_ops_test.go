@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker"
@@ -35,8 +34,8 @@ const opsWait = 30 * time.Second
 // handler.
 type run struct {
 	group, stream string
-	lane          consumer.Lane
-	attempt       int64
+	lane          string
+	attempt       int
 	err           error
 	msgPrio       laneway.Priority // the message's priority (event handlers)
 	txPrio        laneway.Priority // the priority the handler ran under
@@ -49,10 +48,10 @@ type runLog struct {
 	events   []run // inside the projector
 }
 
-func (r *runLog) onHandled(group string, m *consumer.Message, err error) {
+func (r *runLog) onHandled(m laneway.Handled) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.handled = append(r.handled, run{group: group, stream: m.Stream, lane: m.Lane, attempt: m.Attempt, err: err})
+	r.handled = append(r.handled, run{group: m.Group, stream: m.Stream, lane: m.Lane, attempt: m.Attempt, err: m.Err})
 }
 
 func (r *runLog) snapshot() (handled []run, commands []laneway.Priority, events []run) {
@@ -299,17 +298,17 @@ func TestAsyncCommandThroughLanes(t *testing.T) {
 					}
 					require.Len(t, cmdRuns, 1)
 					assert.Equal(t, cat+":command:backfill", cmdRuns[0].stream)
-					assert.Equal(t, consumer.Backfill, cmdRuns[0].lane)
+					assert.Equal(t, laneway.LaneBackfill, cmdRuns[0].lane)
 					assert.NoError(t, cmdRuns[0].err)
 					require.Eventually(t, func() bool {
 						return publishedStreams(t, st, cat+":command")[int(laneway.Low)] == cat+":command:backfill"
 					}, opsWait, 10*time.Millisecond)
 
-					want, wantStream, wantLane := laneway.Low, cat+":backfill", consumer.Backfill
+					want, wantStream, wantLane := laneway.Low, cat+":backfill", laneway.LaneBackfill
 					if !tc.propagate {
 						// The reference behaviour: the LOW command's handler
 						// runs at Normal, so its event goes primary.
-						want, wantStream, wantLane = laneway.Normal, cat, consumer.Primary
+						want, wantStream, wantLane = laneway.Normal, cat, laneway.LanePrimary
 					}
 					assert.Equal(t, []laneway.Priority{want}, commands, "priority the command handler ran under")
 					require.Len(t, events, 1)
@@ -496,7 +495,7 @@ func TestDatabaseOutage(t *testing.T) {
 			handled, _, _ := rec.snapshot()
 			for _, r := range handled {
 				if r.group == "AccountProjector" {
-					assert.Equal(t, int64(1), r.attempt, "a run during the outage is not an attempt: %+v", r)
+					assert.Equal(t, 1, r.attempt, "a run during the outage is not an attempt: %+v", r)
 				}
 			}
 			for _, s := range []string{cat, cat + ":backfill"} {
@@ -526,7 +525,7 @@ func TestDatabaseOutage(t *testing.T) {
 			assert.Len(t, events, n, "each event projected once")
 			for _, r := range handled {
 				if r.group == "AccountProjector" && r.err == nil {
-					assert.Equal(t, int64(1), r.attempt, "handled on its first attempt: %+v", r)
+					assert.Equal(t, 1, r.attempt, "handled on its first attempt: %+v", r)
 				}
 			}
 			l, err := br.Len(ctx, cat+":dlq")

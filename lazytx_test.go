@@ -9,7 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/lanewaystore"
 )
 
@@ -34,18 +33,17 @@ func handlerDomain(t *testing.T, fn func(ctx context.Context, tx *laneway.Tx) er
 	return d
 }
 
-// firstEvent returns the envelope of the oldest outbox row.
-func firstEvent(t *testing.T, app *laneway.App) envelope.Envelope {
+// firstEvent returns the stream entry value of the oldest outbox row.
+func firstEvent(t *testing.T, app *laneway.App) []byte {
 	t.Helper()
-	var env envelope.Envelope
+	var env []byte
 	require.NoError(t, app.Store().InTx(context.Background(), func(ctx context.Context, tx lanewaystore.Tx) error {
 		var data, meta string
 		if err := tx.QueryRow(ctx, "SELECT data, metadata FROM outbox ORDER BY id LIMIT 1").Scan(&data, &meta); err != nil {
 			return err
 		}
-		var err error
-		env, err = envelope.Decode([]byte(`{"data":` + data + `,"metadata":` + meta + `}`))
-		return err
+		env = []byte(`{"data":` + data + `,"metadata":` + meta + `}`)
+		return nil
 	}))
 	return env
 }
@@ -71,7 +69,7 @@ func TestUnitOfWorkBeginsOnFirstUse(t *testing.T) {
 
 			dispatched := make(chan error, 1)
 			go func() {
-				_, err := app.Dispatch(ctx, h, firstEvent(t, app), true)
+				_, err := app.HandleEntry(ctx, h, firstEvent(t, app))
 				dispatched <- err
 			}()
 			<-started
@@ -121,12 +119,12 @@ func TestUnitOfWorkRollsBackAndReleases(t *testing.T) {
 			h, env := dom.Handlers()[0], firstEvent(t, app)
 
 			mode = "panic"
-			require.PanicsWithValue(t, "handler bug", func() { _, _ = app.Dispatch(ctx, h, env, true) })
+			require.PanicsWithValue(t, "handler bug", func() { _, _ = app.HandleEntry(ctx, h, env) })
 			mode = "error"
-			_, err = app.Dispatch(ctx, h, env, true)
+			_, err = app.HandleEntry(ctx, h, env)
 			require.ErrorContains(t, err, "handler failed")
 			mode = "ok"
-			_, err = app.Dispatch(ctx, h, env, true)
+			_, err = app.HandleEntry(ctx, h, env)
 			require.NoError(t, err, "the connection was released after the panic and the error")
 
 			var got []string
@@ -157,7 +155,7 @@ func TestTxUsedAfterItsUnitOfWork(t *testing.T) {
 	app, err := laneway.Open(ctx, dom, nil, laneway.Options{Store: stores()[0].open(t)})
 	require.NoError(t, err)
 	require.NoError(t, app.Process(ctx, OpenAccount{ID: "1", Owner: "ann"}))
-	_, err = app.Dispatch(ctx, dom.Handlers()[0], firstEvent(t, app), true)
+	_, err = app.HandleEntry(ctx, dom.Handlers()[0], firstEvent(t, app))
 	require.NoError(t, err)
 	_, err = kept.Exec(ctx, "SELECT 1")
 	require.ErrorContains(t, err, "transaction used after its unit of work ended")

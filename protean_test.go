@@ -35,7 +35,7 @@ func openedEntry(t *testing.T, category, id string, priority laneway.Priority) s
 		Metadata: envelope.Metadata{
 			Headers: envelope.Headers{ID: category + "-" + id + "-0.1", Time: time.Now().UTC().Format(time.RFC3339Nano),
 				Type: "Bank.Opened.v1", Stream: category + "-" + id},
-			Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: category, Priority: int(priority), Version: 1, SequenceID: "0.1"},
+			Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: category, Priority: int(priority), Version: 1, SequenceID: "0.1"},
 		},
 	})
 	require.NoError(t, err)

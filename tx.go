@@ -18,6 +18,7 @@ import (
 // the outbox rows of every event raised, and the handler's own read-model
 // writes (Exec/Query). Everything commits together or not at all.
 type Tx struct {
+	app *App
 	dom *Domain
 	// st is the store transaction; nil until first use when lazy is set.
 	st       lanewaystore.Tx
@@ -26,6 +27,7 @@ type Tx struct {
 	corrID   string
 	causeID  string
 	rows     []lanewaystore.OutboxRow
+	traced   bool // rows carry the trace context of Save's ctx
 }
 
 // Priority is the priority stamped on every outbox row this unit of work writes.
@@ -111,9 +113,9 @@ func (tx *Tx) Save(ctx context.Context, agg Aggregate) error {
 		}
 		seq := fmt.Sprintf("%d.%d", root.version, i+1)
 		row, err := tx.dom.outboxRow(outboxSpec{
-			id: stream + "-" + seq, kind: envelope.KindEvent, name: em.name, version: em.version,
+			id: stream + "-" + seq, class: envelope.ClassEvent, name: em.name, version: em.version,
 			category: meta.category, stream: stream, seq: seq, payload: ev,
-			priority: tx.priority, corrID: tx.corrID, causeID: tx.causeID, at: now,
+			priority: tx.priority, corrID: tx.corrID, causeID: tx.causeID, at: now, trace: tx.traceOf(ctx),
 		})
 		if err != nil {
 			return err
@@ -131,6 +133,9 @@ func (tx *Tx) store() (lanewaystore.Tx, error) {
 	}
 	if tx.lazy == nil {
 		return nil, errors.New("laneway: transaction used after its unit of work ended")
+	}
+	if tx.lazy.store == nil {
+		return nil, ErrNoDatabase
 	}
 	st, err := tx.lazy.get()
 	if err != nil {
@@ -206,14 +211,21 @@ func (l *lazyTx) finish(err error) error {
 }
 
 type outboxSpec struct {
-	id, kind, name, category, stream, seq, corrID, causeID string
-	version                                                int
-	payload                                                any
-	priority                                               Priority
-	at                                                     time.Time
+	id, class, name, category, stream, seq, corrID, causeID string
+	version                                                 int
+	payload                                                 any
+	priority                                                Priority
+	at                                                      time.Time
+	trace                                                   traceContext
 }
 
 func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
+	return encodeRow(d.name, s)
+}
+
+// encodeRow builds the outbox row of a message of domain; EncodeEvent
+// builds its entries from the same row, so both write identical bytes.
+func encodeRow(domain string, s outboxSpec) (lanewaystore.OutboxRow, error) {
 	raw, err := json.Marshal(s.payload)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("encode %s: %w", s.name, err)
@@ -226,15 +238,17 @@ func (d *Domain) outboxRow(s outboxSpec) (lanewaystore.OutboxRow, error) {
 	if err != nil {
 		return lanewaystore.OutboxRow{}, fmt.Errorf("checksum %s: %w", s.name, err)
 	}
-	typ := envelope.TypeString(d.name, s.name, s.version)
+	typ := envelope.TypeString(domain, s.name, s.version)
 	md := envelope.Metadata{
 		Headers:  envelope.Headers{ID: s.id, Time: s.at.Format(time.RFC3339Nano), Type: typ, Stream: s.stream},
 		Envelope: envelope.Integrity{SpecVersion: envelope.SpecVersion, Checksum: sum},
 		Domain: envelope.Domain{
-			Kind: s.kind, StreamCategory: s.category, Priority: int(s.priority), Version: s.version,
+			Class: s.class, StreamCategory: s.category, Priority: int(s.priority), Version: s.version,
 			SequenceID: s.seq, CorrelationID: s.corrID, CausationID: s.causeID,
 		},
+		Extensions: s.trace.ext,
 	}
+	md.Headers.TraceParent = s.trace.parent
 	mdJSON, err := json.Marshal(md)
 	if err != nil {
 		return lanewaystore.OutboxRow{}, err

@@ -1,6 +1,8 @@
 // Package cli is the laneway command tree. User applications call
-// cli.Main(domainFactory) to get every command for their own domain; the
-// shipped binary compiles in examples/customers.
+// cli.Main(domainFactory) to get the operator commands (server, config, db,
+// lanes, doctor, dlq, outbox) for their own domain; WithCommands adds a
+// program's own commands. The shipped binary (cmd/laneway) compiles in
+// examples/customers and adds its demo and example jobs that way.
 package cli
 
 import (
@@ -24,14 +26,47 @@ import (
 // DomainFactory builds the domain the commands operate on.
 type DomainFactory func() (*laneway.Domain, error)
 
+// Option changes the command tree Main, Run and New build.
+type Option func(*options)
+
+type options struct {
+	commands []func(Env) []*cobra.Command
+}
+
+// WithCommands adds the commands f builds to the tree, beside the operator
+// commands. f is called once per tree with the tree's Env.
+func WithCommands(f func(Env) []*cobra.Command) Option {
+	return func(o *options) { o.commands = append(o.commands, f) }
+}
+
+// Env is what an added command shares with the built-in ones: the output
+// streams and the --domain and --env flags, read when the command runs.
+type Env struct{ g *globals }
+
+// Stdout is where a command writes its result.
+func (e Env) Stdout() io.Writer { return e.g.stdout }
+
+// Stderr is where a command writes progress, warnings and logs.
+func (e Env) Stderr() io.Writer { return e.g.stderr }
+
+// Config loads domain.toml from --domain with the --env overlay.
+func (e Env) Config() (*lanewayconfig.Config, error) { return e.g.loadConfig() }
+
+// Domain builds the program's domain.
+func (e Env) Domain() (*laneway.Domain, error) { return e.g.domain() }
+
+// Exit is an error that makes the command line exit with code after
+// printing msg (nothing when msg is empty) as one line on stderr.
+func Exit(code int, msg string) error { return exitError{code: code, msg: msg} }
+
 // Main runs the command line with os.Args and exits with its status.
-func Main(domain DomainFactory) {
+func Main(domain DomainFactory, opts ...Option) {
 	// go-redis logs every failed dial on its own; the commands report
 	// Redis being unreachable themselves, as one line (or one log entry per
 	// state change in the engine).
 	redis.SetLogger(silentRedisLog{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := Run(ctx, domain, os.Args[1:], os.Stdout, os.Stderr)
+	code := Run(ctx, domain, os.Args[1:], os.Stdout, os.Stderr, opts...)
 	stop()
 	os.Exit(code)
 }
@@ -39,8 +74,8 @@ func Main(domain DomainFactory) {
 // Run executes args and returns the exit status; output goes to the writers
 // so tests can capture it. User errors print one line on stderr, never a
 // stack trace.
-func Run(ctx context.Context, domain DomainFactory, args []string, stdout, stderr io.Writer) int {
-	root := New(domain, stdout, stderr)
+func Run(ctx context.Context, domain DomainFactory, args []string, stdout, stderr io.Writer, opts ...Option) int {
+	root := New(domain, stdout, stderr, opts...)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		var ex exitError
@@ -80,7 +115,11 @@ type globals struct {
 }
 
 // New builds the command tree (no package globals).
-func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
+func New(domain DomainFactory, stdout, stderr io.Writer, opts ...Option) *cobra.Command {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	g := &globals{stdin: os.Stdin, stdout: stdout, stderr: stderr, domain: domain}
 	root := &cobra.Command{
 		Use:           "laneway",
@@ -100,13 +139,15 @@ func New(domain DomainFactory, stdout, stderr io.Writer) *cobra.Command {
 		newServerCmd(g),
 		newConfigCmd(g),
 		newDBCmd(g),
-		newDemoCmd(g),
 		newLanesCmd(g),
 		newDoctorCmd(g),
 		newDLQCmd(g),
 		newOutboxCmd(g),
-		newExampleCmd(g),
 	)
+	for _, f := range o.commands {
+		root.AddCommand(f(Env{g})...)
+	}
+	strict(root)
 	return root
 }
 
@@ -125,13 +166,13 @@ func (g *globals) logger() (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: use text or json", g.logFormat)
 }
 
-func (g *globals) loadConfig(allowMissing bool) (*lanewayconfig.Config, error) {
-	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env, AllowMissing: allowMissing})
+func (g *globals) loadConfig() (*lanewayconfig.Config, error) {
+	return lanewayconfig.Load(lanewayconfig.LoadOptions{Dir: g.domainDir, Env: g.env})
 }
 
 // openApp loads the config, builds the domain and opens the database.
 func (g *globals) openApp(ctx context.Context) (*laneway.App, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
+	"github.com/spf13/cobra"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,4 +145,37 @@ func pgColumns(t *testing.T, dbURL, table string) []string {
 	cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	return cols
+}
+
+// TestTreeWithoutOptionsHasOnlyOperatorCommands: a user binary built with
+// cli.Main(domain) gets the operator commands and nothing of the example
+// domain; WithCommands adds a program's own commands beside them.
+func TestTreeWithoutOptionsHasOnlyOperatorCommands(t *testing.T) {
+	names := func(root *cobra.Command) []string {
+		var out []string
+		for _, c := range root.Commands() {
+			if c.Name() != "help" && c.Name() != "completion" {
+				out = append(out, c.Name())
+			}
+		}
+		return out
+	}
+	var out, errb bytes.Buffer
+	plain := cli.New(factory, &out, &errb)
+	assert.ElementsMatch(t, []string{"server", "config", "db", "lanes", "doctor", "dlq", "outbox"}, names(plain))
+
+	extra := cli.New(factory, &out, &errb, cli.WithCommands(func(env cli.Env) []*cobra.Command {
+		return []*cobra.Command{{Use: "hello", RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintln(env.Stdout(), "hello")
+			return err
+		}}}
+	}))
+	assert.ElementsMatch(t, []string{"server", "config", "db", "lanes", "doctor", "dlq", "outbox", "hello"}, names(extra))
+
+	code, _, errs := run(t, "demo")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `unknown command "demo"`)
+	code, _, errs = run(t, "example", "migrate-tiers")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errs, `unknown command "example"`)
 }

@@ -17,7 +17,7 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Short: "Print the resolved configuration (overlay and ${VAR} applied, secrets redacted)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := g.loadConfig(false)
+			cfg, err := g.loadConfig()
 			if err != nil {
 				return err
 			}

@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/laneway/laneway/internal/tools/term"
 )
 
 // confirm guards a destructive command. With yes it returns nil at once.
@@ -35,9 +37,9 @@ func (g *globals) confirm(yes bool, action, question string) error {
 }
 
 // readsTerminal reports whether r is a character device such as a
-// terminal (isTerminal, in demo.go, tests the file). /dev/null is one too;
+// terminal (term.IsTerminal tests the file). /dev/null is one too;
 // reading it gives no answer, which confirm treats as a refusal.
 func readsTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
-	return ok && f != nil && isTerminal(f)
+	return ok && f != nil && term.IsTerminal(f)
 }

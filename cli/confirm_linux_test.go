@@ -41,7 +41,7 @@ func TestConfirmOnATerminal(t *testing.T) {
 			master, tty := openPTY(t)
 			var stderr bytes.Buffer
 			g := &globals{stdin: tty, stderr: &stderr}
-			_, err := master.Write([]byte(answer + "\n"))
+			_, err := master.WriteString(answer + "\n")
 			require.NoError(t, err)
 			err = g.confirm(false, "purge customer:dlq", "Delete all 3 entries of customer:dlq?")
 			assert.Equal(t, "Delete all 3 entries of customer:dlq? [y/N] ", stderr.String())
@@ -61,7 +61,7 @@ func TestConfirmWithoutATerminal(t *testing.T) {
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	defer r.Close()
-	_, _ = w.Write([]byte("y\n")) // a piped "y" is not somebody answering
+	_, _ = w.WriteString("y\n") // a piped "y" is not somebody answering
 	w.Close()
 	for name, in := range map[string]io.Reader{"pipe": r, "reader": strings.NewReader("y\n")} {
 		var stderr bytes.Buffer

@@ -31,7 +31,7 @@ func newDLQCmd(g *globals) *cobra.Command {
 // dlqManager connects to the configured broker (never starting one) for
 // the domain's DLQs. The caller closes the broker.
 func (g *globals) dlqManager(ctx context.Context) (*dlq.Manager, lanewaybroker.Broker, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, nil, err
 	}

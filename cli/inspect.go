@@ -32,7 +32,7 @@ func (i *inspection) close() {
 // engine serves is not an error: i.brokerErr says why instead (doctor still
 // has configuration checks to run).
 func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*inspection, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, err
 	}

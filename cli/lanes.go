@@ -13,6 +13,7 @@ import (
 
 	"github.com/laneway/laneway/cli/internal/inspect"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/tools/term"
 )
 
 func newLanesCmd(g *globals) *cobra.Command {
@@ -125,7 +126,7 @@ func age(id string, secs float64) string {
 	if id == "" {
 		return "-"
 	}
-	return (time.Duration(secs*float64(time.Second)) / time.Second * time.Second).String()
+	return time.Duration(secs * float64(time.Second)).Truncate(time.Second).String()
 }
 
 func newLanesWatchCmd(g *globals) *cobra.Command {
@@ -154,7 +155,7 @@ func newLanesWatchCmd(g *globals) *cobra.Command {
 			if err := i.filter(stream); err != nil {
 				return err
 			}
-			return watch(ctx, i, g.stdout, isTerminal(g.stdout), interval, count)
+			return watch(ctx, i, g.stdout, term.IsTerminal(g.stdout), interval, count)
 		},
 	}
 	c.Flags().DurationVar(&interval, "interval", time.Second, "time between refreshes")

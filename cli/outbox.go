@@ -33,7 +33,7 @@ func newOutboxCmd(g *globals) *cobra.Command {
 // commands look at what is there and must not create tables as a side
 // effect.
 func (g *globals) openStore(ctx context.Context) (lanewaystore.Store, lanewayconfig.Database, error) {
-	cfg, err := g.loadConfig(false)
+	cfg, err := g.loadConfig()
 	if err != nil {
 		return nil, lanewayconfig.Database{}, err
 	}
@@ -253,6 +253,7 @@ func outboxRetry(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "retry ID | --abandoned",
 		Short: "Reset a failed or abandoned row (or every abandoned row) to pending: retry_count 0, due now",
+		Args:  atMostArgs(1, "the outbox id, as `laneway outbox list` shows it"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var id int64
 			switch {

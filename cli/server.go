@@ -2,7 +2,8 @@ package cli
 
 import (
 	"context"
-	"fmt"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,24 +21,32 @@ func newServerCmd(g *globals) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
+			tp, err := tracerFromEnv(ctx, os.Getenv)
+			if err != nil {
+				return err
+			}
+			opts := laneway.EngineOptions{Logger: log}
+			if tp != nil {
+				opts.TracerProvider = tp
+				log.Info("tracing on: exporting spans over OTLP (OTEL_* environment)")
+				defer func() {
+					// Flush what the batcher holds; bounded, so a collector
+					// that is gone cannot hold up the exit.
+					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+					defer cancel()
+					if err := tp.Shutdown(fctx); err != nil {
+						log.Warn("tracing: flushing spans at exit failed", "error", err)
+					}
+				}()
+			}
 			app, err := g.openApp(ctx)
 			if err != nil {
 				return err
 			}
 			defer app.Close()
-			eng := laneway.NewEngine(app, laneway.EngineOptions{Logger: log})
-			if err := eng.Start(ctx); err != nil {
-				return err
-			}
-			<-ctx.Done() // SIGINT or SIGTERM (cli.Main installs the handler)
-			log.Info("shutting down: finishing in-flight handlers")
-			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), app.Config().Server.StreamSubscription.ShutdownTimeout()+5e9)
-			defer cancel()
-			if err := eng.Stop(stopCtx); err != nil {
-				return fmt.Errorf("shutdown: %w", err)
-			}
-			log.Info("engine stopped")
-			return nil
+			// Run blocks until SIGINT or SIGTERM (cli.Main installs the
+			// handler), then stops gracefully.
+			return laneway.NewEngine(app, opts).Run(ctx)
 		},
 	}
 }

@@ -1,6 +1,7 @@
 package lanewayconfig
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -158,6 +159,7 @@ func sortedNames[V any](m map[string]V) []string {
 	return names
 }
 
+//nolint:unparam // a general bound; every bound checked today happens to be 1
 func (v *validator) atLeast(path string, n, low int) bool {
 	if n < low {
 		v.add(path, n, "must be at least %d", low)
@@ -354,7 +356,8 @@ func (v *validator) redisURL(path, s string) {
 
 // urlErr drops the URL from url.Parse's message: it may hold a password.
 func urlErr(err error) string {
-	if ue, ok := err.(*url.Error); ok {
+	var ue *url.Error
+	if errors.As(err, &ue) {
 		return ue.Err.Error()
 	}
 	return err.Error()

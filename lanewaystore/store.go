@@ -26,6 +26,8 @@ var (
 // OutboxStatus is the lifecycle state of an outbox row.
 type OutboxStatus string
 
+// The statuses of an outbox row as reported (a leased row reads as
+// processing).
 const (
 	StatusPending    OutboxStatus = "pending"
 	StatusProcessing OutboxStatus = "processing"

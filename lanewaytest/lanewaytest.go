@@ -6,18 +6,14 @@ package lanewaytest
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/lanes"
-	"github.com/laneway/laneway/internal/retention"
 	"github.com/laneway/laneway/lanewaybroker"
-	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
-	"github.com/laneway/laneway/lanewaystore/sqlitestore"
 )
 
 // Options adjust the harness. The zero value runs with lanes enabled, fast
@@ -31,55 +27,30 @@ type Options struct {
 	DrainTimeout time.Duration
 }
 
-// Harness is a running domain. Its resources are released by t.Cleanup.
+// Harness is a running domain. New releases its resources by t.Cleanup;
+// Start leaves that to Close.
 type Harness struct {
 	App    *laneway.App
 	Engine *laneway.Engine
 	Broker lanewaybroker.Broker
 	opts   Options
+	close  []func() error
 }
 
-// New starts dom with SQLite and the embedded broker; it fails the test on error.
+// New starts dom with SQLite in the test's temp dir and the embedded
+// broker; it fails the test on error.
 func New(t testing.TB, dom *laneway.Domain, opts Options) *Harness {
 	t.Helper()
-	ctx := context.Background()
-	cfg := lanewayconfig.Default()
-	cfg.Server.PriorityLanes.Enabled = !opts.LanesOff
-	cfg.Server.StreamSubscription.RetryDelaySeconds = 0.01
-	cfg.Server.StreamSubscription.BlockingTimeoutMS = 200
-	cfg.Server.HTTP.Listen = ""
-	if opts.Configure != nil {
-		opts.Configure(cfg)
-	}
-	if opts.DrainTimeout == 0 {
-		opts.DrainTimeout = 30 * time.Second
-	}
-	st, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "laneway.db"))
+	h, err := Start(context.Background(), dom, t.TempDir(), opts)
 	if err != nil {
-		t.Fatalf("lanewaytest: open sqlite: %v", err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	b, err := redisbroker.OpenEmbedded(ctx, redisbroker.EmbeddedOptions{})
-	if err != nil {
-		t.Fatalf("lanewaytest: start embedded broker: %v", err)
-	}
-	t.Cleanup(func() { _ = b.Close() })
-	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
-	if err != nil {
-		t.Fatalf("lanewaytest: open app: %v", err)
-	}
-	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: b, DisableHTTP: true})
-	if err := eng.Start(ctx); err != nil {
-		t.Fatalf("lanewaytest: start engine: %v", err)
+		t.Fatalf("%v", err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := eng.Stop(ctx); err != nil {
-			t.Errorf("lanewaytest: stop engine: %v", err)
+		if err := h.Close(); err != nil {
+			t.Errorf("%v", err)
 		}
 	})
-	return &Harness{App: app, Engine: eng, Broker: b, opts: opts}
+	return h
 }
 
 // Process is App.Process, failing the test on error.
@@ -92,28 +63,15 @@ func (h *Harness) Process(t testing.TB, ctx context.Context, cmd laneway.Command
 
 // Drain waits until the outbox has nothing left to publish and every
 // consumer group of every stream has no undelivered and no pending entry
-// (failing handlers have reached their DLQ).
+// (failing handlers have reached their DLQ). Handled entries are then
+// trimmed, as the engine does periodically: to see which lane an event
+// went to, use Published.
 func (h *Harness) Drain(t testing.TB) {
 	t.Helper()
-	ctx := context.Background()
-	deadline := time.Now().Add(h.opts.DrainTimeout)
-	for {
-		busy, what := h.busy(ctx)
-		if !busy {
-			// The engine trims handled entries periodically; do it now so
-			// XLEN shows the backlog (0) right after Drain.
-			streams, _ := h.Broker.Streams(ctx, "*")
-			for _, s := range streams {
-				if !(lanes.Naming{}).IsDLQ(s) {
-					_, _ = retention.Trim(ctx, h.Broker, s)
-				}
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lanewaytest: not drained after %s: %s", h.opts.DrainTimeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), h.opts.DrainTimeout)
+	defer cancel()
+	if err := h.Wait(ctx); err != nil {
+		t.Fatalf("%v", err)
 	}
 }
 

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -86,5 +89,45 @@ func TestHarness(t *testing.T) {
 	require.Equal(t, 3, entry.DLQ.RetryCount)
 	require.Contains(t, entry.DLQ.FailureReason, "cannot fulfil poison")
 	require.Empty(t, h.Entries(t, "order:dlq"))
-	require.Zero(t, h.Len(t, "order:backfill"), "handled entries are trimmed eventually")
+	require.Zero(t, h.Len(t, "order:backfill"), "Drain trims handled entries, so lengths say nothing of routing")
+
+	// Routing is read from the outbox: the stream each message went to.
+	pubs, err := h.Published(context.Background())
+	require.NoError(t, err)
+	lanes := map[string]string{}
+	for _, p := range pubs {
+		require.Equal(t, "Shop.OrderPlaced.v1", p.Type)
+		require.Equal(t, "order", p.Category)
+		lanes[p.MessageID] = p.Stream
+	}
+	require.Equal(t, map[string]string{"order-1-1.1": "order", "order-2-1.1": "order:backfill", "order-3-1.1": "order:backfill"}, lanes)
+}
+
+// TestStartOutsideATest: the harness without a testing.TB, as a demo or a
+// tool would run it; Close releases everything (goleak checks it).
+func TestStartOutsideATest(t *testing.T) {
+	var seen sync.Map
+	ctx := context.Background()
+	h, err := lanewaytest.Start(ctx, domain(t, &seen), t.TempDir(), lanewaytest.Options{LanesOff: true})
+	require.NoError(t, err)
+	require.NoError(t, h.App.Process(laneway.WithPriority(ctx, laneway.Low), PlaceOrder{ID: "9", Item: "pen"}))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(t, h.Wait(wctx))
+	_, ok := seen.Load("9")
+	require.True(t, ok)
+	pubs, err := h.Published(ctx)
+	require.NoError(t, err)
+	require.Len(t, pubs, 1)
+	require.Equal(t, "order", pubs[0].Stream, "lanes off: everything on the primary stream")
+	require.NoError(t, h.Close())
+	require.NoError(t, h.Close(), "a second Close does nothing")
+
+	notADir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notADir, nil, 0o600))
+	bad, err := lanewaytest.Start(ctx, domain(t, &seen), notADir, lanewaytest.Options{})
+	if err == nil {
+		_ = bad.Close()
+	}
+	require.ErrorContains(t, err, "lanewaytest: open sqlite")
 }

@@ -88,6 +88,7 @@ type outboxRow struct {
 	stream   string
 	priority int
 	env      envelope.Envelope
+	raw      []byte // the stream entry's data value
 }
 
 // seedQuery runs the seed guide's SQL and returns the rows by message id,
@@ -117,7 +118,8 @@ func seedQuery(t *testing.T, app *laneway.App) map[string]outboxRow {
 			if err := tx.QueryRow(ctx, "SELECT data, metadata FROM outbox WHERE message_id = $1", id).Scan(&data, &meta); err != nil {
 				return err
 			}
-			r.env, err = envelope.Decode([]byte(`{"data":` + data + `,"metadata":` + meta + `}`))
+			r.raw = []byte(`{"data":` + data + `,"metadata":` + meta + `}`)
+			r.env, err = envelope.Decode(r.raw)
 			if err != nil {
 				return err
 			}
@@ -142,23 +144,16 @@ func readSummary(t *testing.T, app *laneway.App, id string) summary {
 	return s
 }
 
-// oldEnvelope is what an older version of the domain put on the stream.
-func oldEnvelope(t *testing.T, id string, payload any, version int) envelope.Envelope {
+// oldEnvelope is the stream entry value an older version of the domain put
+// on the stream, written with the public encoder.
+func oldEnvelope(t *testing.T, id string, payload any, version int) []byte {
 	t.Helper()
-	data, err := json.Marshal(payload)
+	e, err := laneway.EncodeEvent(laneway.EventEntry{
+		Domain: customers.DomainName, Category: "customer", AggregateID: "c1", Kind: "CustomerUpdated",
+		Version: version, Sequence: "2.1", ID: id, Priority: laneway.Low, Payload: payload,
+	}, nil)
 	require.NoError(t, err)
-	raw, err := envelope.Encode(envelope.Envelope{
-		Data: data,
-		Metadata: envelope.Metadata{
-			Headers: envelope.Headers{ID: id, Time: time.Now().UTC().Format(time.RFC3339Nano),
-				Type: envelope.TypeString(customers.DomainName, "CustomerUpdated", version), Stream: "customer-c1"},
-			Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Priority: int(laneway.Low), Version: version, SequenceID: "2.1"},
-		},
-	})
-	require.NoError(t, err)
-	env, err := envelope.Decode(raw)
-	require.NoError(t, err)
-	return env
+	return []byte(e.Data)
 }
 
 func TestCustomers(t *testing.T) {
@@ -214,7 +209,7 @@ func TestCustomers(t *testing.T) {
 				// once: a redelivered event is skipped.
 				proj := b.handler(t, customers.ProjectorName)
 				for _, id := range []string{"customer-c1-1.1", "customer-c1-2.1", "customer-c1-2.1", "product-SKU-001-1.1"} {
-					_, err := b.app.Dispatch(ctx, proj, rows[id].env, true)
+					_, err := b.app.HandleEntry(ctx, proj, rows[id].raw)
 					require.NoError(t, err, id)
 				}
 				require.Equal(t, summary{"Ann", "ann@example.com", "gold"}, readSummary(t, b.app, "c1"))
@@ -229,7 +224,7 @@ func TestCustomers(t *testing.T) {
 				app, err := laneway.Open(ctx, dom, nil, laneway.Options{Store: sc.open(t)})
 				require.NoError(t, err)
 				env := oldEnvelope(t, "e1", customers.CustomerUpdated{CustomerID: "c1", LoyaltyTier: "gold"}, 2)
-				_, err = app.Dispatch(ctx, handlerNamed(t, dom, customers.ProjectorName), env, true)
+				_, err = app.HandleEntry(ctx, handlerNamed(t, dom, customers.ProjectorName), env)
 				require.NoError(t, err)
 				require.Equal(t, "gold", readSummary(t, app, "c1").tier)
 			})
@@ -245,8 +240,8 @@ func TestCustomers(t *testing.T) {
 				b := setup(t, sc, customers.Options{})
 				proj := b.handler(t, customers.ProjectorName)
 				v1 := oldEnvelope(t, "old-1", map[string]any{"customer_id": "c1", "tier": "gold"}, 1)
-				require.JSONEq(t, `{"customer_id":"c1","tier":"gold"}`, string(v1.Data))
-				ok, err := b.app.Dispatch(ctx, proj, v1, true)
+				require.Contains(t, string(v1), `"data":{"customer_id":"c1","tier":"gold"}`)
+				ok, err := b.app.HandleEntry(ctx, proj, v1)
 				require.NoError(t, err)
 				require.True(t, ok)
 				require.Equal(t, "gold", readSummary(t, b.app, "c1").tier)
@@ -256,18 +251,19 @@ func TestCustomers(t *testing.T) {
 				b := setup(t, sc, customers.Options{})
 				proj := b.handler(t, customers.ProjectorName)
 				steps := []struct {
-					env  envelope.Envelope
+					id   string
+					env  []byte
 					want string
 				}{
-					{oldEnvelope(t, "m1", customers.CustomerUpdatedV1{CustomerID: "c1", Tier: "silver"}, 1), "silver"},
-					{oldEnvelope(t, "m2", customers.CustomerUpdated{CustomerID: "c1", LoyaltyTier: "platinum"}, 2), "platinum"},
-					{oldEnvelope(t, "m3", map[string]any{"customer_id": "c1"}, 1), customers.DefaultTier},
-					{oldEnvelope(t, "m4", customers.CustomerUpdatedV1{CustomerID: "c1", Tier: "gold"}, 1), "gold"},
+					{"m1", oldEnvelope(t, "m1", customers.CustomerUpdatedV1{CustomerID: "c1", Tier: "silver"}, 1), "silver"},
+					{"m2", oldEnvelope(t, "m2", customers.CustomerUpdated{CustomerID: "c1", LoyaltyTier: "platinum"}, 2), "platinum"},
+					{"m3", oldEnvelope(t, "m3", map[string]any{"customer_id": "c1"}, 1), customers.DefaultTier},
+					{"m4", oldEnvelope(t, "m4", customers.CustomerUpdatedV1{CustomerID: "c1", Tier: "gold"}, 1), "gold"},
 				}
 				for _, s := range steps {
-					_, err := b.app.Dispatch(ctx, proj, s.env, true)
-					require.NoError(t, err, s.env.Metadata.Headers.ID)
-					require.Equal(t, s.want, readSummary(t, b.app, "c1").tier, s.env.Metadata.Headers.ID)
+					_, err := b.app.HandleEntry(ctx, proj, s.env)
+					require.NoError(t, err, s.id)
+					require.Equal(t, s.want, readSummary(t, b.app, "c1").tier, s.id)
 				}
 			})
 
@@ -275,7 +271,7 @@ func TestCustomers(t *testing.T) {
 				b := setup(t, sc, customers.Options{EmailCost: time.Millisecond})
 				notify := b.handler(t, customers.NotificationName)
 				env := oldEnvelope(t, "n1", customers.CustomerUpdated{CustomerID: "c1", LoyaltyTier: "gold"}, 2)
-				ok, err := b.app.Dispatch(ctx, notify, env, true)
+				ok, err := b.app.HandleEntry(ctx, notify, env)
 				require.NoError(t, err)
 				require.True(t, ok)
 				require.Equal(t, []string{"NotificationHandler:n1"}, b.rec.got())
@@ -285,7 +281,7 @@ func TestCustomers(t *testing.T) {
 				slow := setup(t, sc, customers.Options{EmailCost: time.Hour})
 				cctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 				defer cancel()
-				_, err = slow.app.Dispatch(cctx, slow.handler(t, customers.NotificationName), env, true)
+				_, err = slow.app.HandleEntry(cctx, slow.handler(t, customers.NotificationName), env)
 				require.ErrorIs(t, err, context.DeadlineExceeded)
 				require.Empty(t, slow.rec.got())
 			})

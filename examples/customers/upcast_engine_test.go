@@ -59,7 +59,7 @@ func wireEntry(t *testing.T, n int, payload any, version int, priority laneway.P
 			Headers: envelope.Headers{ID: fmt.Sprintf("customer-c1-%d.1", n), Time: time.Now().UTC().Format(time.RFC3339Nano),
 				Type: envelope.TypeString(customers.DomainName, "CustomerUpdated", version), Stream: "customer-c1"},
 			Envelope: envelope.Integrity{SpecVersion: envelope.SpecVersion, Checksum: sum},
-			Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Priority: int(priority),
+			Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: "customer", Priority: int(priority),
 				Version: version, SequenceID: fmt.Sprintf("%d.1", n)},
 		},
 	})

@@ -108,6 +108,7 @@ func (c *Consumer) deadLetter(t *tracked) {
 	if !c.cfg.EnableDLQ {
 		c.cfg.Logger.Warn("dropping message (DLQ disabled)", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "reason", t.lastErr)
 		c.nDLQ.Add(1)
+		c.onDeadLetter(t, "")
 		c.ack(t)
 		return
 	}
@@ -141,5 +142,6 @@ func (c *Consumer) deadLetter(t *tracked) {
 	if c.cfg.Observer != nil {
 		c.cfg.Observer.DeadLettered(t.lane, dlq)
 	}
+	c.onDeadLetter(t, dlq)
 	c.ack(t)
 }

@@ -83,7 +83,7 @@ type runResult struct {
 }
 
 type readResult struct {
-	kind    ReadKind
+	kind    ReadMode
 	streams []lanewaybroker.StreamEntries
 	decoded [][]decoded // parallel to streams[i].Entries
 	err     error
@@ -136,7 +136,7 @@ type Consumer struct {
 	ackN       int
 	ackSending []lanewaybroker.AckParams // the acks in flight, nil when none
 	ackSince   time.Time
-	reading    ReadKind
+	reading    ReadMode
 	readCancel context.CancelFunc
 	lastProbe  time.Time
 	readSent   time.Time // when the read in flight was sent
@@ -154,7 +154,7 @@ type Consumer struct {
 	dbRetryAt time.Time
 	dbDown    bool
 
-	reads, entries [numReadKinds]atomic.Int64
+	reads, entries [numReadModes]atomic.Int64
 	handled        [2]atomic.Int64
 	failed         [2]atomic.Int64
 	nRetries       atomic.Int64
@@ -291,11 +291,11 @@ func (c *Consumer) Stop(ctx context.Context) error {
 // Stats returns a snapshot of the counters.
 func (c *Consumer) Stats() Stats {
 	s := Stats{
-		Reads: map[ReadKind]int64{}, Entries: map[ReadKind]int64{},
+		Reads: map[ReadMode]int64{}, Entries: map[ReadMode]int64{},
 		Handled: map[Lane]int64{}, Failed: map[Lane]int64{},
 		Retries: c.nRetries.Load(), DeadLettered: c.nDLQ.Load(), DecodeErrors: c.nDecode.Load(),
 	}
-	for k := ReadBlockingBoth; k < numReadKinds; k++ {
+	for k := ReadBlockingBoth; k < numReadModes; k++ {
 		s.Reads[k] = c.reads[k].Load()
 		s.Entries[k] = c.entries[k].Load()
 	}
@@ -324,7 +324,7 @@ func (c *Consumer) op() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(c.opCtx, opTimeout)
 }
 
-func (c *Consumer) countRead(k ReadKind, n int) {
+func (c *Consumer) countRead(k ReadMode, n int) {
 	c.reads[k].Add(1)
 	c.entries[k].Add(int64(n))
 	if c.cfg.Observer != nil {

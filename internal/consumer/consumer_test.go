@@ -63,7 +63,7 @@ func encode(t testing.TB, id, key string, seq int) string {
 		Data: json.RawMessage(fmt.Sprintf(`{"seq":%d}`, seq)),
 		Metadata: envelope.Metadata{
 			Headers: envelope.Headers{ID: id, Type: "Test.Thing.v1", Stream: key, Time: "2026-01-01T00:00:00Z"},
-			Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "thing", Version: 1},
+			Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: "thing", Version: 1},
 		},
 	})
 	require.NoError(t, err)

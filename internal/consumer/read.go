@@ -17,24 +17,24 @@ func (c *Consumer) maybeRead() {
 	if c.reading != 0 {
 		// A primary-only read while backfill could now be read too: cut it
 		// short (it returns at once, with whatever it read) and re-plan.
-		if c.reading == ReadBlockingPrimary && plan.Kind == ReadBlockingBoth && c.readCancel != nil {
+		if c.reading == ReadBlockingPrimary && plan.Mode == ReadBlockingBoth && c.readCancel != nil {
 			c.readCancel()
 			c.readCancel = nil
 		}
 		return
 	}
-	if plan.Kind == 0 {
+	if plan.Mode == 0 {
 		return
 	}
 	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
 	streams := []string{c.cfg.Primary}
-	if plan.Kind == ReadBlockingBoth {
+	if plan.Mode == ReadBlockingBoth {
 		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
-	c.reading, c.readCancel, c.readSent = plan.Kind, cancel, time.Now()
+	c.reading, c.readCancel, c.readSent = plan.Mode, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
-	kind := plan.Kind
+	kind := plan.Mode
 	c.rwg.Add(1)
 	go func() {
 		defer c.rwg.Done()

@@ -76,7 +76,7 @@ func (c *shareCredit) earn() {
 
 // readPlan is the next blocking read the scheduler wants.
 type readPlan struct {
-	Kind  ReadKind // ReadBlockingBoth or ReadBlockingPrimary; 0 = no read
+	Mode  ReadMode // ReadBlockingBoth or ReadBlockingPrimary; 0 = no read
 	Count int
 }
 
@@ -114,12 +114,12 @@ func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
 		// entry that came after it. So backfill work reads as before, once
 		// the queue is empty and the slot free.
 		if s.free() > 0 && queuedP == 0 && queuedB == 0 {
-			return readPlan{Kind: kind, Count: count}
+			return readPlan{Mode: kind, Count: count}
 		}
 		return readPlan{}
 	}
 	if queuedP+queuedB <= count {
-		return readPlan{Kind: kind, Count: count}
+		return readPlan{Mode: kind, Count: count}
 	}
 	if s.Concurrency <= 1 || !lanes || queuedP > 0 {
 		return readPlan{}
@@ -128,7 +128,7 @@ func planRead(s slots, queuedP, queuedB, count int, lanes bool) readPlan {
 	// primary's slots.
 	startable := min(queuedB, max(s.BackfillCap-s.BackfillInflight, 0))
 	if s.free()-startable > 0 {
-		return readPlan{Kind: ReadBlockingPrimary, Count: count}
+		return readPlan{Mode: ReadBlockingPrimary, Count: count}
 	}
 	return readPlan{}
 }

@@ -81,7 +81,7 @@ type countingObserver struct {
 	reads, handled, retried, dlq atomic.Int64
 }
 
-func (o *countingObserver) Read(kind consumer.ReadKind, n int) { o.reads.Add(1) }
+func (o *countingObserver) Read(kind consumer.ReadMode, n int) { o.reads.Add(1) }
 func (o *countingObserver) Handled(lane consumer.Lane, outcome string, d time.Duration, m *consumer.Message) {
 	o.handled.Add(1)
 }

@@ -30,12 +30,12 @@ func (l Lane) String() string {
 	return "primary"
 }
 
-// ReadKind tells how entries were obtained, for stats and observers.
-type ReadKind int
+// ReadMode tells how entries were obtained, for stats and observers.
+type ReadMode int
 
 const (
 	// ReadBlockingBoth is the idle read: one XREADGROUP BLOCK over both lanes.
-	ReadBlockingBoth ReadKind = iota + 1
+	ReadBlockingBoth ReadMode = iota + 1
 	// ReadBlockingPrimary is a blocking read of the primary lane alone
 	// (lanes off, or backfill already holding all the slots it may hold).
 	ReadBlockingPrimary
@@ -46,10 +46,10 @@ const (
 	ReadBackfill
 	// ReadClaim is an XAUTOCLAIM of entries left by a dead consumer.
 	ReadClaim
-	numReadKinds
+	numReadModes
 )
 
-func (k ReadKind) String() string {
+func (k ReadMode) String() string {
 	switch k {
 	case ReadBlockingBoth:
 		return "blocking_both"
@@ -62,7 +62,7 @@ func (k ReadKind) String() string {
 	case ReadClaim:
 		return "claim"
 	}
-	return fmt.Sprintf("ReadKind(%d)", int(k))
+	return fmt.Sprintf("ReadMode(%d)", int(k))
 }
 
 // Outcomes passed to Observer.Handled.
@@ -86,7 +86,7 @@ type Message struct {
 // consumer's goroutines; implementations must be safe for concurrent use
 // and fast.
 type Observer interface {
-	Read(kind ReadKind, n int)
+	Read(kind ReadMode, n int)
 	Handled(lane Lane, outcome string, d time.Duration, m *Message)
 	Retried(lane Lane)
 	DeadLettered(lane Lane, stream string)
@@ -174,6 +174,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Observer is optional.
 	Observer Observer
+	// OnDeadLetter, when set, is called on the consumer's goroutine after
+	// an entry was moved to dlq, or dropped (dlq "") with the DLQ off;
+	// reason is its failure reason (tracing). Optional.
+	OnDeadLetter func(m *Message, dlq, reason string)
 }
 
 func (c *Config) validateAndDefault() error {
@@ -230,8 +234,8 @@ func (c *Config) validateAndDefault() error {
 // Stats are the consumer's counters since New.
 type Stats struct {
 	// Reads counts read calls by kind; Entries the entries they returned.
-	Reads   map[ReadKind]int64
-	Entries map[ReadKind]int64
+	Reads   map[ReadMode]int64
+	Entries map[ReadMode]int64
 	// Handled counts successful handler runs per lane, Failed failed ones.
 	Handled map[Lane]int64
 	Failed  map[Lane]int64

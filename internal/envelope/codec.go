@@ -86,8 +86,8 @@ func validate(e *Envelope) error {
 	if h.Type == "" {
 		return malformed("missing metadata.headers.type")
 	}
-	if k := e.Metadata.Domain.Kind; k != KindEvent && k != KindCommand {
-		return malformed("unknown kind %q in message %s (want %s or %s)", k, h.ID, KindEvent, KindCommand)
+	if k := e.Metadata.Domain.Class; k != ClassEvent && k != ClassCommand {
+		return malformed("unknown kind %q in message %s (want %s or %s)", k, h.ID, ClassEvent, ClassCommand)
 	}
 	return nil
 }
@@ -204,6 +204,7 @@ func decodeMetadata(meta object, md *Metadata) error {
 			return err
 		}
 	}
+	h.TraceParent = headers.traceParent()
 
 	integrity, _, err := meta.object("envelope")
 	if err != nil {
@@ -225,7 +226,7 @@ func decodeMetadata(meta object, md *Metadata) error {
 		key string
 		dst *string
 	}{
-		{"kind", &d.Kind}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
+		{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
 		{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
 	} {
 		if *f.dst, err = domain.str(f.key); err != nil {
@@ -247,6 +248,9 @@ func decodeMetadata(meta object, md *Metadata) error {
 	// the message.
 	if ext, ok, err := meta.object("extensions"); err == nil && ok {
 		md.ReplayGroup, _ = ext.str(ReplayGroupExtension)
+		if ts, _ := ext.str(TraceStateExtension); ts != "" {
+			md.Extensions = &Extensions{TraceState: ts}
+		}
 	}
 	return nil
 }
@@ -303,6 +307,27 @@ func (o object) object(key string) (_ object, ok bool, _ error) {
 		return sub, false, malformed("%s: %v", sub.path, err)
 	}
 	return sub, true, nil
+}
+
+// traceParent returns headers.traceparent. A trace context is no reason to
+// reject a message, so one of another shape (null, the W3C header string,
+// members of the wrong type) reads as absent.
+func (o object) traceParent() *TraceParent {
+	tpo, ok, err := o.object("traceparent")
+	if err != nil || !ok {
+		return nil
+	}
+	var tp TraceParent
+	var errID, errParent, errSampled error
+	tp.TraceID, errID = tpo.str("trace_id")
+	tp.ParentID, errParent = tpo.str("parent_id")
+	if raw, ok := tpo.m["sampled"]; ok && !isNull(raw) {
+		errSampled = json.Unmarshal(raw, &tp.Sampled)
+	}
+	if errID != nil || errParent != nil || errSampled != nil {
+		return nil
+	}
+	return &tp
 }
 
 // str returns a string member; absent or null is "".

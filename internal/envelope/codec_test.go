@@ -21,7 +21,7 @@ func sampleEnvelope() Envelope {
 				Stream: "customer-42",
 			},
 			Domain: Domain{
-				Kind:           KindEvent,
+				Class:          ClassEvent,
 				StreamCategory: "customer",
 				Priority:       -50,
 				Version:        2,
@@ -114,7 +114,7 @@ func TestEncodeRejects(t *testing.T) {
 		{"invalid data", func(e *Envelope) { e.Data = json.RawMessage(`{"a":}`) }, "invalid JSON"},
 		{"no id", func(e *Envelope) { e.Metadata.Headers.ID = "" }, "missing metadata.headers.id"},
 		{"no type", func(e *Envelope) { e.Metadata.Headers.Type = "" }, "missing metadata.headers.type"},
-		{"bad kind", func(e *Envelope) { e.Metadata.Domain.Kind = "QUERY" }, `unknown kind "QUERY"`},
+		{"bad kind", func(e *Envelope) { e.Metadata.Domain.Class = "QUERY" }, `unknown kind "QUERY"`},
 		{"stale checksum", func(e *Envelope) { e.Metadata.Envelope.Checksum = strings.Repeat("0", 64) }, "does not match the payload"},
 	}
 	for _, tc := range tests {
@@ -159,7 +159,7 @@ func TestDecodePythonEnvelope(t *testing.T) {
 		},
 		Envelope: Integrity{SpecVersion: "1.0", Checksum: "01bbef6abd99faec2ceb7eff747ae5d6c2de9eedd07411217bb86a261f18c0fb"},
 		Domain: Domain{
-			Kind:           KindEvent,
+			Class:          ClassEvent,
 			StreamCategory: "shop::customer",
 			Priority:       -50,
 			Version:        2,

@@ -7,10 +7,10 @@ package envelope
 
 import "encoding/json"
 
-// Kinds of messages.
+// Classes of messages: the wire values of metadata.domain.kind.
 const (
-	KindEvent   = "EVENT"
-	KindCommand = "COMMAND"
+	ClassEvent   = "EVENT"
+	ClassCommand = "COMMAND"
 )
 
 // Envelope is the whole entry value. DLQ is present only on DLQ entries.
@@ -34,7 +34,23 @@ type Metadata struct {
 	// reference's place for extra attributes); Decode reads it, Encode does
 	// not write it (the dlq package of the CLI adds it to the replayed entry).
 	ReplayGroup string `json:"-"`
+
+	// Extensions holds what Laneway writes into metadata.extensions; nil
+	// when there is nothing to write, so the member stays absent.
+	Extensions *Extensions `json:"extensions,omitempty"`
 }
+
+// Extensions are Laneway's own members of metadata.extensions, the
+// reference's place for attributes it does not model.
+type Extensions struct {
+	// TraceState is the W3C tracestate that goes with Headers.TraceParent
+	// (the reference's traceparent object has no member for it).
+	TraceState string `json:"laneway_tracestate,omitempty"`
+}
+
+// TraceStateExtension is the metadata.extensions member holding
+// Extensions.TraceState.
+const TraceStateExtension = "laneway_tracestate"
 
 // ReplayGroupExtension is the metadata.extensions member holding
 // Metadata.ReplayGroup.
@@ -48,6 +64,19 @@ type Headers struct {
 	Time   string `json:"time"`
 	Type   string `json:"type"`
 	Stream string `json:"stream"`
+	// TraceParent is the trace context of the span that wrote the message;
+	// nil (and absent from the JSON) when tracing is off. A pointer keeps
+	// the envelope, copied along the consume path, one word larger only.
+	TraceParent *TraceParent `json:"traceparent,omitempty"`
+}
+
+// TraceParent is a W3C traceparent in the shape the reference gives
+// metadata.headers.traceparent: an object, not the header string. TraceID
+// is 32 lowercase hex digits, ParentID (the span id of the writer) 16.
+type TraceParent struct {
+	TraceID  string `json:"trace_id"`
+	ParentID string `json:"parent_id"`
+	Sampled  bool   `json:"sampled"`
 }
 
 // Integrity carries the spec version ("1.0") and the payload checksum.
@@ -60,7 +89,7 @@ type Integrity struct {
 // (the N of the type string); SequenceID is the aggregate version that raised
 // the event, "<version>.<n>" for the n-th event of that save.
 type Domain struct {
-	Kind           string `json:"kind"`
+	Class          string `json:"kind"` // ClassEvent or ClassCommand
 	StreamCategory string `json:"stream_category"`
 	Priority       int    `json:"priority"`
 	Version        int    `json:"version"`

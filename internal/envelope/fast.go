@@ -274,8 +274,9 @@ type fields []struct {
 
 // members reads an object whose members named in strs are strings without
 // escapes (or absent); when prio and ver are set, "priority" and "version"
-// are integer members. Other members, duplicates and anything else give up.
-func (s *scanner) members(strs fields, prio, ver *int) bool {
+// are integer members; when tp is set, "traceparent" is a trace context
+// object. Other members, duplicates and anything else give up.
+func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 	if !s.consume('{') {
 		return false
 	}
@@ -304,6 +305,13 @@ func (s *scanner) members(strs fields, prio, ver *int) bool {
 				break
 			}
 		}
+		if bit < 0 && tp != nil && string(key) == "traceparent" {
+			bit = len(strs) + 2
+			*tp = new(TraceParent)
+			if seen&(1<<bit) != 0 || !s.traceParent(*tp) {
+				return false
+			}
+		}
 		if bit < 0 {
 			dst := (*int)(nil)
 			switch {
@@ -328,11 +336,64 @@ func (s *scanner) members(strs fields, prio, ver *int) bool {
 				return false // a member the engine does not write: the general decoder
 			}
 		}
-		if bit >= 0 {
+		if bit >= 0 && bit != len(strs)+2 {
 			if seen&(1<<bit) != 0 {
 				return false
 			}
+		}
+		if bit >= 0 {
 			seen |= 1 << bit
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume('}')
+	}
+}
+
+// traceParent reads a headers.traceparent object of the shape the engine
+// writes: trace_id and parent_id strings without escapes and a boolean
+// sampled, each at most once. Anything else (null included) gives up, and
+// the general decoder decides.
+func (s *scanner) traceParent(tp *TraceParent) bool {
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return true
+	}
+	var seen [3]bool
+	for {
+		key, ok := s.plainString()
+		if !ok || !s.consume(':') {
+			return false
+		}
+		s.ws()
+		switch string(key) {
+		case "trace_id", "parent_id":
+			i, dst := 0, &tp.TraceID
+			if string(key) == "parent_id" {
+				i, dst = 1, &tp.ParentID
+			}
+			v, ok := s.plainString()
+			if seen[i] || !ok {
+				return false
+			}
+			seen[i], *dst = true, string(v)
+		case "sampled":
+			switch {
+			case seen[2]:
+				return false
+			case s.literal("true"):
+				tp.Sampled = true
+			case s.literal("false"):
+				tp.Sampled = false
+			default:
+				return false
+			}
+			seen[2] = true
+		default:
+			return false
 		}
 		if s.consume(',') {
 			continue
@@ -439,22 +500,22 @@ func (s *scanner) metadata(md *Metadata) bool {
 		switch string(key) {
 		case "headers":
 			h := &md.Headers
-			if seen[0] || !s.members(fields{{"id", &h.ID}, {"time", &h.Time}, {"type", &h.Type}, {"stream", &h.Stream}}, nil, nil) {
+			if seen[0] || !s.members(fields{{"id", &h.ID}, {"time", &h.Time}, {"type", &h.Type}, {"stream", &h.Stream}}, nil, nil, &h.TraceParent) {
 				return false
 			}
 			seen[0] = true
 		case "envelope":
 			in := &md.Envelope
-			if seen[1] || !s.members(fields{{"specversion", &in.SpecVersion}, {"checksum", &in.Checksum}}, nil, nil) {
+			if seen[1] || !s.members(fields{{"specversion", &in.SpecVersion}, {"checksum", &in.Checksum}}, nil, nil, nil) {
 				return false
 			}
 			seen[1] = true
 		case "domain":
 			d := &md.Domain
 			if seen[2] || !s.members(fields{
-				{"kind", &d.Kind}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
+				{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
 				{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
-			}, &d.Priority, &d.Version) {
+			}, &d.Priority, &d.Version, nil) {
 				return false
 			}
 			seen[2] = true

@@ -195,6 +195,11 @@ func FuzzDecodeFastMatchesSlow(f *testing.F) {
 		`{"data":{"a":1e999},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"}}}`,
 		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"envelope":{"checksum":"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"}}}`,
 		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"envelope":{"checksum":"00"}}} `,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":{"trace_id":"a","parent_id":"b","sampled":true}},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":{"sampled":false,"sampled":true}},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":{"trace_id":null}},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":{}},"domain":{"kind":"EVENT"}}}`,
+		`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":{},"traceparent":{}},"domain":{"kind":"EVENT"}}}`,
 	} {
 		f.Add([]byte(seed))
 	}

@@ -13,67 +13,25 @@
 package lanes
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
-
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
-// Priority orders work: higher values are more urgent. Any int is valid;
-// the named constants are the values users of the reference system know.
-type Priority int
+// Priority is the priority type; it lives in lanewayconfig, a public leaf
+// package, so that the root package can name it without naming an
+// internal type.
+type Priority = lanewayconfig.Priority
 
 // The named priorities.
 const (
-	Bulk     Priority = -100
-	Low      Priority = -50
-	Normal   Priority = 0
-	High     Priority = 50
-	Critical Priority = 100
+	Bulk     = lanewayconfig.Bulk
+	Low      = lanewayconfig.Low
+	Normal   = lanewayconfig.Normal
+	High     = lanewayconfig.High
+	Critical = lanewayconfig.Critical
 )
 
-var priorityNames = map[Priority]string{
-	Bulk: "BULK", Low: "LOW", Normal: "NORMAL", High: "HIGH", Critical: "CRITICAL",
-}
-
-// String returns the constant's name (LOW, ...) or the integer for custom values.
-func (p Priority) String() string {
-	if n, ok := priorityNames[p]; ok {
-		return n
-	}
-	return strconv.Itoa(int(p))
-}
-
-// ParsePriority accepts a name in any case (low, LOW, Bulk) or an integer ("-10").
-func ParsePriority(s string) (Priority, error) {
-	t := strings.TrimSpace(s)
-	for p, n := range priorityNames {
-		if strings.EqualFold(t, n) {
-			return p, nil
-		}
-	}
-	if v, err := strconv.Atoi(t); err == nil {
-		return Priority(v), nil
-	}
-	return 0, fmt.Errorf("invalid priority %q: use one of bulk, low, normal, high, critical or an integer", s)
-}
-
-// Set and Type make *Priority usable as a command-line flag value.
-func (p *Priority) Set(s string) error {
-	v, err := ParsePriority(s)
-	if err != nil {
-		return err
-	}
-	*p = v
-	return nil
-}
-
-// Type names the flag value type in help output.
-func (p *Priority) Type() string { return "priority" }
-
-// UnmarshalText lets Priority appear in config files and JSON as a name or a number.
-func (p *Priority) UnmarshalText(b []byte) error { return p.Set(string(b)) }
+// ParsePriority is lanewayconfig.ParsePriority.
+func ParsePriority(s string) (Priority, error) { return lanewayconfig.ParsePriority(s) }
 
 // Lane is one of the two lanes of a primary stream.
 type Lane string

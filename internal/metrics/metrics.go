@@ -130,7 +130,7 @@ type consumerObs struct {
 	handler string
 }
 
-func (o consumerObs) Read(kind consumer.ReadKind, n int) {
+func (o consumerObs) Read(kind consumer.ReadMode, n int) {
 	o.m.reads.WithLabelValues(o.handler, kind.String()).Inc()
 }
 
@@ -153,7 +153,8 @@ func (o consumerObs) DeadLettered(lane consumer.Lane, stream string) {
 	o.m.dlqRouted.WithLabelValues(o.handler, lane.String(), stream).Inc()
 }
 
-// Published, Failed and Abandoned implement the relay observer.
+// Published counts n rows relayed to stream and their commit-to-publish
+// latency (it, Failed and Abandoned implement the relay observer).
 func (m *Metrics) Published(stream string, n int, latency time.Duration) {
 	m.relayPub.WithLabelValues(stream, m.LaneOf(stream)).Add(float64(n))
 	m.relayLatency.Observe(latency.Seconds())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaystore"
@@ -157,7 +158,15 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}
-	if _, perr := r.broker.Publish(pctx, pubs); perr != nil {
+	var traced func(error)
+	if r.cfg.Trace != nil {
+		traced = r.cfg.Trace(pctx, rows, pubs)
+	}
+	_, perr := r.broker.Publish(pctx, pubs)
+	if traced != nil {
+		traced(perr)
+	}
+	if perr != nil {
 		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
@@ -202,13 +211,7 @@ func (m *pendingMark) wait() (int, error) {
 // not re-encoded: the metadata already holds the payload's checksum, and
 // re-encoding could change the payload's bytes.
 func entryData(row lanewaystore.OutboxRow) string {
-	b := make([]byte, 0, len(row.Data)+len(row.Metadata)+24)
-	b = append(b, `{"data":`...)
-	b = append(b, row.Data...)
-	b = append(b, `,"metadata":`...)
-	b = append(b, row.Metadata...)
-	b = append(b, '}')
-	return string(b)
+	return envelope.EntryData(row.Data, row.Metadata)
 }
 
 func (r *Relay) observePublished(rows []lanewaystore.OutboxRow, marks []lanewaystore.PublishedRow, at time.Time) {

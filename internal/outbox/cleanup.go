@@ -24,27 +24,19 @@ func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 			return total, fmt.Errorf("outbox: cleanup: %w", err)
 		}
 		if n < int64(r.cfg.CleanupLimit) || ctx.Err() != nil {
-			return total, nil
+			return total, nil //nolint:nilerr // stopping mid-cleanup is no failure; the rest waits for the next run
 		}
 	}
 }
 
-func (r *Relay) cleanupLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.CleanupInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := r.Cleanup(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.log.Warn("outbox cleanup failed", "error", err)
-		case n > 0:
-			r.log.Info("outbox cleanup completed", "deleted", n)
-		}
+// cleanup is one periodic cleanup run of the relay.
+func (r *Relay) cleanup(ctx context.Context) {
+	n, err := r.Cleanup(ctx)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		r.log.Warn("outbox cleanup failed", "error", err)
+	case n > 0:
+		r.log.Info("outbox cleanup completed", "deleted", n)
 	}
 }
 

@@ -1,12 +1,15 @@
 package outbox
 
 import (
-	"github.com/laneway/laneway/internal/instance"
+	"context"
 	"log/slog"
 	"time"
 
+	"github.com/laneway/laneway/internal/instance"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
+	"github.com/laneway/laneway/lanewaystore"
 )
 
 // Retry configures publish retries.
@@ -75,6 +78,10 @@ type Config struct {
 	Now func() time.Time
 	// Observer receives metrics events. Optional.
 	Observer Observer
+	// Trace, when set, is called before each publish with the rows and
+	// their publications; the function it returns is called with the
+	// publish's outcome (tracing spans). Optional.
+	Trace func(ctx context.Context, rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication) (end func(error))
 }
 
 func (c Config) withDefaults(hasNotifier bool) Config {

@@ -67,9 +67,9 @@ func newRow(t testing.TB, category string, priority int, tag string) (lanewaysto
 	data := json.RawMessage(fmt.Sprintf(`{"tag":%q,"name":"Zoë <x>","pad":"%0200d"}`, tag, 0))
 	sum, err := envelope.Checksum(data)
 	require.NoError(t, err)
-	kind := envelope.KindEvent
+	kind := envelope.ClassEvent
 	if len(category) > 8 && category[len(category)-8:] == ":command" {
-		kind = envelope.KindCommand
+		kind = envelope.ClassCommand
 	}
 	md := envelope.Metadata{
 		Headers: envelope.Headers{
@@ -78,7 +78,7 @@ func newRow(t testing.TB, category string, priority int, tag string) (lanewaysto
 		},
 		Envelope: envelope.Integrity{SpecVersion: envelope.SpecVersion, Checksum: sum},
 		Domain: envelope.Domain{
-			Kind: kind, StreamCategory: category, Priority: priority,
+			Class: kind, StreamCategory: category, Priority: priority,
 			Version: 1, SequenceID: "1.1", CorrelationID: "corr-" + id,
 		},
 	}

@@ -2,14 +2,13 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaystore"
 )
@@ -44,11 +43,7 @@ type Relay struct {
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
 
-	mu      sync.Mutex
-	running bool
-	cancel  context.CancelFunc
-	stopL   func()
-	wg      sync.WaitGroup
+	life startstop.Runner
 }
 
 // New returns a relay over store and broker. It does nothing until Start
@@ -104,31 +99,20 @@ func (r *Relay) Stats() Stats {
 // when listening cannot start). It does not block. The loops run until
 // Stop or until ctx is done.
 func (r *Relay) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.running {
-		return errors.New("outbox: relay already started")
+	rctx, err := r.life.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("outbox: relay: %w", err)
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	var stopL func()
 	if n, ok := r.store.(lanewaystore.Notifier); ok {
 		stop, err := n.ListenOutbox(rctx, r.listenNotify)
 		if err != nil {
-			cancel()
+			_ = r.life.Stop(ctx)
 			return fmt.Errorf("outbox: start relay: %w", err)
 		}
-		stopL = stop
+		r.life.OnStop(stop)
 	}
-	r.running, r.cancel, r.stopL = true, cancel, stopL
-	r.wg.Add(2)
-	go func() {
-		defer r.wg.Done()
-		r.loop(rctx)
-	}()
-	go func() {
-		defer r.wg.Done()
-		r.cleanupLoop(rctx)
-	}()
+	r.life.Go(func() { r.loop(rctx) })
+	r.life.GoEvery(rctx, r.cfg.CleanupInterval, r.cleanup)
 	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval)
 	return nil
 }
@@ -136,30 +120,10 @@ func (r *Relay) Start(ctx context.Context) error {
 // Stop stops the loops and waits for them, at most until ctx is done. Rows
 // claimed by an interrupted cycle are released by their lease.
 func (r *Relay) Stop(ctx context.Context) error {
-	r.mu.Lock()
-	if !r.running {
-		r.mu.Unlock()
-		return nil
+	if err := r.life.Stop(ctx); err != nil {
+		return fmt.Errorf("outbox: relay: %w", err)
 	}
-	r.running = false
-	cancel, stopL := r.cancel, r.stopL
-	r.mu.Unlock()
-
-	cancel()
-	if stopL != nil {
-		stopL()
-	}
-	done := make(chan struct{})
-	go func() {
-		r.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("outbox: stop relay: %w", ctx.Err())
-	}
+	return nil
 }
 
 // loop waits for a wake-up, then drains the outbox.

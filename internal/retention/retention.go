@@ -12,6 +12,9 @@
 // after a crash), or else the entry right after its last-delivered id. A
 // group that has never read (last-delivered 0-0) keeps everything, and a
 // stream without groups is never trimmed: nobody has said what is handled.
+//
+// Dead-letter streams have no groups; they are trimmed by age instead
+// (dlq_retention_hours), when a retention is configured.
 package retention
 
 import (
@@ -19,10 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -89,13 +92,34 @@ func LowWater(ctx context.Context, b lanewaybroker.Broker, stream string) (minID
 	return low.String(), true, nil
 }
 
+// TrimOlder removes the entries of stream written before cutoff (entry ids
+// start with their time in milliseconds) and returns how many were removed.
+func TrimOlder(ctx context.Context, b lanewaybroker.Broker, stream string, cutoff time.Time) (int64, error) {
+	ms := cutoff.UnixMilli()
+	if ms <= 0 {
+		return 0, nil
+	}
+	minID := lanes.ID{Ms: uint64(ms)}.String()
+	n, err := b.TrimMinID(ctx, stream, minID)
+	if err != nil {
+		return 0, fmt.Errorf("retention: trim %s to %s: %w", stream, minID, err)
+	}
+	return n, nil
+}
+
 // IntervalDefault is the default time between two trims.
 const IntervalDefault = 10 * time.Second
 
 // TrimmerParams configures a Trimmer.
 type TrimmerParams struct {
-	// Streams are the streams to trim.
+	// Streams are the lane streams, trimmed up to their groups' low water.
 	Streams []string
+	// DLQs are dead-letter streams, trimmed by age: entries older than
+	// DLQRetention are removed. Zero DLQRetention keeps them forever.
+	DLQs         []string
+	DLQRetention time.Duration
+	// Now is the clock of the DLQ cutoff. Defaults to time.Now.
+	Now func() time.Time
 	// Interval is the time between two trims. Defaults to 10s.
 	Interval time.Duration
 	// Logger defaults to slog.Default().
@@ -108,13 +132,10 @@ type TrimmerParams struct {
 // Trimmer trims a set of streams every Interval. Create it with
 // NewTrimmer; Start and Stop own its goroutine.
 type Trimmer struct {
-	b lanewaybroker.Broker
-	p TrimmerParams
-
-	mu      sync.Mutex
-	cancel  context.CancelFunc
-	done    chan struct{}
-	failing bool
+	b       lanewaybroker.Broker
+	p       TrimmerParams
+	life    startstop.Runner
+	failing bool // only the loop goroutine touches it
 }
 
 // NewTrimmer returns a stopped Trimmer.
@@ -125,7 +146,11 @@ func NewTrimmer(b lanewaybroker.Broker, p TrimmerParams) *Trimmer {
 	if p.Logger == nil {
 		p.Logger = slog.Default()
 	}
+	if p.Now == nil {
+		p.Now = time.Now
+	}
 	p.Streams = append([]string(nil), p.Streams...)
+	p.DLQs = append([]string(nil), p.DLQs...)
 	return &Trimmer{b: b, p: p}
 }
 
@@ -134,15 +159,25 @@ func NewTrimmer(b lanewaybroker.Broker, p TrimmerParams) *Trimmer {
 func (t *Trimmer) TrimAll(ctx context.Context) (int64, error) {
 	var total int64
 	var errs []error
-	for _, s := range t.p.Streams {
-		n, err := Trim(ctx, t.b, s)
+	note := func(s string, n int64, err error) {
 		if err != nil {
 			errs = append(errs, err)
-			continue
+			return
 		}
 		total += n
 		if n > 0 && t.p.OnTrim != nil {
 			t.p.OnTrim(s, n)
+		}
+	}
+	for _, s := range t.p.Streams {
+		n, err := Trim(ctx, t.b, s)
+		note(s, n, err)
+	}
+	if t.p.DLQRetention > 0 {
+		cutoff := t.p.Now().Add(-t.p.DLQRetention)
+		for _, s := range t.p.DLQs {
+			n, err := TrimOlder(ctx, t.b, s, cutoff)
+			note(s, n, err)
 		}
 	}
 	return total, errors.Join(errs...)
@@ -151,32 +186,17 @@ func (t *Trimmer) TrimAll(ctx context.Context) (int64, error) {
 // Start starts the trim loop; it does not block. The loop runs until Stop
 // or until ctx is done.
 func (t *Trimmer) Start(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.cancel != nil {
-		return errors.New("retention: trimmer already started")
+	ctx, err := t.life.Start(ctx)
+	if err != nil {
+		return fmt.Errorf("retention: trimmer: %w", err)
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	t.cancel, t.done = cancel, done
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(t.p.Interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			_, err := t.TrimAll(ctx)
-			t.report(ctx, err)
-		}
-	}()
+	t.life.GoEvery(ctx, t.p.Interval, func(ctx context.Context) {
+		_, err := t.TrimAll(ctx)
+		t.report(ctx, err)
+	})
 	return nil
 }
 
-// report logs once per state change, not per run.
 func (t *Trimmer) report(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return
@@ -193,18 +213,8 @@ func (t *Trimmer) report(ctx context.Context, err error) {
 
 // Stop stops the loop and waits for it, at most until ctx is done.
 func (t *Trimmer) Stop(ctx context.Context) error {
-	t.mu.Lock()
-	cancel, done := t.cancel, t.done
-	t.cancel, t.done = nil, nil
-	t.mu.Unlock()
-	if cancel == nil {
-		return nil
+	if err := t.life.Stop(ctx); err != nil {
+		return fmt.Errorf("retention: trimmer: %w", err)
 	}
-	cancel()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("retention: stop trimmer: %w", ctx.Err())
-	}
+	return nil
 }

@@ -168,3 +168,33 @@ func TestTrimmer(t *testing.T) {
 	require.NoError(t, tr.Stop(sctx), "second stop is a no-op")
 	require.ElementsMatch(t, []string{s1, s2}, []string{<-trimmed, <-trimmed})
 }
+
+// Dead-letter streams have no groups: the trimmer removes their entries by
+// age once dlq_retention_hours is set, and never otherwise. The clock is
+// moved instead of waiting.
+func TestDLQTrimmedByAge(t *testing.T) {
+	for name, b := range brokers(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dlq := testsvc.Prefix() + "customer:dlq"
+			lane := testsvc.Prefix() + "customer"
+			publish(t, b, dlq, 3)
+			publish(t, b, lane, 2) // no group: lane streams are not trimmed by age
+			trim := func(keep time.Duration, now time.Time) int64 {
+				tr := retention.NewTrimmer(b, retention.TrimmerParams{
+					Streams: []string{lane}, DLQs: []string{dlq, testsvc.Prefix() + "missing:dlq"},
+					DLQRetention: keep, Now: func() time.Time { return now },
+				})
+				n, err := tr.TrimAll(ctx)
+				require.NoError(t, err)
+				return n
+			}
+			require.Zero(t, trim(0, time.Now().Add(1000*time.Hour)), "no retention keeps the DLQ forever")
+			require.Zero(t, trim(time.Hour, time.Now()), "entries younger than the retention stay")
+			require.Len(t, remaining(t, b, dlq), 3)
+			require.Equal(t, int64(3), trim(time.Hour, time.Now().Add(2*time.Hour)), "entries older than the retention go")
+			require.Empty(t, remaining(t, b, dlq))
+			require.Len(t, remaining(t, b, lane), 2)
+		})
+	}
+}

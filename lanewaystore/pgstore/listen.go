@@ -19,7 +19,7 @@ const NotifyChannel = "laneway_outbox"
 // reconnects with a backoff that doubles up to listenerBackoffMax.
 const (
 	listenerPingInterval = time.Minute
-	listenerBackoffMin   = 100 * time.Millisecond
+	minListenerBackoff   = 100 * time.Millisecond
 	listenerBackoffMax   = 5 * time.Second
 	listenerAppName      = "laneway-outbox-listener"
 )
@@ -140,7 +140,7 @@ func accepts(payload, schema string) bool { return payload == "" || payload == s
 // reconnect retries listen with a capped exponential backoff until it
 // succeeds (returning the connection) or ctx is done (returning nil).
 func (l *listener) reconnect(ctx context.Context) (*pgx.Conn, string) {
-	backoff := listenerBackoffMin
+	backoff := minListenerBackoff
 	t := time.NewTimer(backoff)
 	defer t.Stop()
 	for {

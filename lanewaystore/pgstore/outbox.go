@@ -12,24 +12,20 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/laneway/laneway/lanewaystore"
+	"github.com/laneway/laneway/lanewaystore/internal/outboxsql"
 )
 
-// Defaults for zero-valued parameters. The SQLite store uses the same.
+// Defaults for zero-valued parameters, shared by every store.
 const (
 	// LeaseDefault is the claim lease when ClaimParams.Lease is zero.
-	LeaseDefault = 5 * time.Minute
+	LeaseDefault = outboxsql.LeaseDefault
 	// CleanupLimitDefault bounds CleanupOutbox when CleanupParams.Limit is zero.
-	CleanupLimitDefault = 1000
+	CleanupLimitDefault = outboxsql.CleanupLimitDefault
 	// ListLimitDefault bounds ListOutbox when ListOutboxParams.Limit is zero.
-	ListLimitDefault = 100
+	ListLimitDefault = outboxsql.ListLimitDefault
 )
 
-const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
-	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
-
-// reportedStatusSQL is lanewaystore.ReportedStatus in SQL.
-const reportedStatusSQL = `CASE WHEN locked_by IS NOT NULL AND status IN ('pending', 'failed')
-	THEN 'processing' ELSE status END`
+const outboxColumns = outboxsql.Columns
 
 // claimSQL leases the first Limit eligible rows in one statement. The CTE is
 // MATERIALIZED so the locking subquery runs exactly once; SKIP LOCKED lets
@@ -178,7 +174,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 	var st lanewaystore.OutboxStats
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		rows, err := c.Query(ctx,
-			`SELECT `+reportedStatusSQL+` AS s, priority, count(*) FROM outbox GROUP BY s, priority ORDER BY s, priority DESC`)
+			outboxsql.Counts)
 		if err != nil {
 			return err
 		}
@@ -193,7 +189,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 			return err
 		}
 		return c.QueryRow(ctx,
-			`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed') AND locked_by IS NULL`).Scan(&st.OldestPending)
+			outboxsql.OldestPending).Scan(&st.OldestPending)
 	})
 	if err != nil {
 		return st, fmt.Errorf("pgstore: outbox stats: %w", err)
@@ -211,13 +207,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 // ListOutbox returns rows newest first (created_at DESC, id DESC), optionally
 // of one status, at most p.Limit (ListLimitDefault when zero).
 func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams) ([]lanewaystore.OutboxRow, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = ListLimitDefault
-	}
-	out, err := s.queryRows(ctx, `SELECT `+outboxColumns+` FROM outbox
-		WHERE ($1 = '' OR `+reportedStatusSQL+` = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
-		string(p.Status), limit)
+	out, err := s.queryRows(ctx, outboxsql.List, string(p.Status), outboxsql.ListLimit(p))
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: list outbox: %w", err)
 	}
@@ -229,19 +219,9 @@ func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams)
 // the lease and next_retry_at are cleared; last_error is kept as history
 // until the next failure overwrites it. Rows in other states are left alone.
 func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParams) (int64, error) {
-	const reset = `UPDATE outbox SET status = 'pending', retry_count = 0, next_retry_at = NULL,
-		locked_by = NULL, locked_until = NULL WHERE `
-	var query string
-	var args []any
-	switch {
-	case p.ID != 0 && p.Abandoned:
-		return 0, errors.New("pgstore: retry outbox: set ID or Abandoned, not both")
-	case p.ID != 0:
-		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned') AND locked_by IS NULL`, []any{p.ID}
-	case p.Abandoned:
-		query = reset + `status = 'abandoned'`
-	default:
-		return 0, errors.New("pgstore: retry outbox: set ID or Abandoned")
+	query, args, err := outboxsql.Retry(p)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: %w", err)
 	}
 	tag, err := s.exec(ctx, query, args...)
 	if err != nil {

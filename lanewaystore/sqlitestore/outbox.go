@@ -11,24 +11,20 @@ import (
 	"time"
 
 	"github.com/laneway/laneway/lanewaystore"
+	"github.com/laneway/laneway/lanewaystore/internal/outboxsql"
 )
 
-// Defaults for zero-valued parameters. The PostgreSQL store uses the same.
+// Defaults for zero-valued parameters, shared by every store.
 const (
 	// LeaseDefault is the claim lease when ClaimParams.Lease is zero.
-	LeaseDefault = 5 * time.Minute
+	LeaseDefault = outboxsql.LeaseDefault
 	// CleanupLimitDefault bounds CleanupOutbox when CleanupParams.Limit is zero.
-	CleanupLimitDefault = 1000
+	CleanupLimitDefault = outboxsql.CleanupLimitDefault
 	// ListLimitDefault bounds ListOutbox when ListOutboxParams.Limit is zero.
-	ListLimitDefault = 100
+	ListLimitDefault = outboxsql.ListLimitDefault
 )
 
-const outboxColumns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
-	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
-
-// reportedStatusSQL is lanewaystore.ReportedStatus in SQL.
-const reportedStatusSQL = `CASE WHEN locked_by IS NOT NULL AND status IN ('pending', 'failed')
-	THEN 'processing' ELSE status END`
+const outboxColumns = outboxsql.Columns
 
 // claimSQL leases the first Limit eligible rows. The first WHERE term repeats
 // the claim index's predicate so SQLite can use the partial index; the NULL
@@ -190,7 +186,7 @@ func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams)
 func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, error) {
 	var st lanewaystore.OutboxStats
 	rows, err := s.read.QueryContext(ctx,
-		`SELECT `+reportedStatusSQL+` AS s, priority, count(*) FROM outbox GROUP BY s, priority ORDER BY s, priority DESC`)
+		outboxsql.Counts)
 	if err != nil {
 		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
 	}
@@ -209,7 +205,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 	}
 	var oldest sql.NullString
 	if err := s.read.QueryRowContext(ctx,
-		`SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed') AND locked_by IS NULL`).Scan(&oldest); err != nil {
+		outboxsql.OldestPending).Scan(&oldest); err != nil {
 		return st, fmt.Errorf("sqlitestore: outbox stats: %w", err)
 	}
 	if st.OldestPending, err = parseNullTime(oldest); err != nil {
@@ -221,13 +217,7 @@ func (s *Store) OutboxStats(ctx context.Context) (lanewaystore.OutboxStats, erro
 // ListOutbox returns rows newest first (created_at DESC, id DESC), optionally
 // of one status, at most p.Limit (ListLimitDefault when zero).
 func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams) ([]lanewaystore.OutboxRow, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = ListLimitDefault
-	}
-	rows, err := s.read.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
-		WHERE ($1 = '' OR `+reportedStatusSQL+` = $1) ORDER BY created_at DESC, id DESC LIMIT $2`,
-		string(p.Status), limit)
+	rows, err := s.read.QueryContext(ctx, outboxsql.List, string(p.Status), outboxsql.ListLimit(p))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: list outbox: %w", err)
 	}
@@ -243,22 +233,12 @@ func (s *Store) ListOutbox(ctx context.Context, p lanewaystore.ListOutboxParams)
 // the lease and next_retry_at are cleared; last_error is kept as history
 // until the next failure overwrites it. Rows in other states are left alone.
 func (s *Store) RetryOutbox(ctx context.Context, p lanewaystore.RetryOutboxParams) (int64, error) {
-	const reset = `UPDATE outbox SET status = 'pending', retry_count = 0, next_retry_at = NULL,
-		locked_by = NULL, locked_until = NULL WHERE `
-	var query string
-	var args []any
-	switch {
-	case p.ID != 0 && p.Abandoned:
-		return 0, errors.New("sqlitestore: retry outbox: set ID or Abandoned, not both")
-	case p.ID != 0:
-		query, args = reset+`id = $1 AND status IN ('failed', 'abandoned') AND locked_by IS NULL`, []any{p.ID}
-	case p.Abandoned:
-		query = reset + `status = 'abandoned'`
-	default:
-		return 0, errors.New("sqlitestore: retry outbox: set ID or Abandoned")
+	query, args, err := outboxsql.Retry(p)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: %w", err)
 	}
 	var n int64
-	err := s.inTx(ctx, func(t *sql.Tx) error {
+	err = s.inTx(ctx, func(t *sql.Tx) error {
 		res, err := t.ExecContext(ctx, query, args...)
 		if err != nil {
 			return err

@@ -266,7 +266,7 @@ func (m *Manager) List(ctx context.Context, p ListParams) (ListResult, error) {
 	return res, nil
 }
 
-var idRE = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
+var idRE = regexp.MustCompile(`^\d+(-\d+)?$`)
 
 // Find returns the entry with DLQ id id, in stream (when set) or in any of
 // the domain's DLQ streams. An id found in several streams is ErrAmbiguous.

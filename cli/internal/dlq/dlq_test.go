@@ -19,7 +19,6 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/examples/customers"
-	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/testsvc"
@@ -79,7 +78,7 @@ const auditName = "AuditLog"
 
 type handled struct {
 	stream string
-	lane   consumer.Lane
+	lane   string
 	ev     customers.CustomerUpdated
 	ver    string // the type string on the wire
 }
@@ -142,25 +141,25 @@ func (w *world) start(t *testing.T, b lanewaybroker.Broker, dom *laneway.Domain,
 	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
 	require.NoError(t, err)
 	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: b, DisableHTTP: true,
-		OnHandled: func(group string, m *consumer.Message, err error) {
-			if err != nil {
+		OnHandled: func(m laneway.Handled) {
+			if m.Err != nil {
 				return
 			}
 			var ev customers.CustomerUpdated
-			payload, _, uerr := dom.Upcasts().Upcast("CustomerUpdated", m.Envelope.Metadata.Domain.Version, m.Envelope.Data)
+			payload, _, uerr := dom.Upcast("CustomerUpdated", m.Version, m.Payload)
 			if uerr == nil {
 				_ = json.Unmarshal(payload, &ev)
 			}
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			if group == auditName {
+			if m.Group == auditName {
 				if w.audited == nil {
 					w.audited = map[string]int{}
 				}
 				w.audited[ev.CustomerID]++
 				return
 			}
-			w.seen = append(w.seen, handled{stream: m.Stream, lane: m.Lane, ev: ev, ver: m.Envelope.Metadata.Headers.Type})
+			w.seen = append(w.seen, handled{stream: m.Stream, lane: m.Lane, ev: ev, ver: m.Meta.Type})
 		}})
 	require.NoError(t, eng.Start(ctx))
 	var once sync.Once
@@ -188,7 +187,7 @@ func publishEvent(t *testing.T, b lanewaybroker.Broker, stream, cat string, v in
 	raw, err := envelope.Encode(envelope.Envelope{Data: data, Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: id, Time: time.Now().UTC().Format(time.RFC3339Nano),
 			Type: fmt.Sprintf("%s.CustomerUpdated.v%d", customers.DomainName, v), Stream: cat + "-" + id},
-		Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
+		Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
 	}})
 	require.NoError(t, err)
 	ids, err := b.Publish(context.Background(), []lanewaybroker.Publication{{Stream: stream, Data: string(raw)}})
@@ -265,9 +264,9 @@ func TestReplayToTheLaneItFailedOn(t *testing.T) {
 		for _, h := range w.handledList() {
 			byCustomer[h.ev.CustomerID] = h
 		}
-		assert.Equal(t, consumer.Primary, byCustomer["c1"].lane)
+		assert.Equal(t, laneway.LanePrimary, byCustomer["c1"].lane)
 		assert.Equal(t, cat, byCustomer["c1"].stream)
-		assert.Equal(t, consumer.Backfill, byCustomer["c2"].lane, "a backfill failure is replayed to backfill, not primary")
+		assert.Equal(t, laneway.LaneBackfill, byCustomer["c2"].lane, "a backfill failure is replayed to backfill, not primary")
 		assert.Equal(t, cat+":backfill", byCustomer["c2"].stream)
 		assert.Zero(t, depth(t, b, cat+":dlq"))
 		assert.Zero(t, depth(t, b, cat+":backfill:dlq"))
@@ -305,7 +304,7 @@ func putDLQ(t *testing.T, b lanewaybroker.Broker, cat, source, group string) str
 	data, _ := json.Marshal(customers.CustomerUpdated{CustomerID: "c9", LoyaltyTier: "gold"})
 	raw, err := envelope.NewDLQ(envelope.Envelope{Data: data, Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: testsvc.RandomSuffix(8), Type: customers.DomainName + ".CustomerUpdated.v2", Stream: cat + "-c9"},
-		Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: cat, Version: 2},
+		Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: cat, Version: 2},
 	}}, envelope.DLQMetadata{OriginalStream: source, OriginalID: "1-0", ConsumerGroup: group, Consumer: group + "-x",
 		FailedAt: time.Now().UTC().Format(time.RFC3339), RetryCount: 3, FailureReason: "boom"})
 	require.NoError(t, err)
@@ -505,7 +504,7 @@ func TestReplayOldVersionAfterUpcasterIsAdded(t *testing.T) {
 		h := w.handledList()[0]
 		assert.Equal(t, customers.CustomerUpdated{CustomerID: "c7", LoyaltyTier: "platinum"}, h.ev, "handled as v2")
 		assert.Equal(t, customers.DomainName+".CustomerUpdated.v1", h.ver, "the wire entry is still v1")
-		assert.Equal(t, consumer.Backfill, h.lane)
+		assert.Equal(t, laneway.LaneBackfill, h.lane)
 		assert.Zero(t, depth(t, b, cat+":backfill:dlq"))
 		// Each group handled its own replay once, not the other's.
 		require.Eventually(t, func() bool {

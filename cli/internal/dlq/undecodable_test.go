@@ -82,7 +82,7 @@ func publishTyped(t *testing.T, b lanewaybroker.Broker, stream, cat, typ string,
 	id := testsvc.RandomSuffix(8)
 	raw, err := envelope.Encode(envelope.Envelope{Data: data, Metadata: envelope.Metadata{
 		Headers: envelope.Headers{ID: id, Time: time.Now().UTC().Format(time.RFC3339Nano), Type: typ, Stream: cat + "-" + id},
-		Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
+		Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: cat, Version: v, SequenceID: "1"},
 	}})
 	require.NoError(t, err)
 	_, err = b.Publish(context.Background(), []lanewaybroker.Publication{{Stream: stream, Data: string(raw)}})

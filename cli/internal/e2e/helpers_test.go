@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -55,7 +54,7 @@ func TestMain(m *testing.M) {
 		os.Exit(2)
 	}
 	binPath = filepath.Join(dir, "laneway")
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goBin := "go" // from PATH, as a developer or CI runs the tests
 	build := exec.Command(goBin, "build", "-o", binPath, "github.com/laneway/laneway/cmd/laneway")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: cannot build the laneway binary with %s: %v\n%s", goBin, err, out)

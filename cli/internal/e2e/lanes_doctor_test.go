@@ -86,7 +86,7 @@ func eventEntry(t *testing.T, name string, version int, id string) string {
 		Metadata: envelope.Metadata{
 			Headers: envelope.Headers{ID: "m-" + id, Time: time.Now().UTC().Format(time.RFC3339Nano),
 				Type: envelope.TypeString(customers.DomainName, name, version), Stream: "customer-" + id},
-			Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: "customer", Priority: int(laneway.Low), Version: version, SequenceID: "1"},
+			Domain: envelope.Domain{Class: envelope.ClassEvent, StreamCategory: "customer", Priority: int(laneway.Low), Version: version, SequenceID: "1"},
 		},
 	})
 	require.NoError(t, err)

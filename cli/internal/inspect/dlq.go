@@ -8,7 +8,6 @@ import (
 	"sort"
 
 	"github.com/laneway/laneway/internal/envelope"
-	"github.com/laneway/laneway/internal/upcast"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -19,7 +18,7 @@ type DLQEntry struct {
 	ID      string               `json:"id"`
 	Stream  string               `json:"stream"`
 	Type    string               `json:"type"`    // headers.type, "" when unreadable
-	Kind    string               `json:"kind"`    // EVENT or COMMAND
+	Class   string               `json:"kind"`    // EVENT or COMMAND
 	Event   string               `json:"event"`   // the type's name part
 	Version int                  `json:"version"` // the type's version, 0 when unknown
 	Raw     bool                 `json:"raw"`     // not an envelope (garbage kept verbatim)
@@ -37,7 +36,7 @@ type dlqShape struct {
 			Type string `json:"type"`
 		} `json:"headers"`
 		Domain struct {
-			Kind string `json:"kind"`
+			Class string `json:"kind"`
 		} `json:"domain"`
 	} `json:"metadata"`
 	DLQ envelope.DLQMetadata `json:"_dlq_metadata"`
@@ -61,15 +60,15 @@ func (t Topology) ParseDLQ(stream string, e lanewaybroker.Entry) DLQEntry {
 		out.Raw = true // NewDLQRaw: data and metadata are null
 		return out
 	}
-	out.Type, out.Kind = sh.Metadata.Headers.Type, sh.Metadata.Domain.Kind
+	out.Type, out.Class = sh.Metadata.Headers.Type, sh.Metadata.Domain.Class
 	_, name, version, err := envelope.ParseType(out.Type)
 	if err != nil {
 		return out
 	}
 	out.Event, out.Version = name, version
-	if out.Kind == envelope.KindEvent && t.Upcasts != nil {
-		if _, ok := t.Upcasts.Current(name); ok {
-			if _, err := t.Upcasts.Path(name, version); err != nil {
+	if out.Class == envelope.ClassEvent && t.Upcasts != nil {
+		if _, ok := t.Upcasts.EventVersion(name); ok {
+			if err := t.Upcasts.CanUpcast(name, version); err != nil {
 				out.UpcastFix = upcastFix(name, version, t.Upcasts)
 			}
 		}
@@ -77,8 +76,8 @@ func (t Topology) ParseDLQ(stream string, e lanewaybroker.Entry) DLQEntry {
 	return out
 }
 
-func upcastFix(name string, version int, c *upcast.Chains) string {
-	cur, _ := c.Current(name)
+func upcastFix(name string, version int, c Upcasts) string {
+	cur, _ := c.EventVersion(name)
 	if version > cur {
 		return fmt.Sprintf("%s v%d is newer than this code (v%d): deploy the newer code, then replay", name, version, cur)
 	}
@@ -86,6 +85,13 @@ func upcastFix(name string, version int, c *upcast.Chains) string {
 		return fmt.Sprintf("%s v%d is not a valid version (versions start at v1): purge or repair the entry", name, version)
 	}
 	return fmt.Sprintf("write an upcaster from v%d for %s (to v%d), then replay", version, name, cur)
+}
+
+// Upcasts tells which event versions the domain can bring up to date
+// (*laneway.Domain implements it).
+type Upcasts interface {
+	EventVersion(kind string) (int, bool)
+	CanUpcast(kind string, from int) error
 }
 
 // DLQSummary is a DLQ stream's depth, its entries grouped by failure

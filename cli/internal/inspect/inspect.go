@@ -17,7 +17,6 @@ import (
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
-	"github.com/laneway/laneway/internal/upcast"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
 )
@@ -27,7 +26,7 @@ import (
 // upcaster chains (for DLQ entries of old versions).
 type Topology struct {
 	lanes.Topology
-	Upcasts *upcast.Chains
+	Upcasts Upcasts
 }
 
 // NewTopology lists the domain's streams: one event category per aggregate
@@ -46,7 +45,7 @@ func NewTopology(dom *laneway.Domain, cfg *lanewayconfig.Config) (Topology, erro
 	for _, h := range dom.Handlers() {
 		spec.Readers = append(spec.Readers, lanes.Reader{Group: groups[h.Name()], Categories: dom.Categories(h)})
 	}
-	return Topology{Topology: lanes.New(spec, lc), Upcasts: dom.Upcasts()}, nil
+	return Topology{Topology: lanes.New(spec, lc), Upcasts: dom}, nil
 }
 
 // Filter keeps the categories named by s (see lanes.Topology.Filter).

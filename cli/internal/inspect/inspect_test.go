@@ -270,7 +270,7 @@ func dlqEntry(t *testing.T, x *bundle, name string, version int, group, reason s
 		Data: json.RawMessage(`{"id":"o1"}`),
 		Metadata: envelope.Metadata{
 			Headers: envelope.Headers{ID: "m1", Time: time.Now().UTC().Format(time.RFC3339Nano), Type: envelope.TypeString(x.domain, name, version), Stream: x.cat + "-o1"},
-			Domain:  envelope.Domain{Kind: envelope.KindEvent, StreamCategory: x.cat, Version: version, SequenceID: "1"},
+			Domain:  envelope.Domain{Class: envelope.ClassEvent, StreamCategory: x.cat, Version: version, SequenceID: "1"},
 		},
 	})
 	require.NoError(t, err)
@@ -326,7 +326,7 @@ func TestDLQSummaries(t *testing.T) {
 		ok := x.topo.ParseDLQ(dlq, entries[0])
 		assert.Equal(t, "OrderPlaced", ok.Event)
 		assert.Equal(t, 1, ok.Version)
-		assert.Equal(t, envelope.KindEvent, ok.Kind)
+		assert.Equal(t, envelope.ClassEvent, ok.Class)
 		assert.Empty(t, ok.UpcastFix)
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/tools/lanesexp"
 	"io"
 	"log/slog"
 	"net/url"
@@ -300,27 +301,14 @@ func lanesName(on bool) string {
 	return "off"
 }
 
-// waitFor polls cond every 5 ms until it holds, ctx ends or timeout passes.
+// waitFor waits until cond holds, an error naming what when it did not
+// within timeout.
 func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	t := time.NewTicker(5 * time.Millisecond)
-	defer t.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s waiting for %s", timeout, what)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
+	ok, err := lanesexp.WaitFor(ctx, time.Now().Add(timeout), cond)
+	if err == nil && !ok {
+		err = fmt.Errorf("timed out after %s waiting for %s", timeout, what)
 	}
-	return nil
+	return err
 }
 
-// stopEngine stops eng with a bound, keeping the first error.
-func stopEngine(ctx context.Context, eng *laneway.Engine) error {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
-	defer cancel()
-	return eng.Stop(sctx)
-}
+func stopEngine(ctx context.Context, eng *laneway.Engine) error { return lanesexp.StopEngine(ctx, eng) }

@@ -2,14 +2,12 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewaybroker"
 )
@@ -119,37 +117,25 @@ func newDomain(p *probe) (*laneway.Domain, error) {
 	return b.Build()
 }
 
-// envelopes builds n Submitted entries at priority prio for stream: the
-// bytes the relay would publish, so a backlog loads in seconds instead of
-// going through n units of work.
+// envelopes builds n Submitted entries at priority prio for stream with the
+// public encoder: the bytes the relay would publish, so a backlog loads in
+// seconds instead of going through n units of work. stream is given, not
+// routed, because the raw-ceiling stage writes to a stream of its own.
 func envelopes(stream string, prio laneway.Priority, n int, tag string) ([]lanewaybroker.Publication, error) {
 	pubs := make([]lanewaybroker.Publication, n)
-	typ := envelope.TypeString(DomainName, "Submitted", 1)
-	now := time.Now().UTC().Format(time.RFC3339Nano)
+	now := time.Now().UTC()
+	at := now.Format(time.RFC3339Nano)
 	for i := range pubs {
 		id := fmt.Sprintf("%s-%d", tag, i)
-		raw0, err := json.Marshal(Submitted{ID: id, At: now, Pad: pad})
+		pub, err := laneway.EncodeEvent(laneway.EventEntry{
+			Domain: DomainName, Category: Category, AggregateID: id, Kind: "Submitted", Sequence: "1.1",
+			ID: "m-" + id, Priority: prio, Time: now, Payload: Submitted{ID: id, At: at, Pad: pad},
+		}, nil)
 		if err != nil {
 			return nil, err
 		}
-		// The outbox stores payloads in canonical form, so these are the
-		// bytes the relay would publish (and the engine's fast decode path).
-		data, _, err := envelope.CanonicalChecksum(raw0)
-		if err != nil {
-			return nil, err
-		}
-		raw, err := envelope.Encode(envelope.Envelope{
-			Data: data,
-			Metadata: envelope.Metadata{
-				Headers: envelope.Headers{ID: "m-" + id, Time: now, Type: typ, Stream: Category + "-" + id},
-				Domain: envelope.Domain{Kind: envelope.KindEvent, StreamCategory: Category, Priority: int(prio),
-					Version: 1, SequenceID: "1.1"},
-			},
-		})
-		if err != nil {
-			return nil, err
-		}
-		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: string(raw)}
+		pub.Stream = stream
+		pubs[i] = pub
 	}
 	return pubs, nil
 }

@@ -4,11 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/tools/lanesexp"
 	"github.com/laneway/laneway/internal/tools/latency"
 )
 
@@ -31,11 +30,11 @@ const idleRate = 50
 
 func (r *Runner) idle(ctx context.Context) error {
 	var off Result
-	for _, lanes := range []bool{false, true} {
+	_, _, err := lanesexp.OffOn(ctx, func(ctx context.Context, lanes bool) (Result, error) {
 		res, err := r.latencyRun(ctx, latRun{scenario: "idle", config: "default", lanes: lanes, conc: 1, bconc: 1,
 			cost: r.p.HandlerCost, rate: idleRate, duration: r.p.Duration})
 		if err != nil {
-			return err
+			return res, err
 		}
 		if lanes {
 			res.Compare = map[string]float64{
@@ -45,11 +44,9 @@ func (r *Runner) idle(ctx context.Context) error {
 		} else {
 			off = res
 		}
-		if err := r.emit(res); err != nil {
-			return err
-		}
-	}
-	return nil
+		return res, r.emit(res)
+	})
+	return err
 }
 
 // idleP99 is the lanes-on idle p99 of this run, 0 when idle did not run.
@@ -73,11 +70,11 @@ func (r *Runner) isolation(ctx context.Context) error {
 	// The promise: production latency while a backfill drains, lanes off
 	// for contrast.
 	var off Result
-	for _, lanes := range []bool{false, true} {
+	_, _, err := lanesexp.OffOn(ctx, func(ctx context.Context, lanes bool) (Result, error) {
 		res, err := r.latencyRun(ctx, latRun{scenario: "isolation", config: "default", lanes: lanes, conc: 1, bconc: 1,
 			cost: p.HandlerCost, backfill: p.Backfill, rate: p.Rate, duration: p.Duration})
 		if err != nil {
-			return err
+			return res, err
 		}
 		if lanes {
 			res.Compare = map[string]float64{"drain_vs_lanes_off": latency.Ratio(res.Backfill.DrainSeconds, off.Backfill.DrainSeconds)}
@@ -85,26 +82,28 @@ func (r *Runner) isolation(ctx context.Context) error {
 		} else {
 			off = res
 		}
-		if err := r.emit(res); err != nil {
-			return err
-		}
+		return res, r.emit(res)
+	})
+	if err != nil {
+		return err
 	}
 	// Lanes cost nothing without contention: the backlog alone, a no-op
 	// handler (the most sensitive to per-message scheduler overhead).
-	for _, lanes := range []bool{false, true} {
+	_, _, err = lanesexp.OffOn(ctx, func(ctx context.Context, lanes bool) (Result, error) {
 		res, err := r.latencyRun(ctx, latRun{scenario: "isolation", config: "drain_idle", lanes: lanes, conc: 1, bconc: 1,
 			backfill: p.Backfill})
 		if err != nil {
-			return err
+			return res, err
 		}
 		if lanes {
 			res.Compare = map[string]float64{"drain_rate_vs_lanes_off": latency.Ratio(res.DrainRatePerS, off.DrainRatePerS)}
 		} else {
 			off = res
 		}
-		if err := r.emit(res); err != nil {
-			return err
-		}
+		return res, r.emit(res)
+	})
+	if err != nil {
+		return err
 	}
 	// I/O-bound handlers: slots decide the drain rate.
 	var c1 Result
@@ -168,42 +167,37 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 		}
 	}()
 
-	var sent, sendErrs atomic.Int64
-	var firstErr atomic.Value
-	prodCtx, cancelProd := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancelProd()
-		wg.Wait()
-	}()
+	var sendErrs int
+	var firstErr error
+	sent := 0
 	if lr.rate > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			produce(prodCtx, app, lr.rate, lr.duration, &sent, func(err error) {
-				sendErrs.Add(1)
-				firstErr.CompareAndSwap(nil, err)
-			})
-		}()
+		sent = lanesexp.Producer{Rate: lr.rate, End: time.Now().Add(lr.duration),
+			Send: func(ctx context.Context, n int) error { return app.Process(ctx, Submit{ID: fmt.Sprintf("p-%d", n)}) },
+			Failed: func(err error) {
+				sendErrs++
+				if firstErr == nil {
+					firstErr = err
+				}
+			},
+		}.Run(ctx)
 	}
-	wg.Wait()
 	// Generous: a lanes-off run must drain the whole backlog first, and
 	// a loaded machine is slow. This bounds a hung run, it is no threshold.
 	perEvent := max(lr.cost, 200*time.Microsecond) * 4 / time.Duration(max(1, min(lr.conc, lr.bconc)))
 	timeout := 2*time.Minute + time.Duration(lr.backfill)*perEvent
 	err = waitFor(ctx, timeout, "every event handled", func() bool {
-		return pr.nPrimary.Load() >= sent.Load() && pr.nBack.Load() >= int64(lr.backfill)
+		return pr.nPrimary.Load() >= int64(sent) && pr.nBack.Load() >= int64(lr.backfill)
 	})
 	if err != nil {
 		return res, fmt.Errorf("%s %s lanes %s: %w (primary %d/%d, backfill %d/%d)", lr.scenario, lr.config, lanesName(lr.lanes),
-			err, pr.nPrimary.Load(), sent.Load(), pr.nBack.Load(), lr.backfill)
+			err, pr.nPrimary.Load(), sent, pr.nBack.Load(), lr.backfill)
 	}
 	stopped = true
 	if err := stopEngine(ctx, eng); err != nil {
 		return res, err
 	}
-	if v := firstErr.Load(); v != nil {
-		r.progress("%d production commands failed, first: %v", sendErrs.Load(), v)
+	if firstErr != nil {
+		r.progress("%d production commands failed, first: %v", sendErrs, firstErr)
 	}
 
 	sum := pr.primary.Summary()
@@ -211,7 +205,7 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 		Scenario: lr.scenario, Config: lr.config, Lanes: lanesName(lr.lanes), Primary: &sum,
 		Backfill:    &Backfill{Sent: lr.backfill, Handled: int(pr.nBack.Load())},
 		Concurrency: lr.conc, BackfillConcurrency: lr.bconc, HandlerCostMS: costMS(lr.cost), HandlerKind: strings.ToLower(kind),
-		ProductionRate: lr.rate, PrimarySent: int(sent.Load()), SendErrors: int(sendErrs.Load()),
+		ProductionRate: lr.rate, PrimarySent: sent, SendErrors: sendErrs,
 		Seconds: latency.Round3(time.Since(start).Seconds()),
 	}
 	if lr.backfill > 0 {
@@ -222,33 +216,4 @@ func (r *Runner) latencyRun(ctx context.Context, lr latRun) (res Result, err err
 		}
 	}
 	return res, nil
-}
-
-// produce calls Process at rate per second for duration from one
-// goroutine. A slow Process is caught up on the next tick rather than
-// dropping the commands owed, so the offered load is the rate asked for.
-func produce(ctx context.Context, app *laneway.App, rate float64, duration time.Duration, sent *atomic.Int64, fail func(error)) {
-	tick := time.NewTicker(min(time.Duration(float64(time.Second)/rate), 5*time.Millisecond))
-	defer tick.Stop()
-	begin := time.Now()
-	end := begin.Add(duration)
-	n := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if now.After(end) {
-				return
-			}
-			due := int(now.Sub(begin).Seconds()*rate) + 1
-			for ; n < due && ctx.Err() == nil; n++ {
-				if err := app.Process(ctx, Submit{ID: fmt.Sprintf("p-%d", n)}); err != nil {
-					fail(err)
-					continue
-				}
-				sent.Add(1)
-			}
-		}
-	}
 }

@@ -43,6 +43,11 @@ type workerSpec struct {
 	conc, bconc         int
 }
 
+// startProc starts one engine process. It is stopped through its stdin
+// (gracefully) and waited for by stop, not killed when a context ends, so
+// exec.CommandContext does not fit.
+//
+//nolint:unparam // ctx is kept for the callers' symmetry with the other stages
 func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 	if len(r.worker) == 0 {
 		return nil, errors.New("no worker command: cannot start engine processes")
@@ -51,7 +56,7 @@ func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 		"--broker", ws.brokerURL, "--database", ws.database,
 		"--lanes="+strconv.FormatBool(ws.lanes), "--concurrency", strconv.Itoa(ws.conc),
 		"--backfill-concurrency", strconv.Itoa(ws.bconc))
-	cmd := exec.Command(r.worker[0], args...)
+	cmd := exec.Command(r.worker[0], args...) //nolint:noctx // stopped gracefully by stop, see startProc
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	cmd.Stderr = r.status
 	stdin, err := cmd.StdinPipe()
@@ -119,7 +124,7 @@ func (p *proc) stop() error {
 	case <-time.After(45 * time.Second):
 		_ = p.cmd.Process.Kill()
 		err = fmt.Errorf("engine process %d did not stop in 45s; killed", p.pid())
-		<-done
+		<-done //nolint:errcheck // the kill's exit status adds nothing to err
 	}
 	p.readerW.Wait()
 	return err

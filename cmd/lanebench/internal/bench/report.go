@@ -45,7 +45,7 @@ type Result struct {
 
 	Backlog       int     `json:"backlog,omitempty"`
 	PeakRSSMB     float64 `json:"peak_rss_mb,omitempty"`
-	VmHWMMB       float64 `json:"vm_hwm_mb,omitempty"`
+	VmHWMMB       float64 `json:"vm_hwm_mb,omitempty"` //nolint:revive // the kernel's VmHWM, as /proc names it
 	StartRSSMB    float64 `json:"start_rss_mb,omitempty"`
 	RSSSamples    int     `json:"rss_samples,omitempty"`
 	WorkerHandled []int64 `json:"worker_handled,omitempty"`
@@ -165,7 +165,7 @@ type target struct{ name, value string }
 
 // targets restates each target of issue 7 with the value of this run.
 func targets(rs []Result) []target {
-	find := func(scenario, config, lanes, stage string, conc int) *Result {
+	find := func(scenario, config, lanes, stage string, conc int) *Result { //nolint:unparam // stage selects rows of stage-split scenarios
 		for i := range rs {
 			r := &rs[i]
 			if r.Scenario == scenario && r.Config == config && r.Lanes == lanes && r.Stage == stage && (conc == 0 || r.Concurrency == conc) {

@@ -1,9 +1,13 @@
-package cli_test
+package example_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/laneway/laneway/cmd/laneway/internal/example"
+	"github.com/laneway/laneway/examples/customers"
+	"github.com/spf13/cobra"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +22,25 @@ import (
 	"github.com/laneway/laneway/lanewaystore/pgstore"
 	"github.com/laneway/laneway/lanewaystore/sqlitestore"
 )
+
+var withExample = cli.WithCommands(func(env cli.Env) []*cobra.Command { return []*cobra.Command{example.Command(env)} })
+
+func factory() (*laneway.Domain, error) { return customers.New(customers.Options{}) }
+
+// run runs the command line of the shipped binary: the operator commands
+// and `example`.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = cli.Run(context.Background(), factory, args, &out, &errb, withExample)
+	return code, out.String(), errb.String()
+}
+
+func writeDomain(t *testing.T, body string) string {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "domain.toml"), []byte(body), 0o644))
+	return dir
+}
 
 type migrateJSON struct {
 	DryRun       bool    `json:"dry_run"`
@@ -125,7 +148,7 @@ func TestMigrateTiersSQLite(t *testing.T) {
 	require.Contains(t, errs, "error: c000005: ")
 
 	// Text summary.
-	code, out, errs = run(t, "example", "migrate-tiers", "--domain", dir, "--count", "20", "--batch", "20")
+	code, out, _ = run(t, "example", "migrate-tiers", "--domain", dir, "--count", "20", "--batch", "20")
 	require.Equal(t, 1, code, "c000005 still fails")
 	require.Contains(t, out, "migrate-tiers: 20 customers, loyalty_tier set at priority LOW (-50), batch 20")
 	require.Contains(t, out, "count 20  updated 19  errors 1")
@@ -171,7 +194,7 @@ func TestMigrateTiersErrors(t *testing.T) {
 
 	other := func() (*laneway.Domain, error) { return laneway.NewDomain("Shop").Build() }
 	var out, errb strings.Builder
-	code := cli.Run(context.Background(), other, []string{"example", "migrate-tiers", "--domain", dir}, &out, &errb)
+	code := cli.Run(context.Background(), other, []string{"example", "migrate-tiers", "--domain", dir}, &out, &errb, withExample)
 	require.Equal(t, 1, code)
 	require.Contains(t, errb.String(), `needs the Customers example domain`)
 }

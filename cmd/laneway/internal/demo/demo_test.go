@@ -1,9 +1,11 @@
-package cli_test
+package demo_test
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/laneway/laneway/cmd/laneway/internal/demo"
+	"github.com/spf13/cobra"
 	"net/url"
 	"os"
 	"testing"
@@ -16,6 +18,8 @@ import (
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/testsvc"
 )
+
+var withDemo = cli.WithCommands(func(env cli.Env) []*cobra.Command { return []*cobra.Command{demo.Command(env)} })
 
 type demoJSON struct {
 	Broker   string `json:"broker"`
@@ -48,7 +52,7 @@ func runShortDemo(t *testing.T, broker, database string, extra ...string) {
 	demoFactory := func() (*laneway.Domain, error) { return customers.New(customers.Options{}) }
 	args := append([]string{"demo", "--json", "--backfill", "1000", "--rate", "100", "--duration", "2s", "--handler-cost", "1ms"}, extra...)
 	var out, errb bytes.Buffer
-	code := cli.Run(context.Background(), demoFactory, args, &out, &errb)
+	code := cli.Run(context.Background(), demoFactory, args, &out, &errb, withDemo)
 	require.Equal(t, 0, code, "stderr: %s", errb.String())
 
 	// Exactly one JSON object on stdout.
@@ -106,7 +110,7 @@ func TestDemoRejectsBadFlags(t *testing.T) {
 		"concurrency": {"demo", "--concurrency", "0"},
 	} {
 		var out, errb bytes.Buffer
-		code := cli.Run(context.Background(), demoFactory, args, &out, &errb)
+		code := cli.Run(context.Background(), demoFactory, args, &out, &errb, withDemo)
 		require.Equal(t, 1, code, name)
 		require.Contains(t, errb.String(), "--"+name, name)
 	}

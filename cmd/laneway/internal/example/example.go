@@ -1,10 +1,11 @@
-package cli
+package example
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -12,14 +13,28 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/tools/latency"
+	"github.com/laneway/laneway/internal/tools/term"
 	"github.com/laneway/laneway/lanewayconfig"
 )
 
-func newExampleCmd(g *globals) *cobra.Command {
+// Command is `laneway example`: jobs of the Customers example domain,
+// added to the shipped binary with cli.WithCommands.
+func Command(env cli.Env) *cobra.Command {
+	return newExampleCmd(&cmdEnv{env: env, stdout: env.Stdout(), stderr: env.Stderr()})
+}
+
+// cmdEnv is the command's share of the command line.
+type cmdEnv struct {
+	env            cli.Env
+	stdout, stderr io.Writer
+}
+
+func newExampleCmd(g *cmdEnv) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "example",
 		Short: "Jobs of the Customers example domain (examples/customers)",
@@ -54,7 +69,7 @@ type migrateReport struct {
 	FirstError      string  `json:"first_error,omitempty"`
 }
 
-func newMigrateTiersCmd(g *globals) *cobra.Command {
+func newMigrateTiersCmd(g *cmdEnv) *cobra.Command {
 	p := migrateParams{priority: laneway.Low}
 	cmd := &cobra.Command{
 		Use:   "migrate-tiers",
@@ -96,12 +111,12 @@ batch). Progress goes to stderr, the summary to stdout.`,
 	return cmd
 }
 
-func runMigrateTiers(ctx context.Context, g *globals, p migrateParams) error {
-	cfg, err := g.loadConfig(false)
+func runMigrateTiers(ctx context.Context, g *cmdEnv, p migrateParams) error {
+	cfg, err := g.env.Config()
 	if err != nil {
 		return err
 	}
-	dom, err := g.domain()
+	dom, err := g.env.Domain()
 	if err != nil {
 		return err
 	}
@@ -138,25 +153,25 @@ func runMigrateTiers(ctx context.Context, g *globals, p migrateParams) error {
 
 	// Phase 1: the customers the migration needs, as production writes.
 	if len(missing) > 0 {
-		prog := newProgress(g.stderr, "register", len(missing))
+		prog := term.NewProgress(g.stderr, "register", len(missing))
 		start := time.Now()
 		done := runBatches(ctx, app, missing, p.batch, func(id string, _ int) laneway.Command {
 			return customers.RegisterCustomer{CustomerID: id, Name: "Customer " + id, Email: id + "@example.com"}
-		}, fail, func(n int) { rep.Registered = n; prog.update(n, rep.Errors, false) })
+		}, fail, func(n int) { rep.Registered = n; prog.Update(n, rep.Errors, false) })
 		rep.Registered = done
-		prog.update(done, rep.Errors, true)
+		prog.Update(done, rep.Errors, true)
 		rep.RegisterSeconds = latency.Round3(time.Since(start).Seconds())
 	}
 
 	// Phase 2: the seed's loop, every call inside WithPriority.
 	if ctx.Err() == nil {
 		low := laneway.WithPriority(ctx, p.priority)
-		prog := newProgress(g.stderr, "migrate", len(ids))
+		prog := term.NewProgress(g.stderr, "migrate", len(ids))
 		start := time.Now()
 		rep.Updated = runBatches(low, app, ids, p.batch, func(id string, i int) laneway.Command {
 			return customers.UpdateCustomer{CustomerID: id, LoyaltyTier: customers.TierFor(i)}
-		}, fail, func(n int) { prog.update(n, rep.Errors, false) })
-		prog.update(rep.Updated, rep.Errors, true)
+		}, fail, func(n int) { prog.Update(n, rep.Errors, false) })
+		prog.Update(rep.Updated, rep.Errors, true)
 		el := time.Since(start)
 		rep.ElapsedSeconds = latency.Round3(el.Seconds())
 		if el > 0 {
@@ -171,7 +186,7 @@ func runMigrateTiers(ctx context.Context, g *globals, p migrateParams) error {
 	}
 	switch {
 	case ctx.Err() != nil:
-		return exitError{code: 130, msg: fmt.Sprintf("migrate-tiers interrupted: %d of %d customers updated", rep.Updated, p.count)}
+		return cli.Exit(130, fmt.Sprintf("migrate-tiers interrupted: %d of %d customers updated", rep.Updated, p.count))
 	case rep.Errors > 0:
 		return fmt.Errorf("migrate-tiers: %d commands failed (first: %s)", rep.Errors, firstLine(rep.FirstError))
 	}
@@ -241,7 +256,7 @@ func runBatches(ctx context.Context, app *laneway.App, ids []string, batch int,
 	return done
 }
 
-func dryRunMigrate(ctx context.Context, g *globals, cfg *lanewayconfig.Config, p migrateParams, rep migrateReport) error {
+func dryRunMigrate(ctx context.Context, g *cmdEnv, cfg *lanewayconfig.Config, p migrateParams, rep migrateReport) error {
 	db := cfg.Databases["default"]
 	existing := 0
 	if !sqliteFileMissing(db) {
@@ -315,7 +330,7 @@ func isMissingTable(err error) bool {
 	return strings.Contains(s, "no such table") || strings.Contains(s, "does not exist")
 }
 
-func printMigrateReport(g *globals, p migrateParams, rep migrateReport) error {
+func printMigrateReport(g *cmdEnv, p migrateParams, rep migrateReport) error {
 	if p.jsonOut {
 		return json.NewEncoder(g.stdout).Encode(rep)
 	}
@@ -324,10 +339,10 @@ func printMigrateReport(g *globals, p migrateParams, rep migrateReport) error {
 		rep.Count, rep.PriorityName, rep.Priority, rep.Batch)
 	if rep.Registered > 0 || rep.Existing < rep.Count {
 		fmt.Fprintf(w, "  registered first: %d at priority NORMAL (0) in %s (%d already existed)\n",
-			rep.Registered, fmtDuration(secs(rep.RegisterSeconds)), rep.Existing)
+			rep.Registered, term.FmtDuration(secs(rep.RegisterSeconds)), rep.Existing)
 	}
 	fmt.Fprintf(w, "  count %d  updated %d  errors %d  elapsed %s  rate %.0f/s\n",
-		rep.Count, rep.Updated, rep.Errors, fmtDuration(secs(rep.ElapsedSeconds)), rep.RatePerS)
+		rep.Count, rep.Updated, rep.Errors, term.FmtDuration(secs(rep.ElapsedSeconds)), rep.RatePerS)
 	return nil
 }
 

@@ -1,0 +1,68 @@
+// Package outboxsql holds the outbox statements the SQLite and PostgreSQL
+// stores share word for word (both accept $N placeholders). Statements that
+// differ between the two (the claim, the marks, the cleanup) stay in their
+// store, next to the reason they differ.
+package outboxsql
+
+import (
+	"errors"
+	"time"
+
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// Defaults for zero-valued parameters, the same in every store.
+const (
+	// LeaseDefault is the claim lease when ClaimParams.Lease is zero.
+	LeaseDefault = 5 * time.Minute
+	// CleanupLimitDefault bounds CleanupOutbox when CleanupParams.Limit is zero.
+	CleanupLimitDefault = 1000
+	// ListLimitDefault bounds ListOutbox when ListOutboxParams.Limit is zero.
+	ListLimitDefault = 100
+)
+
+// Columns are the outbox columns in the order the stores scan them.
+const Columns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
+	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
+
+// ReportedStatus is lanewaystore.ReportedStatus in SQL: a leased row
+// (locked_by set) that is stored pending or failed is reported processing.
+const ReportedStatus = `CASE WHEN locked_by IS NOT NULL AND status IN ('pending', 'failed')
+	THEN 'processing' ELSE status END`
+
+// Counts counts rows by reported status and priority.
+const Counts = `SELECT ` + ReportedStatus + ` AS s, priority, count(*) FROM outbox GROUP BY s, priority ORDER BY s, priority DESC`
+
+// OldestPending is the creation time of the oldest row waiting for a claim.
+const OldestPending = `SELECT min(created_at) FROM outbox WHERE status IN ('pending', 'failed') AND locked_by IS NULL`
+
+// List lists rows newest first, of reported status $1 (” for all), at most $2.
+const List = `SELECT ` + Columns + ` FROM outbox
+	WHERE ($1 = '' OR ` + ReportedStatus + ` = $1) ORDER BY created_at DESC, id DESC LIMIT $2`
+
+// ListLimit is p's limit, ListLimitDefault when zero.
+func ListLimit(p lanewaystore.ListOutboxParams) int {
+	if p.Limit <= 0 {
+		return ListLimitDefault
+	}
+	return p.Limit
+}
+
+// Retry is the statement of RetryOutbox: it resets failed or abandoned rows
+// to pending (the row p.ID, or every abandoned row when p.Abandoned is set)
+// with retry_count 0 and no lease or next_retry_at; last_error stays as
+// history until the next failure overwrites it. Rows in other states, and
+// leased rows, are left alone.
+func Retry(p lanewaystore.RetryOutboxParams) (query string, args []any, err error) {
+	const reset = `UPDATE outbox SET status = 'pending', retry_count = 0, next_retry_at = NULL,
+		locked_by = NULL, locked_until = NULL WHERE `
+	switch {
+	case p.ID != 0 && p.Abandoned:
+		return "", nil, errors.New("retry outbox: set ID or Abandoned, not both")
+	case p.ID != 0:
+		return reset + `id = $1 AND status IN ('failed', 'abandoned') AND locked_by IS NULL`, []any{p.ID}, nil
+	case p.Abandoned:
+		return reset + `status = 'abandoned'`, nil, nil
+	}
+	return "", nil, errors.New("retry outbox: set ID or Abandoned")
+}
