@@ -2,7 +2,7 @@
 GO ?= go
 PKGS := ./...
 
-.PHONY: help test test-short lint fmt bench bench-full bench-go demo build
+.PHONY: help test test-short chaos lint fmt bench bench-full bench-go demo build browser-setup screenshots
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -10,12 +10,21 @@ help: ## show this help
 build: ## build the laneway binary into bin/
 	$(GO) build -o bin/laneway ./cmd/laneway
 
-test: ## run every test with -race against real Redis and PostgreSQL (found or started)
+test: browser-setup ## run every test with -race against real Redis and PostgreSQL (found or started), browser tests in chromium
 	$(GO) vet $(PKGS)
 	scripts/test-services $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
-test-short: ## the same without -race (faster local loop)
+test-short: browser-setup ## the same without -race (faster local loop)
 	scripts/test-services $(GO) test -count=1 -timeout 10m $(PKGS)
+
+browser-setup: ## install chromium (apt) and playwright-core (npm ci) for the browser tests, when missing
+	scripts/browser-setup
+
+screenshots: browser-setup ## retake docs/img/*.png (dashboard pages, demo report) with the browser tests
+	LANEWAY_SCREENSHOTS=docs/img scripts/test-services $(GO) test -count=1 -timeout 10m -run 'TestDashboardInBrowser|TestDemoReportInBrowser' ./cli/internal/e2e
+
+chaos: ## the fault suite: engine binaries, Redis and PostgreSQL of its own, faults through a TCP proxy (about 8 minutes; prints the table of docs/RELIABILITY.md)
+	$(GO) test -tags chaos -count=1 -timeout 20m -v -run TestFaults ./internal/chaos/
 
 lint: ## gofmt, go vet and golangci-lint (pinned; installed into bin/ on first use, see .golangci.yml)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -452,7 +452,7 @@ func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 	}
 	payload, _, err := a.dom.upcasts.Upcast(name, version, env.Data)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("%w: %w", errUpcast, err)
 	}
 	hf, ok := h.funcs[name]
 	if !ok {

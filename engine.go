@@ -20,6 +20,7 @@ import (
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/instance"
+	"github.com/laneway/laneway/internal/lanecontrol"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/metrics"
 	"github.com/laneway/laneway/internal/outbox"
@@ -47,6 +48,9 @@ type EngineOptions struct {
 	Registerer prometheus.Registerer
 	// DisableHTTP turns off the /metrics, /healthz and /readyz listener.
 	DisableHTTP bool
+	// HTTPHandlers are served on the same listener, keyed by
+	// http.ServeMux pattern ("/ui/" for the dashboard of laneway server).
+	HTTPHandlers map[string]http.Handler
 	// OnHandled is called after each handler execution (tests, demos,
 	// tracing). It runs on the handler's goroutine: keep it fast, and do
 	// not call the engine from it (Stop waits for the handlers to return).
@@ -69,6 +73,9 @@ type Heartbeat struct {
 	LanesEnabled     bool      `json:"lanes_enabled"`
 	ConfigSource     string    `json:"config_source"`
 	Subscriptions    []string  `json:"subscriptions"`
+	// ConsumerSuffix ends the name of every consumer of this engine. Empty
+	// in heartbeats of releases that did not write it (see OwnsConsumer).
+	ConsumerSuffix string `json:"consumer_suffix,omitempty"`
 }
 
 // Engine runs the outbox relay, one lane-scheduling consumer per handler ×
@@ -83,10 +90,12 @@ type Engine struct {
 	relay     *outbox.Relay
 	offCommit func() // removes the relay's wake-up from the app
 	consumers []*consumer.Consumer
+	controls  *lanecontrol.Controller // nil without a Redis-backed broker
 	trimmer   *retention.Trimmer
 	http      *http.Server
 	httpAddr  string
 	hb        Heartbeat
+	live      *liveness
 
 	life    startstop.Runner // the heartbeat loop and the HTTP server
 	mu      sync.Mutex
@@ -161,6 +170,7 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	e.hb.ID = instance.ID("")
 	m, gatherer, err := e.registerMetrics(topo)
 	if err != nil {
 		return err
@@ -168,13 +178,16 @@ func (e *Engine) Start(ctx context.Context) (err error) {
 	if err := e.newRelay(m); err != nil {
 		return err
 	}
+	e.identify()
 	if err := e.newConsumers(topo, m); err != nil {
 		return err
 	}
-	if err := e.startParts(runCtx, topo); err != nil {
+	// Beat before the consumers start: a consumer whose engine has no
+	// heartbeat is taken for dead by the others.
+	if err := e.startHeartbeat(runCtx); err != nil {
 		return err
 	}
-	if err := e.startHeartbeat(runCtx); err != nil {
+	if err := e.startParts(runCtx, topo); err != nil {
 		return err
 	}
 	if !e.opts.DisableHTTP && e.app.cfg.Server.HTTP.Listen != "" {
@@ -228,6 +241,9 @@ func (e *Engine) registerMetrics(topo lanes.Topology) (*metrics.Metrics, prometh
 	if err != nil {
 		return nil, nil, fmt.Errorf("register metrics: %w", err)
 	}
+	if e.controls, err = e.newControls(reg); err != nil {
+		return nil, nil, fmt.Errorf("register lane control metrics: %w", err)
+	}
 	return m, gatherer, nil
 }
 
@@ -266,6 +282,10 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 		h := handlers[s.Group] // nil for the command dispatcher
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.Group,
+			Consumer:            s.Group + e.hb.ConsumerSuffix,
+			Alive:               e.live.alive,
+			TakeoverGrace:       heartbeatTTL,
+			HandlerTimeout:      sc.HandlerTimeout(),
 			Primary:             s.Primary,
 			Backfill:            s.Backfill,
 			Naming:              topo.Naming(),
@@ -288,8 +308,12 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
 				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
+				e.observeLane(s.Group, msg, time.Now())
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(handledFrom(s.Group, msg, err))
+				}
+				if errors.Is(err, errUpcast) {
+					return consumer.Permanent(err) // no retry can change an upcaster's verdict
 				}
 				return err
 			}),
@@ -297,6 +321,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Outage:       e.databaseDown,
 			Logger:       e.log,
 			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
+			Control:      e.controlFor(s.Group, s.Primary, s.Backfill),
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)
@@ -309,6 +334,11 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 
 // startParts starts the relay, the consumers and the stream trimmer.
 func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
+	if e.controls != nil {
+		if err := e.controls.Start(ctx); err != nil {
+			return fmt.Errorf("read lane controls: %w", err)
+		}
+	}
 	if e.relay != nil {
 		if err := e.relay.Start(ctx); err != nil {
 			return fmt.Errorf("start outbox relay: %w", err)
@@ -332,19 +362,26 @@ func (e *Engine) startParts(ctx context.Context, topo lanes.Topology) error {
 	return nil
 }
 
-// startHeartbeat writes the engine's heartbeat and keeps it alive.
-func (e *Engine) startHeartbeat(ctx context.Context) error {
+// identify gives the engine its heartbeat identity. It comes before the
+// consumers: every consumer's name ends with it, which is how the survivors
+// tell a dead engine's consumers from a live one's (see liveness.go).
+func (e *Engine) identify() {
 	cfg := e.app.cfg
 	e.hb = Heartbeat{
-		ID: instance.ID(""), Host: instance.Host(), PID: os.Getpid(),
+		ID: e.hb.ID, Host: instance.Host(), PID: os.Getpid(),
 		StartedAt: time.Now().UTC(), Domain: e.app.dom.name, Env: cfg.EnvName(),
 		LanesFingerprint: cfg.LanesFingerprint(), LanesEnabled: cfg.Server.PriorityLanes.Enabled, ConfigSource: cfg.Source(),
-		Subscriptions: e.hb.Subscriptions,
 	}
+	e.hb.ConsumerSuffix = "-" + e.hb.ID
+	e.live = newLiveness(e.broker)
+}
+
+// startHeartbeat writes the engine's heartbeat and keeps it alive.
+func (e *Engine) startHeartbeat(ctx context.Context) error {
 	if err := e.beat(ctx); err != nil {
 		return fmt.Errorf("write heartbeat: %w", err)
 	}
-	e.life.GoEvery(ctx, 5*time.Second, e.heartbeat)
+	e.life.GoEvery(ctx, heartbeatEvery, e.heartbeat)
 	return nil
 }
 
@@ -395,12 +432,20 @@ const outagePingTimeout = 5 * time.Second
 
 func (e *Engine) beat(ctx context.Context) error {
 	v, _ := json.Marshal(e.hb)
-	return e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), 15*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
+	defer cancel()
+	if err := e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL); err != nil {
+		return err
+	}
+	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
 }
 
-// heartbeat renews the heartbeat key (every 5s, for a 15s time to live).
+// heartbeat renews the heartbeat key (every heartbeatEvery, for a
+// heartbeatTTL time to live) and tells the liveness view when it failed.
 func (e *Engine) heartbeat(ctx context.Context) {
-	if err := e.beat(ctx); err != nil && ctx.Err() == nil {
+	err := e.beat(ctx)
+	e.live.beat(err)
+	if err != nil && ctx.Err() == nil {
 		e.log.Warn("heartbeat failed", "err", err)
 	}
 }
@@ -408,6 +453,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	for pattern, h := range e.opts.HTTPHandlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -426,6 +474,8 @@ func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 		}
 		if err := e.broker.Ping(ctx); err != nil {
 			problems = append(problems, "redis: "+err.Error())
+		} else if e.relay.BrokerUnreachable() {
+			problems = append(problems, "outbox relay: waiting for the broker")
 		}
 		if len(problems) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -483,6 +533,9 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		}(c)
 	}
 	wg.Wait()
+	if e.controls != nil {
+		e.controls.Stop()
+	}
 	if e.offCommit != nil {
 		e.offCommit()
 		e.offCommit = nil
@@ -501,7 +554,10 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		_ = e.http.Shutdown(ctx)
 	}
 	if e.broker != nil && e.hb.ID != "" {
-		_ = e.broker.DeleteKey(context.WithoutCancel(ctx), HeartbeatPrefix+e.hb.ID)
+		// Bounded: with Redis unreachable the key expires by itself.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		_ = e.broker.DeleteKey(dctx, HeartbeatPrefix+e.hb.ID)
+		cancel()
 	}
 	// The heartbeat loop and the HTTP server end once cancelled; wait for
 	// them whatever ctx says, so nothing outlives Stop.

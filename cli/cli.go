@@ -137,6 +137,7 @@ func New(domain DomainFactory, stdout, stderr io.Writer, opts ...Option) *cobra.
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
 		newServerCmd(g),
+		newDashboardCmd(g),
 		newConfigCmd(g),
 		newDBCmd(g),
 		newLanesCmd(g),

@@ -12,6 +12,7 @@ import (
 
 	"github.com/laneway/laneway/cli/internal/dlq"
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/lanewaybroker"
 )
@@ -69,6 +70,7 @@ func dlqList(g *globals) *cobra.Command {
 	var stream string
 	var limit int
 	var asJSON bool
+	var filter dlq.Filter
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List DLQ entries, oldest first, with their failure reasons",
@@ -82,20 +84,12 @@ func dlqList(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			res, err := m.List(cmd.Context(), dlq.ListParams{Stream: stream, Limit: limit})
+			res, err := ops.ListDLQ(cmd.Context(), m, dlq.ListParams{Stream: stream, Limit: limit, Filter: filter})
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				entries := res.Entries
-				if entries == nil {
-					entries = []dlq.Entry{}
-				}
-				streams := res.Streams
-				if streams == nil {
-					streams = []dlq.Stream{}
-				}
-				return g.writeJSON(map[string]any{"streams": streams, "total": res.Total, "entries": entries})
+				return g.writeJSON(res)
 			}
 			if len(res.Streams) == 0 {
 				fmt.Fprintln(g.stdout, "No DLQ entries.")
@@ -123,12 +117,19 @@ func dlqList(g *globals) *cobra.Command {
 					dash(e.Meta.FailedAt), e.Meta.RetryCount, clip(dash(reason), 200))
 			}
 			tw.Flush()
-			fmt.Fprintf(g.stdout, "\n%d of %s shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), count(res.Total, "entry", "entries"))
+			of := count(res.Total, "entry", "entries")
+			if !filter.IsZero() {
+				of = fmt.Sprintf("%d matching (%s in all)", res.Matched, of)
+			}
+			fmt.Fprintf(g.stdout, "\n%d of %s shown (laneway dlq inspect ID for the full reason and payload).\n", len(res.Entries), of)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&stream, "stream", "", "only this DLQ stream (or the lane it belongs to)")
 	cmd.Flags().IntVar(&limit, "limit", dlq.LimitDefault, "at most this many entries")
+	cmd.Flags().StringVar(&filter.Handler, "handler", "", "only entries this handler (consumer group) dead-lettered")
+	cmd.Flags().StringVar(&filter.Reason, "reason", "", "only entries whose failure reason contains this text (case-insensitive)")
+	cmd.Flags().StringVar(&filter.Type, "type", "", "only entries whose message type contains this text (case-insensitive)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
@@ -146,31 +147,14 @@ func dlqInspect(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			e, err := m.Find(cmd.Context(), args[0], stream)
+			rep, err := ops.InspectDLQ(cmd.Context(), m, args[0], stream)
 			if err != nil {
 				return err
 			}
-			target, terr := m.TargetOf(e, dlq.ToOriginal)
 			if asJSON {
-				out := map[string]any{
-					"dlq_stream": e.Stream, "dlq_id": e.ID, "metadata": e.Meta, "type": e.Type,
-					"message_id": e.MessageID, "raw": e.Raw, "original_stream": e.OriginalStream(),
-				}
-				if terr == nil {
-					out["replay_target"] = target
-				} else {
-					out["replay_problem"] = terr.Error()
-				}
-				switch {
-				case e.Problem != "":
-					out["problem"] = e.Problem
-				case !e.Raw && json.Valid(e.Payload):
-					out["payload"] = json.RawMessage(e.Payload)
-				default:
-					out["payload"] = string(e.Payload)
-				}
-				return g.writeJSON(out)
+				return g.writeJSON(rep)
 			}
+			e := rep.Entry
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
 			row := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 			row("DLQ entry", e.ID+" in "+e.Stream)
@@ -183,10 +167,10 @@ func dlqInspect(g *globals) *cobra.Command {
 			row("failure reason", dash(e.Meta.FailureReason))
 			row("type", dash(e.Type))
 			row("message id", dash(e.MessageID))
-			if terr == nil {
-				row("replays to", target+" (laneway dlq replay "+e.ID+"; --to primary|backfill to change)")
+			if rep.ReplayProblem == "" {
+				row("replays to", rep.ReplayTarget+" (laneway dlq replay "+e.ID+"; --to primary|backfill to change)")
 			} else {
-				row("replays to", terr.Error())
+				row("replays to", rep.ReplayProblem)
 			}
 			tw.Flush()
 			switch {
@@ -227,14 +211,14 @@ func dlqReplay(g *globals) *cobra.Command {
 				return err
 			}
 			defer b.Close()
-			r, err := m.Replay(cmd.Context(), dlq.ReplayParams{ID: args[0], Stream: stream, To: target})
+			r, err := ops.ReplayDLQ(cmd.Context(), m, dlq.ReplayParams{ID: args[0], Stream: stream, To: target})
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return g.writeJSON(map[string]any{"dlq_stream": r.Entry.Stream, "dlq_id": r.Entry.ID, "target": r.Target, "new_id": r.NewID})
+				return g.writeJSON(r)
 			}
-			fmt.Fprintf(g.stdout, "Replayed %s from %s to %s (new id %s).\n", r.Entry.ID, r.Entry.Stream, r.Target, r.NewID)
+			fmt.Fprintf(g.stdout, "Replayed %s from %s to %s (new id %s).\n", r.DLQID, r.DLQStream, r.Target, r.NewID)
 			return nil
 		},
 	}
@@ -271,16 +255,12 @@ func dlqReplayAll(g *globals) *cobra.Command {
 			if err := g.confirm(yes, "replay "+s.Name, fmt.Sprintf("Replay %s of %s to %s?", allOf(s.Depth), s.Name, where)); err != nil {
 				return err
 			}
-			res, err := m.ReplayAll(cmd.Context(), s.Name, target)
+			res, err := ops.ReplayAllDLQ(cmd.Context(), m, s.Name, target)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				skipped := []map[string]string{}
-				for _, e := range res.Skipped {
-					skipped = append(skipped, map[string]string{"dlq_id": e.ID, "problem": e.Problem})
-				}
-				if err := g.writeJSON(map[string]any{"dlq_stream": s.Name, "replayed": res.Replayed, "targets": res.Targets, "skipped": skipped}); err != nil {
+				if err := g.writeJSON(res); err != nil {
 					return err
 				}
 			} else {
@@ -294,7 +274,7 @@ func dlqReplayAll(g *globals) *cobra.Command {
 						fmt.Fprintf(g.stderr, "... and %d more (laneway dlq list --stream %s)\n", len(res.Skipped)-i, s.Name)
 						break
 					}
-					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.ID, s.Name, e.Problem)
+					fmt.Fprintf(g.stderr, "kept %s in %s: %s\n", e.DLQID, s.Name, e.Problem)
 				}
 			}
 			if len(res.Skipped) > 0 {
@@ -330,13 +310,14 @@ func dlqPurge(g *globals) *cobra.Command {
 			if err := g.confirm(yes, "purge "+s.Name, fmt.Sprintf("Delete %s of %s? This cannot be undone.", allOf(s.Depth), s.Name)); err != nil {
 				return err
 			}
-			s, n, err := m.Purge(cmd.Context(), s.Name)
+			res, err := ops.PurgeDLQ(cmd.Context(), m, s.Name)
 			if err != nil {
 				return err
 			}
 			if asJSON {
-				return g.writeJSON(map[string]any{"dlq_stream": s.Name, "purged": n})
+				return g.writeJSON(res)
 			}
+			n := res.Purged
 			fmt.Fprintf(g.stdout, "Purged %s from %s.\n", count(n, "entry", "entries"), s.Name)
 			return nil
 		},
@@ -350,7 +331,10 @@ func dlqPurge(g *globals) *cobra.Command {
 
 func (g *globals) emptyDLQ(asJSON bool, s dlq.Stream, verb string) error {
 	if asJSON {
-		return g.writeJSON(map[string]any{"dlq_stream": s.Name, verb: 0})
+		if verb == "purged" {
+			return g.writeJSON(ops.Purged{DLQStream: s.Name})
+		}
+		return g.writeJSON(ops.ReplayedAll{DLQStream: s.Name, Targets: map[string]int64{}, Skipped: []ops.Skipped{}})
 	}
 	fmt.Fprintf(g.stdout, "%s is empty: nothing %s.\n", s.Name, verb)
 	return nil

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -9,18 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 )
-
-// doctorReport is the --json output of doctor.
-type doctorReport struct {
-	Domain string          `json:"domain"`
-	Env    string          `json:"env"`
-	OK     bool            `json:"ok"` // no check failed
-	Checks []inspect.Check `json:"checks"`
-	Pass   int             `json:"pass"`
-	Warn   int             `json:"warn"`
-	Fail   int             `json:"fail"`
-}
 
 func newDoctorCmd(g *globals) *cobra.Command {
 	var asJSON bool
@@ -43,26 +32,13 @@ func newDoctorCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer i.close()
-			checks, err := inspect.Doctor(ctx, i.in, inspect.DoctorParams{Config: i.cfg, DomainDir: g.domainDir, Sample: sample, BrokerErr: i.brokerErr})
+			rep, err := ops.RunDoctor(ctx, i.in, i.topo.Domain, inspect.DoctorParams{Config: i.cfg, DomainDir: g.domainDir, Sample: sample, BrokerErr: i.brokerErr, Topology: i.topo})
 			if err != nil {
 				return err
 			}
-			rep := doctorReport{Domain: i.topo.Domain, Env: i.cfg.EnvName(), Checks: checks}
-			for _, c := range checks {
-				switch c.Status {
-				case inspect.Pass:
-					rep.Pass++
-				case inspect.Warn:
-					rep.Warn++
-				case inspect.Fail:
-					rep.Fail++
-				}
-			}
-			rep.OK = rep.Fail == 0
+			checks := rep.Checks
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rep); err != nil {
+				if err := g.writeJSON(rep); err != nil {
 					return err
 				}
 			} else {

@@ -2,9 +2,10 @@ package cli
 
 import (
 	"context"
-	"time"
+	"strings"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -49,20 +50,15 @@ func (g *globals) openInspection(ctx context.Context, tolerateEmbedded bool) (*i
 	b, err := backend.OpenToolBroker(ctx, br)
 	if err != nil {
 		embedded := br.Provider == lanewayconfig.BrokerProviderEmbedded || br.Provider == ""
-		if tolerateEmbedded && embedded {
+		// doctor explains a user refused at connection (NOPERM) with the
+		// ACL fix.
+		if tolerateEmbedded && (embedded || strings.Contains(err.Error(), "NOPERM")) {
 			i.brokerErr = err
 			return i, nil
 		}
 		return nil, err
 	}
 	i.broker = b
-	i.in = inspect.New(b, i.topo, inspect.Options{ActiveIdle: activeIdle(cfg)})
+	i.in = inspect.New(b, i.topo, inspect.Options{ActiveIdle: ops.ActiveIdle(cfg)})
 	return i, nil
-}
-
-// activeIdle: an engine's consumer re-reads at least every blocking
-// timeout, so three of them (and at least 30s) without a read means it is
-// gone.
-func activeIdle(cfg *lanewayconfig.Config) time.Duration {
-	return max(3*cfg.Server.StreamSubscription.BlockingTimeout(), 30*time.Second)
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -12,13 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/laneway/laneway/cli/internal/inspect"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/tools/term"
 )
 
 func newLanesCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "lanes", Short: "Inspect the priority lanes' streams (read-only)"}
-	c.AddCommand(newLanesStatusCmd(g), newLanesWatchCmd(g))
+	c := &cobra.Command{Use: "lanes", Short: "Inspect the priority lanes' streams; pause, resume or throttle a lane"}
+	c.AddCommand(newLanesStatusCmd(g), newLanesWatchCmd(g), newLanesPauseCmd(g), newLanesResumeCmd(g), newLanesThrottleCmd(g))
 	return c
 }
 
@@ -44,9 +44,7 @@ func newLanesStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(g.stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
+				return g.writeJSON(st)
 			}
 			printStatus(g.stdout, st)
 			return nil
@@ -64,7 +62,7 @@ func (i *inspection) filter(stream string) error {
 		return err
 	}
 	i.topo = t
-	i.in = inspect.New(i.broker, t, inspect.Options{ActiveIdle: activeIdle(i.cfg)})
+	i.in = inspect.New(i.broker, t, inspect.Options{ActiveIdle: ops.ActiveIdle(i.cfg)})
 	return nil
 }
 
@@ -99,6 +97,7 @@ func printStatus(w io.Writer, st inspect.Status) {
 		}
 	}
 	_ = tw.Flush()
+	printControls(w, st, "")
 	if len(st.Warnings) > 0 {
 		fmt.Fprintln(w)
 		for _, m := range st.Warnings {
@@ -263,6 +262,7 @@ func printPlain(w io.Writer, st inspect.Status, drains []inspect.Drain) {
 			fmt.Fprintln(w, line)
 		}
 	}
+	printControls(w, st, ts+" ")
 	for _, m := range st.Warnings {
 		fmt.Fprintln(w, ts+" WARNING: "+m)
 	}

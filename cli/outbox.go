@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -11,17 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/cli/internal/ops"
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
 )
-
-// outboxStatuses in lifecycle order.
-var outboxStatuses = []lanewaystore.OutboxStatus{
-	lanewaystore.StatusPending, lanewaystore.StatusProcessing, lanewaystore.StatusPublished,
-	lanewaystore.StatusFailed, lanewaystore.StatusAbandoned,
-}
 
 func newOutboxCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "outbox", Short: "The outbox table: counts, rows, retry of failed and abandoned rows"}
@@ -45,18 +38,6 @@ func (g *globals) openStore(ctx context.Context) (lanewaystore.Store, lanewaycon
 	return st, db, nil
 }
 
-// storeErr turns a missing outbox table into the command that creates it.
-func storeErr(err error, db lanewayconfig.Database) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "no such table") || (strings.Contains(msg, "outbox") && strings.Contains(msg, "does not exist")) {
-		return fmt.Errorf("the %s database %s has no outbox table: run `laneway db setup` (or start the engine)", db.Provider, lanewayconfig.RedactURL(db.URL))
-	}
-	return err
-}
-
 func outboxStatus(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -69,74 +50,36 @@ func outboxStatus(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			stats, err := st.OutboxStats(cmd.Context())
+			rep, err := ops.CountOutbox(cmd.Context(), st, db)
 			if err != nil {
-				return storeErr(err, db)
-			}
-			byStatus := map[string]int64{}
-			for _, s := range outboxStatuses {
-				byStatus[string(s)] = 0
-			}
-			type prio struct {
-				Priority int              `json:"priority"`
-				Name     string           `json:"name"`
-				Total    int64            `json:"total"`
-				ByStatus map[string]int64 `json:"by_status"`
-			}
-			prios := map[int]*prio{}
-			var total int64
-			for _, c := range stats.Counts {
-				total += c.Count
-				byStatus[string(c.Status)] += c.Count
-				p := prios[c.Priority]
-				if p == nil {
-					p = &prio{Priority: c.Priority, Name: laneway.Priority(c.Priority).String(), ByStatus: map[string]int64{}}
-					for _, s := range outboxStatuses {
-						p.ByStatus[string(s)] = 0
-					}
-					prios[c.Priority] = p
-				}
-				p.Total += c.Count
-				p.ByStatus[string(c.Status)] += c.Count
-			}
-			byPriority := []prio{}
-			for _, p := range prios {
-				byPriority = append(byPriority, *p)
-			}
-			sort.Slice(byPriority, func(i, j int) bool { return byPriority[i].Priority > byPriority[j].Priority })
-			var age *float64
-			if stats.OldestPending != nil {
-				a := time.Since(*stats.OldestPending).Seconds()
-				age = &a
+				return err
 			}
 			if asJSON {
-				return g.writeJSON(map[string]any{
-					"database": db.Provider, "total": total, "by_status": byStatus, "by_priority": byPriority,
-					"oldest_pending_at": stats.OldestPending, "oldest_pending_age_seconds": age,
-				})
+				return g.writeJSON(rep)
 			}
+			byStatus, total := rep.ByStatus, rep.Total
 			fmt.Fprintf(g.stdout, "outbox (%s): %d rows\n\n", db.Provider, total)
 			tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprint(tw, "PRIORITY\t")
-			for _, s := range outboxStatuses {
+			for _, s := range ops.OutboxStatuses {
 				fmt.Fprintf(tw, "%s\t", strings.ToUpper(string(s)))
 			}
 			fmt.Fprintln(tw, "TOTAL\t")
 			row := func(label string, counts map[string]int64, sum int64) {
 				fmt.Fprintf(tw, "%s\t", label)
-				for _, s := range outboxStatuses {
+				for _, s := range ops.OutboxStatuses {
 					fmt.Fprintf(tw, "%d\t", counts[string(s)])
 				}
 				fmt.Fprintf(tw, "%d\t\n", sum)
 			}
-			for _, p := range byPriority {
+			for _, p := range rep.ByPriority {
 				row(fmt.Sprintf("%s (%d)", p.Name, p.Priority), p.ByStatus, p.Total)
 			}
 			row("all", byStatus, total)
 			tw.Flush()
-			if stats.OldestPending != nil {
+			if rep.OldestPendingAt != nil {
 				fmt.Fprintf(g.stdout, "\noldest unpublished row (pending or failed): created %s, %s ago\n",
-					stats.OldestPending.Format(time.RFC3339), time.Duration(*age*float64(time.Second)).Round(time.Millisecond))
+					rep.OldestPendingAt.Format(time.RFC3339), time.Duration(*rep.OldestPendingAgeSeconds*float64(time.Second)).Round(time.Millisecond))
 			} else {
 				fmt.Fprintln(g.stdout, "\nnothing waiting to be published")
 			}
@@ -150,38 +93,6 @@ func outboxStatus(g *globals) *cobra.Command {
 	return cmd
 }
 
-// outboxRowJSON is the --json form of a row (the payload is left out: it
-// can be large, and `laneway dlq inspect` or SQL show it when needed).
-type outboxRowJSON struct {
-	ID              int64      `json:"id"`
-	MessageID       string     `json:"message_id"`
-	StreamName      string     `json:"stream_name"`
-	StreamCategory  string     `json:"stream_category"`
-	Type            string     `json:"type"`
-	Priority        int        `json:"priority"`
-	Status          string     `json:"status"`
-	RetryCount      int        `json:"retry_count"`
-	NextRetryAt     *time.Time `json:"next_retry_at"`
-	LockedBy        string     `json:"locked_by"`
-	LockedUntil     *time.Time `json:"locked_until"`
-	LastError       string     `json:"last_error"`
-	CreatedAt       time.Time  `json:"created_at"`
-	PublishedAt     *time.Time `json:"published_at"`
-	PublishedStream string     `json:"published_stream"`
-}
-
-func parseStatus(s string) (lanewaystore.OutboxStatus, error) {
-	if s == "" {
-		return "", nil
-	}
-	for _, st := range outboxStatuses {
-		if strings.EqualFold(s, string(st)) {
-			return st, nil
-		}
-	}
-	return "", fmt.Errorf("--status %q: use pending, processing, published, failed or abandoned", s)
-}
-
 func outboxList(g *globals) *cobra.Command {
 	var status string
 	var limit int
@@ -191,7 +102,7 @@ func outboxList(g *globals) *cobra.Command {
 		Short: "Outbox rows, newest first, with their last error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			want, err := parseStatus(status)
+			want, err := ops.ParseOutboxStatus(status)
 			if err != nil {
 				return err
 			}
@@ -203,21 +114,12 @@ func outboxList(g *globals) *cobra.Command {
 				return err
 			}
 			defer st.Close()
-			rows, err := st.ListOutbox(cmd.Context(), lanewaystore.ListOutboxParams{Status: want, Limit: limit})
+			rows, err := ops.ListOutbox(cmd.Context(), st, db, want, limit)
 			if err != nil {
-				return storeErr(err, db)
+				return err
 			}
 			if asJSON {
-				out := make([]outboxRowJSON, 0, len(rows))
-				for _, r := range rows {
-					out = append(out, outboxRowJSON{
-						ID: r.ID, MessageID: r.MessageID, StreamName: r.StreamName, StreamCategory: r.StreamCategory,
-						Type: r.Type, Priority: r.Priority, Status: string(r.Status), RetryCount: r.RetryCount,
-						NextRetryAt: r.NextRetryAt, LockedBy: r.LockedBy, LockedUntil: r.LockedUntil, LastError: r.LastError,
-						CreatedAt: r.CreatedAt, PublishedAt: r.PublishedAt, PublishedStream: r.PublishedStream,
-					})
-				}
-				return g.writeJSON(out)
+				return g.writeJSON(rows)
 			}
 			if len(rows) == 0 {
 				if want == "" {
@@ -231,7 +133,7 @@ func outboxList(g *globals) *cobra.Command {
 			fmt.Fprintln(tw, "ID\tMESSAGE ID\tTYPE\tPRIORITY\tSTATUS\tRETRIES\tCREATED\tNEXT RETRY\tPUBLISHED TO\tLAST ERROR")
 			for _, r := range rows {
 				next := "-"
-				if r.NextRetryAt != nil && r.Status == lanewaystore.StatusFailed {
+				if r.NextRetryAt != nil && r.Status == string(lanewaystore.StatusFailed) {
 					next = r.NextRetryAt.Format(time.RFC3339)
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", r.ID, r.MessageID, r.Type, r.Priority, r.Status,
@@ -275,15 +177,9 @@ func outboxRetry(g *globals) *cobra.Command {
 			defer st.Close()
 			ctx := cmd.Context()
 			if abandoned {
-				stats, err := st.OutboxStats(ctx)
+				n, err := ops.AbandonedCount(ctx, st, db)
 				if err != nil {
-					return storeErr(err, db)
-				}
-				var n int64
-				for _, c := range stats.Counts {
-					if c.Status == lanewaystore.StatusAbandoned {
-						n += c.Count
-					}
+					return err
 				}
 				if n == 0 {
 					return g.retried(asJSON, 0, "No abandoned outbox rows: nothing to retry.")
@@ -292,13 +188,11 @@ func outboxRetry(g *globals) *cobra.Command {
 					return err
 				}
 			}
-			n, err := st.RetryOutbox(ctx, lanewaystore.RetryOutboxParams{ID: id, Abandoned: abandoned})
+			res, err := ops.RetryOutbox(ctx, st, db, id, abandoned)
 			if err != nil {
-				return storeErr(err, db)
+				return err
 			}
-			if !abandoned && n == 0 {
-				return fmt.Errorf("no failed or abandoned outbox row with id %d (only those can be retried; see `laneway outbox list --status failed`)", id)
-			}
+			n := res.Reset
 			what := fmt.Sprintf("row %d", id)
 			if abandoned {
 				what = fmt.Sprintf("%d abandoned rows", n)

@@ -175,3 +175,21 @@ type Broker interface {
 	Ping(ctx context.Context) error
 	Close() error
 }
+
+// ReplicatedPublisher is an optional capability of a Broker, found by type
+// assertion: publishing that returns only once the entries reached
+// replicas. Redis replicates asynchronously, so an entry the primary
+// acknowledged can vanish when a replica is promoted; a caller that must
+// not forget an entry (the outbox relay, with min_replicas_acked > 0) keeps
+// its own copy until PublishReplicated succeeds.
+type ReplicatedPublisher interface {
+	// PublishReplicated is Publish followed by WAIT replicas timeout on the
+	// same connection. It fails (having possibly appended the entries) when
+	// fewer than replicas replicas acknowledged within timeout, or when the
+	// broker cannot have replicas (the embedded broker).
+	PublishReplicated(ctx context.Context, pubs []Publication, replicas int, timeout time.Duration) ([]string, error)
+}
+
+// ErrNotReplicated is wrapped by PublishReplicated's error when the entries
+// reached fewer replicas than asked within the timeout.
+var ErrNotReplicated = errors.New("laneway: not acknowledged by enough replicas")

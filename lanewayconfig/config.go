@@ -54,6 +54,9 @@ const (
 	BrokerProviderDefault   = BrokerProviderEmbedded
 	BrokerURLDefault        = "redis://127.0.0.1:6379/0"
 
+	MinReplicasAckedDefault     = 0
+	MinReplicasTimeoutMSDefault = 1000
+
 	DefaultSubscriptionTypeDefault = SubscriptionTypeStream
 	MessagesPerTickDefault         = 100
 	StreamNamingDefault            = StreamNamingLaneway
@@ -77,6 +80,10 @@ const (
 	PropagateDefault           = true
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
+	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
+	BackfillRatePerSecondDefault = 0.0
+	// PrimaryLatencyTargetMSDefault: the governor is off.
+	PrimaryLatencyTargetMSDefault = 0
 
 	HTTPListenDefault = "127.0.0.1:9464"
 
@@ -166,17 +173,47 @@ type Broker struct {
 	Provider string `toml:"provider" json:"provider"`
 
 	// URL is a "redis://" or "rediss://" (TLS) URL with optional user,
-	// password and database number, or a Redis Cluster URL
+	// password and database number; a Sentinel URL
+	// "redis+sentinel://[user:password@]host1:26379,host2:26379/MASTER/DB"
+	// (the engine then follows the master Sentinel names across a
+	// failover); or a Redis Cluster URL
 	// "redis+cluster://[user:password@]h1:p1,h2:p2,..." ("rediss+cluster://"
 	// for TLS) listing one or more of its nodes. The embedded broker
-	// ignores it.
-	// Defaults to "redis://127.0.0.1:6379/0".
+	// ignores it. Defaults to "redis://127.0.0.1:6379/0".
 	URL string `toml:"url" json:"url"`
 
 	// Listen, for the embedded broker only, also serves the Redis protocol
 	// on this host:port so redis-cli can inspect the streams; "" serves
 	// nothing. Defaults to "".
 	Listen string `toml:"listen" json:"listen"`
+
+	// TLSCAFile is a PEM file of the certificate authorities that sign the
+	// server's certificate, for "rediss://" URLs; "" trusts the system
+	// roots. A relative path is relative to the domain.toml directory.
+	// Defaults to "".
+	TLSCAFile string `toml:"tls_ca_file" json:"tls_ca_file"`
+
+	// TLSCertFile and TLSKeyFile are the PEM client certificate and its
+	// private key, for servers that require one (mutual TLS,
+	// tls-auth-clients yes); set both or neither. Defaults to "".
+	TLSCertFile string `toml:"tls_cert_file" json:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file" json:"tls_key_file"`
+
+	// TLSServerName is the name the server's certificate must carry, when
+	// it differs from the URL's host (e.g. connecting by IP address).
+	// Defaults to "" (the URL's host).
+	TLSServerName string `toml:"tls_server_name" json:"tls_server_name"`
+
+	// MinReplicasAcked, when above 0, makes the outbox relay mark a batch
+	// published only after WAIT confirms that many replicas hold it, so a
+	// failover cannot lose an event the outbox no longer has. Not
+	// supported by the embedded broker. Defaults to 0.
+	MinReplicasAcked int `toml:"min_replicas_acked" json:"min_replicas_acked"`
+
+	// MinReplicasTimeoutMS bounds that WAIT, in milliseconds; a batch not
+	// acknowledged in time stays unpublished and is retried. Defaults to
+	// 1000.
+	MinReplicasTimeoutMS int `toml:"min_replicas_timeout_ms" json:"min_replicas_timeout_ms"`
 }
 
 // HandlerSettings is one [handlers.NAME] entry.
@@ -268,6 +305,11 @@ type StreamSubscription struct {
 	// ShutdownTimeoutSeconds bounds how long a graceful shutdown waits for
 	// in-flight handlers; positive. Defaults to 30.
 	ShutdownTimeoutSeconds float64 `toml:"shutdown_timeout_seconds" json:"shutdown_timeout_seconds"`
+
+	// HandlerTimeoutSeconds bounds one handler run: past it the handler's
+	// context is cancelled and the run counts as a failed attempt. 0 turns
+	// the bound off. Defaults to 0.
+	HandlerTimeoutSeconds float64 `toml:"handler_timeout_seconds" json:"handler_timeout_seconds"`
 }
 
 // PriorityLanes is the [server.priority_lanes] table.
@@ -300,6 +342,29 @@ type PriorityLanes struct {
 	// backfill while primary is saturated, in [0, 1); 0 is strict priority.
 	// Defaults to 0.
 	MinBackfillShare float64 `toml:"min_backfill_share" json:"min_backfill_share"`
+
+	// BackfillRatePerSecond caps how many messages per second each handler
+	// takes from each category's backfill lane, shared by every engine of
+	// the domain (a limiter in Redis); fractions are allowed. `laneway
+	// lanes throttle` overrides it per lane at run time. The primary lane
+	// is never limited. 0 is unlimited. Defaults to 0.
+	BackfillRatePerSecond float64 `toml:"backfill_rate_per_second" json:"backfill_rate_per_second"`
+
+	// Governor lowers the backfill's slots and rate while production
+	// latency is over a target. Defaults to off.
+	Governor Governor `toml:"governor" json:"governor"`
+}
+
+// Governor is the [server.priority_lanes.governor] table.
+type Governor struct {
+	// PrimaryLatencyTargetMS is the p99 latency, in milliseconds, the
+	// fleet's primary lanes should stay within (entry written to handler
+	// done). While the measured p99 is over it, the backfill's allowance is
+	// cut (to half, or to target/p99 when smaller, at most to a quarter in
+	// one step); while within, it grows back 0.05 at a time, never below
+	// 5% (one slot) nor above backfill_concurrency and the backfill rate.
+	// 0 turns the governor off. Defaults to 0.
+	PrimaryLatencyTargetMS int `toml:"primary_latency_target_ms" json:"primary_latency_target_ms"`
 }
 
 // HTTP is the [server.http] table.
@@ -427,7 +492,7 @@ func defaultDatabase() Database {
 }
 
 func defaultBroker() Broker {
-	return Broker{Provider: BrokerProviderDefault, URL: BrokerURLDefault}
+	return Broker{Provider: BrokerProviderDefault, URL: BrokerURLDefault, MinReplicasTimeoutMS: MinReplicasTimeoutMSDefault}
 }
 
 // Source returns the file Load read, or "" for a Config from Parse,
@@ -554,6 +619,9 @@ func (s StreamSubscription) RetryDelay() time.Duration { return seconds(s.RetryD
 
 // ClaimIdle returns ClaimIdleSeconds as a duration.
 func (s StreamSubscription) ClaimIdle() time.Duration { return seconds(s.ClaimIdleSeconds) }
+
+// HandlerTimeout returns HandlerTimeoutSeconds as a duration (0: no bound).
+func (s StreamSubscription) HandlerTimeout() time.Duration { return seconds(s.HandlerTimeoutSeconds) }
 
 // ShutdownTimeout returns ShutdownTimeoutSeconds as a duration.
 func (s StreamSubscription) ShutdownTimeout() time.Duration {

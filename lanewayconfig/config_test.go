@@ -34,7 +34,7 @@ func TestDefault(t *testing.T) {
 	require.Equal(t, "Laneway", c.Name)
 	require.Equal(t, "sync", c.CommandProcessing)
 	require.Equal(t, lanewayconfig.Database{Provider: "sqlite", URL: "sqlite://laneway.db"}, c.Databases["default"])
-	require.Equal(t, lanewayconfig.Broker{Provider: "embedded", URL: "redis://127.0.0.1:6379/0"}, c.Brokers["default"])
+	require.Equal(t, lanewayconfig.Broker{Provider: "embedded", URL: "redis://127.0.0.1:6379/0", MinReplicasTimeoutMS: 1000}, c.Brokers["default"])
 	require.Equal(t, lanewayconfig.Server{
 		DefaultSubscriptionType: "stream",
 		MessagesPerTick:         100,
@@ -186,7 +186,7 @@ func TestLanesFingerprint(t *testing.T) {
 		func(c *lanewayconfig.Config) { c.Name = "Other" },
 		func(c *lanewayconfig.Config) { c.Server.MessagesPerTick = 5 },
 		func(c *lanewayconfig.Config) {
-			c.Brokers["default"] = lanewayconfig.Broker{Provider: "redis", URL: "redis://x"}
+			c.Brokers["default"] = lanewayconfig.Broker{Provider: "redis", URL: "redis://x", MinReplicasTimeoutMS: 1000}
 		},
 	}
 	for _, change := range neutral {
@@ -256,9 +256,10 @@ func genConfig(t *rapid.T) *lanewayconfig.Config {
 		{Provider: "postgres", URL: "postgres://u:p@h:5432/db?sslmode=disable"},
 	}).Draw(t, "database")
 	c.Brokers["default"] = rapid.SampledFrom([]lanewayconfig.Broker{
-		{Provider: "embedded", URL: "redis://127.0.0.1:6379/0"},
-		{Provider: "embedded", URL: "redis://127.0.0.1:6379/0", Listen: "127.0.0.1:6380"},
-		{Provider: "redis", URL: "rediss://:pw@cache:6380/3"},
+		{Provider: "embedded", URL: "redis://127.0.0.1:6379/0", MinReplicasTimeoutMS: 1000},
+		{Provider: "embedded", URL: "redis://127.0.0.1:6379/0", Listen: "127.0.0.1:6380", MinReplicasTimeoutMS: 1},
+		{Provider: "redis", URL: "rediss://:pw@cache:6380/3", TLSServerName: "cache.internal", MinReplicasTimeoutMS: 1000},
+		{Provider: "redis", URL: "redis+sentinel://u:pw@s1:26379,s2:26379/mymaster/2", MinReplicasAcked: 1, MinReplicasTimeoutMS: 250},
 	}).Draw(t, "broker")
 	s := &c.Server
 	s.MessagesPerTick = rapid.IntRange(1, 100_000).Draw(t, "messages_per_tick")

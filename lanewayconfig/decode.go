@@ -212,7 +212,7 @@ func entryTemplate(t reflect.Type) reflect.Value {
 	case reflect.TypeFor[Database]():
 		v.Set(reflect.ValueOf(Database{Provider: DatabaseProviderDefault}))
 	case reflect.TypeFor[Broker]():
-		v.Set(reflect.ValueOf(Broker{Provider: BrokerProviderDefault}))
+		v.Set(reflect.ValueOf(Broker{Provider: BrokerProviderDefault, MinReplicasTimeoutMS: MinReplicasTimeoutMSDefault}))
 	}
 	return v
 }

@@ -147,6 +147,7 @@ func parse(data []byte, source string, opts LoadOptions) (*Config, error) {
 	}
 
 	c.fillDefaults()
+	c.resolveFiles()
 	v := validator{c: c, skip: d.failed}
 	v.run()
 	problems = append(problems, v.problems...)

@@ -66,7 +66,7 @@ func redactQuery(s string) string {
 }
 
 func isPasswordKey(k string) bool {
-	return strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword")
+	return strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") || strings.EqualFold(k, "sentinel_password")
 }
 
 // redactLoose handles strings url.Parse rejects: it hides what sits between

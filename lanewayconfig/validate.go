@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/laneway/laneway/internal/protean"
+	"github.com/laneway/laneway/internal/redisurl"
 )
 
 // Validate checks every value and returns a *ValidationError listing all
@@ -107,6 +108,7 @@ func (v *validator) run() {
 	v.atLeast(sp+"concurrency", ss.Concurrency, 1)
 	v.duration(sp+"dlq_retention_hours", ss.DLQRetentionHours, time.Hour, false)
 	v.duration(sp+"shutdown_timeout_seconds", ss.ShutdownTimeoutSeconds, time.Second, true)
+	v.duration(sp+"handler_timeout_seconds", ss.HandlerTimeoutSeconds, time.Second, false)
 
 	pl := s.PriorityLanes
 	const lp = "server.priority_lanes."
@@ -119,6 +121,16 @@ func (v *validator) run() {
 	if pl.MinBackfillShare < 0 || pl.MinBackfillShare >= 1 || math.IsNaN(pl.MinBackfillShare) {
 		v.add(lp+"min_backfill_share", pl.MinBackfillShare,
 			"must be at least 0 and below 1 (0 is strict priority; 0.05 guarantees backfill 5%% while primary is saturated)")
+	}
+	if r := pl.BackfillRatePerSecond; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		v.add(lp+"backfill_rate_per_second", r,
+			"must be a number of messages per second, at least 0 (0 is unlimited; 500 holds each backfill lane to 500/s across every engine)")
+	}
+	if t := pl.Governor.PrimaryLatencyTargetMS; t < 0 {
+		v.add(lp+"governor.primary_latency_target_ms", t,
+			"must be at least 0 (0 turns the governor off; 50 keeps production p99 near 50 ms)")
+	} else if t > 0 {
+		v.durationMS(lp+"governor.primary_latency_target_ms", t)
 	}
 
 	if s.HTTP.Listen != "" {
@@ -257,6 +269,8 @@ func (v *validator) broker(path string, b Broker) {
 	// The embedded broker ignores url, but a url that is set must still be
 	// valid: switching provider to "redis" must not reveal a bad one.
 	v.redisURL(path+".url", b.URL)
+	v.brokerTLS(path, b)
+	v.replicas(path, b)
 	if b.Listen != "" {
 		if b.Provider == BrokerProviderRedis {
 			v.add(path+".listen", b.Listen, "only the %q broker serves a listen address; remove it for provider %q", BrokerProviderEmbedded, b.Provider)
@@ -335,13 +349,19 @@ func (v *validator) redisURL(path, s string) {
 		}
 		return
 	}
+	if redisurl.IsSentinel(s) {
+		if _, err := redisurl.ParseSentinel(s); err != nil {
+			v.add(path, RedactURL(s), "%s", err)
+		}
+		return
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		v.add(path, RedactURL(s), "not a valid URL: %s", urlErr(err))
 		return
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		v.add(path, RedactURL(s), "expected a \"redis://\" or \"rediss://\" (TLS) URL such as %q, or a Redis Cluster URL such as \"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\"", BrokerURLDefault)
+		v.add(path, RedactURL(s), "expected a \"redis://\", \"rediss://\" (TLS) or \"redis+sentinel://\" URL such as %q, or a Redis Cluster URL such as \"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\"", BrokerURLDefault)
 		return
 	}
 	opts, err := redis.ParseURL(s)

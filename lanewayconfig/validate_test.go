@@ -100,7 +100,7 @@ func TestParseRejects(t *testing.T) {
 		{"postgres without url", "[databases.default]\nprovider = \"postgres\"", "databases.default.url", `""`, `required for provider "postgres"`, nil},
 		{"sqlite URL for postgres", "[databases.default]\nprovider = \"postgres\"\nurl = \"sqlite://x.db\"", "databases.default.url", `"sqlite://x.db"`, `expects a "postgres://" or "postgresql://" URL`, nil},
 		{"postgres bad port, password hidden", "[databases.default]\nprovider = \"postgres\"\nurl = \"postgres://u:secret@h:abc/db\"", "databases.default.url", `"postgres://u:xxxxx@h:abc/db"`, "not a valid URL: invalid port", nil},
-		{"http URL for redis", "[brokers.default]\nprovider = \"redis\"\nurl = \"http://h:6379\"", "brokers.default.url", `"http://h:6379"`, `expected a "redis://" or "rediss://" (TLS) URL`, nil},
+		{"http URL for redis", "[brokers.default]\nprovider = \"redis\"\nurl = \"http://h:6379\"", "brokers.default.url", `"http://h:6379"`, `expected a "redis://", "rediss://" (TLS) or "redis+sentinel://" URL`, nil},
 		{"redis bad database", "[brokers.default]\nprovider = \"redis\"\nurl = \"redis://h:6379/x\"", "brokers.default.url", `"redis://h:6379/x"`, `invalid database number: "x"`, nil},
 		{"url with spaces", "[brokers.default]\nurl = \" redis://h\"", "brokers.default.url", `" redis://h"`, "leading or trailing whitespace", nil},
 		{"listen without port", "[brokers.default]\nlisten = \"localhost\"", "brokers.default.listen", `"localhost"`, "must be host:port", nil},
@@ -194,7 +194,7 @@ func TestParseAccepts(t *testing.T) {
 		}},
 		{"default entries are added", "[databases.analytics]\nurl = \"a.db\"\n[brokers.other]\nprovider = \"redis\"", func(t *testing.T, c *lanewayconfig.Config) {
 			require.Equal(t, lanewayconfig.Database{Provider: "sqlite", URL: "sqlite://laneway.db"}, c.Databases["default"])
-			require.Equal(t, lanewayconfig.Broker{Provider: "embedded", URL: "redis://127.0.0.1:6379/0"}, c.Brokers["default"])
+			require.Equal(t, lanewayconfig.Broker{Provider: "embedded", URL: "redis://127.0.0.1:6379/0", MinReplicasTimeoutMS: 1000}, c.Brokers["default"])
 		}},
 		{"the design's full example", designExample, func(t *testing.T, c *lanewayconfig.Config) {
 			require.Equal(t, "Customers", c.Name)

@@ -154,12 +154,18 @@ type MarkPublishedParams struct {
 // MarkFailedParams records a failed publish of claimed rows: retry_count is
 // incremented, last_error set, the lease cleared, and the status becomes
 // failed (with NextRetryAt) or abandoned when Abandon is set.
+//
+// With Outage set the publish failed because the broker was unreachable,
+// which is no fault of the rows: only last_error is set and the lease
+// cleared; retry_count, status and next_retry_at are kept, so the rows are
+// claimable again at once and the outage uses up none of their attempts.
 type MarkFailedParams struct {
 	WorkerID    string
 	IDs         []int64
 	Error       string
 	NextRetryAt time.Time
 	Abandon     bool
+	Outage      bool
 }
 
 // CleanupParams deletes at most Limit rows per call: published rows with

@@ -59,6 +59,7 @@ func (c *Consumer) onAcked(err error) {
 	sent := c.ackSending
 	c.ackSending = nil
 	if err == nil {
+		c.brokerOK()
 		return
 	}
 	for _, a := range sent {

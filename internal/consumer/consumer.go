@@ -115,6 +115,7 @@ type Consumer struct {
 	readCtx       context.Context
 	readCancelAll context.CancelFunc
 	opCtx         context.Context
+	opCancel      context.CancelFunc // cut every broker call short: Stop gave up waiting
 	hwg, rwg      sync.WaitGroup
 
 	results chan runResult
@@ -145,6 +146,7 @@ type Consumer struct {
 	lastReclaim      time.Time
 	lastTouch        time.Time
 	claimCursor      [2]string
+	tk               takeoverState
 	bo               backoff
 	retryAt          time.Time
 	down             bool
@@ -153,6 +155,7 @@ type Consumer struct {
 	dbBo      backoff
 	dbRetryAt time.Time
 	dbDown    bool
+	ctl       control // Config.Control's state (control.go)
 
 	reads, entries [numReadModes]atomic.Int64
 	handled        [2]atomic.Int64
@@ -216,7 +219,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 		c.cfg.Logger.Debug(fmt.Sprintf("Initialized priority lanes for %s: primary='%s', backfill='%s'", c.cfg.Group, c.cfg.Primary, c.cfg.Backfill))
 	}
 	base := context.WithoutCancel(ctx)
-	c.opCtx = base
+	c.opCtx, c.opCancel = context.WithCancel(base)
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
 	c.hwg.Add(c.cfg.Concurrency)
@@ -282,7 +285,11 @@ func (c *Consumer) Stop(ctx context.Context) error {
 	case <-c.done:
 		return nil
 	case <-ctx.Done():
-		c.hardOnce.Do(func() { close(c.hardStop) })
+		// The caller will not wait longer: cancel the handlers and every
+		// broker call, so an unreachable or blackholed Redis cannot hold
+		// the stop (what is not acked or handed back stays pending and is
+		// taken over by the next engine).
+		c.hardOnce.Do(func() { close(c.hardStop); c.opCancel() })
 		<-c.done
 		return ctx.Err()
 	}
@@ -334,9 +341,11 @@ func (c *Consumer) countRead(k ReadMode, n int) {
 
 // run is the dispatcher.
 func (c *Consumer) run() {
+	defer c.opCancel()
 	defer close(c.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	c.loadControl()
 	for {
 		select {
 		case <-c.stopReq:
@@ -360,6 +369,8 @@ func (c *Consumer) run() {
 		case err := <-c.ackDone:
 			c.onAcked(err)
 		case <-timer.C:
+		case <-c.ctlChanged():
+			c.loadControl()
 		case <-c.stopReq:
 			c.shutdown()
 			return
@@ -401,11 +412,17 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 		at(c.lastTouch.Add(c.touchEvery()))
 	}
 	at(c.lastReclaim.Add(c.reclaimEvery()))
+	if c.cfg.Alive != nil {
+		at(maxTime(c.tk.last.Add(takeoverEvery), c.tk.after))
+	}
 	if c.down && c.reading == 0 && c.retryAt.After(now) {
 		at(c.retryAt)
 	}
 	if c.dbDown && c.dbRetryAt.After(now) {
 		at(c.dbRetryAt)
+	}
+	if t := c.controlWake(); !t.IsZero() {
+		at(t)
 	}
 	return max(wake.Sub(now), 0)
 }
@@ -440,6 +457,7 @@ func (c *Consumer) brokerOK() {
 		c.down = false
 		c.bo.reset()
 		c.retryAt = time.Time{}
+		c.tk.after = time.Now().Add(c.cfg.TakeoverGrace)
 	}
 }
 

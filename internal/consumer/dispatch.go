@@ -1,8 +1,6 @@
 package consumer
 
 import (
-	"fmt"
-	"runtime/debug"
 	"slices"
 	"time"
 )
@@ -25,26 +23,40 @@ func (c *Consumer) dispatch() {
 		if c.dbDown && (time.Now().Before(c.dbRetryAt) || c.sl.PrimaryInflight+c.sl.BackfillInflight > 0) {
 			return // database outage: one handler at a time probes it, after the backoff
 		}
-		pi, bi := c.ready(Primary), -1
-		if c.lanes {
+		pi, bi := -1, -1
+		if !c.paused(Primary) {
+			pi = c.ready(Primary)
+		}
+		if !c.paused(Backfill) {
 			bi = c.ready(Backfill)
 		}
 		pr := pi >= 0 && c.sl.canStart(Primary)
 		br := bi >= 0 && c.sl.canStart(Backfill)
-		if br && !pr && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
+		if br && !pr && !c.paused(Primary) && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
 			if c.probe() > 0 {
 				continue
 			}
+		}
+		grants := len(c.queue[Backfill])
+		if br && c.ctl.st.Throttled && (!pr || c.cfg.MinBackfillShare > 0) {
+			grants = c.backfillGrants(min(grants, c.grantWant()))
+			br = grants > 0
+		} else if c.ctl.st.Throttled {
+			br = false // primary goes first; grants are asked for when backfill may start
 		}
 		lane, ok := c.credit.pick(pr, br)
 		if !ok {
 			return
 		}
-		idx := pi
+		idx, most := pi, len(c.queue[Primary])
 		if lane == Backfill {
-			idx = bi
+			idx, most = bi, grants
 		}
-		c.start(lane, c.takeRun(lane, idx))
+		run := c.takeRun(lane, idx, most)
+		if lane == Backfill {
+			c.spendBackfill(len(run))
+		}
+		c.start(lane, run)
 	}
 }
 
@@ -61,7 +73,7 @@ const maxRun = 16
 // concurrency 1 nothing else is in flight and the run is the lane's queue in
 // FIFO order. With MinBackfillShare the share is decided per message, so
 // runs are single messages.
-func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
+func (c *Consumer) takeRun(lane Lane, idx, most int) []*tracked {
 	q := c.queue[lane]
 	first := q[idx]
 	limit := len(q)
@@ -70,6 +82,7 @@ func (c *Consumer) takeRun(lane Lane, idx int) []*tracked {
 	} else if c.cfg.Concurrency > 1 {
 		limit = min(max(len(q)/max(c.sl.free(), 1), 1), maxRun)
 	}
+	limit = max(min(limit, most), 1) // most: the backfill starts granted (control.go)
 	if limit == 1 {
 		c.queue[lane] = slices.Delete(q, idx, idx+1)
 		return []*tracked{first}
@@ -137,6 +150,9 @@ func (c *Consumer) onRunResult(rr runResult) {
 	}
 	if len(rr.unstarted) > 0 {
 		c.queue[rr.lane] = append(slices.Clone(rr.unstarted), c.queue[rr.lane]...)
+		if rr.lane == Backfill {
+			c.refundBackfill(len(rr.unstarted))
+		}
 	}
 }
 
@@ -146,15 +162,6 @@ func (c *Consumer) unbusy(t *tracked) {
 			delete(c.busy, k)
 		}
 	}
-}
-
-func (c *Consumer) safeHandle(m *Message) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("handler panic: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return c.cfg.Handle(c.handlerCtx, m)
 }
 
 func (c *Consumer) onResult(r result) {
@@ -179,7 +186,7 @@ func (c *Consumer) onResult(r result) {
 		c.cfg.Observer.Handled(t.lane, OutcomeError, r.d, &t.msg)
 	}
 	t.failedAt, t.lastErr = time.Now(), r.err.Error()
-	if t.msg.Attempt < int64(c.cfg.MaxRetries) {
+	if t.msg.Attempt < int64(c.cfg.MaxRetries) && !isPermanent(r.err) {
 		c.cfg.Logger.Warn("handler failed; will retry", "group", c.cfg.Group, "stream", t.msg.Stream, "id", t.msg.EntryID, "attempt", t.msg.Attempt, "error", r.err)
 		t.st = stWaiting
 		c.retries.add(retryItem{due: time.Now().Add(c.cfg.RetryDelay), key: t.key})

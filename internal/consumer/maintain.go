@@ -22,6 +22,7 @@ func (c *Consumer) maintain(now time.Time) {
 			c.touch(stale)
 		}
 	}
+	c.maybeTakeover(now)
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop
 		if !now.Before(c.retryAt) {
@@ -134,13 +135,32 @@ func (c *Consumer) reclaim() {
 		lanes = append(lanes, Backfill)
 	}
 	for _, l := range lanes {
+		if c.paused(l) {
+			continue // a paused lane's idle entries wait where they are
+		}
+		// Page through the whole idle pending list in this tick (up to what
+		// this consumer may hold): a page per tick left a large backlog of
+		// orphaned entries waiting minutes.
+		for more := true; more && len(c.owned) < c.holdLimit(); {
+			more = c.reclaimPage(l)
+		}
+		if c.down {
+			return
+		}
+	}
+}
+
+// reclaimPage claims one page of idle entries of lane and reports whether
+// the scan has more to look at.
+func (c *Consumer) reclaimPage(l Lane) bool {
+	{
 		stream := c.stream(l)
 		ctx, cancel := c.op()
 		res, err := c.b.AutoClaim(ctx, lanewaybroker.AutoClaimParams{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer, MinIdle: c.cfg.ClaimIdle, Start: c.claimCursor[l], Count: c.cfg.Count})
 		cancel()
 		if err != nil {
 			c.brokerFailed("autoclaim", err)
-			return
+			return false
 		}
 		c.claimCursor[l] = res.Next
 		if res.Next == "" {
@@ -148,7 +168,7 @@ func (c *Consumer) reclaim() {
 		}
 		c.countRead(ReadClaim, len(res.Entries))
 		if len(res.Entries) == 0 {
-			continue
+			return false
 		}
 		c.cfg.Logger.Info("reclaimed idle entries", "group", c.cfg.Group, "stream", stream, "n", len(res.Entries))
 		ctx, cancel = c.op()
@@ -165,5 +185,6 @@ func (c *Consumer) reclaim() {
 			}
 		}
 		c.addStreams([]lanewaybroker.StreamEntries{{Stream: stream, Entries: res.Entries}}, deliveries)
+		return c.claimCursor[l] != "0-0"
 	}
 }

@@ -13,7 +13,7 @@ func (c *Consumer) maybeRead() {
 	if c.stopping || time.Now().Before(c.retryAt) {
 		return
 	}
-	plan := planRead(c.sl, len(c.queue[Primary]), len(c.queue[Backfill]), c.cfg.Count, c.lanes)
+	plan := c.plan()
 	if c.reading != 0 {
 		// A primary-only read while backfill could now be read too: cut it
 		// short (it returns at once, with whatever it read) and re-plan.
@@ -27,10 +27,7 @@ func (c *Consumer) maybeRead() {
 		return
 	}
 	c.maybeFlushAcks(true) // never hold acks across a blocking read (sent on the side, not awaited)
-	streams := []string{c.cfg.Primary}
-	if plan.Mode == ReadBlockingBoth {
-		streams = append(streams, c.cfg.Backfill)
-	}
+	streams := c.readStreams(plan.Mode)
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.reading, c.readCancel, c.readSent = plan.Mode, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
@@ -184,7 +181,7 @@ func (c *Consumer) probe() int {
 	streams := []string{c.cfg.Primary}
 	if c.cfg.Concurrency > 1 {
 		count = max(1, min(count, c.sl.free()-len(c.queue[Primary])))
-	} else if c.lanes && len(c.queue[Backfill]) <= c.cfg.Count/2 {
+	} else if !c.paused(Backfill) && len(c.queue[Backfill]) <= c.cfg.Count/2 {
 		streams = append(streams, c.cfg.Backfill)
 	}
 	ctx, cancel := c.op()

@@ -10,6 +10,7 @@ func (c *Consumer) shutdown() {
 	c.stopping = true
 	c.halt.Store(true)
 	c.readCancelAll()
+	began := time.Now()
 	timeout := time.NewTimer(c.cfg.ShutdownTimeout)
 	defer timeout.Stop()
 	cancelHandlers := func() {
@@ -31,8 +32,9 @@ func (c *Consumer) shutdown() {
 		}
 	}
 	c.handlerCancel()
-	c.flushAcksNow()
+	c.flushAcksAtStop(began.Add(c.cfg.ShutdownTimeout))
 	c.release()
+	c.deleteSelfIfEmpty()
 	close(c.work)
 	c.hwg.Wait()
 	c.rwg.Wait()

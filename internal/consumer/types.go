@@ -104,6 +104,8 @@ const (
 	ShutdownTimeoutDefault = time.Duration(lanewayconfig.ShutdownTimeoutSecondsDefault * float64(time.Second))
 	// ProbeIntervalDefault has no key in domain.toml.
 	ProbeIntervalDefault = 2 * time.Millisecond
+	// TakeoverGraceDefault is the engine's heartbeat TTL.
+	TakeoverGraceDefault = 15 * time.Second
 )
 
 // Config configures one consumer: one handler (consumer group) on one
@@ -170,10 +172,29 @@ type Config struct {
 	// probing at a time) until one succeeds. Defaults to nil: every error is
 	// an attempt.
 	Outage func(err error) bool
+	// Alive, when set, turns on the takeover of dead consumers' entries:
+	// it returns a predicate telling whether a consumer name belongs to a
+	// running engine (the engine answers from the heartbeat keys). Entries
+	// of a consumer it calls dead are claimed at once, not after ClaimIdle,
+	// and the consumer is deleted once it holds nothing. Defaults to nil:
+	// only the ClaimIdle reclaim takes entries over.
+	Alive func(ctx context.Context) (func(consumer string) bool, error)
+	// TakeoverGrace is how long takeovers wait after this consumer's broker
+	// came back from an outage, so the live engines' heartbeats, which
+	// may have expired during it, are written again first. Defaults to
+	// TakeoverGraceDefault.
+	TakeoverGrace time.Duration
+	// HandlerTimeout, when positive, bounds one handler run: its context is
+	// cancelled after it and the run counts as a failed attempt. Defaults
+	// to 0 (no bound).
+	HandlerTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Observer is optional.
 	Observer Observer
+	// Control, when set, pauses lanes, throttles the backfill and lowers
+	// its slots (see Control). Defaults to nil: no controls.
+	Control Control
 	// OnDeadLetter, when set, is called on the consumer's goroutine after
 	// an entry was moved to dlq, or dropped (dlq "") with the DLQ off;
 	// reason is its failure reason (tracing). Optional.
@@ -193,7 +214,8 @@ func (c *Config) validateAndDefault() error {
 	case c.Backfill != "" && c.Backfill == c.Naming.DLQ(c.Primary):
 		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
 	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
-		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0:
+		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0,
+		c.TakeoverGrace < 0, c.HandlerTimeout < 0:
 		return errors.New("consumer: Config durations and counts must not be negative")
 	case c.MinBackfillShare < 0 || c.MinBackfillShare >= 1:
 		return fmt.Errorf("consumer: Config.MinBackfillShare %v must be in [0,1)", c.MinBackfillShare)
@@ -217,6 +239,7 @@ func (c *Config) validateAndDefault() error {
 	defD(&c.ClaimIdle, ClaimIdleDefault)
 	defD(&c.ProbeInterval, ProbeIntervalDefault)
 	defD(&c.ShutdownTimeout, ShutdownTimeoutDefault)
+	defD(&c.TakeoverGrace, TakeoverGraceDefault)
 	if c.Decode == nil {
 		c.Decode = func(e lanewaybroker.Entry) (envelope.Envelope, error) {
 			if _, ok := e.Fields["data"]; !ok && e.Fields != nil {

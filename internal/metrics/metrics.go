@@ -51,6 +51,7 @@ type Metrics struct {
 	relayLatency prometheus.Histogram
 	relayFailed  prometheus.Counter
 	relayAband   prometheus.Counter
+	brokerDown   prometheus.Gauge
 }
 
 // New registers the metrics on reg and a collector that inspects streams
@@ -80,9 +81,11 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 			Help: "Outbox rows whose publish failed (retried with backoff)."}),
 		relayAband: prometheus.NewCounter(prometheus.CounterOpts{Name: "laneway_outbox_abandoned_total",
 			Help: "Outbox rows abandoned after max_attempts."}),
+		brokerDown: prometheus.NewGauge(prometheus.GaugeOpts{Name: "laneway_outbox_broker_unreachable",
+			Help: "1 while the outbox relay is paused on an unreachable broker (rows keep their attempts), else 0."}),
 	}
 	for _, c := range []prometheus.Collector{m.handled, m.duration, m.endToEnd, m.retries, m.dlqRouted, m.reads,
-		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband,
+		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, m.brokerDown,
 		&streamCollector{b: p.Broker, streams: p.Streams, naming: p.Lanes.Naming}, &outboxCollector{stats: p.OutboxStats}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -162,6 +165,15 @@ func (m *Metrics) Published(stream string, n int, latency time.Duration) {
 
 // Failed counts rows whose publish failed.
 func (m *Metrics) Failed(n int) { m.relayFailed.Add(float64(n)) }
+
+// BrokerUnreachable sets the relay's broker gauge.
+func (m *Metrics) BrokerUnreachable(down bool) {
+	v := 0.0
+	if down {
+		v = 1
+	}
+	m.brokerDown.Set(v)
+}
 
 // Abandoned counts abandoned rows.
 func (m *Metrics) Abandoned(n int) { m.relayAband.Add(float64(n)) }

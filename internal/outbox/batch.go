@@ -162,11 +162,18 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	if r.cfg.Trace != nil {
 		traced = r.cfg.Trace(pctx, rows, pubs)
 	}
-	_, perr := r.broker.Publish(pctx, pubs)
+	_, perr := r.publishEntries(pctx, pubs)
 	if traced != nil {
 		traced(perr)
 	}
 	if perr != nil {
+		if r.brokerUnreachable(pctx, perr) {
+			r.setBrokerDown(perr)
+			if ferr := r.release(pctx, rows, perr); ferr != nil {
+				return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+			}
+			return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		}
 		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
@@ -285,6 +292,24 @@ func (r *Relay) markFailed(ctx context.Context, rows []lanewaystore.OutboxRow, c
 	return errors.Join(errs...)
 }
 
+// release hands rows whose publish failed on an unreachable broker back
+// without counting an attempt. If the database does not answer either, the
+// rows stay leased and are claimed again when their lease expires.
+func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+	msg := cause.Error()
+	if len(msg) > maxErrorText {
+		msg = msg[:maxErrorText]
+	}
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	if err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{WorkerID: r.cfg.WorkerID, IDs: ids, Error: msg, Outage: true}); err != nil {
+		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
+	}
+	return nil
+}
+
 // RetryDelay is the delay before publish attempt n+1 after the n-th failure
 // (n >= 1): BaseDelay * 2^(n-1), spread by ±25% when Jitter is set, capped
 // at MaxBackoff. Zero fields take their defaults.
@@ -323,13 +348,16 @@ func (r *Relay) setHealth(err error, brokerTried bool) {
 		if brokerTried {
 			state = publishFailing
 		}
-		if r.failing.Swap(state) == healthy {
+		if r.failing.Swap(state) == healthy && !r.downLogged.Load() {
 			r.log.Warn("outbox relay failing; backing off and retrying", "error", err)
 		}
 		return
 	}
 	if err != nil || (!brokerTried && r.failing.Load() == publishFailing) {
 		return
+	}
+	if r.downLogged.Load() {
+		return // the end of a broker outage is logged by brokerBack
 	}
 	if r.failing.Swap(healthy) != healthy {
 		r.log.Info("outbox relay recovered")

@@ -78,6 +78,12 @@ type Config struct {
 	Now func() time.Time
 	// Observer receives metrics events. Optional.
 	Observer Observer
+	// MinReplicasAcked, when above 0, marks a batch published only once
+	// that many replicas acknowledged it (see replicated.go). The broker
+	// must implement lanewaybroker.ReplicatedPublisher. Defaults to 0.
+	MinReplicasAcked int
+	// ReplicasTimeout bounds the wait for those replicas. Defaults to 1s.
+	ReplicasTimeout time.Duration
 	// Trace, when set, is called before each publish with the rows and
 	// their publications; the function it returns is called with the
 	// publish's outcome (tracing spans). Optional.
@@ -139,6 +145,9 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	if c.ReplicasTimeout <= 0 {
+		c.ReplicasTimeout = ReplicasTimeoutDefault
+	}
 	return c
 }
 
@@ -163,11 +172,14 @@ func ConfigFrom(c *lanewayconfig.Config, domain string) (Config, error) {
 		// means the default, so use the smallest positive delay.
 		base = time.Nanosecond
 	}
+	br := c.Brokers[lanewayconfig.DefaultEntry]
 	return Config{
-		BatchSize:       o.BatchSize,
-		Lease:           o.Lease(),
-		TickInterval:    o.TickInterval(),
-		MaxTickInterval: o.MaxTickInterval(),
+		MinReplicasAcked: br.MinReplicasAcked,
+		ReplicasTimeout:  time.Duration(br.MinReplicasTimeoutMS) * time.Millisecond,
+		BatchSize:        o.BatchSize,
+		Lease:            o.Lease(),
+		TickInterval:     o.TickInterval(),
+		MaxTickInterval:  o.MaxTickInterval(),
 		Retry: Retry{
 			MaxAttempts: o.Retry.MaxAttempts,
 			BaseDelay:   base,

@@ -60,8 +60,8 @@ func (b *countingBroker) attempts() map[string]int {
 	return out
 }
 
-// Issue 3: an unreachable broker at start is no hot loop. With every
-// publish failing and the clock standing still, the running relay loops
+// Publishes failing for the rows (the broker answers) are no hot loop. With
+// every publish failing and the clock standing still, the running relay loops
 // many times (woken by Notify and its own back-off) yet attempts each row
 // once: the row waits out its next_retry_at. Each step of the clock past a
 // retry delay buys exactly one more attempt. The log has one line per state
@@ -80,7 +80,7 @@ func TestBrokerDownAtStartNoHotLoop(t *testing.T) {
 				counting := &countingBroker{Broker: b}
 				f := brokertest.NewFaulty(counting)
 				top := &countingBroker{Broker: f}
-				f.FailPublish(errors.New("dial tcp 127.0.0.1:6379: connect: connection refused"))
+				f.FailPublish(errors.New("WRONGTYPE Operation against a key holding the wrong kind of value"))
 
 				clk := newClock()
 				h := &countHandler{}
@@ -119,7 +119,7 @@ func TestBrokerDownAtStartNoHotLoop(t *testing.T) {
 					assert.Equal(t, 1, row.RetryCount)
 					require.NotNil(t, row.NextRetryAt)
 					assert.True(t, row.NextRetryAt.After(now), "next_retry_at %v is in the future of %v", row.NextRetryAt, now)
-					assert.Contains(t, row.LastError, "connection refused")
+					assert.Contains(t, row.LastError, "WRONGTYPE")
 				}
 
 				// Past the first delay (1 minute): one more attempt each,
@@ -157,4 +157,51 @@ func TestBrokerDownAtStartNoHotLoop(t *testing.T) {
 			})
 		}
 	}
+}
+
+// An unreachable broker (publish refused, ping unanswered) pauses the relay:
+// after the publish that found it down, nothing is claimed or published
+// until it answers again, the rows keep retry_count 0 and status pending
+// however long it lasts, /readyz's flag is set, and the log has one WARN
+// and one INFO.
+func TestUnreachableBrokerPausesRelay(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	f := brokertest.NewFaulty(b)
+	top := &countingBroker{Broker: f}
+	down := errors.New("dial tcp 127.0.0.1:6379: connect: connection refused")
+	f.FailPublish(down)
+	f.FailPing(down)
+	h := &countHandler{}
+	r := outbox.New(s, top, outbox.Config{Logger: slog.New(h), Retry: outbox.Retry{MaxAttempts: 1, BaseDelay: time.Millisecond},
+		TickInterval: time.Millisecond, MaxTickInterval: time.Millisecond})
+	var ids []string
+	for range 3 {
+		row, _ := newRow(t, cat, 0, "down")
+		insert(t, s, row)
+		ids = append(ids, row.MessageID)
+	}
+	require.NoError(t, r.Start(ctx))
+	defer stop(t, r)
+	require.Eventually(t, r.BrokerUnreachable, 30*time.Second, time.Millisecond)
+	// Pings go on; publishes do not.
+	pings := f.Injected()
+	require.Eventually(t, func() bool { r.Notify(); return f.Injected() >= pings+5 }, 30*time.Second, time.Millisecond)
+	assert.EqualValues(t, 1, top.calls.Load(), "published while the broker did not answer")
+	for _, id := range ids {
+		row := listAll(t, s)[id]
+		assert.Equal(t, lanewaystore.StatusPending, row.Status, "MaxAttempts 1 would have abandoned it")
+		assert.Zero(t, row.RetryCount)
+		assert.Contains(t, row.LastError, "connection refused")
+	}
+	assert.Zero(t, r.Stats().Abandoned+r.Stats().Failed)
+
+	f.Heal()
+	require.Eventually(t, func() bool { return r.Stats().Published == 3 }, 30*time.Second, time.Millisecond)
+	assert.False(t, r.BrokerUnreachable())
+	assert.Equal(t, 1, h.count(slog.LevelWarn), "one WARN for the outage")
+	require.Eventually(t, func() bool { return h.count(slog.LevelInfo) == 1 }, 30*time.Second, time.Millisecond, "one INFO for its end")
+	assert.Zero(t, h.count(slog.LevelError))
 }

@@ -223,7 +223,8 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 		ids = append(ids, row.MessageID)
 	}
 
-	f.FailPublish(errors.New("redis: connection refused"))
+	// A failure of the rows themselves (the broker answers): an attempt.
+	f.FailPublish(errors.New("ERR value too large"))
 	_, err := r.RunOnce(ctx)
 	require.Error(t, err)
 	rows := listAll(t, s)
@@ -234,7 +235,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 		require.NotNil(t, row.NextRetryAt)
 		assert.True(t, row.NextRetryAt.After(clk.Now()), "next_retry_at %v is in the future of %v", row.NextRetryAt, clk.Now())
 		assert.WithinDuration(t, clk.Now().Add(time.Second), *row.NextRetryAt, time.Millisecond)
-		assert.Contains(t, row.LastError, "connection refused")
+		assert.Contains(t, row.LastError, "value too large")
 	}
 	// Not yet due: nothing is claimed, even with the broker healed.
 	f.Heal()
@@ -257,7 +258,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 	// A row that keeps failing: delays double, then it is abandoned.
 	row, _ := newRow(t, cat, 0, "doomed")
 	insert(t, s, row)
-	f.FailPublish(errors.New("redis: READONLY"))
+	f.FailPublish(errors.New("WRONGTYPE Operation against a key holding the wrong kind of value"))
 	wantDelay := []time.Duration{time.Second, 2 * time.Second}
 	for attempt := 1; attempt <= 3; attempt++ {
 		_, err := r.RunOnce(ctx)
@@ -269,7 +270,7 @@ func TestBrokerFailureRetriesThenAbandons(t *testing.T) {
 			require.WithinDuration(t, clk.Now().Add(wantDelay[attempt-1]), *got.NextRetryAt, time.Millisecond)
 		} else {
 			require.Equal(t, lanewaystore.StatusAbandoned, got.Status)
-			require.Contains(t, got.LastError, "READONLY")
+			require.Contains(t, got.LastError, "WRONGTYPE")
 		}
 		clk.Advance(time.Hour)
 	}

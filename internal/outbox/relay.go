@@ -38,7 +38,9 @@ type Relay struct {
 	notifyCh chan struct{}
 	listenCh chan struct{}
 
-	failing atomic.Int32 // a health* state
+	failing    atomic.Int32 // a health* state
+	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
+	downLogged atomic.Bool  // the outage's WARN is out, its INFO not yet
 
 	wakeNotify, wakeListen, wakePoll atomic.Int64
 	published, failed, abandoned     atomic.Int64
@@ -99,6 +101,9 @@ func (r *Relay) Stats() Stats {
 // when listening cannot start). It does not block. The loops run until
 // Stop or until ctx is done.
 func (r *Relay) Start(ctx context.Context) error {
+	if err := r.checkReplicated(); err != nil {
+		return err
+	}
 	rctx, err := r.life.Start(ctx)
 	if err != nil {
 		return fmt.Errorf("outbox: relay: %w", err)
@@ -168,7 +173,13 @@ func (r *Relay) loop(ctx context.Context) {
 		}
 		first = false
 
+		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
+			return
+		}
 		n, err := r.drain(ctx)
+		if err == nil {
+			r.brokerBack()
+		}
 		switch {
 		case ctx.Err() != nil:
 			return

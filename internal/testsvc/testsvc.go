@@ -69,6 +69,13 @@ func PostgresURL(t testing.TB) string {
 	if base == "" {
 		base = defaultPostgresURL
 	}
+	return SchemaURL(t, base)
+}
+
+// SchemaURL returns the URL of a fresh schema on the PostgreSQL at base,
+// dropped when the test ends.
+func SchemaURL(t testing.TB, base string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, base)

@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -58,7 +59,7 @@ func (b *Broker) readBlocking(ctx context.Context, args *redis.XReadGroupArgs, b
 			return nil, err
 		}
 		res, err := b.readOn(ctx, bc, args)
-		healthy := err == nil || isServerErr(err)
+		healthy := err == nil || (isServerErr(err) && !demoted(err))
 		b.putBlockConn(bc, healthy)
 		if b.cluster != nil && isRedirect(err) && ctx.Err() == nil {
 			// The slot moved (or is moving) away from that master: refresh
@@ -71,7 +72,9 @@ func (b *Broker) readBlocking(ctx context.Context, args *redis.XReadGroupArgs, b
 			return res, err
 		}
 		// An idle dedicated connection can go stale (server restart,
-		// network): retry once on a fresh one before reporting.
+		// network, or a primary demoted to replica by a failover, which
+		// answers READONLY while a fresh connection reaches the new
+		// primary): retry once on a fresh one before reporting.
 	}
 }
 
@@ -186,4 +189,16 @@ func (b *Broker) putBlockConn(bc *blockConn, healthy bool) {
 func isServerErr(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr)
+}
+
+// demoted reports a server that is no longer the primary (READONLY from a
+// replica, MASTERDOWN from a replica cut off from it). A dedicated
+// connection to it must be dropped, not reused: the failover client only
+// redirects the connections it pools, and a dedicated one would otherwise
+// keep reading from the old server after Sentinel promoted another.
+// (go-redis also marks such a dedicated connection unusable: every later
+// command on it fails with "Conn is in a bad state".)
+func demoted(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "READONLY") || strings.Contains(msg, "MASTERDOWN") || strings.Contains(msg, "bad state")
 }

@@ -8,6 +8,7 @@ package redisbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
@@ -62,6 +63,10 @@ type Options struct {
 	// CLIENT LIST shows which process a connection belongs to. Defaults to
 	// none.
 	ClientName string
+	// TLS replaces the TLS settings of a "rediss://" URL (CA, client
+	// certificate, server name); an empty ServerName means the URL's host.
+	// Ignored for plain "redis://" URLs. Defaults to the system roots.
+	TLS *tls.Config
 }
 
 func (o Options) withDefaults() Options {
@@ -132,13 +137,11 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 	if IsClusterURL(url) {
 		return openCluster(ctx, url, opts)
 	}
-	ro, err := redis.ParseURL(url)
+	client, addr, err := newClient(url, opts)
 	if err != nil {
-		return nil, redactErr(fmt.Errorf("redisbroker: invalid Redis URL %q: %w", url, err), url)
+		return nil, err
 	}
-	applyOptions(ro, opts)
-	client := redis.NewClient(ro)
-	b := newBroker(client, ro.Addr, opts, redisCaps())
+	b := newBroker(client, addr, opts, redisCaps())
 
 	cctx, cancel := context.WithTimeout(ctx, opts.ConnectTimeout)
 	defer cancel()
@@ -146,9 +149,9 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 		_ = client.Close()
 		var rerr redis.Error
 		if errors.As(err, &rerr) {
-			return nil, redactErr(fmt.Errorf("redisbroker: Redis at %s refused the connection: %w", ro.Addr, err), url)
+			return nil, redactErr(fmt.Errorf("redisbroker: Redis at %s refused the connection: %w", addr, err), url)
 		}
-		return nil, redactErr(fmt.Errorf("redisbroker: cannot reach Redis at %s: %w", ro.Addr, err), url)
+		return nil, redactErr(fmt.Errorf("redisbroker: cannot reach Redis at %s: %w", addr, err), url)
 	}
 	info, err := client.Info(cctx, "server").Result()
 	switch {
@@ -159,12 +162,12 @@ func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 		b.caps = miniredisCaps()
 	case err != nil:
 		_ = client.Close()
-		return nil, redactErr(fmt.Errorf("redisbroker: Redis at %s: INFO server: %w", ro.Addr, err), url)
+		return nil, redactErr(fmt.Errorf("redisbroker: Redis at %s: INFO server: %w", addr, err), url)
 	default:
 		version := infoField(info, "redis_version")
 		if major, ok := majorVersion(version); !ok || major < MinRedisMajor {
 			_ = client.Close()
-			return nil, fmt.Errorf("redisbroker: Redis at %s is version %q; Laneway needs Redis %d.0 or newer (XAUTOCLAIM deleted ids, XINFO GROUPS lag)", ro.Addr, version, MinRedisMajor)
+			return nil, fmt.Errorf("redisbroker: Redis at %s is version %q; Laneway needs Redis %d.0 or newer (XAUTOCLAIM deleted ids, XINFO GROUPS lag)", addr, version, MinRedisMajor)
 		}
 	}
 	return b, nil

@@ -50,6 +50,13 @@ func applyClusterOptions(co *redis.ClusterOptions, o Options) {
 		co.ClientName = o.ClientName
 	}
 	co.ContextTimeoutEnabled = true
+	if co.TLSConfig != nil && o.TLS != nil {
+		t := o.TLS.Clone()
+		if t.ServerName == "" {
+			t.ServerName = co.TLSConfig.ServerName
+		}
+		co.TLSConfig = t
+	}
 }
 
 // openCluster is Open for a redis+cluster:// URL.

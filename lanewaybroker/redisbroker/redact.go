@@ -38,6 +38,21 @@ func redactErr(err error, rawURL string) error {
 // urlPasswordForms extracts the password of a URL by hand, so that it also
 // works on URLs url.Parse rejects, longest form first.
 func urlPasswordForms(raw string) []string {
+	forms := userPasswordForms(raw)
+	// A Sentinel URL may carry the Sentinels' own password as a query
+	// parameter.
+	if _, q, ok := strings.Cut(raw, "?"); ok {
+		if vals, err := url.ParseQuery(q); err == nil {
+			if pw := vals.Get("sentinel_password"); pw != "" {
+				forms = append(forms, pw, url.QueryEscape(pw))
+			}
+		}
+	}
+	sort.Slice(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return forms
+}
+
+func userPasswordForms(raw string) []string {
 	_, rest, ok := strings.Cut(raw, "://")
 	if !ok {
 		return nil

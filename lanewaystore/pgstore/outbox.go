@@ -137,6 +137,15 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 		t := pgTime(p.NextRetryAt)
 		next = &t
 	}
+	if p.Outage {
+		_, err := s.exec(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL
+			WHERE id = ANY($3::bigint[]) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
+			p.WorkerID, p.Error, p.IDs)
+		if err != nil {
+			return fmt.Errorf("pgstore: release rows: %w", err)
+		}
+		return nil
+	}
 	_, err := s.exec(ctx, `UPDATE outbox
 		SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
 		    locked_by = NULL, locked_until = NULL

@@ -141,6 +141,18 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	} else if !p.NextRetryAt.IsZero() {
 		next = formatTime(p.NextRetryAt)
 	}
+	if p.Outage {
+		err = s.inTx(ctx, func(t *sql.Tx) error {
+			_, err := t.ExecContext(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL
+				WHERE id IN (SELECT value FROM json_each($3)) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
+				p.WorkerID, p.Error, string(ids))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("sqlitestore: release rows: %w", err)
+		}
+		return nil
+	}
 	err = s.inTx(ctx, func(t *sql.Tx) error {
 		_, err := t.ExecContext(ctx, `UPDATE outbox
 			SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,

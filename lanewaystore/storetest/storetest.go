@@ -42,6 +42,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"ClaimRetryTime", testClaimRetryTime},
 		{"MarkPublished", testMarkPublished},
 		{"MarkFailed", testMarkFailed},
+		{"MarkFailedOutage", testMarkFailedOutage},
 		{"Cleanup", testCleanup},
 		{"LeaseIsProcessing", testLeaseIsProcessing},
 		{"StoredProcessingRows", testStoredProcessingRows},

@@ -220,6 +220,8 @@ func (m *Manager) streamsFor(ctx context.Context, name string) ([]Stream, error)
 type ListParams struct {
 	Stream string
 	Limit  int
+	// Filter keeps only the entries it matches (the zero value keeps all).
+	Filter Filter
 }
 
 // LimitDefault bounds List when ListParams.Limit is not set.
@@ -233,6 +235,10 @@ type ListResult struct {
 	Entries []Entry
 	// Total is the number of entries in Streams (Entries may hold fewer).
 	Total int64
+	// Matched is the number of entries the filter matched (Total without a
+	// filter); with a filter, at most FilterScanLimit entries of each
+	// stream are looked at.
+	Matched int64
 }
 
 // List reads DLQ entries without changing anything.
@@ -251,6 +257,16 @@ func (m *Manager) List(ctx context.Context, p ListParams) (ListResult, error) {
 		if s.Depth == 0 {
 			continue
 		}
+		if !p.Filter.IsZero() {
+			matched, err := m.filtered(ctx, s, p.Filter, limit)
+			if err != nil {
+				return ListResult{}, err
+			}
+			res.Matched += matched.n
+			res.Entries = append(res.Entries, matched.entries...)
+			continue
+		}
+		res.Matched += s.Depth
 		es, err := m.b.Range(ctx, s.Name, "-", "+", limit)
 		if err != nil {
 			return ListResult{}, err

@@ -96,6 +96,18 @@ type envParams struct {
 	// Tables is TOML appended to the file (whole tables, such as
 	// "[handlers.CustomerProjector]").
 	Tables string
+	// Broker, when set, replaces the package's Redis database with a
+	// server of the test's own.
+	Broker *brokerParams
+}
+
+// brokerParams point a test's engine at its own Redis: URL is
+// brokers.default.url, Extra more keys of [brokers.default] (tls_*),
+// Admin a client that observes the server as its admin.
+type brokerParams struct {
+	URL   string
+	Extra string
+	Admin *redis.Client
 }
 
 func newEnv(t *testing.T, p envParams) *env {
@@ -103,17 +115,22 @@ func newEnv(t *testing.T, p envParams) *env {
 	t.Setenv("LANEWAY_ENV", "") // the test process loads the base config only
 	e := &env{t: t, dir: t.TempDir(), dbURL: testsvc.PostgresURL(t)}
 
-	u, err := url.Parse(testsvc.RedisURL(t))
-	require.NoError(t, err)
-	u.Path = fmt.Sprintf("/%d", redisDB)
-	e.redisURL = u.String()
-	opt, err := redis.ParseURL(e.redisURL)
-	require.NoError(t, err)
-	require.Equal(t, redisDB, opt.DB, "flushing is only allowed on the package's own database")
-	e.rdb = redis.NewClient(opt)
-	t.Cleanup(func() { _ = e.rdb.Close() })
 	ctx := context.Background()
-	require.NoError(t, e.rdb.FlushDB(ctx).Err())
+	brokerExtra := ""
+	if p.Broker != nil {
+		e.redisURL, e.rdb, brokerExtra = p.Broker.URL, p.Broker.Admin, p.Broker.Extra
+	} else {
+		u, err := url.Parse(testsvc.RedisURL(t))
+		require.NoError(t, err)
+		u.Path = fmt.Sprintf("/%d", redisDB)
+		e.redisURL = u.String()
+		opt, err := redis.ParseURL(e.redisURL)
+		require.NoError(t, err)
+		require.Equal(t, redisDB, opt.DB, "flushing is only allowed on the package's own database")
+		e.rdb = redis.NewClient(opt)
+		t.Cleanup(func() { _ = e.rdb.Close() })
+		require.NoError(t, e.rdb.FlushDB(ctx).Err())
+	}
 
 	engineDB := e.dbURL
 	if p.PoolMaxConns > 0 {
@@ -144,7 +161,7 @@ url = %q
 [brokers.default]
 provider = "redis"
 url = %q
-
+%s
 [server.http]
 listen = %q
 
@@ -161,7 +178,7 @@ enabled = %t
 # republish them within the test's budget instead of after 30 s.
 [outbox]
 lease_seconds = 2
-%s%s`, engineDB, e.redisURL, listen, claimIdle, extra.String(), p.Lanes, overlay, p.Tables)
+%s%s`, engineDB, e.redisURL, brokerExtra, listen, claimIdle, extra.String(), p.Lanes, overlay, p.Tables)
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "domain.toml"), []byte(toml), 0o644))
 
 	conn, err := pgx.Connect(ctx, e.dbURL)

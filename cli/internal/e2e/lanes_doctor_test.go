@@ -296,7 +296,7 @@ func (e *env) doctor(env map[string]string, args ...string) (int, map[string]ins
 	for _, c := range rep.Checks {
 		checks[c.ID] = c
 	}
-	require.Len(e.t, checks, 9, out)
+	require.Len(e.t, checks, 10, out)
 	assert.Equal(e.t, rep.Fail == 0, rep.OK)
 	if rep.Fail > 0 {
 		assert.Equal(e.t, 1, code, "exit 1 when a check fails")
@@ -346,7 +346,7 @@ func TestDoctorAllPass(t *testing.T) {
 
 	code, out, _ := e.runCLI(nil, "doctor", "--sample", "100ms")
 	assert.Equal(t, 0, code)
-	assert.Contains(t, out, "9 checks: 9 pass, 0 warn, 0 fail")
+	assert.Contains(t, out, "10 checks: 10 pass, 0 warn, 0 fail")
 
 	eng.signal(t, syscall.SIGTERM)
 	assert.Equal(t, 0, eng.wait(t, wait))

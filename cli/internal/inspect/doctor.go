@@ -38,6 +38,9 @@ type DoctorParams struct {
 	// Inspector is then nil): the configuration checks still run, the
 	// others report it.
 	BrokerErr error
+	// Topology is the domain's, for the permission fix when the Inspector
+	// is nil.
+	Topology Topology
 }
 
 // Doctor runs the seed guide's troubleshooting list as checks, in order:
@@ -57,10 +60,16 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 	}
 	checks := []Check{lanesEnabled(cfg)}
 	if in == nil {
+		acl, ok := aclCheckUnreachable(p.BrokerErr, cfg, p.Topology)
+		if !ok {
+			acl = Check{ID: "redis_acl", Title: "Redis permissions", Status: Warn,
+				Detail: "not checked: the broker is not reachable", Fix: "make the broker reachable, then run laneway doctor again"}
+		}
+		checks = append(checks, acl)
 		checks = append(checks, Check{ID: "engine", Title: "running engine", Status: Fail,
 			Detail: "cannot reach the broker: " + p.BrokerErr.Error(),
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
-		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "backfill_draining", Title: "backfill draining"},
+		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "lane_paused", Title: "paused lanes"}, {ID: "backfill_draining", Title: "backfill draining"},
 			{ID: "dlq", Title: "dead-letter queues"}, {ID: "upcasters", Title: "upcasters for dead-lettered versions"},
 			{ID: "backfill_leftovers", Title: "backfill leftovers"}, {ID: "stuck_pending", Title: "pending entries nobody takes over"}} {
 			c.Status, c.Detail, c.Fix = Warn, "not checked: the broker is not reachable", "make the broker reachable, then run laneway doctor again"
@@ -69,11 +78,27 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 		return append(checks, embeddedInProduction(cfg)), nil
 	}
 
+	acl, err := aclCheck(ctx, in, cfg)
+	if err != nil {
+		return nil, err
+	}
+	checks = append(checks, acl)
+	if acl.Status == Fail {
+		// The other checks would stop at the first refused command.
+		for _, c := range []Check{{ID: "engine", Title: "running engine"}, {ID: "backfill_groups", Title: "backfill consumer groups"},
+			{ID: "backfill_draining", Title: "backfill draining"}, {ID: "dlq", Title: "dead-letter queues"},
+			{ID: "upcasters", Title: "upcasters for dead-lettered versions"}, {ID: "backfill_leftovers", Title: "backfill leftovers"},
+			{ID: "stuck_pending", Title: "pending entries nobody takes over"}} {
+			c.Status, c.Detail, c.Fix = Warn, "not checked: the Redis user lacks permissions (see Redis permissions)", "grant them, then run laneway doctor again"
+			checks = append(checks, c)
+		}
+		return append(checks, embeddedInProduction(cfg)), nil
+	}
 	first, err := in.Status(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first))
+	checks = append(checks, engineCheck(first, cfg, dir), backfillGroups(in.topo, first), pausedCheck(first, dir))
 	if in.topo.Lanes.Enabled {
 		select {
 		case <-ctx.Done():
@@ -203,8 +228,8 @@ func Draining(before, after Status, sample time.Duration, dir string) Check {
 	for _, cs := range after.Categories {
 		now := cs.Lanes[1]
 		was := prev[now.Stream]
-		if now.Unhandled == 0 {
-			continue
+		if now.Unhandled == 0 || pausedLane(now) {
+			continue // a paused lane is the paused-lanes check's WARN
 		}
 		if readers == 0 {
 			growth := ""

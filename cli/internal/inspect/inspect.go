@@ -93,6 +93,9 @@ type Status struct {
 	Engines        []Engine         `json:"engines"`
 	Categories     []CategoryStatus `json:"categories"`
 	Warnings       []string         `json:"warnings"`
+	// Controls are the lane controls in force (controls.go); nil when the
+	// broker keeps none.
+	Controls *Controls `json:"controls,omitempty"`
 }
 
 // Engine is a running engine of the domain, from its heartbeat.
@@ -139,6 +142,8 @@ type LaneStatus struct {
 	// stream although the engine needs it there.
 	MissingGroups []string `json:"missing_groups"`
 	Warning       string   `json:"warning,omitempty"`
+	// Control is the lane's pause and rate (controls.go).
+	Control *LaneControl `json:"control,omitempty"`
 }
 
 // GroupStatus is one consumer group of a lane's stream.
@@ -185,6 +190,16 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 	if st.Engines, err = in.Engines(ctx, cfg.LanesFingerprint()); err != nil {
 		return st, err
 	}
+	// Only consumers of running engines count: a stopped engine's consumer
+	// stays listed by Redis until it is taken over and deleted.
+	live := func(name string) bool {
+		for _, e := range st.Engines {
+			if e.OwnsConsumer(name) {
+				return true
+			}
+		}
+		return false
+	}
 	for _, c := range in.topo.Categories {
 		cs := CategoryStatus{Category: c.Name, Class: c.Class, Subscriptions: append([]string{}, c.Groups...)}
 		for _, lane := range []lanes.Lane{lanes.Primary, lanes.Backfill} {
@@ -192,7 +207,7 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 			if lane == lanes.Backfill {
 				name, enabled = in.topo.Backfill(c.Name), in.topo.Lanes.Enabled
 			}
-			ls, err := in.Lane(ctx, name, lane, enabled, c.Groups)
+			ls, err := in.lane(ctx, name, lane, enabled, c.Groups, live)
 			if err != nil {
 				return st, err
 			}
@@ -202,6 +217,9 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 			cs.Lanes = append(cs.Lanes, ls)
 		}
 		st.Categories = append(st.Categories, cs)
+	}
+	if err := in.addControls(ctx, &st, cfg); err != nil {
+		return st, err
 	}
 	for _, e := range st.Engines {
 		if !e.FingerprintMatches {
@@ -215,6 +233,11 @@ func (in *Inspector) Status(ctx context.Context, cfg *lanewayconfig.Config) (Sta
 // Lane inspects one lane's stream. expected are the groups the engine
 // needs on it when enabled.
 func (in *Inspector) Lane(ctx context.Context, stream string, lane lanes.Lane, enabled bool, expected []string) (LaneStatus, error) {
+	return in.lane(ctx, stream, lane, enabled, expected, nil)
+}
+
+// lane is Lane counting only the consumers live accepts (all when nil).
+func (in *Inspector) lane(ctx context.Context, stream string, lane lanes.Lane, enabled bool, expected []string, live func(string) bool) (LaneStatus, error) {
 	ls := LaneStatus{Lane: lane, Stream: stream, Enabled: enabled, DLQStream: in.topo.Naming().DLQ(stream), Groups: []GroupStatus{}, MissingGroups: []string{}}
 	var err error
 	if ls.Length, err = in.broker.Len(ctx, stream); err != nil {
@@ -235,7 +258,7 @@ func (in *Inspector) Lane(ctx context.Context, stream string, lane lanes.Lane, e
 	have := map[string]bool{}
 	for _, g := range groups {
 		have[g.Name] = true
-		gs, err := in.group(ctx, stream, g)
+		gs, err := in.group(ctx, stream, g, live)
 		if err != nil {
 			return ls, err
 		}
@@ -274,14 +297,23 @@ func (in *Inspector) Lane(ctx context.Context, stream string, lane lanes.Lane, e
 	return ls, nil
 }
 
-func (in *Inspector) group(ctx context.Context, stream string, g lanewaybroker.GroupInfo) (GroupStatus, error) {
+func (in *Inspector) group(ctx context.Context, stream string, g lanewaybroker.GroupInfo, live func(string) bool) (GroupStatus, error) {
 	gs := GroupStatus{Name: g.Name, Consumers: g.Consumers, Pending: g.Pending, Lag: g.Lag, LastDeliveredID: g.LastDeliveredID}
 	if g.Consumers > 0 {
 		cons, err := in.broker.Consumers(ctx, stream, g.Name)
 		if err != nil {
 			return gs, err
 		}
+		if live != nil {
+			gs.Consumers = 0
+		}
 		for _, c := range cons {
+			if live != nil {
+				if !live(c.Name) {
+					continue
+				}
+				gs.Consumers++
+			}
 			if c.Idle < in.activeIdle {
 				gs.ActiveConsumers++
 			}

@@ -56,6 +56,11 @@ type Params struct {
 	// MemoryBacklogs are the backlog sizes of the memory scenario.
 	MemoryBacklogs []int
 	JSON           bool
+	// TargetMS is the governor's target in the contention scenario, and
+	// ContentionDuration how long production runs in each of its
+	// configurations.
+	TargetMS           int
+	ContentionDuration time.Duration
 }
 
 // DefaultParams are the full-size defaults; ShortParams the `make bench` ones.
@@ -66,6 +71,7 @@ func DefaultParams() Params {
 		HandlerCost: 200 * time.Microsecond, IOCost: time.Millisecond,
 		Concurrency: 10, BackfillConcurrency: 8,
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
+		TargetMS: 50, ContentionDuration: 20 * time.Second,
 	}
 }
 
@@ -99,6 +105,10 @@ func (p *Params) Validate() error {
 		return errors.New("--events must be positive")
 	case p.Callers <= 0:
 		return errors.New("--callers must be positive")
+	case p.TargetMS <= 0:
+		return errors.New("--target-ms must be positive")
+	case p.ContentionDuration <= 0:
+		return errors.New("--contention-duration must be positive")
 	case len(p.MemoryBacklogs) == 0:
 		return errors.New("--memory-backlogs needs at least one size")
 	}
@@ -108,8 +118,8 @@ func (p *Params) Validate() error {
 		}
 	}
 	for _, s := range p.Scenarios {
-		if !contains(Scenarios, s) {
-			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s)", s, strings.Join(Scenarios, ", "))
+		if !contains(allScenarios(), s) {
+			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s)", s, strings.Join(allScenarios(), ", "))
 		}
 	}
 	if len(p.Scenarios) == 0 {
@@ -175,10 +185,10 @@ func NewRunner(p Params, stdout, stderr io.Writer, worker []string) *Runner {
 func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
-		"scale": r.scale, "memory": r.memory,
+		"scale": r.scale, "memory": r.memory, "contention": r.contention,
 	}
 	var err error
-	for _, s := range Scenarios {
+	for _, s := range allScenarios() {
 		if !contains(r.p.Scenarios, s) {
 			continue
 		}

@@ -41,6 +41,10 @@ ceilings of this machine, measured in the same run:
               ceiling (single-row INSERT, pipelined XADD, XREADGROUP+XACK)
   scale       consume rate with 1, 2 and 4 engine processes on one broker
   memory      peak RSS of an engine process draining each --memory-backlogs
+  contention  (only when named; needs --database) production and a database-
+              heavy backfill on one PostgreSQL table: production p99 and
+              drain rate with the backfill unlimited, at a sweep of fixed
+              rates, and under the governor (--target-ms)
 
 By default everything is embedded: an in-process broker and a SQLite file in
 a temporary directory, fresh for each configuration and removed afterwards.
@@ -105,6 +109,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.Callers, "callers", p.Callers, "goroutines calling Process (and the raw insert ceiling)")
 	f.StringVar(&backlogs, "memory-backlogs", joinSizes(p.MemoryBacklogs), "comma-separated backlog sizes of the memory scenario")
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
+	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds")
+	f.DurationVar(&p.ContentionDuration, "contention-duration", p.ContentionDuration, "contention: how long production runs in each configuration")
 	f.BoolVar(&p.JSON, "json", false, "one JSON object per line per scenario and configuration instead of tables")
 	cmd.AddCommand(newWorkerCmd(stdout, stderr))
 	return cmd

@@ -49,6 +49,9 @@ type Result struct {
 	StartRSSMB    float64 `json:"start_rss_mb,omitempty"`
 	RSSSamples    int     `json:"rss_samples,omitempty"`
 	WorkerHandled []int64 `json:"worker_handled,omitempty"`
+	// Allowance is the governor's allowance sampled during a contention
+	// run, "min/median/max".
+	Allowance string `json:"governor_allowance,omitempty"`
 
 	// Compare holds ratios with other configurations of the same run,
 	// named "<what>_vs_<reference>" (see docs/BENCHMARKS.md).
@@ -152,6 +155,7 @@ func printTables(w io.Writer, p Params, rs []Result) {
 			fmt.Fprintf(w, "%10d %10.2f %12.1f %12.1f %10.1f %8s\n", r.Backlog, r.Backfill.DrainSeconds, r.PeakRSSMB, r.VmHWMMB, r.StartRSSMB, r.cmp("peak_rss_vs_smallest"))
 		}
 	}
+	printContention(w, rs, p.TargetMS)
 	if ts := targets(rs); len(ts) > 0 {
 		fmt.Fprintf(w, "\ntargets (issue 7)\n")
 		for _, t := range ts {

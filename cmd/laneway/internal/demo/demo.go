@@ -35,6 +35,7 @@ type demoParams struct {
 	handlerCost time.Duration
 	concurrency int
 	jsonOut     bool
+	report      string // --report: the HTML page to write (report.go)
 	// maxExtra bounds how long production keeps running after duration
 	// while the backfill has not drained yet.
 	maxExtra time.Duration
@@ -104,6 +105,7 @@ schema laneway_demo_<hex>, dropped afterwards.`,
 	f.DurationVar(&p.handlerCost, "handler-cost", time.Millisecond, "simulated cost of one confirmation email in NotificationHandler")
 	f.IntVar(&p.concurrency, "concurrency", 4, "handlers in flight per subscription; with lanes on, backfill may hold all but one of them")
 	f.BoolVar(&p.jsonOut, "json", false, "print one JSON object instead of the table")
+	f.StringVar(&p.report, "report", "", "also write the results as one self-contained HTML page (charts and table) to this file")
 	f.DurationVar(&p.maxExtra, "max-extra", 30*time.Second, "how long production may keep running after --duration while the backfill drains")
 	_ = f.MarkHidden("max-extra")
 	return cmd
@@ -126,6 +128,7 @@ type demoRun struct {
 	WallSeconds    float64         `json:"wall_seconds"`
 	HandledTotal   int             `json:"handled_total"`
 	firstSendError error
+	series         *demoSeries
 }
 
 type demoReport struct {
@@ -156,6 +159,9 @@ func runDemo(ctx context.Context, g *cmdEnv, p demoParams) error {
 		if !strings.HasPrefix(p.database, "postgres://") && !strings.HasPrefix(p.database, "postgresql://") {
 			return fmt.Errorf("--database %q: use a postgres:// URL", p.database)
 		}
+	}
+	if err := checkReportPath(p.report); err != nil {
+		return err
 	}
 	runID := scratch.RandomHex(3)
 	live := term.IsTerminal(stderr.W)
@@ -198,6 +204,12 @@ func runDemo(ctx context.Context, g *cmdEnv, p demoParams) error {
 	} else {
 		printDemoTable(g.stdout, rep)
 	}
+	if p.report != "" {
+		if err := writeDemoReport(p.report, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(g.stderr, "report written to %s\n", p.report)
+	}
 	if len(lost) > 0 {
 		return fmt.Errorf("events were lost: %s", strings.Join(lost, "; "))
 	}
@@ -217,6 +229,7 @@ type demoRecorder struct {
 	lastHandled   time.Time
 	handled       int
 	handlerErrors int
+	series        *demoSeries
 }
 
 func (r *demoRecorder) onHandled(h laneway.Handled) {
@@ -234,6 +247,7 @@ func (r *demoRecorder) onHandled(h laneway.Handled) {
 	if h.Meta.Priority < laneway.Normal {
 		if !r.backfillSeen[id] {
 			r.backfillSeen[id] = true
+			r.series.addBackfill(now)
 			r.handled++
 		}
 		r.lastBackfill, r.lastHandled = now, now
@@ -249,6 +263,7 @@ func (r *demoRecorder) onHandled(h laneway.Handled) {
 	// sent, i.e. the end of the handler.
 	if !h.Time.IsZero() {
 		r.primary = append(r.primary, now.Sub(h.Time))
+		r.series.addPrimary(now, now.Sub(h.Time))
 	}
 }
 
@@ -273,7 +288,7 @@ func demoOneRun(ctx context.Context, g *cmdEnv, p demoParams, log *slog.Logger, 
 			err = cerr
 		}
 	}()
-	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}}
+	rec := &demoRecorder{primarySeen: map[string]bool{}, backfillSeen: map[string]bool{}, series: newDemoSeries(time.Now())}
 	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, Logger: log, DisableHTTP: true, OnHandled: rec.onHandled})
 	if err := eng.Start(ctx); err != nil {
 		return res, err

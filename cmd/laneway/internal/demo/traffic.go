@@ -206,7 +206,7 @@ func (t *demoTraffic) result(rec *demoRecorder, label string, primarySent int) d
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res := demoRun{Lanes: label, Primary: latency.Summarize(lat), PrimarySent: primarySent, SendErrors: t.sendErrors,
-		firstSendError: t.firstErr, HandlerErrors: herr, HandledTotal: total,
+		firstSendError: t.firstErr, HandlerErrors: herr, HandledTotal: total, series: rec.series,
 		Backfill: demoBackfill{Sent: t.backfillSent, Handled: handled}}
 	if !lastBF.IsZero() {
 		res.Backfill.DrainSeconds = latency.Round3(lastBF.Sub(t.start).Seconds())

@@ -1,0 +1,388 @@
+//go:build chaos
+
+// Package chaos_test is the fault suite: real `laneway server` processes
+// (the chaosapp binary, built here) on a real Redis with an append-only
+// file and a real PostgreSQL, both started by the suite, reached through a
+// fault-injecting TCP proxy. Each case breaks something in the middle of a
+// bulk drain while production traffic flows, then checks that every
+// event's effect is there, that nothing was dead-lettered or abandoned by
+// a fault that was not the handler's, and measures the recovery. Run it
+// with `make chaos`; the table it prints is recorded in docs/RELIABILITY.md.
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/chaos/chaosdomain"
+	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/lanewayconfig"
+)
+
+// The streams of the chaos domain's one category, named by the lanes owner
+// (default naming).
+var (
+	naming         lanes.Naming
+	primaryStream  = naming.Primary("item")
+	backfillStream = naming.Backfill(primaryStream)
+)
+
+const (
+	// bulkEvents at bulkCost each take about 30 s to drain on two engines
+	// (two backfill slots each), so every fault lands mid-drain, and each
+	// engine holds up to 3,000 of them read ahead (messages_per_tick 1500).
+	bulkEvents = 6000
+	bulkCost   = 20 * time.Millisecond
+	// heartbeatTTL is the engine's heartbeat lifetime: the kill case's
+	// target is every primary entry of the dead engine handled within it
+	// plus 5 s.
+	heartbeatTTL = 15 * time.Second
+	// recoverWithin bounds every wait for convergence; a case that needs
+	// longer fails.
+	recoverWithin = 120 * time.Second
+)
+
+type world struct {
+	t     *testing.T
+	bin   string
+	redis *redisServer
+	pg    *pgServer
+	px    *proxies
+
+	mu   sync.Mutex
+	rows []row
+}
+
+// row is one line of the printed table.
+type row struct {
+	fault                        string
+	events, lost, dups, dlq, abd int
+	recover, p99                 time.Duration
+	note                         string
+}
+
+func TestFaults(t *testing.T) {
+	w := &world{t: t}
+	w.bin = filepath.Join(t.TempDir(), "chaosapp")
+	build := exec.Command("go", "build", "-o", w.bin, "./chaosapp")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	require.NoError(t, build.Run(), "build the engine binary")
+	w.redis = startRedis(t)
+	w.pg = startPostgres(t)
+	w.px = startProxies(t, w.redis.port, w.pg.port)
+	t.Cleanup(w.printTable)
+
+	cases := []struct {
+		name  string
+		fault func(c *kase) (healed time.Time)
+	}{
+		{"a. SIGKILL one of two engines", faultKillEngine},
+		{"b. SIGKILL Redis, restart from AOF", faultKillRedis},
+		{"c. Redis unreachable 20 s", faultRedisUnreachable},
+		{"d. PostgreSQL restart", faultPGRestart},
+		{"e. connections cut", faultCutConnections},
+		{"f. 200 ms latency, then 30 s blackhole", faultBlackhole},
+		{"g. poison and hanging handlers", faultPoison},
+	}
+	for i, tc := range cases {
+		if !t.Run(tc.name, func(t *testing.T) { w.run(t, i+1, tc.name, tc.fault) }) {
+			return // later cases would run on a broken world
+		}
+	}
+}
+
+// kase is one case's state.
+type kase struct {
+	t       *testing.T
+	w       *world
+	dir     string
+	db      string
+	redisDB int
+	app     *laneway.App
+	conn    *pgxpool.Pool
+	engines []*engine
+
+	mu        sync.Mutex
+	issued    map[string]issue // item -> its one event, for every Process that returned nil
+	poison    map[string]bool  // the handler's own failures (case g)
+	procErrs  int
+	faultFrom time.Time
+	recovered time.Time // set by a fault that measures its own recovery
+	note      string
+}
+
+// issue is one issued event: each item gets exactly one, so the item
+// names the event.
+type issue struct {
+	lane string
+	at   time.Time
+}
+
+func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Time) {
+	ctx := context.Background()
+	c := &kase{t: t, w: w, dir: t.TempDir(), db: fmt.Sprintf("chaos%d", n), redisDB: n, issued: map[string]issue{}, poison: map[string]bool{}}
+	admin, err := pgx.Connect(ctx, w.pg.url(w.pg.port, "postgres"))
+	require.NoError(t, err)
+	_, err = admin.Exec(ctx, "CREATE DATABASE "+c.db)
+	require.NoError(t, err)
+	admin.Close(ctx)
+	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "domain.toml"), []byte(c.config()), 0o644))
+
+	dom, err := chaosdomain.New(func() int64 { return time.Now().UnixNano() }, 0)
+	require.NoError(t, err)
+	cfg := lanewayconfig.Default()
+	cfg.Databases["default"] = lanewayconfig.Database{Provider: lanewayconfig.DatabaseProviderPostgres, URL: w.pg.url(w.pg.port, c.db) + "&connect_timeout=5"}
+	c.app, err = laneway.Open(ctx, dom, cfg, laneway.Options{})
+	require.NoError(t, err)
+	defer c.app.Close()
+	c.conn, err = pgxpool.New(ctx, w.pg.url(w.pg.port, c.db))
+	require.NoError(t, err)
+	defer c.conn.Close()
+	_, err = c.conn.Exec(ctx, chaosdomain.EffectsTable)
+	require.NoError(t, err)
+
+	c.engines = []*engine{startEngine(t, w.bin, c.dir, "e1"), startEngine(t, w.bin, c.dir, "e2")}
+	for _, e := range c.engines {
+		require.Eventually(t, e.ready, 60*time.Second, 50*time.Millisecond, "engine not ready; log %s", e.log)
+	}
+
+	stopProd := c.produce()
+	c.bulk(bulkEvents)
+	require.Eventually(t, func() bool { return c.effects() >= bulkEvents/4 }, recoverWithin, 20*time.Millisecond, "the drain did not start")
+
+	c.faultFrom = time.Now()
+	healed := fault(c)
+	cut := healed
+	// Recovered: every production event issued before the heal has its
+	// effect.
+	recovered := c.recovered
+	require.Eventually(t, func() bool {
+		if !recovered.IsZero() {
+			return true // measured by the fault itself
+		}
+		if c.missing("prod", cut) == 0 {
+			recovered = time.Now()
+			return true
+		}
+		return false
+	}, recoverWithin, 20*time.Millisecond, "production events issued before the heal are missing; logs in %s", c.dir)
+	time.Sleep(500 * time.Millisecond) // production traffic after the recovery
+	stopProd()
+	require.Eventually(t, func() bool { return c.missing("", time.Now()) == 0 }, recoverWithin, 50*time.Millisecond,
+		"events lost: %d of %d have no effect; logs in %s", c.missing("", time.Now()), len(c.issued), c.dir)
+
+	r := row{fault: name, events: len(c.issued), recover: recovered.Sub(healed), note: c.note}
+	r.lost = c.missing("", time.Now())
+	r.dups = c.duplicates()
+	r.dlq = c.dlqDepth()
+	r.abd = c.abandoned()
+	r.p99 = c.prodP99(c.faultFrom, recovered)
+	if c.procErrs > 0 {
+		r.note = strings.TrimSpace(r.note + fmt.Sprintf(" %d Process calls failed cleanly during the fault", c.procErrs))
+	}
+	w.mu.Lock()
+	w.rows = append(w.rows, r)
+	w.mu.Unlock()
+
+	assert.Zero(t, r.lost, "lost")
+	assert.Zero(t, r.abd, "abandoned outbox rows")
+	assert.Equal(t, len(c.poison), r.dlq, "DLQ entries other than the handler's own failures")
+	for _, e := range c.engines {
+		e.stop(t, 60*time.Second)
+	}
+}
+
+func (c *kase) config() string {
+	return fmt.Sprintf(`name = "Chaos"
+[databases.default]
+provider = "postgres"
+url = %q
+[brokers.default]
+provider = "redis"
+url = "redis://127.0.0.1:%d/%d"
+[server]
+messages_per_tick = 1500
+[server.http]
+listen = "${CHAOS_HTTP}"
+[server.stream_subscription]
+concurrency = 4
+max_retries = 3
+retry_delay_seconds = 0.2
+claim_idle_seconds = 60
+shutdown_timeout_seconds = 5
+handler_timeout_seconds = 2
+[server.priority_lanes]
+enabled = true
+threshold = 0
+backfill_concurrency = 2
+# The whole retry schedule (3 attempts, 0.2 s then 0.4 s apart) is far
+# shorter than every outage below: an outage that used up attempts would
+# abandon rows.
+[outbox]
+lease_seconds = 10
+[outbox.retry]
+max_attempts = 3
+base_delay_seconds = 0.2
+max_backoff_seconds = 0.4
+`, c.w.pg.url(proxyPort(c.w.px.pg), c.db)+"&connect_timeout=5", proxyPort(c.w.px.redis), c.redisDB)
+}
+
+// produce issues one production (NORMAL priority, primary lane) event every
+// 20 ms until stopped.
+func (c *kase) produce() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			c.process(ctx, fmt.Sprintf("p-%d", i), "prod", laneway.Normal)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (c *kase) process(ctx context.Context, item, lane string, p laneway.Priority) {
+	pctx, cancel := context.WithTimeout(laneway.WithPriority(ctx, p), 10*time.Second)
+	defer cancel()
+	at := time.Now()
+	err := c.app.Process(pctx, chaosdomain.Touch{ItemID: item, Lane: lane, CreatedNS: at.UnixNano()})
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		if ctx.Err() == nil {
+			c.procErrs++
+		}
+		return
+	}
+	c.issued[item] = issue{lane, at}
+}
+
+// bulk issues n LOW priority (backfill lane) events in batches of 100.
+func (c *kase) bulk(n int) {
+	ctx := laneway.WithPriority(context.Background(), laneway.Low)
+	for start := 0; start < n; start += 100 {
+		var cmds []laneway.Command
+		for i := start; i < min(start+100, n); i++ {
+			cmds = append(cmds, chaosdomain.Touch{ItemID: fmt.Sprintf("b-%d", i), Lane: "bulk", CreatedNS: time.Now().UnixNano()})
+		}
+		require.NoError(c.t, c.app.ProcessBatch(ctx, cmds))
+		c.mu.Lock()
+		for i := start; i < min(start+100, n); i++ {
+			c.issued[fmt.Sprintf("b-%d", i)] = issue{"bulk", time.Now()}
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *kase) effects() int {
+	var n int
+	_ = c.conn.QueryRow(context.Background(), "SELECT count(DISTINCT item_id) FROM chaos_effects").Scan(&n)
+	return n
+}
+
+// missing counts the issued events of lane ("" for all) created before cut
+// that have no effect.
+func (c *kase) missing(lane string, cut time.Time) int {
+	rows, err := c.conn.Query(context.Background(), "SELECT DISTINCT item_id FROM chaos_effects")
+	if err != nil {
+		return -1 // the database is down: not recovered
+	}
+	have := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			have[id] = true
+		}
+	}
+	rows.Close()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for item, is := range c.issued {
+		if (lane == "" || is.lane == lane) && is.at.Before(cut) && !have[item] && !c.poison[item] {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *kase) duplicates() int {
+	var n int
+	require.NoError(c.t, c.conn.QueryRow(context.Background(), "SELECT count(*) - count(DISTINCT item_id) FROM chaos_effects").Scan(&n))
+	return n
+}
+
+func (c *kase) abandoned() int {
+	var n int
+	require.NoError(c.t, c.conn.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE status = 'abandoned'").Scan(&n))
+	return n
+}
+
+func (c *kase) dlqDepth() int {
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	n := 0
+	for _, s := range []string{naming.DLQ(primaryStream), naming.DLQ(backfillStream)} {
+		l, err := r.XLen(context.Background(), s).Result()
+		require.NoError(c.t, err)
+		n += int(l)
+	}
+	return n
+}
+
+// prodP99 is the 99th percentile of issue-to-effect latency of the
+// production events issued between from and to.
+func (c *kase) prodP99(from, to time.Time) time.Duration {
+	rows, err := c.conn.Query(context.Background(), `SELECT min(handled_ns) - min(created_ns) FROM chaos_effects
+		WHERE lane = 'prod' AND created_ns BETWEEN $1 AND $2 GROUP BY item_id`, from.UnixNano(), to.UnixNano())
+	require.NoError(c.t, err)
+	defer rows.Close()
+	var lat []time.Duration
+	for rows.Next() {
+		var ns int64
+		require.NoError(c.t, rows.Scan(&ns))
+		lat = append(lat, time.Duration(ns))
+	}
+	if len(lat) == 0 {
+		return 0
+	}
+	slices.Sort(lat)
+	return lat[min(len(lat)-1, len(lat)*99/100)]
+}
+
+func (w *world) printTable() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| fault | events | lost | duplicates | DLQ | abandoned | time to recover | production p99 during recovery |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range w.rows {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %.1f s | %d ms |\n", r.fault, r.events, r.lost, r.dups, r.dlq, r.abd, r.recover.Seconds(), r.p99.Milliseconds())
+	}
+	for _, r := range w.rows {
+		if r.note != "" {
+			fmt.Fprintf(&b, "\n%s: %s", r.fault, r.note)
+		}
+	}
+	fmt.Println(b.String())
+}

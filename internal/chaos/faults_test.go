@@ -1,0 +1,215 @@
+//go:build chaos
+
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway"
+)
+
+// held lists the entries pending on the consumers of engine pid, by stream.
+func (c *kase) held(pid int) map[string][]string {
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	ctx := context.Background()
+	out := map[string][]string{}
+	for _, stream := range []string{primaryStream, backfillStream} {
+		cons, err := r.XInfoConsumers(ctx, stream, "Counter").Result()
+		if err != nil {
+			continue
+		}
+		for _, cn := range cons {
+			if !strings.Contains(cn.Name, fmt.Sprintf("-%d-", pid)) || cn.Pending == 0 {
+				continue
+			}
+			ps, err := r.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "Counter", Start: "-", End: "+", Count: 100000, Consumer: cn.Name}).Result()
+			require.NoError(c.t, err)
+			for _, p := range ps {
+				out[stream] = append(out[stream], p.ID)
+			}
+		}
+	}
+	return out
+}
+
+// consumersOf counts the group's consumers of engine pid on both lanes.
+func (c *kase) consumersOf(pid int) int {
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	n := 0
+	for _, stream := range []string{primaryStream, backfillStream} {
+		cons, _ := r.XInfoConsumers(context.Background(), stream, "Counter").Result()
+		for _, cn := range cons {
+			if strings.Contains(cn.Name, fmt.Sprintf("-%d-", pid)) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// itemsOf maps stream entry ids to the items of their events.
+func (c *kase) itemsOf(stream string, ids []string) []string {
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	var items []string
+	for _, id := range ids {
+		es, err := r.XRange(context.Background(), stream, id, id).Result()
+		require.NoError(c.t, err)
+		for _, e := range es {
+			data, _ := e.Values["data"].(string)
+			if i := strings.Index(data, `"item_id":"`); i >= 0 {
+				rest := data[i+len(`"item_id":"`):]
+				items = append(items, rest[:strings.IndexByte(rest, '"')])
+			}
+		}
+	}
+	return items
+}
+
+func (c *kase) handledAll(items []string) bool {
+	rows, err := c.conn.Query(context.Background(), "SELECT DISTINCT item_id FROM chaos_effects WHERE item_id = ANY($1)", items)
+	if err != nil {
+		return false
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		n++
+	}
+	return n == len(items)
+}
+
+// a. SIGKILL one of two engines while it holds at least 2,000 entries;
+// the survivor must have handled every primary entry the dead one held
+// within the heartbeat TTL + 5 s, and deleted its consumers. The killed
+// engine is restarted afterwards.
+func faultKillEngine(c *kase) time.Time {
+	t := c.t
+	victim := c.engines[0]
+	var held map[string][]string
+	require.Eventually(t, func() bool {
+		held = c.held(victim.pid())
+		return len(held[primaryStream])+len(held[backfillStream]) >= 2000
+	}, 60*time.Second, 5*time.Millisecond, "the engine to kill never held 2,000 entries")
+	victim.kill()
+	killed := time.Now()
+	held = c.held(victim.pid()) // what it held when it died
+	primary := c.itemsOf(primaryStream, held[primaryStream])
+	all := append(primary, c.itemsOf(backfillStream, held[backfillStream])...)
+	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, heartbeatTTL+5*time.Second, 20*time.Millisecond,
+		"the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
+	c.recovered = time.Now()
+	require.Eventually(t, func() bool { return c.handledAll(all) }, recoverWithin, 20*time.Millisecond)
+	tookOver := time.Since(killed)
+	require.Eventually(t, func() bool { return c.consumersOf(victim.pid()) == 0 }, recoverWithin, 100*time.Millisecond, "the dead engine's consumers were not deleted")
+	c.note = fmt.Sprintf("the dead engine held %d entries (%d primary); all handled by the survivor %.1f s after the kill; its consumers deleted.",
+		len(all), len(primary), tookOver.Seconds())
+	c.engines[0] = startEngine(t, c.w.bin, c.dir, "e1-restarted")
+	require.Eventually(t, c.engines[0].ready, 60*time.Second, 50*time.Millisecond)
+	return killed
+}
+
+// b. SIGKILL Redis and restart it from its append-only file.
+func faultKillRedis(c *kase) time.Time {
+	c.w.redis.kill()
+	time.Sleep(3 * time.Second)
+	c.w.redis.start(c.t)
+	return time.Now()
+}
+
+// c. Redis unreachable (connections closed and refused) for much longer
+// than the whole outbox retry schedule; /readyz says not ready meanwhile.
+func faultRedisUnreachable(c *kase) time.Time {
+	c.w.px.redis.Stop()
+	require.Eventually(c.t, func() bool { return !c.engines[0].ready() && !c.engines[1].ready() }, 30*time.Second, 50*time.Millisecond,
+		"/readyz still ready with Redis unreachable")
+	time.Sleep(20 * time.Second)
+	require.NoError(c.t, c.w.px.redis.Start())
+	return time.Now()
+}
+
+// d. PostgreSQL fast shutdown and start, during Process calls, the relay
+// and handlers.
+func faultPGRestart(c *kase) time.Time {
+	c.w.pg.restart(c.t)
+	return time.Now()
+}
+
+// e. Every connection cut: CLIENT KILL on Redis, pg_terminate_backend on
+// PostgreSQL, twice.
+func faultCutConnections(c *kase) time.Time {
+	ctx := context.Background()
+	r := c.w.redis.client(0)
+	defer r.Close()
+	for range 2 {
+		require.NoError(c.t, r.Do(ctx, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes").Err())
+		_, err := c.conn.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", c.db)
+		require.NoError(c.t, err)
+		time.Sleep(time.Second)
+	}
+	return time.Now()
+}
+
+// f. 200 ms of latency for 5 s, then a 30 s blackhole (data dropped, no
+// reset) on the Redis link and the database link. One engine gets SIGTERM
+// in the middle of the blackhole: its shutdown must not wedge.
+func faultBlackhole(c *kase) time.Time {
+	t := c.t
+	for _, p := range []*toxiProxy{c.w.px.redis, c.w.px.pg} {
+		addToxic(t, p, "lat", "latency", "downstream", `{"latency":200}`)
+	}
+	time.Sleep(5 * time.Second)
+	for _, p := range []*toxiProxy{c.w.px.redis, c.w.px.pg} {
+		removeToxic(t, p, "lat")
+		addToxic(t, p, "hole-down", "timeout", "downstream", `{"timeout":0}`)
+		addToxic(t, p, "hole-up", "timeout", "upstream", `{"timeout":0}`)
+	}
+	time.Sleep(10 * time.Second)
+	stopping := c.engines[1]
+	start := time.Now()
+	stopping.terminate()
+	select {
+	case <-stopping.exited:
+		stopping.exited <- nil
+	case <-time.After(40 * time.Second):
+		t.Fatalf("an engine stopped during the blackhole had not exited after 40 s (wedged); log %s", stopping.log)
+	}
+	c.note = fmt.Sprintf("an engine sent SIGTERM during the blackhole exited after %.1f s.", time.Since(start).Seconds())
+	time.Sleep(max(0, 20*time.Second-time.Since(start)))
+	for _, p := range []*toxiProxy{c.w.px.redis, c.w.px.pg} {
+		removeToxic(t, p, "hole-down")
+		removeToxic(t, p, "hole-up")
+	}
+	healed := time.Now()
+	c.engines[1] = startEngine(t, c.w.bin, c.dir, "e2-restarted")
+	require.Eventually(t, c.engines[1].ready, 60*time.Second, 50*time.Millisecond)
+	return healed
+}
+
+// g. Handlers that panic and handlers that hang, among the traffic: they
+// go to the DLQ (their own fault) after their attempts, and nothing else
+// waits for them.
+func faultPoison(c *kase) time.Time {
+	for i := range 5 {
+		for _, kind := range []string{"poison", "hang"} {
+			item := fmt.Sprintf("%s-%d", kind, i)
+			c.mu.Lock()
+			c.poison[item] = true
+			c.mu.Unlock()
+			c.process(context.Background(), item, "prod", laneway.Normal)
+		}
+	}
+	healed := time.Now()
+	require.Eventually(c.t, func() bool { return c.dlqDepth() == len(c.poison) }, recoverWithin, 50*time.Millisecond, "poison entries not dead-lettered")
+	assert.Zero(c.t, c.missing("prod", healed))
+	return healed
+}

@@ -1,0 +1,144 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway/internal/consumer"
+	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaybroker/brokertest"
+)
+
+// readAs leaves n entries of stream pending on consumer name, as an engine
+// that read them and then died would.
+func readAs(t *testing.T, b lanewaybroker.Broker, stream, group, name string, n int) {
+	t.Helper()
+	require.NoError(t, b.EnsureGroup(context.Background(), stream, group))
+	got := 0
+	for got < n {
+		res, err := b.ReadGroup(context.Background(), lanewaybroker.ReadParams{Group: group, Consumer: name, Streams: []string{stream}, Count: n - got})
+		require.NoError(t, err)
+		require.NotEmpty(t, res, "nothing left to read for %s", name)
+		got += len(res[0].Entries)
+	}
+}
+
+func consumerNames(t *testing.T, b lanewaybroker.Broker, stream, group string) map[string]int64 {
+	t.Helper()
+	cs, err := b.Consumers(context.Background(), stream, group)
+	require.NoError(t, err)
+	out := map[string]int64{}
+	for _, c := range cs {
+		out[c.Name] = c.Pending
+	}
+	return out
+}
+
+// A consumer whose engine is dead (Alive says so) loses all its entries to
+// a survivor in one takeover, primary lane first, long before ClaimIdle;
+// the dead consumer is then deleted. A live engine's consumer keeps its
+// entries however idle they are.
+func TestTakeoverOfDeadEngine(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		nDead, nLive, nBackfill := 2500, 300, 400
+		if strings.HasSuffix(t.Name(), "embedded") {
+			nDead, nLive, nBackfill = 600, 100, 100 // the embedded server's XPENDING and XCLAIM are slow on long lists
+		}
+		var datas []string
+		for i := range nDead + nLive {
+			datas = append(datas, encode(t, fmt.Sprintf("p%d", i), fmt.Sprintf("k%d", i), i))
+		}
+		publish(t, k.b, cat, datas...)
+		datas = datas[:0]
+		for i := range nBackfill {
+			datas = append(datas, encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("k%d", i), i))
+		}
+		publish(t, k.b, bf, datas...)
+		dead, live := "Projector-host-1-dead01", "Projector-host-2-live01"
+		readAs(t, k.b, cat, "Projector", dead, nDead)
+		readAs(t, k.b, cat, "Projector", live, nLive)
+		readAs(t, k.b, bf, "Projector", dead, nBackfill)
+
+		var rec recorder
+		var lb syncio.Buffer
+		c := startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, Backfill: bf,
+			Concurrency: 8, BackfillConcurrency: 2, ClaimIdle: time.Hour,
+			Logger: slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Alive: func(context.Context) (func(string) bool, error) {
+				return func(name string) bool { return strings.HasSuffix(name, "-live01") }, nil
+			},
+			Handle: func(_ context.Context, m *consumer.Message) error {
+				rec.add(m)
+				return nil
+			},
+		})
+		require.Eventually(t, func() bool { return rec.len() == nDead+nBackfill }, waitFor, 10*time.Millisecond, "handled %d\n%s", rec.len(), lb.String())
+		assert.Equal(t, int64(nDead+nBackfill), c.TakenOver())
+		// Primary first: every taken-over primary entry started before the
+		// last backfill one.
+		order := rec.snapshot()
+		lastB := 0
+		for i, id := range order {
+			if strings.HasPrefix(id, "b") {
+				lastB = i
+			}
+		}
+		assert.Greater(t, lastB, nDead/2, "backfill finished before most primary entries")
+		// All of the dead consumer's primary entries in one takeover.
+		assert.Contains(t, lb.String(), fmt.Sprintf("n=%d", nDead), "the primary backlog was not taken in one tick:\n%s", lb.String())
+		for i := range nLive {
+			require.Equal(t, -1, rec.index(fmt.Sprintf("p%d", nDead+i)), "a live engine's entry was taken")
+		}
+		require.Eventually(t, func() bool {
+			_, there := consumerNames(t, k.b, cat, "Projector")[dead]
+			_, thereB := consumerNames(t, k.b, bf, "Projector")[dead]
+			return !there && !thereB
+		}, waitFor, 50*time.Millisecond, "the dead consumer was not deleted")
+		assert.Equal(t, int64(nLive), consumerNames(t, k.b, cat, "Projector")[live], "the live consumer lost entries")
+	})
+}
+
+// Right after a broker outage heartbeats may have expired without their
+// engines being dead: no takeover until the broker has answered this
+// consumer again and TakeoverGrace has passed.
+func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat := p + "customer"
+		publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
+		readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
+		f := brokertest.NewFaulty(k.b)
+		f.FailReadGroup(errors.New("dial tcp: connection refused"))
+		var rec recorder
+		c := startConsumer(t, f, consumer.Config{
+			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Hour,
+			Block: 50 * time.Millisecond, TakeoverGrace: 3 * time.Second,
+			Alive: func(context.Context) (func(string) bool, error) {
+				return func(name string) bool { return strings.HasSuffix(name, "-me0001") }, nil
+			},
+			Handle: func(_ context.Context, m *consumer.Message) error { rec.add(m); return nil },
+		})
+		require.Eventually(t, func() bool { return f.Injected() >= 3 }, waitFor, time.Millisecond)
+		time.Sleep(2 * time.Second) // the other consumer's entries are idle past takeoverMinIdle
+		healed := time.Now()
+		f.Heal()
+		require.Eventually(t, func() bool { return c.TakenOver() == 2 }, waitFor, 10*time.Millisecond)
+		assert.GreaterOrEqual(t, time.Since(healed), 3*time.Second, "taken over before the grace after the outage")
+		require.Eventually(t, func() bool { return rec.len() == 2 }, waitFor, time.Millisecond)
+	})
+}

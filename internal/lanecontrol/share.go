@@ -1,0 +1,197 @@
+package lanecontrol
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// GovernorState is the fleet's governor state, one per domain in Redis.
+// Every engine may take the next decision; a compare-and-set on the stored
+// value lets exactly one of them win each step.
+type GovernorState struct {
+	TargetMS float64 `json:"target_ms"`
+	// Allowance is the fraction of the backfill caps in use, in
+	// [floor, 1].
+	Allowance    float64 `json:"allowance"`
+	PrimaryP99MS float64 `json:"primary_p99_ms"`
+	// Samples is the number of primary messages the last decision saw.
+	Samples   int64     `json:"samples"`
+	Reason    string    `json:"reason"`
+	DecidedAt time.Time `json:"decided_at"`
+	ChangedAt time.Time `json:"changed_at"`
+	// DecidedSecond is the last second measured; ChangedSecond the second
+	// of the last change (the next decision only looks at seconds after
+	// it, so it measures the new allowance).
+	DecidedSecond int64 `json:"decided_second"`
+	ChangedSecond int64 `json:"changed_second"`
+	// References are the drain rates ("<stream>|<handler>": messages per
+	// second, fleet-wide) of backfill lanes without a rate cap, measured
+	// when the allowance first dropped below 1: the allowance of such a
+	// lane is a share of that rate.
+	References map[string]float64 `json:"reference_rates,omitempty"`
+}
+
+// secondStats is what one engine saw in one second.
+type secondStats struct {
+	Primary  Histogram        `json:"p"`
+	Backfill map[string]int64 `json:"b,omitempty"` // "<stream>|<handler>": handled
+}
+
+// publishSeconds writes an engine's finished seconds (each key expires
+// after latencyTTL).
+func (s *Store) publishSeconds(ctx context.Context, engine string, secs map[int64]*secondStats) error {
+	if len(secs) == 0 {
+		return nil
+	}
+	pipe := s.rdb.Pipeline()
+	for sec, st := range secs {
+		v, _ := json.Marshal(st)
+		k := s.latencyKey(sec)
+		pipe.HSet(ctx, k, engine, string(v))
+		pipe.Expire(ctx, k, latencyTTL)
+	}
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// latencyTTL keeps a few windows of per-second stats.
+const latencyTTL = 30 * time.Second
+
+// readSeconds merges every engine's stats of seconds from..to (inclusive):
+// the primary histogram, and per lane and handler the most handled in one
+// second.
+func (s *Store) readSeconds(ctx context.Context, from, to int64) (Histogram, map[string]float64, error) {
+	h := Histogram{}
+	peak := map[string]float64{}
+	if to < from {
+		return h, peak, nil
+	}
+	pipe := s.rdb.Pipeline()
+	var cmds []*redis.MapStringStringCmd
+	for sec := from; sec <= to; sec++ {
+		cmds = append(cmds, pipe.HGetAll(ctx, s.latencyKey(sec)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, nil, err
+	}
+	for _, c := range cmds {
+		sum := map[string]int64{}
+		for _, v := range c.Val() {
+			var st secondStats
+			if json.Unmarshal([]byte(v), &st) != nil {
+				continue
+			}
+			h.Merge(st.Primary)
+			for k, n := range st.Backfill {
+				sum[k] += n
+			}
+		}
+		for k, n := range sum {
+			peak[k] = max(peak[k], float64(n))
+		}
+	}
+	return h, peak, nil
+}
+
+// casScript replaces KEYS[1] with ARGV[2] only if it still holds ARGV[1]
+// ("" standing for a missing key).
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if (cur == false and ARGV[1] == '') or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2])
+  return 1
+end
+return 0`)
+
+// swapGovernor stores next if the stored state is still old (old "" for
+// none). It reports whether this call won.
+func (s *Store) swapGovernor(ctx context.Context, old string, next GovernorState) (bool, error) {
+	v, _ := json.Marshal(next)
+	n, err := casScript.Run(ctx, s.rdb, []string{s.governorKey()}, old, string(v)).Int()
+	if err != nil {
+		return false, fmt.Errorf("store governor state: %w", err)
+	}
+	return n == 1, nil
+}
+
+// rawGovernor reads the stored governor state as stored ("" for none).
+func (s *Store) rawGovernor(ctx context.Context) (string, error) {
+	v, err := s.rdb.Get(ctx, s.governorKey()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	return v, err
+}
+
+// ResetGovernor removes the governor's state, so the next decision starts
+// again from the full allowance (tests, and an operator who changed the
+// target).
+func (s *Store) ResetGovernor(ctx context.Context) error {
+	return s.rdb.Del(ctx, s.governorKey()).Err()
+}
+
+// govWindow is how many seconds back a decision looks at most.
+const govWindow = 5
+
+// publishLag is how long after a second ends its stats are taken as
+// complete: every engine publishes within one poll interval.
+const publishLag = 500 * time.Millisecond
+
+// stepGovernor takes the next governor decision if one is due at now, and
+// stores it. It returns the state (stored or new), whether this call
+// changed the allowance, and any error.
+func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (GovernorState, bool, error) {
+	raw, err := s.rawGovernor(ctx)
+	if err != nil {
+		return GovernorState{}, false, err
+	}
+	last := now.Add(-publishLag).Unix() - 1 // the last complete second
+	var st GovernorState
+	if raw == "" || json.Unmarshal([]byte(raw), &st) != nil {
+		st = GovernorState{Allowance: 1, ChangedSecond: last, DecidedSecond: last, ChangedAt: now.UTC(), DecidedAt: now.UTC(), Reason: "start"}
+	} else if last <= st.DecidedSecond || last <= st.ChangedSecond {
+		return st, false, nil
+	} else {
+		from := max(st.ChangedSecond+1, last-govWindow+1)
+		h, peaks, err := s.readSeconds(ctx, from, last)
+		if err != nil {
+			return st, false, fmt.Errorf("read primary latencies: %w", err)
+		}
+		p99 := h.Quantile(0.99)
+		d := g.Decide(st.Allowance, p99, h.Count())
+		prev := st.Allowance
+		st.PrimaryP99MS = float64(p99) / float64(time.Millisecond)
+		st.Samples = h.Count()
+		st.Reason = d.Reason
+		st.DecidedSecond, st.DecidedAt = last, now.UTC()
+		if d.Changed {
+			st.Allowance = d.Allowance
+			st.ChangedSecond, st.ChangedAt = now.Unix(), now.UTC()
+			switch {
+			case d.Allowance >= 1:
+				st.References = nil
+			case prev >= 1:
+				st.References = peaks
+			}
+		}
+	}
+	st.TargetMS = float64(g.Target) / float64(time.Millisecond)
+	won, err := s.swapGovernor(ctx, raw, st)
+	if err != nil || !won {
+		return st, false, err
+	}
+	var prev GovernorState
+	changed := raw != "" && json.Unmarshal([]byte(raw), &prev) == nil && prev.Allowance != st.Allowance
+	return st, changed, nil
+}
+
+// formatAllowance is "40%".
+func formatAllowance(a float64) string {
+	return strconv.FormatFloat(a*100, 'f', -1, 64) + "%"
+}

@@ -1,0 +1,61 @@
+package redisbroker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+var _ lanewaybroker.ReplicatedPublisher = (*Broker)(nil)
+
+// PublishReplicated appends pubs and then waits with WAIT until replicas
+// replicas acknowledged them, at most timeout. WAIT counts the writes of
+// its own connection, so both run on one dedicated connection. On the
+// embedded broker (which has no replicas) it fails without publishing.
+func (b *Broker) PublishReplicated(ctx context.Context, pubs []lanewaybroker.Publication, replicas int, timeout time.Duration) ([]string, error) {
+	if b.Embedded() || !b.caps.clientUnblock {
+		return nil, errors.New("redisbroker: the embedded broker has no replicas to wait for (set min_replicas_acked = 0, or use a replicated Redis)")
+	}
+	if replicas <= 0 {
+		return b.Publish(ctx, pubs)
+	}
+	if len(pubs) == 0 {
+		return nil, nil
+	}
+	if b.cluster != nil {
+		// WAIT counts one node's replicas for one connection's writes; a
+		// batch spans several masters on a cluster.
+		return nil, errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
+	}
+	conn := b.client.(*redis.Client).Conn()
+	defer conn.Close()
+	cmds := make([]*redis.StringCmd, len(pubs))
+	var wait *redis.IntCmd
+	_, err := conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, pub := range pubs {
+			cmds[i] = p.XAdd(ctx, &redis.XAddArgs{Stream: pub.Stream, ID: "*", Values: []string{"data", pub.Data}})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redisbroker: publish %d entries: %w", len(pubs), err)
+	}
+	wait = conn.Wait(ctx, replicas, timeout)
+	acked, err := wait.Result()
+	if err != nil {
+		return nil, fmt.Errorf("redisbroker: publish %d entries: WAIT %d %d: %w", len(pubs), replicas, timeout.Milliseconds(), err)
+	}
+	if acked < int64(replicas) {
+		return nil, fmt.Errorf("redisbroker: %d entries reached %d of %d replicas within %s: %w", len(pubs), acked, replicas, timeout, lanewaybroker.ErrNotReplicated)
+	}
+	ids := make([]string, len(cmds))
+	for i, c := range cmds {
+		ids[i] = c.Val()
+	}
+	return ids, nil
+}

@@ -1,0 +1,136 @@
+package laneway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+// heartbeatTTL is how long an engine's heartbeat key lives without renewal;
+// heartbeatEvery how often a running engine renews it. An engine is known
+// dead at most heartbeatTTL after its last renewal, and its work is then
+// taken over by the survivors (see docs/operations.md).
+const (
+	heartbeatTTL   = 15 * time.Second
+	heartbeatEvery = 5 * time.Second
+)
+
+// errUpcast marks a failed upcast: deterministic, so the consumer sends the
+// message to the DLQ at once instead of retrying it.
+var errUpcast = errors.New("upcast failed")
+
+// OwnsConsumer reports whether the consumer called name belongs to the
+// engine of this heartbeat. Engines name their consumers "<group>" +
+// ConsumerSuffix; heartbeats without ConsumerSuffix come from releases that
+// named them "<group>-<host>-<pid>-<hex>" with a hex of their own, and are
+// matched on host and pid so a running engine of the previous release is
+// never taken for dead during a rolling deploy.
+func (h Heartbeat) OwnsConsumer(name string) bool {
+	if h.ConsumerSuffix != "" {
+		return strings.HasSuffix(name, h.ConsumerSuffix)
+	}
+	return strings.Contains(name, fmt.Sprintf("-%s-%d-", h.Host, h.PID))
+}
+
+// liveness answers the consumers' "is this consumer's engine running?"
+// from the heartbeat keys, read at most once per livenessTTL for all of
+// the engine's consumers together.
+type liveness struct {
+	broker lanewaybroker.Broker
+
+	mu       sync.Mutex
+	at       time.Time
+	hbs      []Heartbeat
+	suffixes []string // of every registered engine, alive or not
+	// beatFailed is when this engine last failed to write its own
+	// heartbeat. Within a TTL of it, others' heartbeats may have expired
+	// for the same reason (Redis was unreachable), so nobody is called dead.
+	beatFailed time.Time
+}
+
+// beat records the outcome of this engine's heartbeat write.
+func (l *liveness) beat(err error) {
+	if err == nil {
+		return
+	}
+	l.mu.Lock()
+	l.beatFailed = time.Now()
+	l.mu.Unlock()
+}
+
+// registryPrefix prefixes the keys that record, for a day after an
+// engine's last heartbeat, that consumers ending with its ConsumerSuffix
+// are Laneway's. Only those are taken over when their engine's heartbeat is
+// gone: a consumer group may be shared with another service's consumers
+// (a Protean worker), which have no heartbeat and must never be called dead.
+const (
+	registryPrefix = "laneway:consumers-of:"
+	registryTTL    = 24 * time.Hour
+)
+
+// livenessTTL is how long one read of the heartbeat keys is reused.
+const livenessTTL = 500 * time.Millisecond
+
+func newLiveness(b lanewaybroker.Broker) *liveness { return &liveness{broker: b} }
+
+func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.beatFailed) < heartbeatTTL {
+		return func(string) bool { return true }, nil
+	}
+	if time.Since(l.at) >= livenessTTL {
+		keys, err := l.broker.GetKeys(ctx, HeartbeatPrefix+"*")
+		if err != nil {
+			return nil, err
+		}
+		reg, err := l.broker.GetKeys(ctx, registryPrefix+"*")
+		if err != nil {
+			return nil, err
+		}
+		l.hbs = parseHeartbeats(keys)
+		l.suffixes = l.suffixes[:0]
+		for _, v := range reg {
+			l.suffixes = append(l.suffixes, v)
+		}
+		l.at = time.Now()
+	}
+	hbs, suffixes := l.hbs, slices.Clone(l.suffixes)
+	return func(name string) bool {
+		for _, h := range hbs {
+			if h.OwnsConsumer(name) {
+				return true
+			}
+		}
+		// Dead only if a Laneway engine registered it; anything else is
+		// left to the claim_idle_seconds reclaim.
+		for _, s := range suffixes {
+			if s != "" && strings.HasSuffix(name, s) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// parseHeartbeats decodes heartbeat keys. A value that does not decode
+// still proves its engine alive: its consumers are matched on the key's ID.
+func parseHeartbeats(keys map[string]string) []Heartbeat {
+	out := make([]Heartbeat, 0, len(keys))
+	for k, v := range keys {
+		id := strings.TrimPrefix(k, HeartbeatPrefix)
+		var h Heartbeat
+		if json.Unmarshal([]byte(v), &h) != nil || (h.ConsumerSuffix == "" && h.Host == "") {
+			h = Heartbeat{ID: id, ConsumerSuffix: "-" + id}
+		}
+		out = append(out, h)
+	}
+	return out
+}
