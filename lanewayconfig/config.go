@@ -60,6 +60,10 @@ const (
 	DefaultSubscriptionTypeDefault = SubscriptionTypeStream
 	MessagesPerTickDefault         = 100
 	StreamNamingDefault            = StreamNamingLaneway
+	PartitionsDefault              = 1
+	// PartitionsMax bounds server.partitions and category_partitions: each
+	// partition costs every engine one blocking read per handler.
+	PartitionsMax = 1024
 
 	BlockingTimeoutMSDefault      = 5000
 	MaxRetriesDefault             = 3
@@ -154,6 +158,14 @@ type Database struct {
 	URL string `toml:"url" json:"url"`
 }
 
+// ClusterBroker reports whether the default broker is a Redis Cluster (a
+// "redis+cluster://" or "rediss+cluster://" URL with provider "redis"),
+// whose stream names carry hash tags.
+func (c *Config) ClusterBroker() bool {
+	b, ok := c.Brokers[DefaultEntry]
+	return ok && b.Provider == BrokerProviderRedis && IsClusterURL(b.URL)
+}
+
 // Broker is one [brokers.NAME] entry.
 type Broker struct {
 	// Provider is "embedded" (an in-process server with Redis Streams
@@ -161,11 +173,13 @@ type Broker struct {
 	Provider string `toml:"provider" json:"provider"`
 
 	// URL is a "redis://" or "rediss://" (TLS) URL with optional user,
-	// password and database number, or a Sentinel URL
+	// password and database number; a Sentinel URL
 	// "redis+sentinel://[user:password@]host1:26379,host2:26379/MASTER/DB"
 	// (the engine then follows the master Sentinel names across a
-	// failover). The embedded broker ignores it. Defaults to
-	// "redis://127.0.0.1:6379/0".
+	// failover); or a Redis Cluster URL
+	// "redis+cluster://[user:password@]h1:p1,h2:p2,..." ("rediss+cluster://"
+	// for TLS) listing one or more of its nodes. The embedded broker
+	// ignores it. Defaults to "redis://127.0.0.1:6379/0".
 	URL string `toml:"url" json:"url"`
 
 	// Listen, for the embedded broker only, also serves the Redis protocol
@@ -230,6 +244,18 @@ type Server struct {
 	// the streams of a Protean service of the same domain (see
 	// docs/protean.md). Defaults to "laneway".
 	StreamNaming string `toml:"stream_naming" json:"stream_naming"`
+
+	// Partitions is the number of partitions of every category: an event
+	// goes to partition FNV-1a(aggregate id) mod Partitions, each partition
+	// has its own two lanes ("customer.3", "customer.3:backfill"; partition
+	// 0 keeps "customer") and, on a Redis Cluster, its own slot. 1..1024.
+	// Change it only after draining the streams (docs/operations.md).
+	// Defaults to 1 (the unpartitioned names).
+	Partitions int `toml:"partitions" json:"partitions"`
+
+	// CategoryPartitions overrides Partitions per aggregate category
+	// ([server.category_partitions] customer = 8). Defaults to none.
+	CategoryPartitions map[string]int `toml:"category_partitions" json:"category_partitions,omitempty"`
 
 	// StreamSubscription configures every stream subscription. Defaults to
 	// the defaults of its fields.
@@ -420,6 +446,7 @@ func Default() *Config {
 			DefaultSubscriptionType: DefaultSubscriptionTypeDefault,
 			MessagesPerTick:         MessagesPerTickDefault,
 			StreamNaming:            StreamNamingDefault,
+			Partitions:              PartitionsDefault,
 			StreamSubscription: StreamSubscription{
 				BlockingTimeoutMS:      BlockingTimeoutMSDefault,
 				MaxRetries:             MaxRetriesDefault,
@@ -522,6 +549,17 @@ func (c *Config) LanesFingerprint() string {
 		// Only a non-default scheme is written, so the fingerprint of every
 		// configuration that predates the key stays the same.
 		canon += " naming=" + n
+	}
+	// Partitions and the cluster's hash tags rename streams: written only
+	// when not the default, for the same reason.
+	if p := c.Server.Partitions; p > 1 {
+		canon += " partitions=" + strconv.Itoa(p)
+	}
+	for _, cat := range sortedNames(c.Server.CategoryPartitions) {
+		canon += fmt.Sprintf(" partitions[%s]=%d", cat, c.Server.CategoryPartitions[cat])
+	}
+	if c.ClusterBroker() {
+		canon += " cluster=true"
 	}
 	sum := sha256.Sum256([]byte(canon))
 	return hex.EncodeToString(sum[:8])

@@ -39,6 +39,7 @@ func TestDefault(t *testing.T) {
 		DefaultSubscriptionType: "stream",
 		MessagesPerTick:         100,
 		StreamNaming:            "laneway",
+		Partitions:              1,
 		StreamSubscription: lanewayconfig.StreamSubscription{
 			BlockingTimeoutMS: 5000, MaxRetries: 3, RetryDelaySeconds: 1, EnableDLQ: true,
 			ClaimIdleSeconds: 60, Concurrency: 1, DLQRetentionHours: 0, ShutdownTimeoutSeconds: 30,

@@ -120,6 +120,10 @@ func (d *decoder) value(path string, raw any, v reflect.Value) {
 		}
 		d.table(path, m, v)
 	case reflect.Map:
+		if v.Type().Elem().Kind() != reflect.Struct {
+			d.values(path, raw, v)
+			return
+		}
 		d.entries(path, raw, v)
 	case reflect.String:
 		s, ok := raw.(string)
@@ -180,6 +184,24 @@ func (d *decoder) entries(path string, raw any, v reflect.Value) {
 		}
 		e := entryTemplate(elem)
 		d.table(ep, em, e)
+		v.SetMapIndex(reflect.ValueOf(name), e)
+	}
+}
+
+// values decodes a table of plain values keyed by any name
+// ([server.category_partitions] customer = 8).
+func (d *decoder) values(path string, raw any, v reflect.Value) {
+	m, ok := raw.(map[string]any)
+	if !ok {
+		d.add(path, formatRaw(raw), "expected a table ([%s]) of name = value, got %s", d.display(path), rawKind(raw))
+		return
+	}
+	if v.IsNil() {
+		v.Set(reflect.MakeMap(v.Type()))
+	}
+	for _, name := range sortedKeys(m) {
+		e := reflect.New(v.Type().Elem()).Elem()
+		d.value(joinPath(path, name), m[name], e)
 		v.SetMapIndex(reflect.ValueOf(name), e)
 	}
 }

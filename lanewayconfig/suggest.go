@@ -119,6 +119,9 @@ var schemaPaths = sync.OnceValue(func() []string {
 			case reflect.Struct:
 				walk(p, f.Type)
 			case reflect.Map:
+				if f.Type.Elem().Kind() != reflect.Struct {
+					continue // a map of values (category_partitions): any key
+				}
 				p = joinPath(p, DefaultEntry)
 				out = append(out, p)
 				walk(p, f.Type.Elem())

@@ -87,6 +87,10 @@ func (v *validator) run() {
 	}
 	v.atLeast("server.messages_per_tick", s.MessagesPerTick, 1)
 	v.oneOf("server.stream_naming", s.StreamNaming, StreamNamingLaneway, StreamNamingProtean)
+	v.partitions("server.partitions", s.Partitions)
+	for _, cat := range sortedNames(s.CategoryPartitions) {
+		v.partitions(joinPath("server.category_partitions", cat), s.CategoryPartitions[cat])
+	}
 	if s.StreamNaming == StreamNamingProtean && !v.skip["name"] {
 		v.proteanName("name", c.Name)
 	}
@@ -339,6 +343,12 @@ func (v *validator) redisURL(path, s string) {
 	if !v.trimmed(path, s) {
 		return
 	}
+	if IsClusterURL(s) {
+		if _, err := ParseClusterURL(s); err != nil {
+			v.add(path, RedactURL(s), "%v", err)
+		}
+		return
+	}
 	if redisurl.IsSentinel(s) {
 		if _, err := redisurl.ParseSentinel(s); err != nil {
 			v.add(path, RedactURL(s), "%s", err)
@@ -351,7 +361,7 @@ func (v *validator) redisURL(path, s string) {
 		return
 	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		v.add(path, RedactURL(s), "expected a \"redis://\", \"rediss://\" (TLS) or \"redis+sentinel://\" URL such as %q", BrokerURLDefault)
+		v.add(path, RedactURL(s), "expected a \"redis://\", \"rediss://\" (TLS) or \"redis+sentinel://\" URL such as %q, or a Redis Cluster URL such as \"redis+cluster://10.0.0.1:7000,10.0.0.2:7000\"", BrokerURLDefault)
 		return
 	}
 	opts, err := redis.ParseURL(s)
@@ -404,5 +414,11 @@ func (v *validator) consumerGroup(path, s string) {
 		v.add(path, s, "must not contain whitespace or control characters; use the group name as XINFO GROUPS shows it")
 	case len(s) > 255:
 		v.add(path, s, "must be at most 255 bytes")
+	}
+}
+
+func (v *validator) partitions(path string, n int) {
+	if n < 1 || n > PartitionsMax {
+		v.add(path, n, "must be between 1 and %d (1 = the category is not partitioned); change it only after draining the category's streams", PartitionsMax)
 	}
 }

@@ -62,7 +62,15 @@ func (c *Consumer) onRead(rr readResult) {
 		// the middle of a backfill handler says nothing about a primary
 		// entry that arrived after it, and the next backfill message must
 		// not start on its word.
-		if c.sl.BackfillInflight == 0 && !c.readSent.Before(c.lastBackfillDone) {
+		// Nor does a read that filled its COUNT with primary entries: more
+		// may be waiting behind them.
+		primaryFull := false
+		for _, s := range rr.streams {
+			if c.laneOf(s.Stream) == Primary && len(s.Entries) >= c.cfg.Count {
+				primaryFull = true
+			}
+		}
+		if c.sl.BackfillInflight == 0 && !c.readSent.Before(c.lastBackfillDone) && !primaryFull {
 			c.lastProbe = time.Now()
 		}
 	}
@@ -186,6 +194,11 @@ func (c *Consumer) probe() int {
 	n := 0
 	for _, s := range res {
 		n += len(s.Entries)
+		if c.laneOf(s.Stream) == Primary && len(s.Entries) >= count {
+			// A full batch of primary: more may be waiting behind it, so
+			// the next backfill message must probe again first.
+			c.lastProbe = time.Time{}
+		}
 	}
 	c.brokerOK()
 	c.countRead(ReadProbe, n)

@@ -102,3 +102,63 @@ func TestReadPriority(t *testing.T) {
 		assert.Equal(t, c.want, got, "threshold %d, %s, %d", c.threshold, c.lane, c.in)
 	}
 }
+
+func TestNamingClusterAndPartitions(t *testing.T) {
+	t.Parallel()
+	cl := Naming{Cluster: true}
+	assert.Equal(t, "{customer}", cl.Events("customer"))
+	assert.Equal(t, "{customer}:backfill", cl.Backfill(cl.Events("customer")))
+	assert.Equal(t, "{customer}:dlq", cl.DLQ(cl.Events("customer")))
+	assert.Equal(t, "{customer}:backfill:dlq", cl.DLQ(cl.Backfill(cl.Events("customer"))))
+	assert.Equal(t, "{customer:command}", cl.Commands("customer"))
+	assert.Equal(t, "{customer:command}:backfill", cl.Backfill(cl.Commands("customer")))
+	pr := Naming{Cluster: true, Prefix: "customers::"}
+	assert.Equal(t, "{customers::customer}:backfill", pr.Backfill(pr.Events("customer")))
+
+	// N = 1 keeps the unpartitioned names exactly.
+	one := Naming{DefaultPartitions: 1}
+	assert.Equal(t, []string{"customer"}, one.EventPartitions("customer"))
+	assert.Equal(t, "customer", one.PrimaryFor("customer", "customer-42"))
+
+	p := Naming{PartitionsByCategory: map[string]int{"customer": 4}}
+	assert.Equal(t, []string{"customer", "customer.1", "customer.2", "customer.3"}, p.EventPartitions("customer"))
+	assert.Equal(t, []string{"customer:command", "customer:command.1", "customer:command.2", "customer:command.3"}, p.CommandPartitions("customer"))
+	assert.Equal(t, []string{"product"}, p.EventPartitions("product"))
+	pc := Naming{Cluster: true, DefaultPartitions: 2}
+	assert.Equal(t, []string{"{customer}", "{customer.1}"}, pc.EventPartitions("customer"))
+
+	// The partition is FNV-1a-32 of the aggregate id, modulo N: fixed
+	// values (checked against the published FNV-1a of "a", 0xe40c292c),
+	// since every producer must agree on them.
+	assert.Equal(t, 0, PartitionOf("anything", 1))
+	for id, want := range map[string]int{"42": 3, "a": 0, "b": 1, "c": 2} {
+		assert.Equal(t, want, PartitionOf(id, 4), id)
+	}
+	assert.Equal(t, p.PrimaryPartition("customer", PartitionOf("42", 4)), p.PrimaryFor("customer", "customer-42"))
+	assert.Equal(t, p.PrimaryPartition("customer:command", PartitionOf("42", 4)), p.PrimaryFor("customer:command", "customer-42"))
+	assert.Equal(t, "42", AggregateID("customer", "customer-42"))
+	assert.Equal(t, "42", AggregateID("customer:command", "customer-42"))
+	assert.Equal(t, "x-1", AggregateID("customer", "x-1"))
+
+	cats := []string{"customer", "product"}
+	for _, c := range []struct {
+		n      Naming
+		stream string
+		want   Source
+	}{
+		{pc, "{customer.1}:backfill", Source{Name: "{customer.1}:backfill", Primary: "{customer.1}", Category: "customer", Partition: 1, Lane: Backfill, Class: Events}},
+		{pc, "{customer}", Source{Name: "{customer}", Primary: "{customer}", Category: "customer", Lane: Primary, Class: Events}},
+		{pc, "{customer:command.1}", Source{Name: "{customer:command.1}", Primary: "{customer:command.1}", Category: "customer", Partition: 1, Lane: Primary, Class: Commands}},
+		{p, "customer.3", Source{Name: "customer.3", Primary: "customer.3", Category: "customer", Partition: 3, Lane: Primary, Class: Events}},
+		{p, "customer:command.2:backfill", Source{Name: "customer:command.2:backfill", Primary: "customer:command.2", Category: "customer", Partition: 2, Lane: Backfill, Class: Commands}},
+		{p, "customer:command:backfill", Source{Name: "customer:command:backfill", Primary: "customer:command", Category: "customer", Lane: Backfill, Class: Commands}},
+	} {
+		got, ok := c.n.Classify(cats, c.stream)
+		require.True(t, ok, c.stream)
+		assert.Equal(t, c.want, got, c.stream)
+	}
+	for _, bad := range []string{"customer", "customer.x", "customer.01", "{customer.1}:backfill:dlq"} {
+		_, ok := pc.Classify(cats, bad)
+		assert.False(t, ok, bad)
+	}
+}

@@ -31,12 +31,15 @@ type Reader struct {
 }
 
 // Category is one primary stream of the domain and the consumer groups the
-// engine runs on it.
+// engine runs on it: a partitioned category has one per partition.
 type Category struct {
 	Name     string   // the primary stream: "customer" or "customer:command"
 	Category string   // the aggregate category: "customer"
 	Class    Class    // Events or Commands
 	Groups   []string // consumer groups reading it, sorted
+	// Partition is the partition this primary stream holds (0 when the
+	// category is not partitioned).
+	Partition int
 }
 
 // Subscription is one consumer: a group reading a primary stream and, when
@@ -45,6 +48,8 @@ type Subscription struct {
 	Group    string
 	Primary  string
 	Backfill string // "" when lanes are disabled
+	// Partition is the partition of the category Primary holds.
+	Partition int
 }
 
 // Stream is one lane stream the engine reads.
@@ -64,8 +69,8 @@ type Topology struct {
 	// categories (sorted).
 	Categories []Category
 	// Subscriptions are the engine's consumers: per event handler (in
-	// registration order) per category it reads, then the command
-	// dispatcher per command category.
+	// registration order) per category it reads per partition, then the
+	// command dispatcher per command category per partition.
 	Subscriptions []Subscription
 }
 
@@ -77,7 +82,9 @@ func New(spec Spec, cfg Config) Topology {
 	for _, r := range spec.Readers {
 		for _, c := range r.Categories {
 			groups[c] = append(groups[c], r.Group)
-			t.Subscriptions = append(t.Subscriptions, Subscription{Group: r.Group, Primary: n.Events(c), Backfill: cfg.BackfillOf(n.Events(c))})
+			for p, primary := range n.EventPartitions(c) {
+				t.Subscriptions = append(t.Subscriptions, Subscription{Group: r.Group, Primary: primary, Backfill: cfg.BackfillOf(primary), Partition: p})
+			}
 		}
 	}
 	cats := append([]string(nil), spec.Categories...)
@@ -85,13 +92,17 @@ func New(spec Spec, cfg Config) Topology {
 	for _, c := range cats {
 		g := groups[c]
 		sort.Strings(g)
-		t.Categories = append(t.Categories, Category{Name: n.Events(c), Category: c, Class: Events, Groups: g})
+		for p, primary := range n.EventPartitions(c) {
+			t.Categories = append(t.Categories, Category{Name: primary, Category: c, Class: Events, Groups: g, Partition: p})
+		}
 	}
 	cmds := append([]string(nil), spec.CommandCategories...)
 	sort.Strings(cmds)
 	for _, c := range cmds {
-		t.Categories = append(t.Categories, Category{Name: n.Commands(c), Category: c, Class: Commands, Groups: []string{CommandGroup}})
-		t.Subscriptions = append(t.Subscriptions, Subscription{Group: CommandGroup, Primary: n.Commands(c), Backfill: cfg.BackfillOf(n.Commands(c))})
+		for p, primary := range n.CommandPartitions(c) {
+			t.Categories = append(t.Categories, Category{Name: primary, Category: c, Class: Commands, Groups: []string{CommandGroup}, Partition: p})
+			t.Subscriptions = append(t.Subscriptions, Subscription{Group: CommandGroup, Primary: primary, Backfill: cfg.BackfillOf(primary), Partition: p})
+		}
 	}
 	return t
 }

@@ -152,8 +152,9 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
 		// The row holds the logical category ("customer",
-		// "customer:command"); the naming gives its stream.
-		stream := r.cfg.Lanes.Route(r.cfg.Lanes.Naming.Primary(row.StreamCategory), lanes.Priority(row.Priority))
+		// "customer:command") and the aggregate's stream ("customer-42");
+		// the naming gives the primary stream of the aggregate's partition.
+		stream := r.cfg.Lanes.Route(r.cfg.Lanes.Naming.PrimaryFor(row.StreamCategory, row.StreamName), lanes.Priority(row.Priority))
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
 	}

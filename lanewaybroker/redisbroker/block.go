@@ -39,6 +39,7 @@ const unblockRetry = 5 * time.Millisecond
 type blockConn struct {
 	conn *redis.Conn
 	id   int64
+	node *redis.Client // the server conn belongs to: CLIENT UNBLOCK goes there
 }
 
 // readBlocking runs args with BLOCK block (> 0) and returns what it read; a
@@ -53,13 +54,20 @@ func (b *Broker) readBlocking(ctx context.Context, args *redis.XReadGroupArgs, b
 		return b.client.XReadGroup(ctx, args).Result()
 	}
 	for attempt := 0; ; attempt++ {
-		bc, err := b.takeBlockConn(ctx)
+		bc, err := b.takeBlockConn(ctx, args.Streams[0])
 		if err != nil {
 			return nil, err
 		}
 		res, err := b.readOn(ctx, bc, args)
 		healthy := err == nil || (isServerErr(err) && !demoted(err))
 		b.putBlockConn(bc, healthy)
+		if b.cluster != nil && isRedirect(err) && ctx.Err() == nil {
+			// The slot moved (or is moving) away from that master: refresh
+			// the slot map for the next read and let the ClusterClient,
+			// which follows MOVED and ASK, serve this one.
+			b.cluster.ReloadState(ctx)
+			return b.readSliced(ctx, args, block)
+		}
 		if healthy || attempt > 0 || ctx.Err() != nil {
 			return res, err
 		}
@@ -76,7 +84,7 @@ func (b *Broker) readOn(ctx context.Context, bc *blockConn, args *redis.XReadGro
 	unblocked := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(unblocked)
-		b.unblock(bc.id, readDone)
+		b.unblock(bc.node, bc.id, readDone)
 	})
 	res, err := bc.conn.XReadGroup(context.WithoutCancel(ctx), args).Result()
 	close(readDone)
@@ -91,10 +99,10 @@ func (b *Broker) readOn(ctx context.Context, bc *blockConn, args *redis.XReadGro
 // unblock sends CLIENT UNBLOCK id until it unblocks the read or the read
 // returns by itself. UNBLOCK finds nothing while the command is still on its
 // way to the server, hence the retries.
-func (b *Broker) unblock(id int64, readDone <-chan struct{}) {
+func (b *Broker) unblock(node *redis.Client, id int64, readDone <-chan struct{}) {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ReadTimeout)
-		n, err := b.client.ClientUnblock(ctx, id).Result()
+		n, err := node.ClientUnblock(ctx, id).Result()
 		cancel()
 		if err == nil && n == 1 {
 			return
@@ -134,33 +142,41 @@ func (b *Broker) readSliced(ctx context.Context, args *redis.XReadGroupArgs, blo
 // holds a pool slot.
 func (b *Broker) maxIdleBlockConns() int { return max(b.opts.PoolSize/4, 1) }
 
-func (b *Broker) takeBlockConn(ctx context.Context) (*blockConn, error) {
+// takeBlockConn returns a dedicated connection to the server of key (the
+// master of its slot on a cluster).
+func (b *Broker) takeBlockConn(ctx context.Context, key string) (*blockConn, error) {
+	node, err := b.nodeFor(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	addr := node.Options().Addr
 	b.blockMu.Lock()
 	if b.closed {
 		b.blockMu.Unlock()
 		return nil, redis.ErrClosed
 	}
-	if n := len(b.idleBlock); n > 0 {
-		bc := b.idleBlock[n-1]
-		b.idleBlock = b.idleBlock[:n-1]
+	if idle := b.idleBlock[addr]; len(idle) > 0 {
+		bc := idle[len(idle)-1]
+		b.idleBlock[addr] = idle[:len(idle)-1]
 		b.blockMu.Unlock()
 		return bc, nil
 	}
 	b.blockMu.Unlock()
 
-	conn := b.client.Conn()
+	conn := node.Conn()
 	id, err := conn.ClientID(ctx).Result()
 	if err != nil {
 		_ = conn.Close()
 		return nil, err
 	}
-	return &blockConn{conn: conn, id: id}, nil
+	return &blockConn{conn: conn, id: id, node: node}, nil
 }
 
 func (b *Broker) putBlockConn(bc *blockConn, healthy bool) {
+	addr := bc.node.Options().Addr
 	b.blockMu.Lock()
-	if healthy && !b.closed && len(b.idleBlock) < b.maxIdleBlockConns() {
-		b.idleBlock = append(b.idleBlock, bc)
+	if healthy && !b.closed && len(b.idleBlock[addr]) < b.maxIdleBlockConns() {
+		b.idleBlock[addr] = append(b.idleBlock[addr], bc)
 		b.blockMu.Unlock()
 		return
 	}

@@ -95,11 +95,12 @@ type EmbeddedOptions struct {
 
 // Broker is a lanewaybroker.Broker on Redis Streams. Safe for concurrent use.
 type Broker struct {
-	client *redis.Client
-	addr   string
-	opts   Options
-	caps   caps
-	server *miniredis.Miniredis // non-nil when OpenEmbedded started it
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // non-nil on a Redis Cluster (cluster.go)
+	addr    string
+	opts    Options
+	caps    caps
+	server  *miniredis.Miniredis // non-nil when OpenEmbedded started it
 
 	// emu serialises the emulated multi-command sequences (claims on the
 	// embedded server), which Redis runs atomically as one command. The
@@ -113,9 +114,9 @@ type Broker struct {
 	seen   map[consumerKey]time.Time
 
 	// blockMu guards the idle dedicated connections used for cancellable
-	// blocking reads (see block.go).
+	// blocking reads (see block.go), by node address.
 	blockMu   sync.Mutex
-	idleBlock []*blockConn
+	idleBlock map[string][]*blockConn
 	closed    bool
 
 	closeOnce sync.Once
@@ -125,12 +126,17 @@ type Broker struct {
 var _ lanewaybroker.Broker = (*Broker)(nil)
 
 // Open connects to the Redis at url (redis:// or rediss:// for TLS, with
-// optional username, password and DB number, as redis.ParseURL reads them).
+// optional username, password and DB number, as redis.ParseURL reads them),
+// or to the Redis Cluster at a redis+cluster:// (rediss+cluster://) URL
+// listing one or more of its nodes (see ParseClusterURL).
 // It fails fast when the server does not answer within
 // Options.ConnectTimeout, and refuses servers older than Redis 7.0. Error
 // messages never contain the password.
 func Open(ctx context.Context, url string, opts Options) (*Broker, error) {
 	opts = opts.withDefaults()
+	if IsClusterURL(url) {
+		return openCluster(ctx, url, opts)
+	}
 	client, addr, err := newClient(url, opts)
 	if err != nil {
 		return nil, err
@@ -206,8 +212,8 @@ func OpenEmbedded(ctx context.Context, opts EmbeddedOptions) (*Broker, error) {
 	return b, nil
 }
 
-func newBroker(client *redis.Client, addr string, opts Options, c caps) *Broker {
-	return &Broker{client: client, addr: addr, opts: opts, caps: c, seen: map[consumerKey]time.Time{}}
+func newBroker(client redis.UniversalClient, addr string, opts Options, c caps) *Broker {
+	return &Broker{client: client, addr: addr, opts: opts, caps: c, seen: map[consumerKey]time.Time{}, idleBlock: map[string][]*blockConn{}}
 }
 
 func applyOptions(ro *redis.Options, o Options) {
@@ -227,7 +233,7 @@ func applyOptions(ro *redis.Options, o Options) {
 func (b *Broker) Embedded() bool { return b.server != nil }
 
 // Addr is the host:port of the server, e.g. the embedded server's address
-// for `redis-cli -p`.
+// for `redis-cli -p`; on a cluster, the comma-separated seed nodes.
 func (b *Broker) Addr() string { return b.addr }
 
 // Ping checks that the server answers.
@@ -247,8 +253,10 @@ func (b *Broker) Close() error {
 		idle := b.idleBlock
 		b.idleBlock = nil
 		b.blockMu.Unlock()
-		for _, bc := range idle {
-			_ = bc.conn.Close()
+		for _, bcs := range idle {
+			for _, bc := range bcs {
+				_ = bc.conn.Close()
+			}
 		}
 		b.closeErr = b.client.Close()
 		if b.server != nil {

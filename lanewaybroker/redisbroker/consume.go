@@ -73,13 +73,7 @@ func (b *Broker) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]l
 	}
 	b.touch(p.Streams, p.Group, p.Consumer)
 
-	var res []redis.XStream
-	var err error
-	if p.Block > 0 {
-		res, err = b.readBlocking(ctx, args, p.Block)
-	} else {
-		res, err = b.client.XReadGroup(ctx, args).Result()
-	}
+	res, err := b.readGroup(ctx, args, p.Block)
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}

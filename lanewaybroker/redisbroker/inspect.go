@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
 
 	"github.com/redis/go-redis/v9"
 
@@ -147,21 +148,31 @@ func (b *Broker) Streams(ctx context.Context, pattern string) ([]string, error) 
 	return keys, nil
 }
 
+// scan is SCAN MATCH pattern TYPE typ on the server, or on every master of
+// a cluster (a node's SCAN sees only the keys of its own slots).
 func (b *Broker) scan(ctx context.Context, pattern, typ string) ([]string, error) {
+	var mu sync.Mutex
 	seen := map[string]struct{}{}
-	var cursor uint64
-	for {
-		keys, next, err := b.client.ScanType(ctx, cursor, pattern, scanCount, typ).Result()
-		if err != nil {
-			return nil, err
+	err := b.forEachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.ScanType(ctx, cursor, pattern, scanCount, typ).Result()
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			for _, k := range keys {
+				seen[k] = struct{}{}
+			}
+			mu.Unlock()
+			if next == 0 {
+				return nil
+			}
+			cursor = next
 		}
-		for _, k := range keys {
-			seen[k] = struct{}{}
-		}
-		if next == 0 {
-			break
-		}
-		cursor = next
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]string, 0, len(seen))
 	for k := range seen {

@@ -2,8 +2,11 @@ package redisbroker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // SetKey is SET key value PX ttl (no expiry when ttl <= 0).
@@ -21,7 +24,8 @@ func (b *Broker) SetKey(ctx context.Context, key, value string, ttl time.Duratio
 const mgetBatch = 500
 
 // GetKeys returns the string keys matching pattern with their values (SCAN
-// then MGET); keys that expire in between are left out.
+// then MGET; on a cluster, pipelined GETs, as MGET refuses keys of several
+// slots); keys that expire in between are left out.
 func (b *Broker) GetKeys(ctx context.Context, pattern string) (map[string]string, error) {
 	keys, err := b.scan(ctx, pattern, "string")
 	if err != nil {
@@ -30,7 +34,7 @@ func (b *Broker) GetKeys(ctx context.Context, pattern string) (map[string]string
 	out := make(map[string]string, len(keys))
 	for len(keys) > 0 {
 		n := min(len(keys), mgetBatch)
-		vals, err := b.client.MGet(ctx, keys[:n]...).Result()
+		vals, err := b.mget(ctx, keys[:n])
 		if err != nil {
 			return nil, fmt.Errorf("redisbroker: MGET %q: %w", pattern, err)
 		}
@@ -50,4 +54,27 @@ func (b *Broker) DeleteKey(ctx context.Context, key string) error {
 		return fmt.Errorf("redisbroker: DEL %q: %w", key, err)
 	}
 	return nil
+}
+
+func (b *Broker) mget(ctx context.Context, keys []string) ([]any, error) {
+	if b.cluster == nil {
+		return b.client.MGet(ctx, keys...).Result()
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = p.Get(ctx, k)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	vals := make([]any, len(keys))
+	for i, c := range cmds {
+		if v, err := c.Result(); err == nil {
+			vals[i] = v
+		}
+	}
+	return vals, nil
 }

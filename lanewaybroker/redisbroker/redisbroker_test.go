@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -24,7 +25,14 @@ import (
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The Redis Cluster some tests share starts on first use and stops
+	// after the last test.
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		testsvc.StopCluster()
+		os.Exit(code)
+	}))
+}
 
 func openRedis(t testing.TB) *redisbroker.Broker {
 	t.Helper()

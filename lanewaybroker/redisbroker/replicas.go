@@ -27,7 +27,12 @@ func (b *Broker) PublishReplicated(ctx context.Context, pubs []lanewaybroker.Pub
 	if len(pubs) == 0 {
 		return nil, nil
 	}
-	conn := b.client.Conn()
+	if b.cluster != nil {
+		// WAIT counts one node's replicas for one connection's writes; a
+		// batch spans several masters on a cluster.
+		return nil, errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
+	}
+	conn := b.client.(*redis.Client).Conn()
 	defer conn.Close()
 	cmds := make([]*redis.StringCmd, len(pubs))
 	var wait *redis.IntCmd

@@ -137,7 +137,7 @@ func (m *Manager) classify(source string) (Stream, bool) {
 func (m *Manager) expected() []Stream {
 	var out []Stream
 	for _, cat := range m.categories {
-		for _, primary := range []string{m.naming.Events(cat), m.naming.Commands(cat)} {
+		for _, primary := range append(m.naming.EventPartitions(cat), m.naming.CommandPartitions(cat)...) {
 			for _, src := range []string{primary, m.naming.Backfill(primary)} {
 				if s, ok := m.classify(src); ok {
 					out = append(out, s)
