@@ -161,16 +161,14 @@ func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 			assert.Equal(t, lc.Naming.PrimaryFor(cat, r.id), src.Primary, r.id)
 			if r.lane == string(lanes.Backfill) {
 				backfillStarted[src.Primary] = true
-			} else {
-				if backfillStarted[src.Primary] {
-					var seq []string
-					for _, x := range recs {
-						if x.stream == src.Primary || x.stream == lc.Naming.Backfill(src.Primary) {
-							seq = append(seq, x.lane[:1]+x.id)
-						}
+			} else if backfillStarted[src.Primary] {
+				var seq []string
+				for _, x := range recs {
+					if x.stream == src.Primary || x.stream == lc.Naming.Backfill(src.Primary) {
+						seq = append(seq, x.lane[:1]+x.id)
 					}
-					t.Fatalf("engine %d handled a primary entry of %s after backfill: %v", eng, src.Primary, seq)
 				}
+				t.Fatalf("engine %d handled a primary entry of %s after backfill: %v", eng, src.Primary, seq)
 			}
 		}
 	}

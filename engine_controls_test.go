@@ -112,7 +112,6 @@ func newCtlFleet(t *testing.T, n int, tune func(*lanewayconfig.Config)) *ctlFlee
 		br, err := redisbroker.Open(ctx, redisURL, redisbroker.Options{})
 		require.NoError(t, err)
 		t.Cleanup(func() { br.Close() })
-		i := i
 		eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br,
 			Logger: slog.New(slog.NewTextHandler(f.logs, nil)),
 			OnHandled: func(h laneway.Handled) {

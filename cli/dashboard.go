@@ -85,7 +85,7 @@ func newDashboardCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ln, err := net.Listen("tcp", listen)
+			ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen)
 			if err != nil {
 				return fmt.Errorf("--listen %q: %w (choose another address)", listen, err)
 			}

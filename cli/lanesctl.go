@@ -282,7 +282,7 @@ func forHandler(h string) string {
 
 func newLanesThrottleCmd(g *globals) *cobra.Command {
 	var f laneFlags
-	var clear bool
+	var clearRate bool
 	c := &cobra.Command{
 		Use:   "throttle [STREAM] [RATE]",
 		Short: "Hold a backfill lane to a rate shared by every engine (e.g. 500/s), or --clear it",
@@ -295,9 +295,9 @@ func newLanesThrottleCmd(g *globals) *cobra.Command {
 			var rate float64
 			var err error
 			switch {
-			case clear && (len(args) == 2 || len(args) == 1 && looksLikeRate(args[0])):
+			case clearRate && (len(args) == 2 || len(args) == 1 && looksLikeRate(args[0])):
 				return fmt.Errorf("--clear takes no RATE")
-			case clear:
+			case clearRate:
 			case len(args) == 0:
 				return fmt.Errorf("give a RATE such as 500/s (or --clear)")
 			default:
@@ -323,7 +323,7 @@ func newLanesThrottleCmd(g *globals) *cobra.Command {
 				}
 			}
 			for _, s := range sel {
-				if clear {
+				if clearRate {
 					had, err := store.ClearThrottle(ctx, s.stream)
 					if err != nil {
 						return err
@@ -349,7 +349,7 @@ func newLanesThrottleCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.add(c, false)
-	c.Flags().BoolVar(&clear, "clear", false, "remove the lane's throttle (back to backfill_rate_per_second)")
+	c.Flags().BoolVar(&clearRate, "clear", false, "remove the lane's throttle (back to backfill_rate_per_second)")
 	return c
 }
 
@@ -369,7 +369,7 @@ func parseRate(s string) (float64, error) {
 	}
 	v, err := strconv.ParseFloat(num, 64)
 	if err != nil || v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
-		return 0, fmt.Errorf("rate %q: use a positive number such as 500/s (to lift a throttle: --clear)", s)
+		return 0, fmt.Errorf("rate %q: use a positive number such as 500/s (to lift a throttle: --clearRate)", s)
 	}
 	return v / div, nil
 }

@@ -92,7 +92,7 @@ primary_latency_target_ms = 50
 	assert.Contains(t, out, "PAUSED customer:backfill for every handler")
 	assert.Contains(t, out, "governor: target 50ms")
 
-	code, out, _ = run(t, "doctor", "--json", "--sample", "10ms", "--domain", dir)
+	_, out, _ = run(t, "doctor", "--json", "--sample", "10ms", "--domain", dir)
 	var rep struct {
 		Checks []struct{ ID, Status, Detail, Fix string } `json:"checks"`
 	}

@@ -53,7 +53,7 @@ func waitForBroker(ctx context.Context, cfg *lanewayconfig.Config, log *slog.Log
 		}
 		if first {
 			log.Warn("redis unreachable; waiting for it (not ready on /readyz until it answers)", "error", err)
-			srv = serveWaiting(cfg.Server.HTTP.Listen, err, log)
+			srv = serveWaiting(ctx, cfg.Server.HTTP.Listen, err, log)
 		}
 		select {
 		case <-ctx.Done():
@@ -70,11 +70,11 @@ var errStopped = errors.New("stopped while waiting for redis")
 // serveWaiting answers the health endpoints while the server waits for
 // Redis; nil when there is no listener (disabled, or the address is busy:
 // the engine reports that when it starts).
-func serveWaiting(listen string, cause error, log *slog.Logger) *http.Server {
+func serveWaiting(ctx context.Context, listen string, cause error, log *slog.Logger) *http.Server {
 	if listen == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", listen)
 	if err != nil {
 		log.Warn("cannot serve /readyz while waiting for redis", "listen", listen, "error", err)
 		return nil

@@ -58,7 +58,7 @@ func fileErr(path string, err error) error {
 	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("cannot read %q: %v", path, pe.Err)
+		return fmt.Errorf("cannot read %q: %w", path, pe.Err)
 	}
 	return err
 }

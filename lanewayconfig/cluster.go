@@ -62,7 +62,7 @@ func ParseClusterURL(raw string) (*redis.ClusterOptions, error) {
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return nil, fmt.Errorf("query: %v", err)
+		return nil, fmt.Errorf("query: %w", err)
 	}
 	for _, a := range addrs[1:] {
 		q.Add("addr", a)

@@ -7,14 +7,13 @@ package main
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli"
 	"github.com/laneway/laneway/cmd/laneway/internal/demo"
 	"github.com/laneway/laneway/cmd/laneway/internal/example"
 )
 
 func main() {
-	cli.Main(func() (*laneway.Domain, error) { return customersDomain() },
+	cli.Main(customersDomain,
 		cli.WithCommands(func(env cli.Env) []*cobra.Command {
 			return []*cobra.Command{demo.Command(env), example.Command(env)}
 		}))

@@ -65,7 +65,7 @@ func (c *Consumer) safeHandle(m *Message) error {
 		}
 	}
 	if ctx.Err() == context.DeadlineExceeded && c.handlerCtx.Err() == nil {
-		return fmt.Errorf("%w after %s: %v", ErrHandlerTimeout, c.cfg.HandlerTimeout, err)
+		return fmt.Errorf("%w after %s: %w", ErrHandlerTimeout, c.cfg.HandlerTimeout, err)
 	}
 	return err
 }

@@ -207,9 +207,8 @@ func (c *Controller) view(l *laneCtl, snap Snapshot) laneView {
 	if t, ok := snap.ThrottleOf(l.backfill); ok {
 		rate = t.PerSecond
 	}
-	a := 1.0
 	if c.governed() && snap.Governor != nil {
-		a = snap.Governor.Allowance
+		a := snap.Governor.Allowance
 		v.st.BackfillConcurrency = BackfillConcurrency(l.bfConc, a)
 		rate = BackfillRate(rate, snap.Governor.References[l.backfill+"|"+l.group], a)
 	}

@@ -21,7 +21,7 @@ func TestUnreachable(t *testing.T) {
 		{&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("refused")}, true},
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), true},
 		{errors.New("redisbroker: publish: LOADING Redis is loading the dataset in memory"), true},
-		{errors.New("READONLY You can't write against a read only replica."), true},
+		{errors.New("READONLY You can't write against a read only replica."), true}, //nolint:revive // the server's own words
 		{errors.New("redis: client is closed"), true},
 		{errors.New("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
 		{errors.New("ERR max number of clients reached for LOADING-ish names"), false},

@@ -25,8 +25,6 @@ const (
 	ListLimitDefault = outboxsql.ListLimitDefault
 )
 
-const outboxColumns = outboxsql.Columns
-
 // claimSQL leases the first Limit eligible rows in one statement. The CTE is
 // MATERIALIZED so the locking subquery runs exactly once; SKIP LOCKED lets
 // concurrent claimers take disjoint rows instead of waiting on each other.
@@ -291,7 +289,7 @@ func (s *Store) exec(ctx context.Context, sql string, args ...any) (pgconn.Comma
 	return tag, err
 }
 
-// queryRows runs a query returning outboxColumns on a pooled connection.
+// queryRows runs a query returning outboxsql.Columns on a pooled connection.
 func (s *Store) queryRows(ctx context.Context, sql string, args ...any) ([]lanewaystore.OutboxRow, error) {
 	var out []lanewaystore.OutboxRow
 	err := s.pool.with(ctx, func(c *pgx.Conn) error {
@@ -305,7 +303,7 @@ func (s *Store) queryRows(ctx context.Context, sql string, args ...any) ([]lanew
 	return out, err
 }
 
-// scanOutboxRows reads every row of outboxColumns and closes rows.
+// scanOutboxRows reads every row of outboxsql.Columns and closes rows.
 func scanOutboxRows(rows pgx.Rows) ([]lanewaystore.OutboxRow, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (lanewaystore.OutboxRow, error) {
 		var (

@@ -75,7 +75,7 @@ type Dashboard struct {
 	wg     sync.WaitGroup
 }
 
-// ErrToken: writes are enabled without a token long enough.
+// ErrToken is returned when writes are enabled without a token long enough.
 var ErrToken = errors.New("dashboard writes need a token of at least 16 characters")
 
 // New checks p and builds the dashboard; nothing runs until Start.

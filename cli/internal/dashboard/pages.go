@@ -24,7 +24,7 @@ var assets embed.FS
 
 var funcs = template.FuncMap{
 	"age": func(secs float64) string {
-		return (time.Duration(secs*float64(time.Second)) / time.Second * time.Second).String()
+		return time.Duration(secs * float64(time.Second)).Truncate(time.Second).String()
 	},
 	"ago": func(t time.Time) string {
 		if t.IsZero() {

@@ -65,8 +65,7 @@ func Doctor(ctx context.Context, in *Inspector, p DoctorParams) ([]Check, error)
 			acl = Check{ID: "redis_acl", Title: "Redis permissions", Status: Warn,
 				Detail: "not checked: the broker is not reachable", Fix: "make the broker reachable, then run laneway doctor again"}
 		}
-		checks = append(checks, acl)
-		checks = append(checks, Check{ID: "engine", Title: "running engine", Status: Fail,
+		checks = append(checks, acl, Check{ID: "engine", Title: "running engine", Status: Fail,
 			Detail: "cannot reach the broker: " + p.BrokerErr.Error(),
 			Fix:    fmt.Sprintf("start the engine (laneway server --domain %s) so the broker can be inspected", dir)})
 		for _, c := range []Check{{ID: "backfill_groups", Title: "backfill consumer groups"}, {ID: "lane_paused", Title: "paused lanes"}, {ID: "backfill_draining", Title: "backfill draining"},

@@ -144,8 +144,8 @@ func ListOutbox(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Dat
 	return out, nil
 }
 
-// ErrNotRetryable: RetryOutbox was given the id of a row that is not
-// failed or abandoned (or of no row at all).
+// ErrNotRetryable is returned when RetryOutbox is given the id of a row
+// that is not failed or abandoned (or of no row at all).
 var ErrNotRetryable = errors.New("not a failed or abandoned outbox row")
 
 type notRetryable int64

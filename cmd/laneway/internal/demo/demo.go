@@ -1,3 +1,5 @@
+// Package demo is `laneway demo`: the same customer traffic and migration
+// run with lanes off and on, and the production latency of each.
 package demo
 
 import (

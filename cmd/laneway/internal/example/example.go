@@ -1,3 +1,5 @@
+// Package example is `laneway example`: the seed guide's migration of
+// customers' tiers, written as backfill commands.
 package example
 
 import (
