@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"sync"
@@ -70,8 +72,15 @@ func benchDomain(b *testing.B, cat string, started func()) *laneway.Domain {
 	laneway.RegisterCommand[Account, OpenAccount](d, func(ctx context.Context, tx *laneway.Tx, c OpenAccount) error {
 		return nil
 	})
+	laneway.RegisterEvent[Account, Filed](d)
 	h := laneway.NewHandler("AccountProjector")
 	laneway.On(h, func(ctx context.Context, tx *laneway.Tx, e Opened, m laneway.Meta) error {
+		if started != nil {
+			started()
+		}
+		return nil
+	})
+	laneway.On(h, func(ctx context.Context, tx *laneway.Tx, e Filed, m laneway.Meta) error {
 		if started != nil {
 			started()
 		}
@@ -81,6 +90,33 @@ func benchDomain(b *testing.B, cat string, started func()) *laneway.Domain {
 	dom, err := d.Build()
 	require.NoError(b, err)
 	return dom
+}
+
+// Filed is the event of workload A (issue 14): a 256-byte payload as a
+// JSON byte field (base64), about 840 bytes per entry with the envelope.
+type Filed struct {
+	Payload []byte `json:"payload"`
+}
+
+func (Filed) Kind() string { return "Filed" }
+
+// payloadEnvelopes returns n Filed entries as EncodeEvent (and so the
+// relay) writes them, on 100 aggregates, each with its own 256-byte payload.
+func payloadEnvelopes(b *testing.B, cat string, n int) []string {
+	out := make([]string, n)
+	pad := make([]byte, 256)
+	for i := range out {
+		for j := range pad {
+			pad[j] = byte(i*31 + j)
+		}
+		pub, err := laneway.EncodeEvent(laneway.EventEntry{
+			Domain: "Bank", Category: cat, AggregateID: strconv.Itoa(i % 100), Kind: "Filed",
+			Sequence: strconv.Itoa(i) + ".1", CorrelationID: "c", Payload: Filed{Payload: pad},
+		}, nil)
+		require.NoError(b, err)
+		out[i] = pub.Data
+	}
+	return out
 }
 
 // benchEnvelopes returns n Opened envelopes as the relay writes them, on
@@ -165,17 +201,20 @@ func (k *benchKit) startEngineHook(b *testing.B, lanes bool, concurrency int, on
 	require.NoError(b, err)
 	app, err := laneway.Open(ctx, benchDomain(b, k.cat, started), cfg, laneway.Options{Store: st})
 	require.NoError(b, err)
-	eng := laneway.NewEngine(app, laneway.EngineOptions{
+	opts := laneway.EngineOptions{
 		Broker: k.br, DisableHTTP: true, Logger: slog.New(slog.DiscardHandler),
-		OnHandled: func(h laneway.Handled) {
+	}
+	if onHandled != nil {
+		opts.OnHandled = func(h laneway.Handled) {
 			if h.Err != nil {
 				b.Errorf("handler failed: %v", h.Err)
 			}
 			if h.Group == "AccountProjector" {
 				onHandled(h)
 			}
-		},
-	})
+		}
+	}
+	eng := laneway.NewEngine(app, opts)
 	require.NoError(b, eng.Start(ctx))
 	b.Cleanup(func() {
 		_ = eng.Stop(context.Background())
@@ -200,6 +239,76 @@ func (k *benchKit) drain(b *testing.B, lanes bool, concurrency, n int) time.Dura
 	d := time.Since(start)
 	require.NoError(b, eng.Stop(context.Background()))
 	return d
+}
+
+// drainQuiet is drain without the OnHandled hook, counting in the
+// projector instead: `laneway server` sets no hook, and the hook's own
+// per-message work (Handled, a time parse) is not the engine's.
+func (k *benchKit) drainQuiet(b *testing.B, lanes bool, concurrency, n int) time.Duration {
+	var handled atomic.Int64
+	done := make(chan struct{})
+	eng := k.startEngineHook(b, lanes, concurrency, nil, func() {
+		if handled.Add(1) == int64(n) {
+			close(done)
+		}
+	})
+	stopProfile := profileEngine(b)
+	start := time.Now()
+	<-done
+	d := time.Since(start)
+	stopProfile()
+	require.NoError(b, eng.Stop(context.Background()))
+	return d
+}
+
+// profileEngine writes a CPU profile of the engine's drain alone (not of
+// filling the streams or of the raw consumer) to the file named by
+// LANEWAY_BENCH_CPUPROFILE, when set; run without -cpuprofile then.
+func profileEngine(b *testing.B) (stop func()) {
+	path := os.Getenv("LANEWAY_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	require.NoError(b, err)
+	require.NoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		require.NoError(b, f.Close())
+	}
+}
+
+// BenchmarkEngineConsumeA is workload A of issue 14: 200,000 pre-loaded
+// entries of a 256-byte payload (about 840 bytes in the envelope), the
+// engine as `laneway server` runs it (configuration defaults, lanes on,
+// concurrency 1, no OnHandled hook), beside the raw go-redis consumer
+// (XREADGROUP COUNT 100, an inline no-op, one XACK per batch) on the same
+// entries, measured right before and right after the engine. The target is
+// pct_of_raw >= 50.
+//
+//	REDIS_URL=... go test -run '^$' -bench EngineConsumeA -benchtime 1x -count 3 .
+func BenchmarkEngineConsumeA(b *testing.B) {
+	k := newBenchKit(b)
+	datas := payloadEnvelopes(b, k.cat, benchEntries)
+	var engTime time.Duration
+	var rawRate float64
+	for range b.N {
+		b.StopTimer()
+		rawRate += k.rawCeiling(b, datas[:benchEntries/2])
+		_ = k.br.DeleteKey(context.Background(), k.cat)
+		_ = k.br.DeleteKey(context.Background(), k.cat+":backfill")
+		k.fill(b, k.cat, datas)
+		b.StartTimer()
+		engTime += k.drainQuiet(b, true, 1, benchEntries)
+		b.StopTimer()
+		rawRate += k.rawCeiling(b, datas[benchEntries/2:])
+		b.StartTimer()
+	}
+	rate := float64(benchEntries*b.N) / engTime.Seconds()
+	rawRate /= float64(2 * b.N)
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(rawRate, "raw/s")
+	b.ReportMetric(100*rate/rawRate, "pct_of_raw")
 }
 
 // BenchmarkEngineConsume is the consume rate of one subscription with a
