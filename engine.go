@@ -308,7 +308,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
 				}
 				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
-				e.observeLane(s.Group, msg, time.Now())
+				e.observeLane(s.Group, msg)
 				if e.opts.OnHandled != nil {
 					e.opts.OnHandled(handledFrom(s.Group, msg, err))
 				}
@@ -389,7 +389,7 @@ func (e *Engine) startHeartbeat(ctx context.Context) error {
 // this domain can never handle: unknown types and versions without an
 // upcaster path.
 func (e *Engine) decode(entry lanewaybroker.Entry) (envelope.Envelope, error) {
-	env, err := envelope.Decode([]byte(entry.Data))
+	env, err := envelope.DecodeString(entry.Data)
 	if err != nil {
 		return env, err
 	}

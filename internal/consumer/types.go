@@ -245,7 +245,7 @@ func (c *Config) validateAndDefault() error {
 			if _, ok := e.Fields["data"]; !ok && e.Fields != nil {
 				return envelope.Envelope{}, errors.New("malformed envelope: entry has no data field")
 			}
-			return envelope.Decode([]byte(e.Data))
+			return envelope.DecodeString(e.Data)
 		}
 	}
 	if c.Logger == nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // SpecVersion is the envelope spec version written by Encode.
@@ -116,6 +117,23 @@ func Decode(raw []byte) (Envelope, error) {
 		return e, nil
 	}
 	return decodeSlow(raw)
+}
+
+// DecodeString is Decode of an entry held as a string (as the broker
+// returns it), without copying it to bytes first: the metadata strings of
+// the result are substrings of raw, so the entry is decoded with a few
+// allocations instead of one per member (the consume path runs this once
+// per message).
+func DecodeString(raw string) (Envelope, error) {
+	if raw == "" {
+		return decodeSlow(nil)
+	}
+	// The fast path only reads the view; it never writes or keeps it.
+	view := unsafe.Slice(unsafe.StringData(raw), len(raw))
+	if e, ok := decodeFastFrom(view, raw); ok {
+		return e, nil
+	}
+	return decodeSlow([]byte(raw))
 }
 
 // decodeSlow is the general decoder behind Decode (see decodeFast).

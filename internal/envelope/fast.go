@@ -32,6 +32,20 @@ type scanner struct {
 	b     []byte
 	pos   int
 	sawWS bool // whitespace was skipped (the value is not canonical as written)
+	// src is b as a string when b is a view of one (DecodeString): member
+	// values are then substrings of it rather than copies.
+	src string
+}
+
+// text returns v, a sub-slice of s.b, as a string: a substring of src
+// (no copy; the entry string is immutable and held while its message is)
+// or a copy.
+func (s *scanner) text(v []byte) string {
+	if s.src == "" || len(v) == 0 {
+		return string(v)
+	}
+	start := cap(s.b) - cap(v) // v is s.b[start:...]
+	return s.src[start : start+len(v)]
 }
 
 func (s *scanner) ws() {
@@ -301,7 +315,7 @@ func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 				if !ok {
 					return false
 				}
-				*f.dst = string(v)
+				*f.dst = s.text(v)
 				break
 			}
 		}
@@ -379,7 +393,7 @@ func (s *scanner) traceParent(tp *TraceParent) bool {
 			if seen[i] || !ok {
 				return false
 			}
-			seen[i], *dst = true, string(v)
+			seen[i], *dst = true, s.text(v)
 		case "sampled":
 			switch {
 			case seen[2]:
@@ -405,10 +419,17 @@ func (s *scanner) traceParent(tp *TraceParent) bool {
 // decodeFast is Decode for the common shape; ok false means "use the
 // general decoder".
 func decodeFast(raw []byte) (e Envelope, ok bool) {
+	return decodeFastFrom(raw, "")
+}
+
+// decodeFastFrom is decodeFast; src, when not empty, is raw as a string
+// (raw is a read-only view of it), and the metadata strings returned are
+// substrings of it.
+func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 	if !utf8.Valid(raw) {
 		return e, false
 	}
-	s := &scanner{b: raw}
+	s := &scanner{b: raw, src: src}
 	if !s.consume('{') {
 		return e, false
 	}

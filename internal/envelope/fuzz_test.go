@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,6 +51,9 @@ func FuzzDecode(f *testing.F) {
 	decodeSeeds(f)
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		e, err := Decode(raw)
+		fromString, errString := DecodeString(string(raw))
+		require.Equal(t, err, errString, "DecodeString and Decode disagree")
+		require.Equal(t, e, fromString, "DecodeString and Decode disagree")
 		if err != nil {
 			require.ErrorIs(t, err, ErrMalformed)
 			return
@@ -154,17 +158,57 @@ func BenchmarkEncode(b *testing.B) {
 	}
 }
 
-func BenchmarkDecode(b *testing.B) {
-	raw, err := Encode(benchEnvelope())
-	if err != nil {
-		b.Fatal(err)
+// workloadAPayload is the payload of issue 14's workload A: 256 bytes as a
+// JSON byte field (base64), as encoding/json writes a []byte.
+func workloadAPayload() json.RawMessage {
+	pad := make([]byte, 256)
+	for i := range pad {
+		pad[i] = byte(i * 7)
 	}
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := Decode(raw); err != nil {
+	raw, err := json.Marshal(struct {
+		Payload []byte `json:"payload"`
+	}{pad})
+	if err != nil {
+		panic(err)
+	}
+	return raw
+}
+
+// BenchmarkDecode decodes an entry the engine wrote: "customer" is a
+// payload with a float and non-ASCII text (not canonical as written, so the
+// general decoder runs), "bytes256" workload A's entry (about 840 bytes,
+// the fast path).
+func BenchmarkDecode(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		data json.RawMessage
+	}{{"customer", benchPayload}, {"bytes256", workloadAPayload()}} {
+		e := sampleEnvelope()
+		e.Data = c.data
+		raw, err := Encode(e)
+		if err != nil {
 			b.Fatal(err)
 		}
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := Decode(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		// The consumer's call: the entry as the broker returns it.
+		entry := string(raw)
+		b.Run(c.name+"/string", func(b *testing.B) {
+			b.SetBytes(int64(len(entry)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := DecodeString(entry); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -212,6 +256,50 @@ func FuzzDecodeFastMatchesSlow(f *testing.F) {
 		require.NoError(t, err, "fast path accepted what the general decoder refuses")
 		require.Equal(t, slow, fast)
 	})
+}
+
+// TestDecodeStringSharesEntry: DecodeString's metadata strings are
+// substrings of the entry (no copies), and its payload is a copy the
+// handler may change without touching the entry.
+func TestDecodeStringSharesEntry(t *testing.T) {
+	e := sampleEnvelope()
+	e.Data = workloadAPayload()
+	raw, err := Encode(e)
+	require.NoError(t, err)
+	entry := string(raw)
+	got, err := DecodeString(entry)
+	require.NoError(t, err)
+	want, err := Decode(raw)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+
+	lo := uintptr(unsafe.Pointer(unsafe.StringData(entry)))
+	inside := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		return p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(entry))
+	}
+	for _, s := range []string{got.Metadata.Headers.ID, got.Metadata.Headers.Type, got.Metadata.Envelope.Checksum, got.Metadata.Domain.CorrelationID} {
+		require.NotEmpty(t, s)
+		require.True(t, inside(s), "%q was copied", s)
+	}
+	got.Data[0] = 'X'
+	require.Equal(t, string(raw), entry, "the payload shares the entry's bytes")
+}
+
+// TestDecodeStringAllocs bounds the allocations of decoding workload A's
+// entry: the payload copy, nothing per metadata member.
+func TestDecodeStringAllocs(t *testing.T) {
+	e := sampleEnvelope()
+	e.Data = workloadAPayload()
+	raw, err := Encode(e)
+	require.NoError(t, err)
+	entry := string(raw)
+	n := testing.AllocsPerRun(100, func() {
+		if _, err := DecodeString(entry); err != nil {
+			t.Fatal(err)
+		}
+	})
+	require.LessOrEqual(t, n, 2.0)
 }
 
 // TestDecodeFastPathTaken: the entries the engine writes take the fast path.
