@@ -111,48 +111,83 @@ func (m *Metrics) LaneOf(stream string) string {
 // Consumer returns the observer for one handler's consumer on primary and
 // backfill ("" when lanes are off), with its series created at 0.
 func (m *Metrics) Consumer(handler, primary, backfill string) consumer.Observer {
+	o := &consumerObs{m: m, handler: handler}
 	lanes := map[consumer.Lane]string{consumer.Primary: primary}
 	if backfill != "" {
 		lanes[consumer.Backfill] = backfill
 	}
+	// The series of every handled message are resolved here, once: a
+	// WithLabelValues per message hashes the labels and takes the vector's
+	// lock on the consume path.
 	for lane, stream := range lanes {
-		l := lane.String()
-		for _, outcome := range []string{consumer.OutcomeOK, consumer.OutcomeError} {
-			m.handled.WithLabelValues(handler, l, outcome)
-		}
-		m.duration.WithLabelValues(handler, l)
-		m.endToEnd.WithLabelValues(handler, l)
-		m.retries.WithLabelValues(handler, l)
-		m.dlqRouted.WithLabelValues(handler, l, m.lanes.Naming.DLQ(stream))
+		o.lanes[lane] = m.laneSeries(handler, lane)
+		m.dlqRouted.WithLabelValues(handler, lane.String(), m.lanes.Naming.DLQ(stream))
 	}
-	return consumerObs{m, handler}
+	return o
+}
+
+func (m *Metrics) laneSeries(handler string, lane consumer.Lane) laneSeries {
+	l := lane.String()
+	return laneSeries{
+		ok:       m.handled.WithLabelValues(handler, l, consumer.OutcomeOK),
+		failed:   m.handled.WithLabelValues(handler, l, consumer.OutcomeError),
+		duration: m.duration.WithLabelValues(handler, l),
+		endToEnd: m.endToEnd.WithLabelValues(handler, l),
+		retries:  m.retries.WithLabelValues(handler, l),
+	}
+}
+
+// laneSeries are one lane's per-message series of one handler.
+type laneSeries struct {
+	ok, failed         prometheus.Counter
+	duration, endToEnd prometheus.Observer
+	retries            prometheus.Counter
 }
 
 type consumerObs struct {
 	m       *Metrics
 	handler string
+	lanes   [2]laneSeries // resolved for the consumer's lanes; zero for the others
 }
 
-func (o consumerObs) Read(kind consumer.ReadMode, n int) {
+// lane returns l's series; a lane the consumer was not built with (backfill
+// with lanes off) gets its series created on use, as every series was.
+func (o *consumerObs) lane(l consumer.Lane) laneSeries {
+	if l == consumer.Primary || l == consumer.Backfill {
+		if s := o.lanes[l]; s.ok != nil {
+			return s
+		}
+	}
+	return o.m.laneSeries(o.handler, l)
+}
+
+func (o *consumerObs) Read(kind consumer.ReadMode, n int) {
 	o.m.reads.WithLabelValues(o.handler, kind.String()).Inc()
 }
 
-func (o consumerObs) Handled(lane consumer.Lane, outcome string, d time.Duration, msg *consumer.Message) {
-	l := lane.String()
-	o.m.handled.WithLabelValues(o.handler, l, outcome).Inc()
-	o.m.duration.WithLabelValues(o.handler, l).Observe(d.Seconds())
+func (o *consumerObs) Handled(lane consumer.Lane, outcome string, d time.Duration, msg *consumer.Message) {
+	s := o.lane(lane)
+	switch outcome {
+	case consumer.OutcomeOK:
+		s.ok.Inc()
+	case consumer.OutcomeError:
+		s.failed.Inc()
+	default:
+		o.m.handled.WithLabelValues(o.handler, lane.String(), outcome).Inc()
+	}
+	s.duration.Observe(d.Seconds())
 	if msg != nil {
 		if t, err := time.Parse(time.RFC3339Nano, msg.Envelope.Metadata.Headers.Time); err == nil {
-			o.m.endToEnd.WithLabelValues(o.handler, l).Observe(time.Since(t).Seconds())
+			s.endToEnd.Observe(time.Since(t).Seconds())
 		}
 	}
 }
 
-func (o consumerObs) Retried(lane consumer.Lane) {
-	o.m.retries.WithLabelValues(o.handler, lane.String()).Inc()
+func (o *consumerObs) Retried(lane consumer.Lane) {
+	o.lane(lane).retries.Inc()
 }
 
-func (o consumerObs) DeadLettered(lane consumer.Lane, stream string) {
+func (o *consumerObs) DeadLettered(lane consumer.Lane, stream string) {
 	o.m.dlqRouted.WithLabelValues(o.handler, lane.String(), stream).Inc()
 }
 
