@@ -48,10 +48,11 @@ func (e *Engine) controlFor(group, primary, backfill string) consumer.Control {
 // moment its entry was added to the stream (the entry id's time, on the
 // Redis server's clock) to its handler's end, and each backfill message
 // handled.
-func (e *Engine) observeLane(group string, m *consumer.Message, done time.Time) {
-	if e.controls == nil {
-		return
+func (e *Engine) observeLane(group string, m *consumer.Message) {
+	if e.controls == nil || !e.controls.Governed() {
+		return // nothing to feed: no clock read, no id parse per message
 	}
+	done := time.Now()
 	if m.Lane == consumer.Backfill {
 		e.controls.ObserveBackfill(m.Stream, group, done)
 		return

@@ -75,6 +75,10 @@ func (c *Controller) Store() *Store { return c.store }
 // governed reports whether the governor is on.
 func (c *Controller) governed() bool { return c.p.Governor.Target > 0 }
 
+// Governed reports whether the governor is on, so callers skip gathering
+// what ObservePrimary and ObserveBackfill would ignore.
+func (c *Controller) Governed() bool { return c.governed() }
+
 // Consumer returns the Control of one consumer: group on primary and
 // backfill ("" with lanes off), whose backfill slot limit is
 // backfillConcurrency. Call before Start.
