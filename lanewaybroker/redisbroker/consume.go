@@ -102,7 +102,8 @@ func (b *Broker) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]l
 	return out, nil
 }
 
-// Ack sends one XACK per AckParams in one pipelined round trip.
+// Ack sends one XACK per AckParams in one round trip (pipelined when there
+// are several).
 func (b *Broker) Ack(ctx context.Context, acks []lanewaybroker.AckParams) error {
 	n := 0
 	for _, a := range acks {
@@ -111,6 +112,18 @@ func (b *Broker) Ack(ctx context.Context, acks []lanewaybroker.AckParams) error 
 		}
 	}
 	if n == 0 {
+		return nil
+	}
+	if n == 1 {
+		// The usual case, one stream's batch: a plain command costs the
+		// same round trip without the pipeline's own bookkeeping.
+		for _, a := range acks {
+			if len(a.IDs) > 0 {
+				if err := b.client.XAck(ctx, a.Stream, a.Group, a.IDs...).Err(); err != nil {
+					return fmt.Errorf("redisbroker: ack (1 stream): %w", err)
+				}
+			}
+		}
 		return nil
 	}
 	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
