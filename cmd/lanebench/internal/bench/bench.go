@@ -61,6 +61,13 @@ type Params struct {
 	// configurations.
 	TargetMS           int
 	ContentionDuration time.Duration
+	// ContentionProcs > 1 repeats the contention runs (production only,
+	// unlimited, governor) with that many engine processes; 0 or 1 skips.
+	ContentionProcs int
+	// ThrottleRate is the backfill_rate_per_second of the throttle
+	// scenario, ThrottleProcs its engine processes.
+	ThrottleRate  float64
+	ThrottleProcs int
 }
 
 // DefaultParams are the full-size defaults; ShortParams the `make bench` ones.
@@ -71,7 +78,8 @@ func DefaultParams() Params {
 		HandlerCost: 200 * time.Microsecond, IOCost: time.Millisecond,
 		Concurrency: 10, BackfillConcurrency: 8,
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
-		TargetMS: 50, ContentionDuration: 20 * time.Second,
+		ContentionDuration: 20 * time.Second, ContentionProcs: 2,
+		ThrottleRate: 500, ThrottleProcs: 2,
 	}
 }
 
@@ -105,8 +113,14 @@ func (p *Params) Validate() error {
 		return errors.New("--events must be positive")
 	case p.Callers <= 0:
 		return errors.New("--callers must be positive")
-	case p.TargetMS <= 0:
-		return errors.New("--target-ms must be positive")
+	case p.TargetMS < 0:
+		return errors.New("--target-ms must not be negative (0: chosen from the production-only p99)")
+	case p.ContentionProcs < 0:
+		return errors.New("--contention-procs must not be negative")
+	case p.ThrottleRate <= 0:
+		return errors.New("--throttle-rate must be positive")
+	case p.ThrottleProcs < 1:
+		return errors.New("--throttle-procs must be at least 1")
 	case p.ContentionDuration <= 0:
 		return errors.New("--contention-duration must be positive")
 	case len(p.MemoryBacklogs) == 0:
@@ -185,7 +199,7 @@ func NewRunner(p Params, stdout, stderr io.Writer, worker []string) *Runner {
 func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
-		"scale": r.scale, "memory": r.memory, "contention": r.contention,
+		"scale": r.scale, "memory": r.memory, "contention": r.contention, "throttle": r.throttle,
 	}
 	var err error
 	for _, s := range allScenarios() {

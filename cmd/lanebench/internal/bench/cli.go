@@ -44,7 +44,12 @@ ceilings of this machine, measured in the same run:
   contention  (only when named; needs --database) production and a database-
               heavy backfill on one PostgreSQL table: production p99 and
               drain rate with the backfill unlimited, at a sweep of fixed
-              rates, and under the governor (--target-ms)
+              rates, and under the governor (--target-ms); then production
+              only, unlimited and governor with --contention-procs engine
+              processes
+  throttle    (only when named) --throttle-procs engine processes drain a
+              backfill under backfill_rate_per_second = --throttle-rate:
+              the drain rate against the limit
 
 By default everything is embedded: an in-process broker and a SQLite file in
 a temporary directory, fresh for each configuration and removed afterwards.
@@ -109,7 +114,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.Callers, "callers", p.Callers, "goroutines calling Process (and the raw insert ceiling)")
 	f.StringVar(&backlogs, "memory-backlogs", joinSizes(p.MemoryBacklogs), "comma-separated backlog sizes of the memory scenario")
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
-	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds")
+	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds (0: 2.5x the production-only p99 measured first)")
+	f.IntVar(&p.ContentionProcs, "contention-procs", p.ContentionProcs, "contention: also run production only, unlimited and governor with this many engine processes (0 skips)")
+	f.Float64Var(&p.ThrottleRate, "throttle-rate", p.ThrottleRate, "throttle: the backfill_rate_per_second shared by the engine processes")
+	f.IntVar(&p.ThrottleProcs, "throttle-procs", p.ThrottleProcs, "throttle: engine processes draining the backfill")
 	f.DurationVar(&p.ContentionDuration, "contention-duration", p.ContentionDuration, "contention: how long production runs in each configuration")
 	f.BoolVar(&p.JSON, "json", false, "one JSON object per line per scenario and configuration instead of tables")
 	cmd.AddCommand(newWorkerCmd(stdout, stderr))
@@ -153,6 +161,9 @@ func newWorkerCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&ws.lanes, "lanes", false, "priority lanes on")
 	f.IntVar(&ws.conc, "concurrency", 1, "handler slots")
 	f.IntVar(&ws.bconc, "backfill-concurrency", 1, "backfill's cap on the slots")
+	f.BoolVar(&ws.contention, "contention", false, "run the contention domain (its table must exist)")
+	f.Float64Var(&ws.backfillRate, "backfill-rate", 0, "backfill_rate_per_second (0 unlimited)")
+	f.IntVar(&ws.targetMS, "target-ms", 0, "the governor's primary_latency_target_ms (0 off)")
 	return cmd
 }
 

@@ -34,6 +34,8 @@ type proc struct {
 	final   atomic.Int64
 	readerW sync.WaitGroup
 	waited  bool
+	// onPrimary takes the "p" lines of a contention worker.
+	onPrimary func(raised, done int64)
 }
 
 // workerSpec is what a worker process runs.
@@ -41,6 +43,16 @@ type workerSpec struct {
 	brokerURL, database string
 	lanes               bool
 	conc, bconc         int
+	// contention runs the contention domain (its handlers write the
+	// shared table) instead of the bench one; then "handled" counts
+	// backfill messages only and every production message is one line
+	// "p <raised> <done>" (UnixNano), passed to onPrimary in the parent.
+	contention bool
+	// backfillRate is backfill_rate_per_second, targetMS the governor's
+	// primary_latency_target_ms (0: off).
+	backfillRate float64
+	targetMS     int
+	onPrimary    func(raised, done int64)
 }
 
 // startProc starts one engine process. It is stopped through its stdin
@@ -55,7 +67,10 @@ func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 	args := append(append([]string(nil), r.worker[1:]...),
 		"--broker", ws.brokerURL, "--database", ws.database,
 		"--lanes="+strconv.FormatBool(ws.lanes), "--concurrency", strconv.Itoa(ws.conc),
-		"--backfill-concurrency", strconv.Itoa(ws.bconc))
+		"--backfill-concurrency", strconv.Itoa(ws.bconc),
+		"--contention="+strconv.FormatBool(ws.contention),
+		"--backfill-rate", strconv.FormatFloat(ws.backfillRate, 'f', -1, 64),
+		"--target-ms", strconv.Itoa(ws.targetMS))
 	cmd := exec.Command(r.worker[0], args...) //nolint:noctx // stopped gracefully by stop, see startProc
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	cmd.Stderr = r.status
@@ -70,14 +85,15 @@ func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start engine process: %w", err)
 	}
-	p := &proc{cmd: cmd, stdin: stdin, ready: make(chan struct{})}
+	p := &proc{cmd: cmd, stdin: stdin, ready: make(chan struct{}), onPrimary: ws.onPrimary}
 	p.readerW.Add(1)
 	go p.read(stdout)
 	return p, nil
 }
 
 // read parses the worker's protocol lines until its stdout closes (it
-// exits): "ready", "handled <n> <last unix nano>", "final <n> <last>".
+// exits): "ready", "handled <n> <last unix nano>", "final <n> <last>",
+// and from a contention worker "p <raised> <done>".
 func (p *proc) read(stdout io.Reader) {
 	defer p.readerW.Done()
 	sc := bufio.NewScanner(stdout)
@@ -88,6 +104,10 @@ func (p *proc) read(stdout io.Reader) {
 		case len(f) == 1 && f[0] == "ready" && !readyClosed:
 			close(p.ready)
 			readyClosed = true
+		case len(f) == 3 && f[0] == "p" && p.onPrimary != nil:
+			raised, _ := strconv.ParseInt(f[1], 10, 64)
+			done, _ := strconv.ParseInt(f[2], 10, 64)
+			p.onPrimary(raised, done)
 		case len(f) == 3 && (f[0] == "handled" || f[0] == "final"):
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			last, _ := strconv.ParseInt(f[2], 10, 64)

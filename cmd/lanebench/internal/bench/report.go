@@ -52,6 +52,12 @@ type Result struct {
 	// Allowance is the governor's allowance sampled during a contention
 	// run, "min/median/max".
 	Allowance string `json:"governor_allowance,omitempty"`
+	// TargetMS is the contention run's governor target, and BaselineP99MS
+	// the production-only p99 it was chosen from (when not given).
+	TargetMS int `json:"target_ms,omitempty"`
+	// RateLimitPerS is the throttle scenario's shared backfill limit.
+	RateLimitPerS float64 `json:"rate_limit_per_s,omitempty"`
+	BaselineP99MS float64 `json:"baseline_p99_ms,omitempty"`
 
 	// Compare holds ratios with other configurations of the same run,
 	// named "<what>_vs_<reference>" (see docs/BENCHMARKS.md).
@@ -155,7 +161,8 @@ func printTables(w io.Writer, p Params, rs []Result) {
 			fmt.Fprintf(w, "%10d %10.2f %12.1f %12.1f %10.1f %8s\n", r.Backlog, r.Backfill.DrainSeconds, r.PeakRSSMB, r.VmHWMMB, r.StartRSSMB, r.cmp("peak_rss_vs_smallest"))
 		}
 	}
-	printContention(w, rs, p.TargetMS)
+	printContention(w, rs)
+	printThrottle(w, rs)
 	if ts := targets(rs); len(ts) > 0 {
 		fmt.Fprintf(w, "\ntargets (issue 7)\n")
 		for _, t := range ts {
