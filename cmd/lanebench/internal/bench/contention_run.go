@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/laneway/laneway/internal/lanecontrol"
 	"github.com/laneway/laneway/internal/tools/latency"
 	"github.com/laneway/laneway/lanewaystore"
+	"github.com/laneway/laneway/lanewaystore/pgstore"
 )
 
 // contentionRun runs one configuration for the production duration on a
@@ -41,13 +44,35 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 	cfg := engineConfig(true, r.p.Concurrency, r.p.BackfillConcurrency)
 	cfg.Server.PriorityLanes.BackfillRatePerSecond = cr.rate
 	cfg.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = cr.targetMS
-	// This App writes production's commands; with engine processes it
-	// runs no engine (they relay and handle).
-	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: e.db.Store})
+	// app runs the in-process engine. Production's commands go through
+	// prodApp, on a connection pool of its own: sharing the engine's pool,
+	// producers held back by a slow database would also starve the
+	// engine's relay and handlers of connections, a stall no deployment
+	// with separate writer services has.
+	// The engine's pool has a connection per handler slot and two for the
+	// relay and the engine's own queries, so the handlers contend in the
+	// database, not for the pool (the default pool is 4).
+	engURL := withPool(e.db.PostgresURL, r.p.Concurrency+2)
+	engStore, err := pgstore.Open(ctx, engURL)
+	if err != nil {
+		return res, err
+	}
+	defer engStore.Close()
+	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: engStore})
 	if err != nil {
 		return res, err
 	}
 	defer app.Close()
+	prodStore, err := pgstore.Open(ctx, withPool(e.db.PostgresURL, producers))
+	if err != nil {
+		return res, err
+	}
+	defer prodStore.Close()
+	prodApp, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: prodStore})
+	if err != nil {
+		return res, err
+	}
+	defer prodApp.Close()
 	if err := e.db.Store.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
 		if _, err := tx.Exec(ctx, "CREATE TABLE bench_hot (id int PRIMARY KEY, n bigint NOT NULL, pad text NOT NULL)"); err != nil {
 			return err
@@ -62,7 +87,7 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 			return res, err
 		}
 	}
-	engines, err := r.startContentionEngines(ctx, e, app, cr, pr)
+	engines, err := r.startContentionEngines(ctx, e, engURL, app, cr, pr)
 	if err != nil {
 		return res, err
 	}
@@ -80,7 +105,7 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		produceSteady(ctx, app, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
+		produceSteady(ctx, prodApp, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
 	}()
 	warm := time.NewTimer(contentionWarmup)
 	select {
@@ -132,6 +157,18 @@ func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err
 	return res, nil
 }
 
+// withPool sets pool_max_conns on a PostgreSQL URL.
+func withPool(raw string, n int) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // scratch built it: it parses
+	}
+	q := u.Query()
+	q.Set("pool_max_conns", strconv.Itoa(n))
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 // contEngines are the engines of one contention configuration.
 type contEngines struct {
 	backfill func() int64 // backfill messages handled so far
@@ -140,7 +177,7 @@ type contEngines struct {
 
 // startContentionEngines starts one engine in this process on app, or
 // cr.procs engine processes whose production latencies reach pr.
-func (r *Runner) startContentionEngines(ctx context.Context, e *env, app *laneway.App, cr contRun, pr *contProbe) (contEngines, error) {
+func (r *Runner) startContentionEngines(ctx context.Context, e *env, dbURL string, app *laneway.App, cr contRun, pr *contProbe) (contEngines, error) {
 	if cr.procs == 0 {
 		eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: e.br, Logger: r.log, DisableHTTP: true})
 		if err := eng.Start(ctx); err != nil {
@@ -156,7 +193,7 @@ func (r *Runner) startContentionEngines(ctx context.Context, e *env, app *lanewa
 	}
 	for range cr.procs {
 		p, err := r.startProc(ctx, workerSpec{
-			brokerURL: e.brokerURL, database: e.db.PostgresURL, lanes: true,
+			brokerURL: e.brokerURL, database: dbURL, lanes: true,
 			conc: r.p.Concurrency, bconc: r.p.BackfillConcurrency,
 			contention: true, backfillRate: cr.rate, targetMS: cr.targetMS, onPrimary: pr.observe,
 		})
