@@ -68,6 +68,9 @@ type Params struct {
 	// scenario, ThrottleProcs its engine processes.
 	ThrottleRate  float64
 	ThrottleProcs int
+	// Samples is the production entries of the flood and of the e2e
+	// backfill phase; IdleSamples those of quiet and of the e2e idle phase.
+	Samples, IdleSamples int
 }
 
 // DefaultParams are the full-size defaults; ShortParams the `make bench` ones.
@@ -80,6 +83,7 @@ func DefaultParams() Params {
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
 		ContentionDuration: 20 * time.Second, ContentionProcs: 2,
 		ThrottleRate: 500, ThrottleProcs: 2,
+		Samples: 1000, IdleSamples: 500,
 	}
 }
 
@@ -89,6 +93,7 @@ func ShortParams() Params {
 	p := DefaultParams()
 	p.Backfill, p.Duration, p.Events = 5000, 3*time.Second, 20000
 	p.MemoryBacklogs = []int{10000, 50000}
+	p.Samples, p.IdleSamples = 200, 100
 	return p
 }
 
@@ -123,6 +128,10 @@ func (p *Params) Validate() error {
 		return errors.New("--throttle-procs must be at least 1")
 	case p.ContentionDuration <= 0:
 		return errors.New("--contention-duration must be positive")
+	case p.Samples <= 0:
+		return errors.New("--samples must be positive")
+	case p.IdleSamples <= 0:
+		return errors.New("--idle-samples must be positive")
 	case len(p.MemoryBacklogs) == 0:
 		return errors.New("--memory-backlogs needs at least one size")
 	}
@@ -131,9 +140,11 @@ func (p *Params) Validate() error {
 			return fmt.Errorf("--memory-backlogs: %d is not a positive size", n)
 		}
 	}
+	p.Scenarios = expandScenarios(p.Scenarios)
 	for _, s := range p.Scenarios {
 		if !contains(allScenarios(), s) {
-			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s)", s, strings.Join(allScenarios(), ", "))
+			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s, or %s for %s)", s, strings.Join(allScenarios(), ", "),
+				headlineGroup, strings.Join(HeadlineScenarios, "+"))
 		}
 	}
 	if len(p.Scenarios) == 0 {
@@ -162,6 +173,19 @@ func checkBrokerURL(raw string) error {
 		return fmt.Errorf("--broker %q: name the Redis database lanebench may clear, e.g. redis://%s/9 (it deletes the streams lanebench and lanebench:* there)", raw, u.Host)
 	}
 	return nil
+}
+
+// expandScenarios replaces the group name "headline" by its scenarios.
+func expandScenarios(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if s == headlineGroup {
+			out = append(out, HeadlineScenarios...)
+		} else {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func contains(list []string, s string) bool {
@@ -200,10 +224,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
 		"scale": r.scale, "memory": r.memory, "contention": r.contention, "throttle": r.throttle,
+		"consume": r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
 	}
+	scenarios := expandScenarios(r.p.Scenarios)
 	var err error
 	for _, s := range allScenarios() {
-		if !contains(r.p.Scenarios, s) {
+		if !contains(scenarios, s) {
 			continue
 		}
 		r.progress("scenario %s", s)

@@ -20,9 +20,10 @@ import (
 // rates (a sweep that finds the fastest rate keeping production within the
 // target) and run by the governor.
 
-// ExtraScenarios run only when named: contention needs PostgreSQL, and
-// both measure lane controls rather than the lanes.
-var ExtraScenarios = []string{"contention", "throttle"}
+// ExtraScenarios run only when named: contention needs PostgreSQL,
+// throttle measures a lane control rather than the lanes, and the headline
+// scenarios are issue 14's comparison with a raw consumer.
+var ExtraScenarios = append([]string{"contention", "throttle"}, HeadlineScenarios...)
 
 func allScenarios() []string { return append(append([]string(nil), Scenarios...), ExtraScenarios...) }
 
