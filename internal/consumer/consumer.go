@@ -458,6 +458,10 @@ func (c *Consumer) brokerOK() {
 		c.bo.reset()
 		c.retryAt = time.Time{}
 		c.tk.after = time.Now().Add(c.cfg.TakeoverGrace)
+		// Touch what this consumer holds at once: no touch got through
+		// during the outage, and the other consumers' reclaim resumes
+		// when their grace ends.
+		c.lastTouch = time.Time{}
 	}
 }
 
