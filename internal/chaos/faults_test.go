@@ -167,7 +167,7 @@ func faultKillHoarder(c *kase) time.Time {
 // reply was lost) or one entry handled twice, split by when its first run
 // was: before the fault (handled, not acked when the fault hit), during it
 // (acks kept across the fault, then lost with a killed engine), after it.
-func (c *kase) duplicateSources() string {
+func (c *kase) duplicateSources() (note string, redelivered int) {
 	ctx := context.Background()
 	rows, err := c.conn.Query(ctx, `SELECT item_id, min(handled_ns) FROM chaos_effects GROUP BY item_id HAVING count(*) > 1`)
 	require.NoError(c.t, err)
@@ -180,7 +180,7 @@ func (c *kase) duplicateSources() string {
 	}
 	rows.Close()
 	if len(first) == 0 {
-		return ""
+		return "", 0
 	}
 	entries := map[string]int{}
 	r := c.w.redis.client(c.redisDB)
@@ -219,7 +219,7 @@ func (c *kase) duplicateSources() string {
 		}
 	}
 	return fmt.Sprintf("%d events published twice; entries handled twice, first run before the fault %d, during it %d, after recovery %d",
-		republished, before, during, after)
+		republished, before, during, after), before + during + after
 }
 
 // b. SIGKILL Redis and restart it from its append-only file.
