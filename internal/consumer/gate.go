@@ -12,8 +12,9 @@ import (
 // cluster, so one blocking read covers them, but two partitions' lanes are
 // not), and each schedules its own lanes; the gate makes a consumer start no
 // backfill message while another member has primary work: primary entries
-// queued (or in flight, at concurrency 1), or possibly waiting in Redis (before its first read
-// of primary, and after a read that filled its COUNT with primary entries).
+// queued (or in flight, at concurrency 1), or possibly waiting in Redis
+// (before its first read of primary, and after a read that filled its
+// COUNT with primary entries).
 //
 // The gate holds backfill only: primary never waits for it, so members
 // cannot wait on each other in a circle. A member whose primary lane is
