@@ -61,6 +61,9 @@ type Params struct {
 	// configurations.
 	TargetMS           int
 	ContentionDuration time.Duration
+	// Samples is the production entries of the flood and of the e2e
+	// backfill phase; IdleSamples those of quiet and of the e2e idle phase.
+	Samples, IdleSamples int
 }
 
 // DefaultParams are the full-size defaults; ShortParams the `make bench` ones.
@@ -72,6 +75,7 @@ func DefaultParams() Params {
 		Concurrency: 10, BackfillConcurrency: 8,
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
 		TargetMS: 50, ContentionDuration: 20 * time.Second,
+		Samples: 1000, IdleSamples: 500,
 	}
 }
 
@@ -81,6 +85,7 @@ func ShortParams() Params {
 	p := DefaultParams()
 	p.Backfill, p.Duration, p.Events = 5000, 3*time.Second, 20000
 	p.MemoryBacklogs = []int{10000, 50000}
+	p.Samples, p.IdleSamples = 200, 100
 	return p
 }
 
@@ -109,6 +114,10 @@ func (p *Params) Validate() error {
 		return errors.New("--target-ms must be positive")
 	case p.ContentionDuration <= 0:
 		return errors.New("--contention-duration must be positive")
+	case p.Samples <= 0:
+		return errors.New("--samples must be positive")
+	case p.IdleSamples <= 0:
+		return errors.New("--idle-samples must be positive")
 	case len(p.MemoryBacklogs) == 0:
 		return errors.New("--memory-backlogs needs at least one size")
 	}
@@ -117,9 +126,11 @@ func (p *Params) Validate() error {
 			return fmt.Errorf("--memory-backlogs: %d is not a positive size", n)
 		}
 	}
+	p.Scenarios = expandScenarios(p.Scenarios)
 	for _, s := range p.Scenarios {
 		if !contains(allScenarios(), s) {
-			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s)", s, strings.Join(allScenarios(), ", "))
+			return fmt.Errorf("--scenario: unknown scenario %q (choose from %s, or %s for %s)", s, strings.Join(allScenarios(), ", "),
+				headlineGroup, strings.Join(HeadlineScenarios, "+"))
 		}
 	}
 	if len(p.Scenarios) == 0 {
@@ -148,6 +159,19 @@ func checkBrokerURL(raw string) error {
 		return fmt.Errorf("--broker %q: name the Redis database lanebench may clear, e.g. redis://%s/9 (it deletes the streams lanebench and lanebench:* there)", raw, u.Host)
 	}
 	return nil
+}
+
+// expandScenarios replaces the group name "headline" by its scenarios.
+func expandScenarios(list []string) []string {
+	var out []string
+	for _, s := range list {
+		if s == headlineGroup {
+			out = append(out, HeadlineScenarios...)
+		} else {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func contains(list []string, s string) bool {
@@ -186,10 +210,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
 		"scale": r.scale, "memory": r.memory, "contention": r.contention,
+		"consume": r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
 	}
+	scenarios := expandScenarios(r.p.Scenarios)
 	var err error
 	for _, s := range allScenarios() {
-		if !contains(r.p.Scenarios, s) {
+		if !contains(scenarios, s) {
 			continue
 		}
 		r.progress("scenario %s", s)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -63,6 +65,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	p := DefaultParams()
 	var scenarios, backlogs string
 	var short bool
+	var cpuProfile, memProfile string
 	cmd := &cobra.Command{
 		Use:           "lanebench",
 		Short:         "Benchmarks of Laneway: lane isolation, throughput per stage, scale, memory",
@@ -88,7 +91,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("find the lanebench binary to start engine processes: %w", err)
 			}
-			return NewRunner(p, stdout, stderr, []string{exe, "worker"}).Run(cmd.Context())
+			stop, err := startProfiles(cpuProfile, memProfile)
+			if err != nil {
+				return err
+			}
+			err = NewRunner(p, stdout, stderr, []string{exe, "worker"}).Run(cmd.Context())
+			return errors.Join(err, stop())
 		},
 	}
 	cmd.SetOut(stdout)
@@ -97,7 +105,8 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&p.Broker, "broker", "", "Redis URL with a database number you own (lanebench deletes its streams lanebench, lanebench:* there); default: an embedded broker")
 	f.StringVar(&p.Database, "database", "", "PostgreSQL URL (a fresh schema per configuration); default: SQLite in a temporary directory")
-	f.StringVar(&scenarios, "scenario", strings.Join(Scenarios, ","), "comma-separated scenarios to run: "+strings.Join(Scenarios, ", "))
+	f.StringVar(&scenarios, "scenario", strings.Join(Scenarios, ","), "comma-separated scenarios to run: "+strings.Join(Scenarios, ", ")+
+		"; only when named: "+strings.Join(ExtraScenarios, ", ")+", and "+headlineGroup+" = "+strings.Join(HeadlineScenarios, "+"))
 	f.IntVar(&p.Backfill, "backfill", p.Backfill, "backfill events pre-loaded for each isolation run")
 	f.Float64Var(&p.Rate, "rate", p.Rate, "production events per second during isolation")
 	f.DurationVar(&p.Duration, "duration", p.Duration, "how long production traffic runs in idle and isolation")
@@ -111,6 +120,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
 	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds")
 	f.DurationVar(&p.ContentionDuration, "contention-duration", p.ContentionDuration, "contention: how long production runs in each configuration")
+	f.IntVar(&p.Samples, "samples", p.Samples, "flood and e2e (backfill phase): production entries written at --rate")
+	f.IntVar(&p.IdleSamples, "idle-samples", p.IdleSamples, "quiet and e2e (idle phase): production entries written at 50/s")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof -top lanebench FILE)")
+	f.StringVar(&memProfile, "memprofile", "", "write a heap profile (allocations of the whole run) to this file at the end")
 	f.BoolVar(&p.JSON, "json", false, "one JSON object per line per scenario and configuration instead of tables")
 	cmd.AddCommand(newWorkerCmd(stdout, stderr))
 	return cmd
@@ -126,6 +139,8 @@ func applyShort(p *Params, changed func(string) bool) {
 		"duration":        func() { p.Duration = s.Duration },
 		"events":          func() { p.Events = s.Events },
 		"memory-backlogs": func() { p.MemoryBacklogs = s.MemoryBacklogs },
+		"samples":         func() { p.Samples = s.Samples },
+		"idle-samples":    func() { p.IdleSamples = s.IdleSamples },
 	} {
 		if !changed(name) {
 			apply()
@@ -184,4 +199,35 @@ func joinSizes(ns []int) string {
 		s[i] = strconv.Itoa(n)
 	}
 	return strings.Join(s, ",")
+}
+
+// startProfiles starts a CPU profile to cpuFile and arranges a heap profile
+// to memFile (either may be ""); stop ends the one and writes the other.
+func startProfiles(cpuFile, memFile string) (stop func() error, err error) {
+	var cpu *os.File
+	if cpuFile != "" {
+		if cpu, err = os.Create(cpuFile); err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(cpu); err != nil {
+			_ = cpu.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+	}
+	return func() error {
+		var errs []error
+		if cpu != nil {
+			pprof.StopCPUProfile()
+			errs = append(errs, cpu.Close())
+		}
+		if memFile != "" {
+			f, err := os.Create(memFile)
+			if err != nil {
+				return errors.Join(append(errs, fmt.Errorf("--memprofile: %w", err))...)
+			}
+			runtime.GC()
+			errs = append(errs, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+		}
+		return errors.Join(errs...)
+	}, nil
 }

@@ -25,8 +25,9 @@ import (
 // rates (a sweep that finds the fastest rate keeping production within the
 // target) and run by the governor.
 
-// ExtraScenarios run only when named: contention needs PostgreSQL.
-var ExtraScenarios = []string{"contention"}
+// ExtraScenarios run only when named: contention needs PostgreSQL, and the
+// headline scenarios are issue 14's comparison with a raw consumer.
+var ExtraScenarios = append([]string{"contention"}, HeadlineScenarios...)
 
 func allScenarios() []string { return append(append([]string(nil), Scenarios...), ExtraScenarios...) }
 

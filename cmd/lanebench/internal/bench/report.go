@@ -53,6 +53,18 @@ type Result struct {
 	// run, "min/median/max".
 	Allowance string `json:"governor_allowance,omitempty"`
 
+	// Headline scenarios (issue 14): the raw go-redis consumer's figures
+	// on the same entries in the same run, and the targets with verdicts.
+	RawPrimary  *latency.Summary `json:"raw_primary,omitempty"`
+	RawBackfill *Backfill        `json:"raw_backfill,omitempty"`
+	RawHandled  int              `json:"raw_handled,omitempty"`
+	// IdlePrimary is the baseline of the e2e backfill phase: the idle
+	// phase of the same run.
+	IdlePrimary    *latency.Summary `json:"idle_primary,omitempty"`
+	RawPrimarySent int              `json:"raw_primary_sent,omitempty"`
+	LoadSeconds    float64          `json:"load_seconds,omitempty"`
+	Targets        []Target         `json:"targets,omitempty"`
+
 	// Compare holds ratios with other configurations of the same run,
 	// named "<what>_vs_<reference>" (see docs/BENCHMARKS.md).
 	Compare map[string]float64 `json:"compare,omitempty"`
@@ -156,6 +168,7 @@ func printTables(w io.Writer, p Params, rs []Result) {
 		}
 	}
 	printContention(w, rs, p.TargetMS)
+	printHeadline(w, rs)
 	if ts := targets(rs); len(ts) > 0 {
 		fmt.Fprintf(w, "\ntargets (issue 7)\n")
 		for _, t := range ts {
