@@ -145,6 +145,21 @@ func (g *globals) controlStore(ctx context.Context) (*inspection, *lanecontrol.S
 	return i, lanecontrol.NewStore(rc.RedisClient(), i.topo.Domain), nil
 }
 
+// onSelected opens the lane controls, resolves the lanes named by args and
+// the flags, and runs do on them.
+func (g *globals) onSelected(ctx context.Context, f *laneFlags, args []string, do func(*inspection, *lanecontrol.Store, []selected) error) error {
+	i, store, err := g.controlStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer i.close()
+	sel, err := f.resolve(i.topo, args)
+	if err != nil {
+		return err
+	}
+	return do(i, store, sel)
+}
+
 // operator names who set a control, for lanes status and doctor.
 func operator() string {
 	name := "unknown"
@@ -169,47 +184,40 @@ func newLanesPauseCmd(g *globals) *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			i, store, err := g.controlStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer i.close()
-			sel, err := f.resolve(i.topo, args)
-			if err != nil {
-				return err
-			}
-			var primaries []string
-			for _, s := range sel {
-				if s.lane == lanes.Primary {
-					primaries = append(primaries, s.stream)
+			return g.onSelected(ctx, &f, args, func(i *inspection, store *lanecontrol.Store, sel []selected) error {
+				var primaries []string
+				for _, s := range sel {
+					if s.lane == lanes.Primary {
+						primaries = append(primaries, s.stream)
+					}
 				}
-			}
-			if len(primaries) > 0 {
-				fmt.Fprintf(g.stderr, "WARNING: %s is a primary lane: production events on it will wait until it is resumed.\n", strings.Join(primaries, ", "))
-				if err := g.confirm(yes, "pause a primary lane", "Pause production traffic?"); err != nil {
-					return err
+				if len(primaries) > 0 {
+					fmt.Fprintf(g.stderr, "WARNING: %s is a primary lane: production events on it will wait until it is resumed.\n", strings.Join(primaries, ", "))
+					if err := g.confirm(yes, "pause a primary lane", "Pause production traffic?"); err != nil {
+						return err
+					}
 				}
-			}
-			for _, s := range sel {
-				already, err := store.Pause(ctx, lanecontrol.Pause{Stream: s.stream, Handler: f.handler, By: operator()})
-				if err != nil {
-					return err
+				for _, s := range sel {
+					already, err := store.Pause(ctx, lanecontrol.Pause{Stream: s.stream, Handler: f.handler, By: operator()})
+					if err != nil {
+						return err
+					}
+					who := "every handler"
+					if f.handler != "" {
+						who = "handler " + f.handler
+					}
+					state := "paused"
+					if already {
+						state = "already paused"
+					}
+					if s.lane == lanes.Backfill && !i.topo.Lanes.Enabled {
+						state += " (lanes are disabled: no engine reads it anyway)"
+					}
+					fmt.Fprintf(g.stdout, "%s %s for %s; engines stop starting its entries within 1s. Resume: laneway lanes resume %s%s\n",
+						s.stream, state, who, s.stream, handlerFlag(f.handler))
 				}
-				who := "every handler"
-				if f.handler != "" {
-					who = "handler " + f.handler
-				}
-				state := "paused"
-				if already {
-					state = "already paused"
-				}
-				if s.lane == lanes.Backfill && !i.topo.Lanes.Enabled {
-					state += " (lanes are disabled: no engine reads it anyway)"
-				}
-				fmt.Fprintf(g.stdout, "%s %s for %s; engines stop starting its entries within 1s. Resume: laneway lanes resume %s%s\n",
-					s.stream, state, who, s.stream, handlerFlag(f.handler))
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f.add(c, true)
@@ -234,39 +242,32 @@ func newLanesResumeCmd(g *globals) *cobra.Command {
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			i, store, err := g.controlStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer i.close()
-			sel, err := f.resolve(i.topo, args)
-			if err != nil {
-				return err
-			}
-			for _, s := range sel {
-				gone, err := store.Resume(ctx, s.stream, f.handler)
-				if err != nil {
-					return err
-				}
-				if len(gone) == 0 {
-					fmt.Fprintf(g.stdout, "%s was not paused%s\n", s.stream, forHandler(f.handler))
-					continue
-				}
-				for _, p := range gone {
-					fmt.Fprintf(g.stdout, "%s resumed%s after %s\n", s.stream, forHandler(strings.TrimPrefix(p.Handler, lanecontrol.AllHandlers)),
-						(time.Duration(p.PausedForSeconds) * time.Second).String())
-				}
-				if f.handler != "" {
-					snap, err := store.Load(ctx)
+			return g.onSelected(ctx, &f, args, func(i *inspection, store *lanecontrol.Store, sel []selected) error {
+				for _, s := range sel {
+					gone, err := store.Resume(ctx, s.stream, f.handler)
 					if err != nil {
 						return err
 					}
-					if _, still := snap.PauseOf(s.stream, f.handler); still {
-						fmt.Fprintf(g.stdout, "%s is still paused for every handler: laneway lanes resume %s\n", s.stream, s.stream)
+					if len(gone) == 0 {
+						fmt.Fprintf(g.stdout, "%s was not paused%s\n", s.stream, forHandler(f.handler))
+						continue
+					}
+					for _, p := range gone {
+						fmt.Fprintf(g.stdout, "%s resumed%s after %s\n", s.stream, forHandler(strings.TrimPrefix(p.Handler, lanecontrol.AllHandlers)),
+							(time.Duration(p.PausedForSeconds) * time.Second).String())
+					}
+					if f.handler != "" {
+						snap, err := store.Load(ctx)
+						if err != nil {
+							return err
+						}
+						if _, still := snap.PauseOf(s.stream, f.handler); still {
+							fmt.Fprintf(g.stdout, "%s is still paused for every handler: laneway lanes resume %s\n", s.stream, s.stream)
+						}
 					}
 				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f.add(c, true)
@@ -308,44 +309,37 @@ func newLanesThrottleCmd(g *globals) *cobra.Command {
 				args = args[:len(args)-1]
 			}
 			ctx := cmd.Context()
-			i, store, err := g.controlStore(ctx)
-			if err != nil {
-				return err
-			}
-			defer i.close()
-			sel, err := f.resolve(i.topo, args)
-			if err != nil {
-				return err
-			}
-			for _, s := range sel {
-				if s.lane != lanes.Backfill {
-					return fmt.Errorf("%s is a primary lane, which is never throttled: throttle its backfill lane %s", s.stream, i.topo.Backfill(s.stream))
+			return g.onSelected(ctx, &f, args, func(i *inspection, store *lanecontrol.Store, sel []selected) error {
+				for _, s := range sel {
+					if s.lane != lanes.Backfill {
+						return fmt.Errorf("%s is a primary lane, which is never throttled: throttle its backfill lane %s", s.stream, i.topo.Backfill(s.stream))
+					}
 				}
-			}
-			for _, s := range sel {
-				if clearRate {
-					had, err := store.ClearThrottle(ctx, s.stream)
-					if err != nil {
-						return err
-					}
-					back := "unlimited"
-					if r := i.cfg.Server.PriorityLanes.BackfillRatePerSecond; r > 0 {
-						back = formatRate(r) + " (backfill_rate_per_second)"
-					}
-					if !had {
-						fmt.Fprintf(g.stdout, "%s had no throttle; its rate is %s\n", s.stream, back)
+				for _, s := range sel {
+					if clearRate {
+						had, err := store.ClearThrottle(ctx, s.stream)
+						if err != nil {
+							return err
+						}
+						back := "unlimited"
+						if r := i.cfg.Server.PriorityLanes.BackfillRatePerSecond; r > 0 {
+							back = formatRate(r) + " (backfill_rate_per_second)"
+						}
+						if !had {
+							fmt.Fprintf(g.stdout, "%s had no throttle; its rate is %s\n", s.stream, back)
+							continue
+						}
+						fmt.Fprintf(g.stdout, "%s throttle cleared; its rate is %s within 1s\n", s.stream, back)
 						continue
 					}
-					fmt.Fprintf(g.stdout, "%s throttle cleared; its rate is %s within 1s\n", s.stream, back)
-					continue
+					if err := store.Throttle(ctx, lanecontrol.Throttle{Stream: s.stream, PerSecond: rate, By: operator()}); err != nil {
+						return err
+					}
+					fmt.Fprintf(g.stdout, "%s throttled to %s per handler across every engine, within 1s. Undo: laneway lanes throttle %s --clear\n",
+						s.stream, formatRate(rate), s.stream)
 				}
-				if err := store.Throttle(ctx, lanecontrol.Throttle{Stream: s.stream, PerSecond: rate, By: operator()}); err != nil {
-					return err
-				}
-				fmt.Fprintf(g.stdout, "%s throttled to %s per handler across every engine, within 1s. Undo: laneway lanes throttle %s --clear\n",
-					s.stream, formatRate(rate), s.stream)
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f.add(c, false)

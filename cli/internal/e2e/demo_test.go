@@ -10,30 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-)
 
-// demoOutput is the JSON `laneway demo --json` promises (docs/operations.md):
-// these names are fixed so scripts can rely on them.
-type demoOutput struct {
-	Broker   string `json:"broker"`
-	Database string `json:"database"`
-	Runs     []struct {
-		Lanes   string `json:"lanes"`
-		Primary struct {
-			Count int      `json:"count"`
-			P50   *float64 `json:"p50_ms"`
-			P90   *float64 `json:"p90_ms"`
-			P99   *float64 `json:"p99_ms"`
-			Max   *float64 `json:"max_ms"`
-		} `json:"primary"`
-		Backfill struct {
-			Sent         int      `json:"sent"`
-			Handled      int      `json:"handled"`
-			DrainSeconds *float64 `json:"drain_seconds"`
-		} `json:"backfill"`
-		Throughput *float64 `json:"throughput_per_s"`
-	} `json:"runs"`
-}
+	"github.com/laneway/laneway/internal/tools/demoschema"
+)
 
 // TestDemoBinary runs a short `laneway demo --json` with the real binary
 // (no race detector) and checks the issue's acceptance on its output: the
@@ -51,7 +30,7 @@ func TestDemoBinary(t *testing.T) {
 	short := []string{"demo", "--json", "--backfill", "2000", "--rate", "100", "--duration", "2s",
 		"--handler-cost", "4ms", "--concurrency", "1"}
 	t.Run("embedded", func(t *testing.T) {
-		demoUntilRatio(t, func() demoOutput { return runDemo(t, short...) }, "embedded", "sqlite", 2000)
+		demoUntilRatio(t, func() demoschema.Output { return runDemo(t, short...) }, "embedded", "sqlite", 2000)
 	})
 	t.Run("redis and postgres", func(t *testing.T) {
 		e := newEnv(t, envParams{})
@@ -59,7 +38,7 @@ func TestDemoBinary(t *testing.T) {
 		// count only the ones that were not there before.
 		const demoSchemas = `SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'laneway_demo_%' AND NOT (schema_name = ANY($1))`
 		before := append([]string{}, e.strings(`SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'laneway_demo_%'`)...) // never NULL: ANY(NULL) would hide every schema
-		demoUntilRatio(t, func() demoOutput {
+		demoUntilRatio(t, func() demoschema.Output {
 			return runDemo(t, append(short, "--broker", e.redisURL, "--database", e.dbURL)...)
 		}, "redis", "postgres", 2000)
 		// Other packages' demo tests may hold a schema of their own for a
@@ -75,7 +54,7 @@ func TestDemoBinary(t *testing.T) {
 // ratio in one of at most two runs: the ratio is a latency measurement, and a
 // CI machine starved by the other test packages can stretch one run's
 // lanes-on p99; a real loss of isolation fails both runs.
-func demoUntilRatio(t *testing.T, run func() demoOutput, broker, database string, backfill int) {
+func demoUntilRatio(t *testing.T, run func() demoschema.Output, broker, database string, backfill int) {
 	t.Helper()
 	var off, on float64
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -90,7 +69,7 @@ func demoUntilRatio(t *testing.T, run func() demoOutput, broker, database string
 	require.GreaterOrEqual(t, off, 10*on, "primary p99 with lanes on must be at least 10x lower than with lanes off")
 }
 
-func runDemo(t *testing.T, args ...string) demoOutput {
+func runDemo(t *testing.T, args ...string) demoschema.Output {
 	t.Helper()
 	tmp := t.TempDir()
 	cmd := exec.Command(binPath, args...)
@@ -102,7 +81,7 @@ func runDemo(t *testing.T, args ...string) demoOutput {
 	assert.Contains(t, stderr.String(), "lanes on  backfill [########################]")
 
 	dec := json.NewDecoder(&stdout)
-	var rep demoOutput
+	var rep demoschema.Output
 	require.NoError(t, dec.Decode(&rep), stdout.String())
 	require.False(t, dec.More(), "one JSON object on stdout")
 	left, err := os.ReadDir(tmp)
@@ -111,7 +90,7 @@ func runDemo(t *testing.T, args ...string) demoOutput {
 	return rep
 }
 
-func checkDemo(t *testing.T, rep demoOutput, broker, database string, backfill int) {
+func checkDemo(t *testing.T, rep demoschema.Output, broker, database string, backfill int) {
 	t.Helper()
 	require.Equal(t, broker, rep.Broker)
 	require.Equal(t, database, rep.Database)

@@ -4,43 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"github.com/laneway/laneway/cmd/laneway/internal/demo"
-	"github.com/spf13/cobra"
 	"net/url"
 	"os"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/cli"
+	"github.com/laneway/laneway/cmd/laneway/internal/demo"
 	"github.com/laneway/laneway/examples/customers"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/demoschema"
 )
 
 var withDemo = cli.WithCommands(func(env cli.Env) []*cobra.Command { return []*cobra.Command{demo.Command(env)} })
-
-type demoJSON struct {
-	Broker   string `json:"broker"`
-	Database string `json:"database"`
-	Runs     []struct {
-		Lanes   string `json:"lanes"`
-		Primary struct {
-			Count int      `json:"count"`
-			P50   *float64 `json:"p50_ms"`
-			P90   *float64 `json:"p90_ms"`
-			P99   *float64 `json:"p99_ms"`
-			Max   *float64 `json:"max_ms"`
-		} `json:"primary"`
-		Backfill struct {
-			Sent         int      `json:"sent"`
-			Handled      int      `json:"handled"`
-			DrainSeconds *float64 `json:"drain_seconds"`
-		} `json:"backfill"`
-		Throughput *float64 `json:"throughput_per_s"`
-	} `json:"runs"`
-}
 
 // runShortDemo runs a small demo in-process (under -race in CI) and checks
 // the JSON shape, every backfill command handled in both runs and
@@ -57,7 +37,7 @@ func runShortDemo(t *testing.T, broker, database string, extra ...string) {
 
 	// Exactly one JSON object on stdout.
 	dec := json.NewDecoder(bytes.NewReader(out.Bytes()))
-	var rep demoJSON
+	var rep demoschema.Output
 	require.NoError(t, dec.Decode(&rep), out.String())
 	require.False(t, dec.More(), "more than one JSON value on stdout: %s", out.String())
 
