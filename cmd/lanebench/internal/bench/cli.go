@@ -115,6 +115,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.Concurrency, "concurrency", p.Concurrency, "handler slots of the I/O-bound run (compared with 1) and of the second consume run")
 	f.IntVar(&p.BackfillConcurrency, "backfill-concurrency", p.BackfillConcurrency, "backfill's cap on those slots in the I/O-bound run")
 	f.IntVar(&p.Events, "events", p.Events, "events per throughput stage and per scale configuration")
+	f.IntVar(&p.Partitions, "partitions", 0, "scale: partitions of the bench category (spread over the masters of a redis+cluster:// broker)")
 	f.IntVar(&p.Callers, "callers", p.Callers, "goroutines calling Process (and the raw insert ceiling)")
 	f.StringVar(&backlogs, "memory-backlogs", joinSizes(p.MemoryBacklogs), "comma-separated backlog sizes of the memory scenario")
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
@@ -168,6 +169,7 @@ func newWorkerCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&ws.lanes, "lanes", false, "priority lanes on")
 	f.IntVar(&ws.conc, "concurrency", 1, "handler slots")
 	f.IntVar(&ws.bconc, "backfill-concurrency", 1, "backfill's cap on the slots")
+	f.IntVar(&ws.parts, "partitions", 1, "partitions of the bench category")
 	return cmd
 }
 

@@ -43,7 +43,7 @@ func runWorker(ctx context.Context, ws workerSpec, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	app, err := laneway.Open(ctx, dom, engineConfig(ws.lanes, ws.conc, ws.bconc), laneway.Options{Store: st})
+	app, err := laneway.Open(ctx, dom, engineConfigFor(ws), laneway.Options{Store: st})
 	if err != nil {
 		return err
 	}
