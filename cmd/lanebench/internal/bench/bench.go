@@ -30,8 +30,11 @@ var Scenarios = []string{"idle", "isolation", "throughput", "scale", "memory"}
 
 // Params are lanebench's flags.
 type Params struct {
-	Broker   string // Redis URL naming a database; "" = embedded
-	Database string // PostgreSQL URL; "" = SQLite in a temporary directory
+	Broker string // Redis URL naming a database, or a redis+cluster:// URL; "" = embedded
+	// Partitions is the partition count of the bench category in the
+	// scale scenario (0 or 1: not partitioned).
+	Partitions int
+	Database   string // PostgreSQL URL; "" = SQLite in a temporary directory
 	// Scenarios to run, a subset of Scenarios (any order; they run in the
 	// canonical order).
 	Scenarios []string
@@ -155,6 +158,16 @@ func (p *Params) Validate() error {
 			return err
 		}
 	}
+	if redisbroker.IsClusterURL(p.Broker) {
+		for _, sc := range p.Scenarios {
+			if sc != "scale" {
+				return fmt.Errorf("--broker %q is a Redis Cluster: only the scale scenario runs on one (--scenario scale)", p.Broker)
+			}
+		}
+	}
+	if p.Partitions < 0 {
+		return fmt.Errorf("--partitions %d: want 0 or more", p.Partitions)
+	}
 	if p.Database != "" && !strings.HasPrefix(p.Database, "postgres://") && !strings.HasPrefix(p.Database, "postgresql://") {
 		return fmt.Errorf("--database %q: use a postgres:// URL (the default is SQLite in a temporary directory)", p.Database)
 	}
@@ -163,7 +176,15 @@ func (p *Params) Validate() error {
 
 // checkBrokerURL insists on an explicit database number: lanebench deletes
 // its streams there, so the user must have chosen the database on purpose.
+// A Redis Cluster has database 0 only: lanebench deletes its streams on
+// every master.
 func checkBrokerURL(raw string) error {
+	if redisbroker.IsClusterURL(raw) {
+		if _, err := redisbroker.ParseClusterURL(raw); err != nil {
+			return fmt.Errorf("--broker %q: %w", raw, err)
+		}
+		return nil
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 		return fmt.Errorf("--broker %q: use a redis:// or rediss:// URL such as redis://127.0.0.1:6379/9", raw)
@@ -271,6 +292,9 @@ func (r *Runner) brokerName() string {
 	if r.p.Broker == "" {
 		return "embedded"
 	}
+	if redisbroker.IsClusterURL(r.p.Broker) {
+		return "redis-cluster"
+	}
 	return "redis"
 }
 
@@ -325,7 +349,9 @@ func (e *env) close() error {
 }
 
 func clearStreams(ctx context.Context, brokerURL string) error {
-	return scratch.ClearStreams(ctx, brokerURL, []string{Category}, Category+":*")
+	// Partitions ("lanebench.3") and, on a cluster, hash-tagged names
+	// ("{lanebench.3}:backfill") too.
+	return scratch.ClearStreams(ctx, brokerURL, []string{Category}, Category+":*", Category+".*", "{"+Category+"}*", "{"+Category+".*")
 }
 
 // engineConfig is the configuration of every engine lanebench runs.

@@ -120,6 +120,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.Concurrency, "concurrency", p.Concurrency, "handler slots of the I/O-bound run (compared with 1) and of the second consume run")
 	f.IntVar(&p.BackfillConcurrency, "backfill-concurrency", p.BackfillConcurrency, "backfill's cap on those slots in the I/O-bound run")
 	f.IntVar(&p.Events, "events", p.Events, "events per throughput stage and per scale configuration")
+	f.IntVar(&p.Partitions, "partitions", 0, "scale: partitions of the bench category (spread over the masters of a redis+cluster:// broker)")
 	f.IntVar(&p.Callers, "callers", p.Callers, "goroutines calling Process (and the raw insert ceiling)")
 	f.StringVar(&backlogs, "memory-backlogs", joinSizes(p.MemoryBacklogs), "comma-separated backlog sizes of the memory scenario")
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
@@ -179,6 +180,7 @@ func newWorkerCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&ws.contention, "contention", false, "run the contention domain (its table must exist)")
 	f.Float64Var(&ws.backfillRate, "backfill-rate", 0, "backfill_rate_per_second (0 unlimited)")
 	f.IntVar(&ws.targetMS, "target-ms", 0, "the governor's primary_latency_target_ms (0 off)")
+	f.IntVar(&ws.parts, "partitions", 1, "partitions of the bench category")
 	return cmd
 }
 

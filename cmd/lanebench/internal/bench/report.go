@@ -49,6 +49,11 @@ type Result struct {
 	StartRSSMB    float64 `json:"start_rss_mb,omitempty"`
 	RSSSamples    int     `json:"rss_samples,omitempty"`
 	WorkerHandled []int64 `json:"worker_handled,omitempty"`
+	// Partitions is the bench category's partition count (scale), and
+	// MasterShare the share of the entries each master held, and so
+	// served, by master address (one entry on a standalone Redis).
+	Partitions  int                `json:"partitions,omitempty"`
+	MasterShare map[string]float64 `json:"master_share,omitempty"`
 	// Allowance is the governor's allowance sampled during a contention
 	// run, "min/median/max".
 	Allowance string `json:"governor_allowance,omitempty"`
@@ -160,10 +165,11 @@ func printTables(w io.Writer, p Params, rs []Result) {
 		}
 	}
 	if len(scl) > 0 {
-		fmt.Fprintf(w, "\nscale: consume rate with N engine processes on one broker\n")
-		fmt.Fprintf(w, "%-9s %8s %10s %10s %s\n", "processes", "events", "rate/s", "vs 1 proc", "handled per process")
+		fmt.Fprintf(w, "\nscale: consume rate with N engine processes on one broker (share per master: a cluster's)\n")
+		fmt.Fprintf(w, "%-9s %8s %5s %10s %10s %-24s %s\n", "processes", "events", "parts", "rate/s", "vs 1 proc", "handled per process", "share per master")
 		for _, r := range scl {
-			fmt.Fprintf(w, "%-9d %8d %10.0f %10s %v\n", r.Processes, r.Count, deref(r.RatePerS), r.cmp("rate_vs_1_process"), r.WorkerHandled)
+			fmt.Fprintf(w, "%-9d %8d %5d %10.0f %10s %-24s %s\n", r.Processes, r.Count, r.Partitions, deref(r.RatePerS), r.cmp("rate_vs_1_process"),
+				fmt.Sprint(r.WorkerHandled), formatShares(r.MasterShare))
 		}
 	}
 	if len(mem) > 0 {

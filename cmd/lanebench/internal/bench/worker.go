@@ -57,7 +57,7 @@ func runWorker(ctx context.Context, ws workerSpec, stdin io.Reader, stdout, stde
 	if err != nil {
 		return err
 	}
-	cfg := engineConfig(ws.lanes, ws.conc, ws.bconc)
+	cfg := engineConfigFor(ws)
 	cfg.Server.PriorityLanes.BackfillRatePerSecond = ws.backfillRate
 	cfg.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = ws.targetMS
 	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
