@@ -23,8 +23,8 @@ const clusterPartitions = 8
 // TestClusterPartitionedDrainTwoEngines drains a partitioned category on a
 // real three-master Redis Cluster with two engines. Backfill and primary
 // events are all in the streams before the engines start; then:
-// every event is handled, each partition's consumer on each engine handles
-// its primary entries before its backfill entries, every partition is
+// every event is handled, each engine handles every primary entry it gets,
+// of any partition, before its first backfill entry, every partition is
 // served, and the entries sit on every master.
 func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 	ctx := context.Background()
@@ -152,7 +152,15 @@ func TestClusterPartitionedDrainTwoEngines(t *testing.T) {
 	for eng, recs := range handled {
 		assert.NotEmpty(t, recs, "engine %d handled nothing", eng)
 		backfillStarted := map[string]bool{} // by primary stream
+		anyBackfill := false                 // on this engine, in any partition
 		for _, r := range recs {
+			// Across partitions too (the engine's gate): once this engine
+			// started backfill, every primary entry it could read was handled.
+			if r.lane == string(lanes.Backfill) {
+				anyBackfill = true
+			} else {
+				assert.False(t, anyBackfill, "engine %d handled primary %s of %s after backfill of another partition", eng, r.id, r.stream)
+			}
 			seen[r.id]++
 			src, ok := lc.Naming.Classify([]string{cat}, r.stream)
 			require.True(t, ok, r.stream)

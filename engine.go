@@ -278,8 +278,21 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 	for _, h := range e.app.dom.handlers {
 		handlers[groups[h.name]] = h
 	}
+	gates := map[[2]string]*consumer.Gate{}
 	for _, s := range topo.Subscriptions {
 		h := handlers[s.Group] // nil for the command dispatcher
+		// The partitions of a category are one consumer each; a gate per
+		// handler and category keeps their backfill behind every
+		// partition's primary (strict priority only: with a backfill share
+		// each partition grants its own).
+		var gate *consumer.Gate
+		if s.Partitions > 1 && s.Backfill != "" && pl.MinBackfillShare == 0 {
+			k := [2]string{s.Group, s.Category}
+			if gates[k] == nil {
+				gates[k] = consumer.NewGate()
+			}
+			gate = gates[k]
+		}
 		c, err := consumer.New(e.broker, consumer.Config{
 			Group:               s.Group,
 			Consumer:            s.Group + e.hb.ConsumerSuffix,
@@ -322,6 +335,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Logger:       e.log,
 			Observer:     m.Consumer(s.Group, s.Primary, s.Backfill),
 			Control:      e.controlFor(s.Group, s.Primary, s.Backfill),
+			Gate:         gate,
 		})
 		if err != nil {
 			return fmt.Errorf("subscription %s on %s: %w", s.Group, s.Primary, err)

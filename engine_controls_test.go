@@ -338,9 +338,10 @@ func TestGovernorLowersAndRestores(t *testing.T) {
 	f := newCtlFleet(t, 2, func(c *lanewayconfig.Config) {
 		c.Server.StreamSubscription.Concurrency = 8
 		c.Server.PriorityLanes.BackfillConcurrency = 3
-		// Far above what a loaded machine needs for this handler, far below
-		// the slow handler's second.
-		c.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = 400
+		// Far above what a loaded machine needs for this handler (the
+		// allowance grows only below 80% of it: 480 ms), below the slow
+		// handler's second.
+		c.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = 600
 	})
 	labels := map[string]string{"stream": f.backfill(), "handler": "AccountProjector"}
 	stop := make(chan struct{})
@@ -377,12 +378,12 @@ func TestGovernorLowersAndRestores(t *testing.T) {
 	require.Eventually(t, func() bool { g := governor(); return g.Allowance == 1 && g.Samples > 0 }, opsWait, 50*time.Millisecond,
 		"the governor measures primary and keeps the full allowance")
 
-	f.primarySleep.Store(int64(time.Second)) // the switch: primary over its 400 ms target
+	f.primarySleep.Store(int64(time.Second)) // the switch: primary over its 600 ms target
 	var low lanecontrol.GovernorState
 	require.Eventually(t, func() bool { low = governor(); return low.Allowance < 1 }, opsWait, 50*time.Millisecond)
-	assert.Greater(t, low.PrimaryP99MS, 400.0)
+	assert.Greater(t, low.PrimaryP99MS, 600.0)
 	assert.GreaterOrEqual(t, low.Allowance, lanecontrol.FloorDefault)
-	assert.EqualValues(t, 400, low.TargetMS)
+	assert.EqualValues(t, 600, low.TargetMS)
 	for i := range f.engines {
 		require.Eventually(t, func() bool {
 			v, ok := f.metric(i, "laneway_backfill_concurrency_allowed", labels)
@@ -391,7 +392,7 @@ func TestGovernorLowersAndRestores(t *testing.T) {
 	}
 
 	f.primarySleep.Store(0)
-	require.Eventually(t, func() bool { return governor().Allowance == 1 }, 2*time.Minute, 100*time.Millisecond,
+	require.Eventually(t, func() bool { return governor().Allowance == 1 }, 3*time.Minute, 100*time.Millisecond,
 		"the allowance comes back to full once primary is within target")
 	for i := range f.engines {
 		require.Eventually(t, func() bool {

@@ -135,6 +135,19 @@ type ClaimParams struct {
 	Limit    int
 	Lease    time.Duration
 	Now      time.Time
+	// Priorities, when set, restricts the claim to rows whose priority
+	// lies in the range. A relay with priority lanes claims the rows at or
+	// above the lanes threshold apart from the rows below it, so a
+	// production row never waits behind a backfill batch. Nil claims rows
+	// of every priority.
+	Priorities *PriorityRange
+}
+
+// PriorityRange is an inclusive range of priorities, Min <= priority <= Max.
+// Stores keep priorities in 32-bit columns; bounds beyond that range act as
+// no bound on that side.
+type PriorityRange struct {
+	Min, Max int
 }
 
 // PublishedRow records where one claimed row went.

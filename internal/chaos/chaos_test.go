@@ -43,8 +43,10 @@ var (
 
 const (
 	// bulkEvents at bulkCost each take about 30 s to drain on two engines
-	// (two backfill slots each), so every fault lands mid-drain, and each
-	// engine holds up to 3,000 of them read ahead (messages_per_tick 1500).
+	// (two backfill slots each), so every fault lands mid-drain. With the
+	// default messages_per_tick (100) each engine holds at most about 200
+	// of them read ahead; case a2 raises it to 1500 so that the engine it
+	// kills holds thousands.
 	bulkEvents = 6000
 	bulkCost   = 20 * time.Millisecond
 	// heartbeatTTL is the engine's heartbeat lifetime: the kill case's
@@ -54,6 +56,9 @@ const (
 	// recoverWithin bounds every wait for convergence; a case that needs
 	// longer fails.
 	recoverWithin = 120 * time.Second
+	// convergeWithin is the kill case's target: the bulk drain takes at
+	// most this many times the no-fault drain of the same run.
+	convergeWithin = 1.2
 )
 
 type world struct {
@@ -65,6 +70,8 @@ type world struct {
 
 	mu   sync.Mutex
 	rows []row
+	// baseline is the no-fault case's bulk drain time.
+	baseline time.Duration
 }
 
 // row is one line of the printed table.
@@ -72,7 +79,23 @@ type row struct {
 	fault                        string
 	events, lost, dups, dlq, abd int
 	recover, p99                 time.Duration
+	drain                        time.Duration // bulk issued to all handled
 	note                         string
+	dupNote                      string // where the duplicates came from
+}
+
+// spec is one case.
+type spec struct {
+	name  string
+	fault func(c *kase) (healed time.Time)
+	// messagesPerTick overrides server.messages_per_tick (0: the default).
+	messagesPerTick int
+	// converge asserts the bulk drain within convergeWithin × the baseline.
+	converge bool
+	// noRedelivery asserts that no entry was handled twice: every engine
+	// stays alive, so acks that failed must be kept and sent again, not
+	// lost (events the relay published twice do not count).
+	noRedelivery bool
 }
 
 func TestFaults(t *testing.T) {
@@ -86,20 +109,21 @@ func TestFaults(t *testing.T) {
 	w.px = startProxies(t, w.redis.port, w.pg.port)
 	t.Cleanup(w.printTable)
 
-	cases := []struct {
-		name  string
-		fault func(c *kase) (healed time.Time)
-	}{
-		{"a. SIGKILL one of two engines", faultKillEngine},
-		{"b. SIGKILL Redis, restart from AOF", faultKillRedis},
-		{"c. Redis unreachable 20 s", faultRedisUnreachable},
-		{"d. PostgreSQL restart", faultPGRestart},
-		{"e. connections cut", faultCutConnections},
-		{"f. 200 ms latency, then 30 s blackhole", faultBlackhole},
-		{"g. poison and hanging handlers", faultPoison},
+	cases := []spec{
+		// The same workload without a fault: the drain time the others
+		// are compared with (always run, whatever -run selects below it).
+		{name: "0. no fault (baseline)", fault: func(*kase) time.Time { return time.Now() }},
+		{name: "a. SIGKILL one of two engines", fault: faultKillEngine, converge: true},
+		{name: "a2. SIGKILL an engine holding 2,000+ entries", fault: faultKillHoarder, messagesPerTick: 1500},
+		{name: "b. SIGKILL Redis, restart from AOF", fault: faultKillRedis, noRedelivery: true},
+		{name: "c. Redis unreachable 90 s", fault: faultRedisUnreachable},
+		{name: "d. PostgreSQL restart", fault: faultPGRestart},
+		{name: "e. connections cut", fault: faultCutConnections, noRedelivery: true},
+		{name: "f. 200 ms latency, then 30 s blackhole", fault: faultBlackhole},
+		{name: "g. poison and hanging handlers", fault: faultPoison},
 	}
 	for i, tc := range cases {
-		if !t.Run(tc.name, func(t *testing.T) { w.run(t, i+1, tc.name, tc.fault) }) {
+		if !t.Run(tc.name, func(t *testing.T) { w.run(t, i+1, tc) }) {
 			return // later cases would run on a broken world
 		}
 	}
@@ -116,13 +140,15 @@ type kase struct {
 	conn    *pgxpool.Pool
 	engines []*engine
 
-	mu        sync.Mutex
-	issued    map[string]issue // item -> its one event, for every Process that returned nil
-	poison    map[string]bool  // the handler's own failures (case g)
-	procErrs  int
-	faultFrom time.Time
-	recovered time.Time // set by a fault that measures its own recovery
-	note      string
+	mu       sync.Mutex
+	issued   map[string]issue // item -> its one event, for every Process that returned nil
+	poison   map[string]bool  // the handler's own failures (case g)
+	procErrs int
+	// messagesPerTick overrides server.messages_per_tick (0: the default).
+	messagesPerTick int
+	faultFrom       time.Time
+	recovered       time.Time // set by a fault that measures its own recovery
+	note            string
 }
 
 // issue is one issued event: each item gets exactly one, so the item
@@ -132,9 +158,11 @@ type issue struct {
 	at   time.Time
 }
 
-func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Time) {
+func (w *world) run(t *testing.T, n int, sp spec) {
 	ctx := context.Background()
-	c := &kase{t: t, w: w, dir: t.TempDir(), db: fmt.Sprintf("chaos%d", n), redisDB: n, issued: map[string]issue{}, poison: map[string]bool{}}
+	name, fault := sp.name, sp.fault
+	c := &kase{t: t, w: w, dir: t.TempDir(), db: fmt.Sprintf("chaos%d", n), redisDB: n, issued: map[string]issue{}, poison: map[string]bool{},
+		messagesPerTick: sp.messagesPerTick}
 	admin, err := pgx.Connect(ctx, w.pg.url(w.pg.port, "postgres"))
 	require.NoError(t, err)
 	_, err = admin.Exec(ctx, "CREATE DATABASE "+c.db)
@@ -161,6 +189,7 @@ func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Tim
 	}
 
 	stopProd := c.produce()
+	bulkFrom := time.Now()
 	c.bulk(bulkEvents)
 	require.Eventually(t, func() bool { return c.effects() >= bulkEvents/4 }, recoverWithin, 20*time.Millisecond, "the drain did not start")
 
@@ -180,12 +209,18 @@ func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Tim
 		}
 		return false
 	}, recoverWithin, 20*time.Millisecond, "production events issued before the heal are missing; logs in %s", c.dir)
+	c.recovered = recovered
 	time.Sleep(500 * time.Millisecond) // production traffic after the recovery
 	stopProd()
 	require.Eventually(t, func() bool { return c.missing("", time.Now()) == 0 }, recoverWithin, 50*time.Millisecond,
 		"events lost: %d of %d have no effect; logs in %s", c.missing("", time.Now()), len(c.issued), c.dir)
 
-	r := row{fault: name, events: len(c.issued), recover: recovered.Sub(healed), note: c.note}
+	// Every handled entry acked: nothing left pending in the group (an
+	// ack lost to the fault would leave its entry there, to be run again
+	// by the claim_idle_seconds reclaim).
+	require.Eventually(t, func() bool { return c.pendingTotal() == 0 }, 30*time.Second, 100*time.Millisecond,
+		"entries still pending after the drain (%d): acks lost; logs in %s", c.pendingTotal(), c.dir)
+	r := row{fault: name, events: len(c.issued), recover: recovered.Sub(healed), note: c.note, drain: c.bulkDrain(bulkFrom)}
 	r.lost = c.missing("", time.Now())
 	r.dups = c.duplicates()
 	r.dlq = c.dlqDepth()
@@ -194,9 +229,23 @@ func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Tim
 	if c.procErrs > 0 {
 		r.note = strings.TrimSpace(r.note + fmt.Sprintf(" %d Process calls failed cleanly during the fault", c.procErrs))
 	}
+	var redelivered int
+	r.dupNote, redelivered = c.duplicateSources()
+	if sp.noRedelivery {
+		assert.Zero(t, redelivered, "entries handled twice with every engine alive: acks lost (%s)", r.dupNote)
+	}
 	w.mu.Lock()
+	if n == 1 {
+		w.baseline = r.drain
+	}
+	baseline := w.baseline
 	w.rows = append(w.rows, r)
 	w.mu.Unlock()
+	if sp.converge {
+		require.NotZero(t, baseline, "no baseline: run the no-fault case too (-run 'TestFaults/(0|a)')")
+		ratio := r.drain.Seconds() / baseline.Seconds()
+		assert.LessOrEqual(t, ratio, convergeWithin, "the bulk drain took %.1f s, %.2f × the no-fault %.1f s", r.drain.Seconds(), ratio, baseline.Seconds())
+	}
 
 	assert.Zero(t, r.lost, "lost")
 	assert.Zero(t, r.abd, "abandoned outbox rows")
@@ -207,6 +256,10 @@ func (w *world) run(t *testing.T, n int, name string, fault func(*kase) time.Tim
 }
 
 func (c *kase) config() string {
+	mpt := ""
+	if c.messagesPerTick > 0 {
+		mpt = fmt.Sprintf("messages_per_tick = %d\n", c.messagesPerTick)
+	}
 	return fmt.Sprintf(`name = "Chaos"
 [databases.default]
 provider = "postgres"
@@ -215,8 +268,7 @@ url = %q
 provider = "redis"
 url = "redis://127.0.0.1:%d/%d"
 [server]
-messages_per_tick = 1500
-[server.http]
+%s[server.http]
 listen = "${CHAOS_HTTP}"
 [server.stream_subscription]
 concurrency = 4
@@ -238,7 +290,7 @@ lease_seconds = 10
 max_attempts = 3
 base_delay_seconds = 0.2
 max_backoff_seconds = 0.4
-`, c.w.pg.url(proxyPort(c.w.px.pg), c.db)+"&connect_timeout=5", proxyPort(c.w.px.redis), c.redisDB)
+`, c.w.pg.url(proxyPort(c.w.px.pg), c.db)+"&connect_timeout=5", proxyPort(c.w.px.redis), c.redisDB, mpt)
 }
 
 // produce issues one production (NORMAL priority, primary lane) event every
@@ -327,6 +379,15 @@ func (c *kase) missing(lane string, cut time.Time) int {
 	return n
 }
 
+// bulkDrain is the time from from (the bulk's first batch) to the first
+// effect of the last bulk event handled.
+func (c *kase) bulkDrain(from time.Time) time.Duration {
+	var last int64
+	require.NoError(c.t, c.conn.QueryRow(context.Background(),
+		`SELECT coalesce(max(h), 0) FROM (SELECT min(handled_ns) AS h FROM chaos_effects WHERE lane = 'bulk' GROUP BY item_id) f`).Scan(&last))
+	return time.Duration(last - from.UnixNano())
+}
+
 func (c *kase) duplicates() int {
 	var n int
 	require.NoError(c.t, c.conn.QueryRow(context.Background(), "SELECT count(*) - count(DISTINCT item_id) FROM chaos_effects").Scan(&n))
@@ -336,6 +397,22 @@ func (c *kase) duplicates() int {
 func (c *kase) abandoned() int {
 	var n int
 	require.NoError(c.t, c.conn.QueryRow(context.Background(), "SELECT count(*) FROM outbox WHERE status = 'abandoned'").Scan(&n))
+	return n
+}
+
+// pendingTotal counts the entries pending in the handler's group on both
+// lanes.
+func (c *kase) pendingTotal() int {
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	n := 0
+	for _, s := range []string{primaryStream, backfillStream} {
+		p, err := r.XPending(context.Background(), s, chaosdomain.CounterName).Result()
+		if err != nil {
+			return -1
+		}
+		n += int(p.Count)
+	}
 	return n
 }
 
@@ -375,13 +452,17 @@ func (w *world) printTable() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| fault | events | lost | duplicates | DLQ | abandoned | time to recover | production p99 during recovery |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "\n| fault | events | lost | duplicates | DLQ | abandoned | time to recover | production p99 during recovery | bulk drain (× no fault) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range w.rows {
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %.1f s | %d ms |\n", r.fault, r.events, r.lost, r.dups, r.dlq, r.abd, r.recover.Seconds(), r.p99.Milliseconds())
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %.1f s | %d ms | %.1f s (%.2f) |\n", r.fault, r.events, r.lost, r.dups, r.dlq, r.abd,
+			r.recover.Seconds(), r.p99.Milliseconds(), r.drain.Seconds(), r.drain.Seconds()/w.baseline.Seconds())
 	}
 	for _, r := range w.rows {
 		if r.note != "" {
 			fmt.Fprintf(&b, "\n%s: %s", r.fault, r.note)
+		}
+		if r.dupNote != "" {
+			fmt.Fprintf(&b, "\n%s: duplicates: %s", r.fault, r.dupNote)
 		}
 	}
 	fmt.Println(b.String())

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/chaos/chaosdomain"
 )
 
 // held lists the entries pending on the consumers of engine pid, by stream.
@@ -88,34 +89,137 @@ func (c *kase) handledAll(items []string) bool {
 	return n == len(items)
 }
 
-// a. SIGKILL one of two engines while it holds at least 2,000 entries;
-// the survivor must have handled every primary entry the dead one held
-// within the heartbeat TTL + 5 s, and deleted its consumers. The killed
-// engine is restarted afterwards.
-func faultKillEngine(c *kase) time.Time {
+// killAndRestart kills engine 0 once it holds what enough says, restarts
+// it restartAfter later (as a supervisor would), and checks that the
+// survivors handled every primary entry it held within the heartbeat TTL
+// + 5 s of the kill, then all of them, and deleted its consumers.
+func (c *kase) killAndRestart(enough func(held map[string][]string) bool, restartAfter time.Duration) time.Time {
 	t := c.t
 	victim := c.engines[0]
 	var held map[string][]string
 	require.Eventually(t, func() bool {
 		held = c.held(victim.pid())
-		return len(held[primaryStream])+len(held[backfillStream]) >= 2000
-	}, 60*time.Second, 5*time.Millisecond, "the engine to kill never held 2,000 entries")
+		return enough(held)
+	}, 60*time.Second, 5*time.Millisecond, "the engine to kill never held enough entries")
 	victim.kill()
 	killed := time.Now()
 	held = c.held(victim.pid()) // what it held when it died
 	primary := c.itemsOf(primaryStream, held[primaryStream])
 	all := append(primary, c.itemsOf(backfillStream, held[backfillStream])...)
-	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, heartbeatTTL+5*time.Second, 20*time.Millisecond,
+	time.Sleep(restartAfter)
+	c.engines[0] = startEngine(t, c.w.bin, c.dir, "e1-restarted")
+	deadline := killed.Add(heartbeatTTL + 5*time.Second)
+	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, time.Until(deadline), 20*time.Millisecond,
 		"the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
 	c.recovered = time.Now()
 	require.Eventually(t, func() bool { return c.handledAll(all) }, recoverWithin, 20*time.Millisecond)
 	tookOver := time.Since(killed)
 	require.Eventually(t, func() bool { return c.consumersOf(victim.pid()) == 0 }, recoverWithin, 100*time.Millisecond, "the dead engine's consumers were not deleted")
-	c.note = fmt.Sprintf("the dead engine held %d entries (%d primary); all handled by the survivor %.1f s after the kill; its consumers deleted.",
-		len(all), len(primary), tookOver.Seconds())
-	c.engines[0] = startEngine(t, c.w.bin, c.dir, "e1-restarted")
 	require.Eventually(t, c.engines[0].ready, 60*time.Second, 50*time.Millisecond)
+	c.note = fmt.Sprintf("the dead engine held %d entries (%d primary); its primary ones and every production event issued before the kill were handled %.1f s after it, all %d after %.1f s; its consumers were deleted; it was restarted %.0f s after the kill.",
+		len(all), len(primary), c.recovered.Sub(killed).Seconds(), len(all), tookOver.Seconds(), restartAfter.Seconds())
 	return killed
+}
+
+// a. SIGKILL one of two engines mid-drain, restarted 3 s later as a
+// supervisor would: the bulk drain must stay within convergeWithin of the
+// no-fault one (asserted by run).
+func faultKillEngine(c *kase) time.Time {
+	return c.killAndRestart(func(held map[string][]string) bool {
+		return len(held[primaryStream])+len(held[backfillStream]) >= 100
+	}, 3*time.Second)
+}
+
+// a2. SIGKILL an engine holding at least 2,000 entries (messages_per_tick
+// 1500), some of them production entries of a burst: every primary entry
+// it held must be handled within the heartbeat TTL + 5 s whatever their
+// number.
+func faultKillHoarder(c *kase) time.Time {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { // a burst of production events, 100 per batch
+		defer close(done)
+		for b := 0; b < 10 && ctx.Err() == nil; b++ {
+			cmds := make([]laneway.Command, 0, 100)
+			items := make([]string, 0, 100)
+			for i := range 100 {
+				item := fmt.Sprintf("burst-%d", b*100+i)
+				cmds = append(cmds, chaosdomain.Touch{ItemID: item, Lane: "prod", CreatedNS: time.Now().UnixNano()})
+				items = append(items, item)
+			}
+			if c.app.ProcessBatch(laneway.WithPriority(ctx, laneway.Normal), cmds) == nil {
+				c.mu.Lock()
+				for _, it := range items {
+					c.issued[it] = issue{"prod", time.Now()}
+				}
+				c.mu.Unlock()
+			}
+		}
+	}()
+	defer func() { cancel(); <-done }()
+	return c.killAndRestart(func(held map[string][]string) bool {
+		return len(held[primaryStream]) >= 100 && len(held[primaryStream])+len(held[backfillStream]) >= 2000
+	}, 3*time.Second)
+}
+
+// duplicateSources says where the duplicate effects came from: an event
+// published twice (two stream entries, the relay's retry of a batch whose
+// reply was lost) or one entry handled twice, split by when its first run
+// was: before the fault (handled, not acked when the fault hit), during it
+// (acks kept across the fault, then lost with a killed engine), after it.
+func (c *kase) duplicateSources() (note string, redelivered int) {
+	ctx := context.Background()
+	rows, err := c.conn.Query(ctx, `SELECT item_id, min(handled_ns) FROM chaos_effects GROUP BY item_id HAVING count(*) > 1`)
+	require.NoError(c.t, err)
+	first := map[string]int64{}
+	for rows.Next() {
+		var item string
+		var ns int64
+		require.NoError(c.t, rows.Scan(&item, &ns))
+		first[item] = ns
+	}
+	rows.Close()
+	if len(first) == 0 {
+		return "", 0
+	}
+	entries := map[string]int{}
+	r := c.w.redis.client(c.redisDB)
+	defer r.Close()
+	for _, stream := range []string{primaryStream, backfillStream} {
+		for start := "-"; ; {
+			es, err := r.XRangeN(ctx, stream, start, "+", 1000).Result()
+			require.NoError(c.t, err)
+			for _, e := range es {
+				data, _ := e.Values["data"].(string)
+				if i := strings.Index(data, `"item_id":"`); i >= 0 {
+					rest := data[i+len(`"item_id":"`):]
+					if item := rest[:strings.IndexByte(rest, '"')]; first[item] != 0 {
+						entries[item]++
+					}
+				}
+			}
+			if len(es) < 1000 {
+				break
+			}
+			start = "(" + es[len(es)-1].ID
+		}
+	}
+	var republished, before, during, after int
+	from := c.faultFrom.UnixNano()
+	for item, ns := range first {
+		switch {
+		case entries[item] > 1:
+			republished++
+		case ns < from:
+			before++
+		case c.recovered.IsZero() || ns < c.recovered.UnixNano():
+			during++
+		default:
+			after++
+		}
+	}
+	return fmt.Sprintf("%d events published twice; entries handled twice, first run before the fault %d, during it %d, after recovery %d",
+		republished, before, during, after), before + during + after
 }
 
 // b. SIGKILL Redis and restart it from its append-only file.
@@ -132,7 +236,7 @@ func faultRedisUnreachable(c *kase) time.Time {
 	c.w.px.redis.Stop()
 	require.Eventually(c.t, func() bool { return !c.engines[0].ready() && !c.engines[1].ready() }, 30*time.Second, 50*time.Millisecond,
 		"/readyz still ready with Redis unreachable")
-	time.Sleep(20 * time.Second)
+	time.Sleep(90 * time.Second)
 	require.NoError(c.t, c.w.px.redis.Start())
 	return time.Now()
 }

@@ -87,6 +87,7 @@ type readResult struct {
 	streams []lanewaybroker.StreamEntries
 	decoded [][]decoded // parallel to streams[i].Entries
 	err     error
+	cut     bool // cancelled before it returned (it says nothing of what waits)
 }
 
 // decoded is the outcome of Config.Decode for one entry.
@@ -156,6 +157,10 @@ type Consumer struct {
 	dbRetryAt time.Time
 	dbDown    bool
 	ctl       control // Config.Control's state (control.go)
+	// gate is this consumer's place in Config.Gate (nil without one);
+	// primaryUnknown says no read has shown primary to be drained yet.
+	gate           *gateMember
+	primaryUnknown bool
 
 	reads, entries [numReadModes]atomic.Int64
 	handled        [2]atomic.Int64
@@ -195,6 +200,9 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 	c.sl = slots{Concurrency: cfg.Concurrency, BackfillCap: c.bfCap}
 	c.credit = shareCredit{Share: cfg.MinBackfillShare}
 	c.claimCursor = [2]string{"0-0", "0-0"}
+	if cfg.Gate != nil {
+		c.gate, c.primaryUnknown = cfg.Gate.join(), true
+	}
 	return c, nil
 }
 
@@ -239,7 +247,7 @@ func (c *Consumer) worker() {
 		out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
 		began := time.Now()
 		for i, t := range r.ts {
-			if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && c.preempt.Load())) {
+			if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
 				out.unstarted = r.ts[i:]
 				break
 			}
@@ -278,6 +286,9 @@ func (c *Consumer) ensureGroups(ctx context.Context) error {
 // counting it as an attempt. Stop before Start is a no-op.
 func (c *Consumer) Stop(ctx context.Context) error {
 	if !c.started.Load() {
+		if c.gate != nil {
+			c.gate.leave()
+		}
 		return nil
 	}
 	c.stopOnce.Do(func() { close(c.stopReq) })
@@ -358,6 +369,7 @@ func (c *Consumer) run() {
 		c.dispatch()
 		c.maybeFlushAcks(false)
 		c.maybeRead()
+		c.reportGate()
 
 		timer.Reset(c.nextWake(time.Now()))
 		select {
@@ -371,6 +383,7 @@ func (c *Consumer) run() {
 		case <-timer.C:
 		case <-c.ctlChanged():
 			c.loadControl()
+		case <-c.gateWake():
 		case <-c.stopReq:
 			c.shutdown()
 			return
@@ -458,6 +471,10 @@ func (c *Consumer) brokerOK() {
 		c.bo.reset()
 		c.retryAt = time.Time{}
 		c.tk.after = time.Now().Add(c.cfg.TakeoverGrace)
+		// Touch what this consumer holds at once: no touch got through
+		// during the outage, and the other consumers' reclaim resumes
+		// when their grace ends.
+		c.lastTouch = time.Time{}
 	}
 }
 

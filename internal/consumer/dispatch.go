@@ -37,6 +37,9 @@ func (c *Consumer) dispatch() {
 				continue
 			}
 		}
+		if br && c.gateHeld() {
+			br = false // another partition has primary work (gate.go)
+		}
 		grants := len(c.queue[Backfill])
 		if br && c.ctl.st.Throttled && (!pr || c.cfg.MinBackfillShare > 0) {
 			grants = c.backfillGrants(min(grants, c.grantWant()))

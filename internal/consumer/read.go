@@ -30,17 +30,18 @@ func (c *Consumer) maybeRead() {
 	streams := c.readStreams(plan.Mode)
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.reading, c.readCancel, c.readSent = plan.Mode, cancel, time.Now()
-	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.cfg.Block}
+	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.readBlock()}
 	kind := plan.Mode
 	c.rwg.Add(1)
 	go func() {
 		defer c.rwg.Done()
 		defer cancel()
 		res, err := c.b.ReadGroup(ctx, p)
-		if err != nil && ctx.Err() != nil {
+		cut := ctx.Err() != nil
+		if err != nil && cut {
 			err = nil // cancelled on purpose
 		}
-		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err}
+		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
 	}()
 }
 
@@ -56,6 +57,9 @@ func (c *Consumer) onRead(rr readResult) {
 		n += len(s.Entries)
 	}
 	c.countRead(rr.kind, n)
+	if !rr.cut && rr.kind != ReadBackfill {
+		c.sawPrimary(c.primaryIn(rr.streams), c.cfg.Count)
+	}
 	if c.lanes && rr.kind == ReadBlockingBoth {
 		// This read looked at primary too. It stands for a probe only if no
 		// backfill handler ran since it was sent: a read-ahead answered in
@@ -201,7 +205,19 @@ func (c *Consumer) probe() int {
 		}
 	}
 	c.brokerOK()
+	c.sawPrimary(c.primaryIn(res), count)
 	c.countRead(ReadProbe, n)
 	c.addStreams(res, nil)
+	return n
+}
+
+// primaryIn counts the primary entries of a read.
+func (c *Consumer) primaryIn(streams []lanewaybroker.StreamEntries) int {
+	n := 0
+	for _, s := range streams {
+		if c.laneOf(s.Stream) == Primary {
+			n += len(s.Entries)
+		}
+	}
 	return n
 }

@@ -9,6 +9,9 @@ import (
 func (c *Consumer) shutdown() {
 	c.stopping = true
 	c.halt.Store(true)
+	if c.gate != nil {
+		c.gate.leave() // a stopping consumer starts nothing, and holds no one
+	}
 	c.readCancelAll()
 	began := time.Now()
 	timeout := time.NewTimer(c.cfg.ShutdownTimeout)

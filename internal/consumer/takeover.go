@@ -19,6 +19,17 @@ import (
 // first, up to holdLimit entries held. A consumer whose engine is alive is
 // never touched, however idle: ClaimIdle stays the only rescue for a live
 // but stuck one.
+//
+// The primary lane's entries are production events: the first survivor to
+// see them takes them all, so none waits for another survivor's check.
+// The backfill lane's are split: on first sight a survivor takes only its
+// share, what brings its own backlog up to the average of the live
+// consumers' backlogs once the dead one's entries are counted in (an idle
+// or just restarted engine takes most, a survivor already holding a long
+// backlog little or nothing). Taking all of it made the first survivor to
+// look the bottleneck of the drain while its peers sat idle; whatever the
+// shares leave (a peer that did not take its part) is taken whole by the
+// next check after takeoverShareFor.
 
 const (
 	// takeoverEvery is how often the consumers of the group are checked.
@@ -31,6 +42,10 @@ const (
 	takeoverMinIdle = 2 * time.Second
 	// takeoverPage is the most entries listed and claimed per command.
 	takeoverPage = 1000
+	// takeoverShareFor is how long after a dead consumer is first seen a
+	// survivor takes only its share of its backfill entries: long enough
+	// for every survivor's check (takeoverEvery) to have run once.
+	takeoverShareFor = 2*takeoverEvery + takeoverEvery/2
 )
 
 // takeoverState is the dispatcher's takeover bookkeeping.
@@ -38,6 +53,9 @@ type takeoverState struct {
 	last  time.Time // last check
 	after time.Time // no takeover before (grace after a broker outage)
 	taken atomic.Int64
+	// seen is when each dead consumer (by stream and name) was first seen,
+	// for takeoverShareFor.
+	seen map[string]time.Time
 }
 
 // holdLimit bounds the entries one consumer holds after a takeover: a
@@ -65,6 +83,9 @@ func (c *Consumer) maybeTakeover(now time.Time) {
 // first, and deletes the dead consumers that hold nothing any more.
 func (c *Consumer) takeover() {
 	var alive func(string) bool
+	seen := map[string]time.Time{}
+	defer func() { c.tk.seen = seen }()
+	now := time.Now()
 	for _, l := range c.laneList() {
 		if c.paused(l) {
 			continue // a paused lane's entries stay with the dead consumer until resume
@@ -77,24 +98,44 @@ func (c *Consumer) takeover() {
 			c.brokerFailed("list consumers", err)
 			return
 		}
+		if !slices.ContainsFunc(infos, func(i lanewaybroker.ConsumerInfo) bool {
+			return i.Name != c.cfg.Consumer && i.Idle >= takeoverMinIdle
+		}) {
+			continue
+		}
+		if alive == nil {
+			ctx, cancel := c.op()
+			alive, err = c.cfg.Alive(ctx)
+			cancel()
+			if err != nil {
+				c.brokerFailed("list engines", err)
+				return
+			}
+		}
+		var dead []lanewaybroker.ConsumerInfo
 		for _, info := range infos {
-			if info.Name == c.cfg.Consumer || info.Idle < takeoverMinIdle {
-				continue
+			if info.Name != c.cfg.Consumer && info.Idle >= takeoverMinIdle && !alive(info.Name) {
+				dead = append(dead, info)
 			}
-			if alive == nil {
-				ctx, cancel := c.op()
-				alive, err = c.cfg.Alive(ctx)
-				cancel()
-				if err != nil {
-					c.brokerFailed("list engines", err)
-					return
+		}
+		quota := c.takeoverQuota(l, infos, alive, dead)
+		for _, info := range dead {
+			key := stream + "\x00" + info.Name
+			first, ok := c.tk.seen[key]
+			if !ok {
+				first = now
+			}
+			seen[key] = first
+			limit := -1 // all of them
+			if l == Backfill && now.Sub(first) < takeoverShareFor {
+				limit = quota
+			}
+			if info.Pending > 0 {
+				n, emptied := c.claimFrom(l, info.Name, limit)
+				quota -= n
+				if !emptied {
+					continue // its share taken, more than this consumer may hold, or a broker error
 				}
-			}
-			if alive(info.Name) {
-				continue
-			}
-			if info.Pending > 0 && !c.claimFrom(l, info.Name) {
-				continue // more than this consumer may hold now, or a broker error
 			}
 			ctx, cancel := c.op()
 			err := c.b.DeleteConsumer(ctx, stream, c.cfg.Group, info.Name)
@@ -106,6 +147,29 @@ func (c *Consumer) takeover() {
 	}
 }
 
+// takeoverQuota is how many of the dead consumers' entries on lane this
+// consumer takes on first sight: what brings its backlog (its pending
+// entries) to the average of the live consumers' once the dead ones'
+// entries are shared among them.
+func (c *Consumer) takeoverQuota(l Lane, infos []lanewaybroker.ConsumerInfo, alive func(string) bool, dead []lanewaybroker.ConsumerInfo) int {
+	var total, mine int64
+	live := 1 // this consumer, listed or not
+	for _, info := range infos {
+		switch {
+		case info.Name == c.cfg.Consumer:
+			mine = info.Pending
+			total += info.Pending
+		case alive(info.Name):
+			live++
+			total += info.Pending
+		}
+	}
+	for _, d := range dead {
+		total += d.Pending
+	}
+	share := (total + int64(live) - 1) / int64(live) // rounded up, so the shares cover it all
+	return int(max(share-mine, 0))
+}
 func (c *Consumer) laneList() []Lane {
 	if c.lanes {
 		return []Lane{Primary, Backfill}
@@ -114,10 +178,11 @@ func (c *Consumer) laneList() []Lane {
 }
 
 // claimFrom claims dead's pending entries on lane's stream, page by page,
-// until it holds none or this consumer holds holdLimit entries. It reports
+// until it holds none, limit entries are claimed (limit < 0: no limit) or
+// this consumer holds holdLimit entries. It returns how many it claimed and
 // whether dead was emptied. Claimed entries are queued ahead of the lane's
 // queue: they are older than what this consumer read itself.
-func (c *Consumer) claimFrom(l Lane, dead string) bool {
+func (c *Consumer) claimFrom(l Lane, dead string, limit int) (claimed int, emptied bool) {
 	stream := c.stream(l)
 	total := 0
 	defer func() {
@@ -128,8 +193,11 @@ func (c *Consumer) claimFrom(l Lane, dead string) bool {
 	}()
 	for {
 		room := c.holdLimit() - len(c.owned)
+		if limit >= 0 {
+			room = min(room, limit-total)
+		}
 		if room <= 0 {
-			return false
+			return total, false
 		}
 		ctx, cancel := c.op()
 		pend, err := c.b.Pending(ctx, lanewaybroker.PendingParams{Stream: stream, Group: c.cfg.Group,
@@ -137,10 +205,10 @@ func (c *Consumer) claimFrom(l Lane, dead string) bool {
 		cancel()
 		if err != nil {
 			c.brokerFailed("pending", err)
-			return false
+			return total, false
 		}
 		if len(pend) == 0 {
-			return true
+			return total, true
 		}
 		ids := make([]string, len(pend))
 		deliveries := make(map[string]int64, len(pend))
@@ -154,7 +222,7 @@ func (c *Consumer) claimFrom(l Lane, dead string) bool {
 		cancel()
 		if err != nil {
 			c.brokerFailed("claim from dead consumer", err)
-			return false
+			return total, false
 		}
 		c.countRead(ReadClaim, len(got))
 		total += len(got)
@@ -168,7 +236,7 @@ func (c *Consumer) claimFrom(l Lane, dead string) bool {
 			// Listed but not claimed: another survivor took them first, or
 			// their stream entries were trimmed (XCLAIM drops those from
 			// the pending list). The next check sees what is left.
-			return false
+			return total, false
 		}
 	}
 }

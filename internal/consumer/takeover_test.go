@@ -142,3 +142,58 @@ func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
 		require.Eventually(t, func() bool { return rec.len() == 2 }, waitFor, time.Millisecond)
 	})
 }
+
+// A dead consumer's backfill entries are shared: on first sight a survivor
+// takes what brings its backlog to the average of the live consumers'
+// (here half of the 300 between it, holding nothing, and a live peer
+// holding 100 that does not take its part), and the rest only once the
+// peer has had its chance. Its primary entries are taken all at once.
+func TestTakeoverSharesBackfill(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		var datas []string
+		for i := range 300 {
+			datas = append(datas, encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("k%d", i), i))
+		}
+		publish(t, k.b, bf, datas...)
+		datas = datas[:0]
+		for i := range 50 {
+			datas = append(datas, encode(t, fmt.Sprintf("p%d", i), fmt.Sprintf("k%d", i), i))
+		}
+		publish(t, k.b, cat, datas...)
+		dead, live := "Projector-host-1-dead01", "Projector-host-2-live01"
+		readAs(t, k.b, bf, "Projector", dead, 200)
+		readAs(t, k.b, bf, "Projector", live, 100)
+		readAs(t, k.b, cat, "Projector", dead, 50)
+
+		var rec recorder
+		var lb syncio.Buffer
+		c := startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, Backfill: bf,
+			Concurrency: 4, BackfillConcurrency: 2, ClaimIdle: time.Hour,
+			Logger: slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelInfo})),
+			Alive: func(context.Context) (func(string) bool, error) {
+				return func(name string) bool { return strings.HasSuffix(name, "-live01") }, nil
+			},
+			Handle: func(_ context.Context, m *consumer.Message) error {
+				rec.add(m)
+				return nil
+			},
+		})
+		require.Eventually(t, func() bool { return rec.len() == 250 }, waitFor, 10*time.Millisecond, "handled %d\n%s", rec.len(), lb.String())
+		assert.Equal(t, int64(250), c.TakenOver())
+		var taken []string
+		for _, line := range strings.Split(lb.String(), "\n") {
+			if strings.Contains(line, "took over") {
+				taken = append(taken, line[strings.Index(line, "stream="):])
+			}
+		}
+		require.Len(t, taken, 3, "%s", lb.String())
+		assert.True(t, strings.HasPrefix(taken[0], "stream="+cat) && strings.HasSuffix(taken[0], "n=50"), "primary first, all of it: %s", taken[0])
+		assert.True(t, strings.HasPrefix(taken[1], "stream="+bf) && strings.HasSuffix(taken[1], "n=150"), "backfill: the share first: %s", taken[1])
+		assert.True(t, strings.HasPrefix(taken[2], "stream="+bf) && strings.HasSuffix(taken[2], "n=50"), "backfill: then the rest: %s", taken[2])
+		assert.Equal(t, int64(100), consumerNames(t, k.b, bf, "Projector")[live], "the live consumer lost entries")
+	})
+}

@@ -199,6 +199,11 @@ type Config struct {
 	// an entry was moved to dlq, or dropped (dlq "") with the DLQ off;
 	// reason is its failure reason (tracing). Optional.
 	OnDeadLetter func(m *Message, dlq, reason string)
+	// Gate, when set, holds this consumer's backfill while another
+	// consumer of the gate has primary work (see Gate): the engine gives
+	// one to the consumers of a handler on a partitioned category's
+	// partitions. Defaults to nil: the lanes of this consumer alone decide.
+	Gate *Gate
 }
 
 func (c *Config) validateAndDefault() error {

@@ -22,11 +22,26 @@ const (
 	// the database) does not throw the backfill to its floor.
 	MaxCutDefault = 0.25
 	// IncreaseStepDefault is added to the allowance after each interval
-	// the p99 stays within the target.
+	// the p99 stays within HeadroomDefault of the target.
 	IncreaseStepDefault = 0.05
 	// FloorDefault is the least allowance: the backfill keeps at least one
 	// slot per consumer and this share of its rate, so it always moves.
 	FloorDefault = 0.05
+	// HeadroomDefault: the allowance grows only while the p99 is at most
+	// this share of the target; between it and the target it holds. A
+	// backfill that already brings production near its target has found
+	// its level, and pushing it further would cross the target.
+	HeadroomDefault = 0.8
+	// CeilingMarginDefault: after a cut from allowance C (the ceiling, a
+	// level known to hurt), the allowance grows by full steps up to this
+	// share of C and by ProbeStepShare of a step above it, so it comes
+	// back to a level that hurt slowly: latency rises while the database
+	// saturates, and small steps notice it before it is far over the
+	// target. The ceiling is forgotten once the allowance passes it
+	// within the target (whatever hurt has gone).
+	CeilingMarginDefault = 0.8
+	// ProbeStepShare is the share of a step taken above CeilingMargin.
+	ProbeStepShare = 0.25
 	// MinRatePerSecond is the least rate the governor leaves a throttled
 	// backfill lane, whatever its cap.
 	MinRatePerSecond = 1.0
@@ -34,7 +49,7 @@ const (
 
 // Governor decides the backfill allowance from the primary lane's latency:
 // multiplicative decrease while the fleet's p99 is over Target, additive
-// increase while it is within. The allowance is a fraction of the
+// increase while it is well within. The allowance is a fraction of the
 // configured caps (backfill_concurrency and the backfill rate) in
 // [Floor, 1].
 type Governor struct {
@@ -42,6 +57,8 @@ type Governor struct {
 	Decrease float64 // Defaults to DecreaseFactorDefault.
 	Step     float64 // Defaults to IncreaseStepDefault.
 	Floor    float64 // Defaults to FloorDefault.
+	Headroom float64 // Defaults to HeadroomDefault.
+	Margin   float64 // Defaults to CeilingMarginDefault.
 }
 
 func (g Governor) withDefaults() Governor {
@@ -54,39 +71,91 @@ func (g Governor) withDefaults() Governor {
 	if g.Floor <= 0 || g.Floor > 1 {
 		g.Floor = FloorDefault
 	}
+	if g.Headroom <= 0 || g.Headroom > 1 {
+		g.Headroom = HeadroomDefault
+	}
+	if g.Margin <= 0 || g.Margin > 1 {
+		g.Margin = CeilingMarginDefault
+	}
 	return g
+}
+
+// Observation is what one governor step knows: the allowance in force and
+// what the fleet's primary lane did under it.
+type Observation struct {
+	Allowance float64
+	// Ceiling is the allowance of the last cut (0: none, or forgotten).
+	Ceiling float64
+	// LastCut: the previous decision cut, after seeing LastP99.
+	LastCut bool
+	LastP99 time.Duration
+	// P99 of Samples primary messages since the previous decision.
+	P99     time.Duration
+	Samples int64
 }
 
 // Decision is the outcome of one governor step.
 type Decision struct {
 	Allowance float64
-	Changed   bool
-	Reason    string
+	Ceiling   float64
+	// Cut: this decision lowered the allowance; Grace: it held an
+	// allowance just cut although the p99 is still over the target.
+	Cut, Grace bool
+	Changed    bool
+	Reason     string
 }
 
-// Decide returns the allowance after an interval in which the fleet handled
-// samples primary messages with p99 latency p99. With no samples the
-// primary lane was idle: there is nothing to protect, so the allowance
-// grows back.
-func (g Governor) Decide(allowance float64, p99 time.Duration, samples int64) Decision {
+// Decide returns the next allowance. With no samples the primary lane was
+// idle: there is nothing to protect, so the allowance grows back.
+//
+// One second after a cut the p99 is often still over the target: the
+// messages that queued while the backfill was too fast finish late. If it
+// is lower than the p99 that caused the cut, the cut is working and the
+// decision holds once (Grace) instead of cutting again for the same
+// overload, which would throw the backfill far below what production
+// bears.
+func (g Governor) Decide(o Observation) Decision {
 	g = g.withDefaults()
-	a := math.Min(math.Max(allowance, g.Floor), 1)
-	var next float64
-	var why string
+	a := math.Min(math.Max(o.Allowance, g.Floor), 1)
+	d := Decision{Allowance: a, Ceiling: o.Ceiling}
+	target := g.Target
 	switch {
-	case samples > 0 && p99 > g.Target:
-		f := math.Max(math.Min(g.Decrease, float64(g.Target)/float64(p99)), math.Min(MaxCutDefault, g.Decrease))
-		next = math.Max(a*f, g.Floor)
-		why = fmt.Sprintf("primary p99 %s over target %s", roundDur(p99), g.Target)
-	case samples == 0:
-		next = math.Min(a+g.Step, 1)
-		why = "primary idle"
+	case o.Samples == 0:
+		d.Allowance = g.grow(a, o.Ceiling)
+		d.Reason = "primary idle"
+	case o.P99 > target && o.LastCut && o.P99 < o.LastP99:
+		d.Grace = true
+		d.Reason = fmt.Sprintf("primary p99 %s over target %s, falling since the cut", roundDur(o.P99), target)
+	case o.P99 > target:
+		f := math.Max(math.Min(g.Decrease, float64(target)/float64(o.P99)), math.Min(MaxCutDefault, g.Decrease))
+		d.Allowance = math.Max(a*f, g.Floor)
+		d.Cut = d.Allowance < a
+		if d.Cut {
+			d.Ceiling = a
+		}
+		d.Reason = fmt.Sprintf("primary p99 %s over target %s", roundDur(o.P99), target)
+	case float64(o.P99) > g.Headroom*float64(target):
+		d.Reason = fmt.Sprintf("primary p99 %s near target %s", roundDur(o.P99), target)
 	default:
-		next = math.Min(a+g.Step, 1)
-		why = fmt.Sprintf("primary p99 %s within target %s", roundDur(p99), g.Target)
+		d.Allowance = g.grow(a, o.Ceiling)
+		d.Reason = fmt.Sprintf("primary p99 %s within target %s", roundDur(o.P99), target)
 	}
-	next = math.Round(next*1000) / 1000
-	return Decision{Allowance: next, Changed: next != allowance, Reason: why}
+	d.Allowance = math.Round(d.Allowance*1e4) / 1e4
+	if d.Ceiling > 0 && (d.Allowance >= 1 || (!d.Cut && d.Allowance > d.Ceiling)) {
+		d.Ceiling = 0
+	}
+	d.Changed = d.Allowance != o.Allowance
+	return d
+}
+
+// grow is a after one additive step: a full step, or ProbeStepShare of one
+// near (above Margin of) the ceiling.
+func (g Governor) grow(a, ceiling float64) float64 {
+	step := g.Step
+	if ceiling > 0 && a+step > g.Margin*ceiling {
+		step = math.Max(math.Min(step, g.Margin*ceiling-a), step*ProbeStepShare)
+	}
+	return math.Min(a+step, 1)
 }
 
 // BackfillConcurrency is the backfill slot limit of a consumer configured

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestGovernorDecide(t *testing.T) {
@@ -25,8 +26,10 @@ func TestGovernorDecide(t *testing.T) {
 		{"far over target cuts to a quarter at most", 1, 5000 * ms, 100, 0.25, true},
 		{"never below the floor", 0.08, 900 * ms, 100, FloorDefault, true},
 		{"at the floor stays", FloorDefault, 900 * ms, 100, FloorDefault, false},
-		{"within target adds a step", 0.25, 20 * ms, 100, 0.3, true},
-		{"exactly the target is within", 0.5, 50 * ms, 100, 0.55, true},
+		{"well within target adds a step", 0.25, 20 * ms, 100, 0.3, true},
+		{"at the headroom still adds a step", 0.5, 40 * ms, 100, 0.55, true},
+		{"between headroom and target holds", 0.5, 45 * ms, 100, 0.5, false},
+		{"exactly the target holds", 0.5, 50 * ms, 100, 0.5, false},
 		{"never above full", 0.98, 10 * ms, 100, 1, true},
 		{"full stays full", 1, 10 * ms, 100, 1, false},
 		{"idle primary grows back", 0.3, 0, 0, 0.35, true},
@@ -34,7 +37,7 @@ func TestGovernorDecide(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := g.Decide(tc.allowance, tc.p99, tc.samples)
+			d := g.Decide(Observation{Allowance: tc.allowance, P99: tc.p99, Samples: tc.samples})
 			assert.InDelta(t, tc.want, d.Allowance, 1e-9)
 			assert.Equal(t, tc.changed, d.Changed)
 			assert.NotEmpty(t, d.Reason)
@@ -42,13 +45,70 @@ func TestGovernorDecide(t *testing.T) {
 	}
 }
 
+// A cut remembers the allowance it cut from (the ceiling); the allowance
+// grows back by full steps up to CeilingMarginDefault of it and by a
+// quarter step above, and forgets it once past it within the target.
+func TestGovernorCeiling(t *testing.T) {
+	t.Parallel()
+	g := Governor{Target: 100 * time.Millisecond}
+	ms := time.Millisecond
+	d := g.Decide(Observation{Allowance: 0.6, P99: 150 * ms, Samples: 100})
+	require.True(t, d.Cut)
+	assert.InDelta(t, 0.3, d.Allowance, 1e-9)
+	assert.InDelta(t, 0.6, d.Ceiling, 1e-9, "the cut remembers where it hurt")
+
+	within := func(a, ceiling float64) Decision {
+		return g.Decide(Observation{Allowance: a, Ceiling: ceiling, P99: 20 * ms, Samples: 100})
+	}
+	assert.InDelta(t, 0.35, within(0.3, 0.6).Allowance, 1e-9, "a full step, far below the ceiling")
+	assert.InDelta(t, 0.48, within(0.45, 0.6).Allowance, 1e-9, "up to 80% of the ceiling, not past it")
+	assert.InDelta(t, 0.4925, within(0.48, 0.6).Allowance, 1e-9, "a quarter step above 80% of the ceiling")
+	assert.InDelta(t, 0.6, within(0.58, 0.6).Ceiling, 1e-9, "still below it: remembered")
+	d = within(0.595, 0.6)
+	assert.InDelta(t, 0.6075, d.Allowance, 1e-9)
+	assert.Zero(t, d.Ceiling, "past the ceiling within the target: forgotten")
+	assert.InDelta(t, 0.7, within(0.65, 0).Allowance, 1e-9, "full steps again without a ceiling")
+
+	d = g.Decide(Observation{Allowance: 0.3, Ceiling: 0.6, P99: 400 * ms, Samples: 100})
+	assert.InDelta(t, 0.3, d.Ceiling, 1e-9, "a new cut sets the ceiling where it now hurt")
+	assert.InDelta(t, 0.075, d.Allowance, 1e-9)
+	d = g.Decide(Observation{Allowance: 0.995, Ceiling: 0.999, Samples: 0})
+	assert.InDelta(t, 1, d.Allowance, 1e-9)
+	assert.Zero(t, d.Ceiling, "full allowance: no ceiling")
+}
+
+// The decision after a cut holds once while the p99 is still over the
+// target but lower than the one that caused the cut; it cuts when the p99
+// did not fall, or when the previous decision was not a cut.
+func TestGovernorGraceAfterCut(t *testing.T) {
+	t.Parallel()
+	g := Governor{Target: 100 * time.Millisecond}
+	ms := time.Millisecond
+	d := g.Decide(Observation{Allowance: 0.5, Ceiling: 1, LastCut: true, LastP99: 300 * ms, P99: 180 * ms, Samples: 100})
+	assert.True(t, d.Grace)
+	assert.False(t, d.Cut)
+	assert.False(t, d.Changed)
+	assert.InDelta(t, 0.5, d.Allowance, 1e-9)
+	assert.Contains(t, d.Reason, "falling")
+
+	d = g.Decide(Observation{Allowance: 0.5, LastCut: true, LastP99: 300 * ms, P99: 320 * ms, Samples: 100})
+	assert.True(t, d.Cut, "not falling: cut again")
+	d = g.Decide(Observation{Allowance: 0.5, LastCut: false, LastP99: 300 * ms, P99: 180 * ms, Samples: 100})
+	assert.True(t, d.Cut, "no grace twice in a row")
+	assert.InDelta(t, 0.25, d.Allowance, 1e-9)
+}
+
 func TestGovernorCustomFactors(t *testing.T) {
 	t.Parallel()
-	g := Governor{Target: time.Second, Decrease: 0.7, Step: 0.2, Floor: 0.1}
-	assert.InDelta(t, 0.7, g.Decide(1, 1200*time.Millisecond, 5).Allowance, 1e-9)
-	assert.InDelta(t, 0.5, g.Decide(1, 2*time.Second, 5).Allowance, 1e-9, "p99 twice the target: cut to half")
-	assert.InDelta(t, 0.1, g.Decide(0.12, 2*time.Second, 5).Allowance, 1e-9)
-	assert.InDelta(t, 0.5, g.Decide(0.3, time.Millisecond, 5).Allowance, 1e-9)
+	g := Governor{Target: time.Second, Decrease: 0.7, Step: 0.2, Floor: 0.1, Headroom: 0.5}
+	decide := func(a float64, p99 time.Duration) float64 {
+		return g.Decide(Observation{Allowance: a, P99: p99, Samples: 5}).Allowance
+	}
+	assert.InDelta(t, 0.7, decide(1, 1200*time.Millisecond), 1e-9)
+	assert.InDelta(t, 0.5, decide(1, 2*time.Second), 1e-9, "p99 twice the target: cut to half")
+	assert.InDelta(t, 0.1, decide(0.12, 2*time.Second), 1e-9)
+	assert.InDelta(t, 0.5, decide(0.3, time.Millisecond), 1e-9)
+	assert.InDelta(t, 0.3, decide(0.3, 600*time.Millisecond), 1e-9, "above a headroom of half the target: hold")
 }
 
 func TestBackfillConcurrencyAndRate(t *testing.T) {

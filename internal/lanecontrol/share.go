@@ -30,6 +30,14 @@ type GovernorState struct {
 	// it, so it measures the new allowance).
 	DecidedSecond int64 `json:"decided_second"`
 	ChangedSecond int64 `json:"changed_second"`
+	// WindowFrom is the first second the next decision measures: the
+	// second after a change or a grace hold, so each decision judges the
+	// allowance in force (0 in a state stored before it: ChangedSecond+1).
+	WindowFrom int64 `json:"window_from,omitempty"`
+	// Ceiling is the allowance of the last cut, approached slowly (see
+	// CeilingMarginDefault); 0 none. LastCut: the last decision cut.
+	Ceiling float64 `json:"ceiling,omitempty"`
+	LastCut bool    `json:"last_cut,omitempty"`
 	// References are the drain rates ("<stream>|<handler>": messages per
 	// second, fleet-wide) of backfill lanes without a rate cap, measured
 	// when the allowance first dropped below 1: the allowance of such a
@@ -155,24 +163,36 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 	var st GovernorState
 	if raw == "" || json.Unmarshal([]byte(raw), &st) != nil {
 		st = GovernorState{Allowance: 1, ChangedSecond: last, DecidedSecond: last, ChangedAt: now.UTC(), DecidedAt: now.UTC(), Reason: "start"}
-	} else if last <= st.DecidedSecond || last <= st.ChangedSecond {
-		return st, false, nil
 	} else {
-		from := max(st.ChangedSecond+1, last-govWindow+1)
+		if st.WindowFrom == 0 {
+			st.WindowFrom = st.ChangedSecond + 1
+		}
+		if last <= st.DecidedSecond || last < st.WindowFrom {
+			return st, false, nil
+		}
+		from := max(st.WindowFrom, last-govWindow+1)
 		h, peaks, err := s.readSeconds(ctx, from, last)
 		if err != nil {
 			return st, false, fmt.Errorf("read primary latencies: %w", err)
 		}
 		p99 := h.Quantile(0.99)
-		d := g.Decide(st.Allowance, p99, h.Count())
+		d := g.Decide(Observation{
+			Allowance: st.Allowance, Ceiling: st.Ceiling, LastCut: st.LastCut,
+			LastP99: time.Duration(st.PrimaryP99MS * float64(time.Millisecond)), P99: p99, Samples: h.Count(),
+		})
 		prev := st.Allowance
 		st.PrimaryP99MS = float64(p99) / float64(time.Millisecond)
 		st.Samples = h.Count()
 		st.Reason = d.Reason
 		st.DecidedSecond, st.DecidedAt = last, now.UTC()
+		st.Ceiling, st.LastCut = d.Ceiling, d.Cut
+		if d.Grace {
+			st.WindowFrom = last + 1
+		}
 		if d.Changed {
 			st.Allowance = d.Allowance
 			st.ChangedSecond, st.ChangedAt = now.Unix(), now.UTC()
+			st.WindowFrom = now.Unix() + 1
 			switch {
 			case d.Allowance >= 1:
 				st.References = nil

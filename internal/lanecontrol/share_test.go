@@ -90,6 +90,57 @@ func TestGovernorSharedThroughRedis(t *testing.T) {
 	assert.Equal(t, "primary idle", st.Reason)
 }
 
+// After a cut, a second still over the target but better than the one that
+// caused the cut is held once (grace), and the decision after it looks only
+// at the seconds after the held one; a second cut moves the ceiling down.
+func TestGovernorGraceThroughRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := NewStore(redisClient(t), "Grace"+testsvc.RandomSuffix(4))
+	g := Governor{Target: 50 * time.Millisecond}
+	t0 := time.Unix(time.Now().Unix(), 0).Add(-time.Minute)
+	_, _, err := s.stepGovernor(ctx, g, t0)
+	require.NoError(t, err)
+	second := func(sec int64, d time.Duration) {
+		h := Histogram{}
+		for range 100 {
+			h.Add(d)
+		}
+		require.NoError(t, s.publishSeconds(ctx, "a", map[int64]*secondStats{sec: {Primary: h}}))
+	}
+	at := func(sec int64) time.Time { return time.Unix(sec+1, 0).Add(publishLag + time.Millisecond) }
+
+	sec := t0.Unix()
+	second(sec, time.Second)
+	st, changed, err := s.stepGovernor(ctx, g, at(sec))
+	require.NoError(t, err)
+	require.True(t, changed)
+	assert.InDelta(t, 0.25, st.Allowance, 1e-9)
+	assert.True(t, st.LastCut)
+	assert.InDelta(t, 1, st.Ceiling, 1e-9)
+
+	// The second of the change is skipped; the next one is over the target
+	// but falling: held.
+	sec = st.WindowFrom
+	second(sec-1, 5*time.Second) // would cut if it were read
+	second(sec, 80*time.Millisecond)
+	st, changed, err = s.stepGovernor(ctx, g, at(sec))
+	require.NoError(t, err)
+	assert.False(t, changed)
+	assert.InDelta(t, 0.25, st.Allowance, 1e-9)
+	assert.False(t, st.LastCut)
+	assert.Contains(t, st.Reason, "falling")
+	assert.Equal(t, sec+1, st.WindowFrom, "the held second is not judged again")
+
+	// Still over the target the second after: no second grace.
+	second(sec+1, 70*time.Millisecond)
+	st, changed, err = s.stepGovernor(ctx, g, at(sec+1))
+	require.NoError(t, err)
+	assert.True(t, changed)
+	assert.InDelta(t, 0.125, st.Allowance, 1e-9)
+	assert.InDelta(t, 0.25, st.Ceiling, 1e-9)
+}
+
 // The pause and throttle records: a second pause keeps the first time, a
 // handler's own pause and the lane's are told apart, resume without a
 // handler lifts both.

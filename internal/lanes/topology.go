@@ -50,6 +50,11 @@ type Subscription struct {
 	Backfill string // "" when lanes are disabled
 	// Partition is the partition of the category Primary holds.
 	Partition int
+	// Category is the logical category ("customer", "customer:command")
+	// and Partitions its partition count: the subscriptions of one group
+	// with the same Category are its partitions.
+	Category   string
+	Partitions int
 }
 
 // Stream is one lane stream the engine reads.
@@ -82,8 +87,10 @@ func New(spec Spec, cfg Config) Topology {
 	for _, r := range spec.Readers {
 		for _, c := range r.Categories {
 			groups[c] = append(groups[c], r.Group)
-			for p, primary := range n.EventPartitions(c) {
-				t.Subscriptions = append(t.Subscriptions, Subscription{Group: r.Group, Primary: primary, Backfill: cfg.BackfillOf(primary), Partition: p})
+			parts := n.EventPartitions(c)
+			for p, primary := range parts {
+				t.Subscriptions = append(t.Subscriptions, Subscription{Group: r.Group, Primary: primary, Backfill: cfg.BackfillOf(primary),
+					Partition: p, Category: c, Partitions: len(parts)})
 			}
 		}
 	}
@@ -99,9 +106,11 @@ func New(spec Spec, cfg Config) Topology {
 	cmds := append([]string(nil), spec.CommandCategories...)
 	sort.Strings(cmds)
 	for _, c := range cmds {
-		for p, primary := range n.CommandPartitions(c) {
+		parts := n.CommandPartitions(c)
+		for p, primary := range parts {
 			t.Categories = append(t.Categories, Category{Name: primary, Category: c, Class: Commands, Groups: []string{CommandGroup}, Partition: p})
-			t.Subscriptions = append(t.Subscriptions, Subscription{Group: CommandGroup, Primary: primary, Backfill: cfg.BackfillOf(primary), Partition: p})
+			t.Subscriptions = append(t.Subscriptions, Subscription{Group: CommandGroup, Primary: primary, Backfill: cfg.BackfillOf(primary),
+				Partition: p, Category: CommandCategory(c), Partitions: len(parts)})
 		}
 	}
 	return t

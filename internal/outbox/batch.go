@@ -22,7 +22,7 @@ import (
 //
 // Every batch that has been claimed is published and marked (or marked
 // failed) before drain returns, also when ctx is cancelled: see cycle.
-func (r *Relay) drain(ctx context.Context) (int, error) {
+func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 	total := 0
 	var firstErr error
 	var mark *pendingMark
@@ -40,7 +40,8 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 	}
 	defer waitMark()
 
-	rows, err := r.claim(ctx)
+	limit := r.limit(w)
+	rows, err := r.claim(ctx, w.priorities, limit)
 	for {
 		if err != nil {
 			r.setHealth(err, false)
@@ -56,11 +57,13 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 		// claim was short (the outbox is drained), a step failed (the
 		// broker or the database is down: back off instead), or the relay
 		// is stopping.
+		r.claimed(w, len(rows))
 		var next chan claimResult
-		if len(rows) >= r.cfg.BatchSize && firstErr == nil && ctx.Err() == nil {
+		if len(rows) >= limit && firstErr == nil && ctx.Err() == nil {
+			limit = r.limit(w)
 			next = make(chan claimResult, 1)
 			go func() {
-				rows, err := r.claim(ctx)
+				rows, err := r.claim(ctx, w.priorities, limit)
 				next <- claimResult{rows, err}
 			}()
 		}
@@ -80,8 +83,32 @@ func (r *Relay) drain(ctx context.Context) (int, error) {
 		}
 		res := <-next
 		rows, err = res.rows, res.err
+		if err == nil && len(rows) > 0 && r.brokerDown.Load() {
+			// Claimed while the batch before it met an unreachable broker
+			// (in this loop or another): hand it back unpublished, without
+			// an attempt, as that batch was.
+			rerr := r.releaseClaimed(ctx, rows, firstErr)
+			waitMark()
+			if firstErr == nil {
+				firstErr = errBrokerDown // not a drain that succeeded
+			}
+			return total, errors.Join(firstErr, rerr)
+		}
 	}
 }
+
+// releaseClaimed releases a claimed batch that is not published because the
+// broker is unreachable.
+func (r *Relay) releaseClaimed(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+	if cause == nil {
+		cause = errBrokerDown
+	}
+	rctx, cancel := finishCtx(ctx)
+	defer cancel()
+	return r.release(rctx, rows, cause)
+}
+
+var errBrokerDown = errors.New("outbox: broker unreachable")
 
 type claimResult struct {
 	rows []lanewaystore.OutboxRow
@@ -102,7 +129,7 @@ const batchFinishTimeout = 10 * time.Second
 func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error) {
 	brokerTried := false
 	defer func() { r.setHealth(err, brokerTried) }()
-	rows, err := r.claim(ctx)
+	rows, err := r.claim(ctx, nil, r.cfg.BatchSize)
 	if err != nil || len(rows) == 0 {
 		return 0, false, err
 	}
@@ -115,22 +142,24 @@ func (r *Relay) cycle(ctx context.Context) (published int, full bool, err error)
 	return n, len(rows) >= r.cfg.BatchSize, err
 }
 
-// claim leases the next batch. Once a claim is under way it finishes even
+// claim leases the next batch of at most limit rows with a priority in
+// prios (nil: any). Once a claim is under way it finishes even
 // if Stop cancels ctx: cutting the claim's commit, or the gap between
 // publish and mark, would leave rows leased and have the next engine publish
 // them again. The claimed batch is then published and marked under the same
 // rule; the work stays bounded by batchFinishTimeout per step.
-func (r *Relay) claim(ctx context.Context) ([]lanewaystore.OutboxRow, error) {
+func (r *Relay) claim(ctx context.Context, prios *lanewaystore.PriorityRange, limit int) ([]lanewaystore.OutboxRow, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	cctx, cancel := finishCtx(ctx)
 	defer cancel()
 	rows, err := r.store.ClaimOutbox(cctx, lanewaystore.ClaimParams{
-		WorkerID: r.cfg.WorkerID,
-		Limit:    r.cfg.BatchSize,
-		Lease:    r.cfg.Lease,
-		Now:      r.cfg.Now(),
+		WorkerID:   r.cfg.WorkerID,
+		Limit:      limit,
+		Lease:      r.cfg.Lease,
+		Now:        r.cfg.Now(),
+		Priorities: prios,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: claim: %w", err)
@@ -343,6 +372,8 @@ const (
 // failing rows wait for their next_retry_at the claims come back empty,
 // and calling that a recovery would log recovered/failing on every retry.
 func (r *Relay) setHealth(err error, brokerTried bool) {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		state := claimFailing
 		if brokerTried {

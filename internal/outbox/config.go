@@ -48,6 +48,11 @@ type Config struct {
 	WorkerID string
 	// BatchSize is the number of rows per claim. Defaults to 500.
 	BatchSize int
+	// BackfillBatchSize caps the claims of backfill rows (with lanes on)
+	// while production rows are being relayed, so a backfill transaction
+	// or broker pipeline never holds a production row up for long (see
+	// lanes.go). Defaults to 50; never above BatchSize.
+	BackfillBatchSize int
 	// Lease is how long claimed rows stay leased to this relay. Defaults
 	// to 30s.
 	Lease time.Duration
@@ -96,6 +101,9 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = BatchSizeDefault
+	}
+	if c.BackfillBatchSize <= 0 {
+		c.BackfillBatchSize = BackfillBatchSizeDefault
 	}
 	if c.Lease <= 0 {
 		c.Lease = LeaseDefault

@@ -26,6 +26,7 @@ import (
 // so a relay built without a file behaves as one built from a default file.
 const (
 	BatchSizeDefault          = lanewayconfig.BatchSizeDefault
+	BackfillBatchSizeDefault  = 50
 	LeaseDefault              = time.Duration(lanewayconfig.LeaseSecondsDefault * float64(time.Second))
 	TickIntervalDefault       = lanewayconfig.TickIntervalMSDefault * time.Millisecond
 	MaxTickIntervalDefault    = lanewayconfig.MaxTickIntervalMSDefault * time.Millisecond

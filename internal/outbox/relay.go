@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,9 +36,18 @@ type Relay struct {
 	cfg    Config
 	log    *slog.Logger
 
-	notifyCh chan struct{}
-	listenCh chan struct{}
+	// workers are the claim loops: one over every row, or with priority
+	// lanes one for the production rows and one for the backfill rows
+	// (lanes.go).
+	workers []*worker
+	// productionAt is the UnixNano of the production worker's last
+	// non-empty claim: while it is recent the backfill worker claims
+	// smaller batches.
+	productionAt atomic.Int64
 
+	// healthMu orders the health and outage transitions of the relay's
+	// claim loops, so each state change is logged once.
+	healthMu   sync.Mutex
 	failing    atomic.Int32 // a health* state
 	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
 	downLogged atomic.Bool  // the outage's WARN is out, its INFO not yet
@@ -53,14 +63,14 @@ type Relay struct {
 func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
 	_, hasNotifier := store.(lanewaystore.Notifier)
 	cfg = cfg.withDefaults(hasNotifier)
-	return &Relay{
-		store:    store,
-		broker:   broker,
-		cfg:      cfg,
-		log:      cfg.Logger.With("component", "outbox_relay", "worker_id", cfg.WorkerID),
-		notifyCh: make(chan struct{}, 1),
-		listenCh: make(chan struct{}, 1),
+	r := &Relay{
+		store:  store,
+		broker: broker,
+		cfg:    cfg,
+		log:    cfg.Logger.With("component", "outbox_relay", "worker_id", cfg.WorkerID),
 	}
+	r.workers = r.newWorkers()
+	return r
 }
 
 // WorkerID is the relay's locked_by value.
@@ -69,15 +79,20 @@ func (r *Relay) WorkerID() string { return r.cfg.WorkerID }
 // Notify wakes the relay: rows have just committed in this process. It
 // never blocks; wake-ups that arrive while one is pending coalesce.
 func (r *Relay) Notify() {
-	select {
-	case r.notifyCh <- struct{}{}:
-	default:
+	for _, w := range r.workers {
+		signal(w.notifyCh)
 	}
 }
 
 func (r *Relay) listenNotify() {
+	for _, w := range r.workers {
+		signal(w.listenCh)
+	}
+}
+
+func signal(ch chan struct{}) {
 	select {
-	case r.listenCh <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
@@ -116,9 +131,12 @@ func (r *Relay) Start(ctx context.Context) error {
 		}
 		r.life.OnStop(stop)
 	}
-	r.life.Go(func() { r.loop(rctx) })
+	for _, w := range r.workers {
+		r.life.Go(func() { r.loop(rctx, w) })
+	}
 	r.life.GoEvery(rctx, r.cfg.CleanupInterval, r.cleanup)
-	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval)
+	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval,
+		"workers", len(r.workers))
 	return nil
 }
 
@@ -131,8 +149,8 @@ func (r *Relay) Stop(ctx context.Context) error {
 	return nil
 }
 
-// loop waits for a wake-up, then drains the outbox.
-func (r *Relay) loop(ctx context.Context) {
+// loop waits for a wake-up, then drains w's rows from the outbox.
+func (r *Relay) loop(ctx context.Context, w *worker) {
 	interval := r.cfg.TickInterval
 	errStreak := 0
 
@@ -156,9 +174,9 @@ func (r *Relay) loop(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-r.notifyCh:
+				case <-w.notifyCh:
 					r.wakeNotify.Add(1)
-				case <-r.listenCh:
+				case <-w.listenCh:
 					r.wakeListen.Add(1)
 				case <-timer.C:
 					r.wakePoll.Add(1)
@@ -176,7 +194,7 @@ func (r *Relay) loop(ctx context.Context) {
 		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
 			return
 		}
-		n, err := r.drain(ctx)
+		n, err := r.drain(ctx, w)
 		if err == nil {
 			r.brokerBack()
 		}

@@ -43,6 +43,8 @@ type brokerStateObserver interface {
 // stop until it answers a ping, /readyz and the gauge say so, and the first
 // time in an outage one WARN is logged.
 func (r *Relay) setBrokerDown(cause error) {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
 	if r.brokerDown.Swap(true) {
 		return
 	}
@@ -64,6 +66,8 @@ func (r *Relay) brokerAnswers() {
 
 // brokerBack logs the end of an outage once a drain succeeded.
 func (r *Relay) brokerBack() {
+	r.healthMu.Lock()
+	defer r.healthMu.Unlock()
 	if r.downLogged.Swap(false) {
 		r.log.Info("broker reachable again; outbox relay resumed")
 		r.failing.Store(healthy) // that was the failure; its recovery is logged

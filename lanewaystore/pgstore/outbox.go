@@ -32,12 +32,16 @@ const (
 // use the partial index; the NULL checks make hand-edited rows without a
 // retry time or lease claimable. The update writes only the lease, no
 // indexed column, so it is a HOT update (see lanewaystore.ReportedStatus and
-// migration 2's fillfactor).
+// migration 2's fillfactor). The priority range (ClaimParams.Priorities,
+// the whole column range when unset) bounds the index's leading column, so
+// the production and the backfill claims each read only their part of the
+// same index.
 const claimSQL = `WITH c AS MATERIALIZED (
 	SELECT id FROM outbox
 	WHERE status IN ('pending', 'failed', 'processing')
 	  AND (locked_until IS NULL OR locked_until <= $3)
 	  AND (status <> 'failed' OR next_retry_at IS NULL OR next_retry_at <= $3)
+	  AND priority BETWEEN $5 AND $6
 	ORDER BY priority DESC, created_at, id
 	LIMIT $4
 	FOR UPDATE SKIP LOCKED)
@@ -65,6 +69,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]
 	if lease <= 0 {
 		lease = LeaseDefault
 	}
+	lo, hi := outboxsql.ClaimPriorities(p.Priorities)
 	var out []lanewaystore.OutboxRow
 	err := s.relayTx(ctx, func(res pgx.BatchResults) error {
 		rows, err := res.Query()
@@ -73,7 +78,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]
 		}
 		out, err = scanOutboxRows(rows)
 		return err
-	}, claimSQL, p.WorkerID, pgTime(now.Add(lease)), pgTime(now), p.Limit)
+	}, claimSQL, p.WorkerID, pgTime(now.Add(lease)), pgTime(now), p.Limit, lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claim outbox: %w", err)
 	}

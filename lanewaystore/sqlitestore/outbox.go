@@ -30,12 +30,17 @@ const outboxColumns = outboxsql.Columns
 // the claim index's predicate so SQLite can use the partial index; the NULL
 // checks make hand-edited rows without a retry time or lease claimable. Only
 // the lease is written, as in the PostgreSQL store (lanewaystore.ReportedStatus).
+// The priority range (ClaimParams.Priorities, the whole column range when
+// unset) bounds the leading column of the same index, so a claim of the
+// production rows reads only their part of it and a claim of the backfill
+// rows starts where that part ends: no other index is needed.
 const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2
 WHERE id IN (
 	SELECT id FROM outbox
 	WHERE status IN ('pending', 'failed', 'processing')
 	  AND (locked_until IS NULL OR locked_until <= $3)
 	  AND (status <> 'failed' OR next_retry_at IS NULL OR next_retry_at <= $3)
+	  AND priority BETWEEN $5 AND $6
 	ORDER BY priority DESC, created_at, id
 	LIMIT $4)
 RETURNING ` + outboxColumns
@@ -59,9 +64,10 @@ func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]
 	if lease <= 0 {
 		lease = LeaseDefault
 	}
+	lo, hi := outboxsql.ClaimPriorities(p.Priorities)
 	var out []lanewaystore.OutboxRow
 	err := s.inTx(ctx, func(t *sql.Tx) error {
-		rows, err := t.QueryContext(ctx, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit)
+		rows, err := t.QueryContext(ctx, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit, lo, hi)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -122,4 +123,50 @@ func testClaimRetryTime(t *testing.T, open Opener) {
 	assert.Equal(t, 1, again[0].RetryCount)
 	assert.Equal(t, "redis down", again[0].LastError)
 	assert.Equal(t, "w2", again[0].LockedBy)
+}
+
+// A claim restricted to a priority range (a relay's production worker takes
+// the rows at or above the lanes threshold, its backfill worker the rows
+// below) returns only rows in the range, in claim order, and leaves every
+// other row unleased for the other claimer.
+func testClaimPriorities(t *testing.T, open Opener) {
+	ctx, s := setup(t, open)
+	prios := []int{-50, 0, -100, 50, -1, 100, -50, 0}
+	for i, p := range prios {
+		insert(t, ctx, s, row(fmt.Sprintf("m%d", i), p, t0.Add(time.Duration(i)*time.Millisecond)))
+	}
+	c := func(worker string, limit int, r *lanewaystore.PriorityRange) []string {
+		rows, err := s.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: worker, Limit: limit, Lease: time.Minute,
+			Now: t0, Priorities: r})
+		require.NoError(t, err)
+		for _, row := range rows {
+			assert.Equal(t, worker, row.LockedBy)
+		}
+		return msgIDs(rows)
+	}
+	production := &lanewaystore.PriorityRange{Min: 0, Max: math.MaxInt}
+	backfill := &lanewaystore.PriorityRange{Min: math.MinInt, Max: -1}
+
+	assert.Equal(t, []string{"m5", "m3"}, c("prod", 2, production))
+	assert.Equal(t, []string{"m4", "m0"}, c("back", 2, backfill), "the production rows left are not the backfill claimer's")
+	for _, r := range all(t, ctx, s) {
+		switch r.MessageID {
+		case "m5", "m3":
+			assert.Equal(t, "prod", r.LockedBy, r.MessageID)
+		case "m4", "m0":
+			assert.Equal(t, "back", r.LockedBy, r.MessageID)
+		default:
+			assert.Equal(t, lanewaystore.StatusPending, r.Status, "%s is outside both claims", r.MessageID)
+			assert.Empty(t, r.LockedBy, r.MessageID)
+		}
+	}
+	assert.Equal(t, []string{"m1", "m7"}, c("prod", 10, production))
+	assert.Empty(t, c("prod", 10, production), "no production row left")
+	assert.Equal(t, []string{"m6"}, c("back", 10, &lanewaystore.PriorityRange{Min: -50, Max: -50}), "inclusive bounds")
+	assert.Equal(t, []string{"m2"}, c("any", 10, nil), "nil: every priority")
+
+	// Bounds beyond the column's 32-bit range are no bound on that side.
+	ctx, s = setup(t, open)
+	insert(t, ctx, s, row("lo", math.MinInt32, t0), row("hi", math.MaxInt32, t0))
+	assert.Equal(t, []string{"hi", "lo"}, c("w", 10, &lanewaystore.PriorityRange{Min: math.MinInt, Max: math.MaxInt}))
 }

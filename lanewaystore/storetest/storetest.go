@@ -40,6 +40,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"ClaimLimit", testClaimLimit},
 		{"ClaimLease", testClaimLease},
 		{"ClaimRetryTime", testClaimRetryTime},
+		{"ClaimPriorities", testClaimPriorities},
 		{"MarkPublished", testMarkPublished},
 		{"MarkFailed", testMarkFailed},
 		{"MarkFailedOutage", testMarkFailedOutage},

@@ -61,7 +61,10 @@ func TestMain(m *testing.M) {
 		_ = os.RemoveAll(dir)
 		os.Exit(2)
 	}
-	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) { _ = os.RemoveAll(dir) }))
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(int) {
+		testsvc.StopCluster() // started by the cluster test, if it ran
+		_ = os.RemoveAll(dir)
+	}))
 }
 
 // env is one test's world: a domain directory, a fresh PostgreSQL schema,
@@ -71,8 +74,8 @@ type env struct {
 	dir      string
 	dbURL    string
 	redisURL string
-	rdb      *redis.Client
-	pgMu     sync.Mutex // one connection, queried from Eventually goroutines
+	rdb      redis.UniversalClient // a cluster client in the cluster test
+	pgMu     sync.Mutex            // one connection, queried from Eventually goroutines
 	pg       *pgx.Conn
 }
 
@@ -107,7 +110,7 @@ type envParams struct {
 type brokerParams struct {
 	URL   string
 	Extra string
-	Admin *redis.Client
+	Admin redis.UniversalClient
 }
 
 func newEnv(t *testing.T, p envParams) *env {

@@ -11,11 +11,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewaystore"
 	"github.com/laneway/laneway/lanewaystore/pgstore"
 	"github.com/laneway/laneway/lanewaystore/sqlitestore"
@@ -105,7 +107,13 @@ func (d *DB) Close() error {
 // ClearStreams deletes, in the Redis database of brokerURL, the streams
 // named in keys and every stream matching one of patterns (with their
 // consumer groups). Other keys are left alone.
+//
+// On a Redis Cluster (a redis+cluster:// URL) every master is scanned and
+// the keys are deleted one at a time (they live in different slots).
 func ClearStreams(ctx context.Context, brokerURL string, keys []string, patterns ...string) error {
+	if redisbroker.IsClusterURL(brokerURL) {
+		return clearClusterStreams(ctx, brokerURL, keys, patterns)
+	}
 	opt, err := redis.ParseURL(brokerURL)
 	if err != nil {
 		return fmt.Errorf("--broker: %w", err)
@@ -136,4 +144,38 @@ func RandomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func clearClusterStreams(ctx context.Context, brokerURL string, keys, patterns []string) error {
+	opt, err := redisbroker.ParseClusterURL(brokerURL)
+	if err != nil {
+		return fmt.Errorf("--broker: %w", err)
+	}
+	c := redis.NewClusterClient(opt)
+	defer c.Close()
+	var mu sync.Mutex
+	found := append([]string(nil), keys...)
+	err = c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		for _, pattern := range patterns {
+			iter := n.ScanType(ctx, 0, pattern, 1000, "stream").Iterator()
+			for iter.Next(ctx) {
+				mu.Lock()
+				found = append(found, iter.Val())
+				mu.Unlock()
+			}
+			if err := iter.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("clear streams in the Redis Cluster: %w", err)
+	}
+	for _, k := range found {
+		if err := c.Del(ctx, k).Err(); err != nil {
+			return fmt.Errorf("clear streams in the Redis Cluster: %w", err)
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ package outboxsql
 
 import (
 	"errors"
+	"math"
 	"time"
 
 	"github.com/laneway/laneway/lanewaystore"
@@ -65,4 +66,19 @@ func Retry(p lanewaystore.RetryOutboxParams) (query string, args []any, err erro
 		return reset + `status = 'abandoned'`, nil, nil
 	}
 	return "", nil, errors.New("retry outbox: set ID or Abandoned")
+}
+
+// ClaimPriorities are the bounds of a claim's priority predicate ("priority
+// BETWEEN lo AND hi"), the whole 32-bit range of the column when p is nil.
+// Out-of-range bounds are clamped, since PostgreSQL rejects an int4
+// parameter beyond it.
+func ClaimPriorities(p *lanewaystore.PriorityRange) (lo, hi int32) {
+	if p == nil {
+		return math.MinInt32, math.MaxInt32
+	}
+	return clamp32(p.Min), clamp32(p.Max)
+}
+
+func clamp32(v int) int32 {
+	return int32(max(min(v, math.MaxInt32), math.MinInt32))
 }

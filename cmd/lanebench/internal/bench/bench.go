@@ -30,8 +30,11 @@ var Scenarios = []string{"idle", "isolation", "throughput", "scale", "memory"}
 
 // Params are lanebench's flags.
 type Params struct {
-	Broker   string // Redis URL naming a database; "" = embedded
-	Database string // PostgreSQL URL; "" = SQLite in a temporary directory
+	Broker string // Redis URL naming a database, or a redis+cluster:// URL; "" = embedded
+	// Partitions is the partition count of the bench category in the
+	// scale scenario (0 or 1: not partitioned).
+	Partitions int
+	Database   string // PostgreSQL URL; "" = SQLite in a temporary directory
 	// Scenarios to run, a subset of Scenarios (any order; they run in the
 	// canonical order).
 	Scenarios []string
@@ -61,6 +64,13 @@ type Params struct {
 	// configurations.
 	TargetMS           int
 	ContentionDuration time.Duration
+	// ContentionProcs > 1 repeats the contention runs (production only,
+	// unlimited, governor) with that many engine processes; 0 or 1 skips.
+	ContentionProcs int
+	// ThrottleRate is the backfill_rate_per_second of the throttle
+	// scenario, ThrottleProcs its engine processes.
+	ThrottleRate  float64
+	ThrottleProcs int
 	// Samples is the production entries of the flood and of the e2e
 	// backfill phase; IdleSamples those of quiet and of the e2e idle phase.
 	Samples, IdleSamples int
@@ -74,7 +84,8 @@ func DefaultParams() Params {
 		HandlerCost: 200 * time.Microsecond, IOCost: time.Millisecond,
 		Concurrency: 10, BackfillConcurrency: 8,
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
-		TargetMS: 50, ContentionDuration: 20 * time.Second,
+		ContentionDuration: 20 * time.Second, ContentionProcs: 2,
+		ThrottleRate: 500, ThrottleProcs: 2,
 		Samples: 1000, IdleSamples: 500,
 	}
 }
@@ -110,8 +121,14 @@ func (p *Params) Validate() error {
 		return errors.New("--events must be positive")
 	case p.Callers <= 0:
 		return errors.New("--callers must be positive")
-	case p.TargetMS <= 0:
-		return errors.New("--target-ms must be positive")
+	case p.TargetMS < 0:
+		return errors.New("--target-ms must not be negative (0: chosen from the production-only p99)")
+	case p.ContentionProcs < 0:
+		return errors.New("--contention-procs must not be negative")
+	case p.ThrottleRate <= 0:
+		return errors.New("--throttle-rate must be positive")
+	case p.ThrottleProcs < 1:
+		return errors.New("--throttle-procs must be at least 1")
 	case p.ContentionDuration <= 0:
 		return errors.New("--contention-duration must be positive")
 	case p.Samples <= 0:
@@ -141,6 +158,16 @@ func (p *Params) Validate() error {
 			return err
 		}
 	}
+	if redisbroker.IsClusterURL(p.Broker) {
+		for _, sc := range p.Scenarios {
+			if sc != "scale" {
+				return fmt.Errorf("--broker %q is a Redis Cluster: only the scale scenario runs on one (--scenario scale)", p.Broker)
+			}
+		}
+	}
+	if p.Partitions < 0 {
+		return fmt.Errorf("--partitions %d: want 0 or more", p.Partitions)
+	}
 	if p.Database != "" && !strings.HasPrefix(p.Database, "postgres://") && !strings.HasPrefix(p.Database, "postgresql://") {
 		return fmt.Errorf("--database %q: use a postgres:// URL (the default is SQLite in a temporary directory)", p.Database)
 	}
@@ -149,7 +176,15 @@ func (p *Params) Validate() error {
 
 // checkBrokerURL insists on an explicit database number: lanebench deletes
 // its streams there, so the user must have chosen the database on purpose.
+// A Redis Cluster has database 0 only: lanebench deletes its streams on
+// every master.
 func checkBrokerURL(raw string) error {
+	if redisbroker.IsClusterURL(raw) {
+		if _, err := redisbroker.ParseClusterURL(raw); err != nil {
+			return fmt.Errorf("--broker %q: %w", raw, err)
+		}
+		return nil
+	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
 		return fmt.Errorf("--broker %q: use a redis:// or rediss:// URL such as redis://127.0.0.1:6379/9", raw)
@@ -209,7 +244,7 @@ func NewRunner(p Params, stdout, stderr io.Writer, worker []string) *Runner {
 func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
-		"scale": r.scale, "memory": r.memory, "contention": r.contention,
+		"scale": r.scale, "memory": r.memory, "contention": r.contention, "throttle": r.throttle,
 		"consume": r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
 	}
 	scenarios := expandScenarios(r.p.Scenarios)
@@ -256,6 +291,9 @@ func (r *Runner) progress(format string, args ...any) {
 func (r *Runner) brokerName() string {
 	if r.p.Broker == "" {
 		return "embedded"
+	}
+	if redisbroker.IsClusterURL(r.p.Broker) {
+		return "redis-cluster"
 	}
 	return "redis"
 }
@@ -311,7 +349,9 @@ func (e *env) close() error {
 }
 
 func clearStreams(ctx context.Context, brokerURL string) error {
-	return scratch.ClearStreams(ctx, brokerURL, []string{Category}, Category+":*")
+	// Partitions ("lanebench.3") and, on a cluster, hash-tagged names
+	// ("{lanebench.3}:backfill") too.
+	return scratch.ClearStreams(ctx, brokerURL, []string{Category}, Category+":*", Category+".*", "{"+Category+"}*", "{"+Category+".*")
 }
 
 // engineConfig is the configuration of every engine lanebench runs.

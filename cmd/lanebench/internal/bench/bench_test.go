@@ -42,6 +42,10 @@ func TestValidate(t *testing.T) {
 		"broker scheme": func(p *Params) { p.Broker = "http://127.0.0.1:6379/9" },
 		"broker db":     func(p *Params) { p.Broker = "redis://127.0.0.1:6379" },
 		"database":      func(p *Params) { p.Database = "mysql://x" },
+		"target":        func(p *Params) { p.TargetMS = -1 },
+		"procs":         func(p *Params) { p.ContentionProcs = -1 },
+		"throttle rate": func(p *Params) { p.ThrottleRate = 0 },
+		"throttle proc": func(p *Params) { p.ThrottleProcs = 0 },
 	} {
 		p := ShortParams()
 		mut(&p)
@@ -52,6 +56,55 @@ func TestValidate(t *testing.T) {
 	p := ShortParams()
 	p.Broker = "redis://127.0.0.1:6379/9"
 	require.NoError(t, p.Validate())
+}
+
+// Without --target-ms the contention target is 2.5 x the production-only
+// p99, rounded up, at least 5 ms.
+func TestAutoTarget(t *testing.T) {
+	require.Equal(t, 177, autoTarget(70.6))
+	require.Equal(t, 25, autoTarget(10))
+	require.Equal(t, 5, autoTarget(0.4))
+	require.Zero(t, DefaultParams().TargetMS, "chosen from the baseline by default")
+}
+
+// A contention worker's "p" lines reach the parent's probe; those raised
+// outside the window are counted, not measured; "handled" counts backfill.
+func TestProcReadsPrimaryLines(t *testing.T) {
+	pr := &contProbe{}
+	pr.from.Store(1000)
+	pr.to.Store(2000)
+	p := &proc{ready: make(chan struct{}), onPrimary: pr.observe}
+	p.readerW.Add(1)
+	p.read(strings.NewReader("ready\np 1000 1005000000\np 1500 9000\np 2000 3000\nhandled 7 42\nbogus\n"))
+	select {
+	case <-p.ready:
+	default:
+		t.Fatal("ready not seen")
+	}
+	require.EqualValues(t, 3, pr.nPrimary.Load())
+	sum := pr.primary.Summary()
+	require.Equal(t, 2, sum.Count)
+	require.InDelta(t, 1005.0, sum.Max, 0.01)
+	require.EqualValues(t, 7, p.handled.Load())
+}
+
+// The contention table names each governor run's verdicts.
+func TestPrintContentionVerdicts(t *testing.T) {
+	sum := func(p99 float64) *latency.Summary { return &latency.Summary{Count: 100, P99: p99} }
+	rs := []Result{
+		{Scenario: "contention", Config: "production only", Primary: sum(20), TargetMS: 50, BaselineP99MS: 20},
+		{Scenario: "contention", Config: "governor 50ms", Primary: sum(70), Backfill: &Backfill{}, DrainRatePerS: 30, TargetMS: 50,
+			Compare: map[string]float64{"p99_vs_target": 1.4, "drain_vs_best_fixed_within_target": 0.5}},
+		{Scenario: "contention", Config: "2 procs: governor 50ms", Processes: 2, Primary: sum(90), TargetMS: 50,
+			Compare: map[string]float64{"p99_vs_target": 1.8}},
+	}
+	var b bytes.Buffer
+	printContention(&b, rs)
+	out := b.String()
+	require.Contains(t, out, "target 50 ms (production-only p99 20.0 ms)")
+	require.Contains(t, out, "governor 50ms: production p99 70.0 ms = 1.40x the 50 ms target (<= 1.5x: met)")
+	require.Contains(t, out, "of the fastest fixed rate within the target (>= 60%: NOT met)")
+	require.Contains(t, out, "2 procs: governor 50ms: production p99 90.0 ms = 1.80x the 50 ms target (<= 1.5x: NOT met)")
 }
 
 func TestApplyShortKeepsExplicitFlags(t *testing.T) {

@@ -46,7 +46,12 @@ ceilings of this machine, measured in the same run:
   contention  (only when named; needs --database) production and a database-
               heavy backfill on one PostgreSQL table: production p99 and
               drain rate with the backfill unlimited, at a sweep of fixed
-              rates, and under the governor (--target-ms)
+              rates, and under the governor (--target-ms); then production
+              only, unlimited and governor with --contention-procs engine
+              processes
+  throttle    (only when named) --throttle-procs engine processes drain a
+              backfill under backfill_rate_per_second = --throttle-rate:
+              the drain rate against the limit
 
 By default everything is embedded: an in-process broker and a SQLite file in
 a temporary directory, fresh for each configuration and removed afterwards.
@@ -115,10 +120,14 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.Concurrency, "concurrency", p.Concurrency, "handler slots of the I/O-bound run (compared with 1) and of the second consume run")
 	f.IntVar(&p.BackfillConcurrency, "backfill-concurrency", p.BackfillConcurrency, "backfill's cap on those slots in the I/O-bound run")
 	f.IntVar(&p.Events, "events", p.Events, "events per throughput stage and per scale configuration")
+	f.IntVar(&p.Partitions, "partitions", 0, "scale: partitions of the bench category (spread over the masters of a redis+cluster:// broker)")
 	f.IntVar(&p.Callers, "callers", p.Callers, "goroutines calling Process (and the raw insert ceiling)")
 	f.StringVar(&backlogs, "memory-backlogs", joinSizes(p.MemoryBacklogs), "comma-separated backlog sizes of the memory scenario")
 	f.BoolVar(&short, "short", false, "the make-bench sizes (about 90 s on two cores); explicit size flags still win")
-	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds")
+	f.IntVar(&p.TargetMS, "target-ms", p.TargetMS, "contention: the governor's primary p99 target in milliseconds (0: 2.5x the production-only p99 measured first)")
+	f.IntVar(&p.ContentionProcs, "contention-procs", p.ContentionProcs, "contention: also run production only, unlimited and governor with this many engine processes (0 skips)")
+	f.Float64Var(&p.ThrottleRate, "throttle-rate", p.ThrottleRate, "throttle: the backfill_rate_per_second shared by the engine processes")
+	f.IntVar(&p.ThrottleProcs, "throttle-procs", p.ThrottleProcs, "throttle: engine processes draining the backfill")
 	f.DurationVar(&p.ContentionDuration, "contention-duration", p.ContentionDuration, "contention: how long production runs in each configuration")
 	f.IntVar(&p.Samples, "samples", p.Samples, "flood and e2e (backfill phase): production entries written at --rate")
 	f.IntVar(&p.IdleSamples, "idle-samples", p.IdleSamples, "quiet and e2e (idle phase): production entries written at 50/s")
@@ -168,6 +177,10 @@ func newWorkerCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.BoolVar(&ws.lanes, "lanes", false, "priority lanes on")
 	f.IntVar(&ws.conc, "concurrency", 1, "handler slots")
 	f.IntVar(&ws.bconc, "backfill-concurrency", 1, "backfill's cap on the slots")
+	f.BoolVar(&ws.contention, "contention", false, "run the contention domain (its table must exist)")
+	f.Float64Var(&ws.backfillRate, "backfill-rate", 0, "backfill_rate_per_second (0 unlimited)")
+	f.IntVar(&ws.targetMS, "target-ms", 0, "the governor's primary_latency_target_ms (0 off)")
+	f.IntVar(&ws.parts, "partitions", 1, "partitions of the bench category")
 	return cmd
 }
 

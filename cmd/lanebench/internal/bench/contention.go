@@ -5,17 +5,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"sort"
-	"sync"
+	"math"
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/laneway/laneway"
-	"github.com/laneway/laneway/internal/lanecontrol"
 	"github.com/laneway/laneway/internal/tools/latency"
-	"github.com/laneway/laneway/lanewaystore"
 )
 
 // The contention scenario: production and backfill handlers write the same
@@ -25,9 +20,10 @@ import (
 // rates (a sweep that finds the fastest rate keeping production within the
 // target) and run by the governor.
 
-// ExtraScenarios run only when named: contention needs PostgreSQL, and the
-// headline scenarios are issue 14's comparison with a raw consumer.
-var ExtraScenarios = append([]string{"contention"}, HeadlineScenarios...)
+// ExtraScenarios run only when named: contention needs PostgreSQL,
+// throttle measures a lane control rather than the lanes, and the headline
+// scenarios are issue 14's comparison with a raw consumer.
+var ExtraScenarios = append([]string{"contention", "throttle"}, HeadlineScenarios...)
 
 func allScenarios() []string { return append(append([]string(nil), Scenarios...), ExtraScenarios...) }
 
@@ -57,6 +53,19 @@ type contProbe struct {
 	primary  latency.Recorder // event raised -> handler done
 	nPrimary atomic.Int64
 	nBack    atomic.Int64
+	lastBack atomic.Int64 // UnixNano of the last backfill handler end
+	// onPrimary, when set (a worker process), takes each production
+	// message instead of the recorder: the parent measures.
+	onPrimary func(raised, done time.Time)
+}
+
+// observe counts one production message raised at raised and handled at
+// done (UnixNano), measured if raised in the window.
+func (p *contProbe) observe(raised, done int64) {
+	if raised >= p.from.Load() && raised < p.to.Load() {
+		p.primary.Add(time.Duration(done - raised))
+	}
+	p.nPrimary.Add(1)
 }
 
 func hotID(s string) int {
@@ -87,10 +96,15 @@ func newContentionDomain(p *contProbe) (*laneway.Domain, error) {
 			if _, err := tx.Exec(ctx, "UPDATE bench_hot SET n = $2 WHERE id = $1", id, n+1); err != nil {
 				return err
 			}
-			if at, err := time.Parse(time.RFC3339Nano, ev.At); err == nil && at.UnixNano() >= p.from.Load() && at.UnixNano() < p.to.Load() {
-				p.primary.Add(time.Since(at))
+			at, err := time.Parse(time.RFC3339Nano, ev.At)
+			if err != nil {
+				return fmt.Errorf("production event time %q: %w", ev.At, err)
 			}
-			p.nPrimary.Add(1)
+			if p.onPrimary != nil {
+				p.onPrimary(at, time.Now())
+			} else {
+				p.observe(at.UnixNano(), time.Now().UnixNano())
+			}
 			return nil
 		}
 		// Backfill: rewrite a span of rows (their locks block production)
@@ -102,6 +116,7 @@ func newContentionDomain(p *contProbe) (*laneway.Domain, error) {
 			return err
 		}
 		p.nBack.Add(1)
+		p.lastBack.Store(time.Now().UnixNano())
 		return nil
 	})
 	b.AddHandler(h)
@@ -114,24 +129,43 @@ type contRun struct {
 	backfill bool
 	rate     float64 // fixed backfill rate; 0 unlimited
 	targetMS int     // governor target; 0 off
+	// procs > 0 runs that many engine processes instead of one engine in
+	// this process.
+	procs int
+}
+
+// TargetFromBaseline is the governor's target when --target-ms is not
+// given: this multiple of production's p99 with no backfill, measured at
+// the start of the same run, so the target is one the machine can meet
+// at its load of the moment.
+const TargetFromBaseline = 2.5
+
+// autoTarget is the target chosen from the baseline p99 (ms): at least 5 ms.
+func autoTarget(baselineP99 float64) int {
+	return max(5, int(math.Ceil(TargetFromBaseline*baselineP99)))
 }
 
 func (r *Runner) contention(ctx context.Context) error {
 	if r.p.Database == "" {
 		return fmt.Errorf("contention needs PostgreSQL: pass --database postgres://... (both lanes' handlers write it)")
 	}
-	target := r.p.TargetMS
 	var results []Result
 	run := func(cr contRun) (Result, error) {
 		res, err := r.contentionRun(ctx, cr)
 		if err == nil {
 			results = append(results, res)
+			r.progress("  %s: production p99 %.1f ms, drain %.1f/s %s", cr.config, res.Primary.P99, res.DrainRatePerS, res.Allowance)
 		}
 		return res, err
 	}
 	base, err := run(contRun{config: "production only"})
 	if err != nil {
 		return err
+	}
+	target := r.p.TargetMS
+	if target == 0 {
+		target = autoTarget(base.Primary.P99)
+		r.progress("contention: target %d ms = %.1f x production-only p99 %.1f ms", target, TargetFromBaseline, base.Primary.P99)
 	}
 	unl, err := run(contRun{config: "unlimited", backfill: true})
 	if err != nil {
@@ -153,176 +187,41 @@ func (r *Runner) contention(ctx context.Context) error {
 			best = res.DrainRatePerS
 		}
 	}
-	gov := &results[len(results)-1]
-	gov.Compare = map[string]float64{
-		"p99_vs_target": latency.Round3(gov.Primary.P99 / float64(target)),
+	judge(&results[len(results)-1], target, best)
+	if k := r.p.ContentionProcs; k > 1 {
+		name := func(s string) string { return fmt.Sprintf("%d procs: %s", k, s) }
+		for _, cr := range []contRun{
+			{config: name("production only"), procs: k},
+			{config: name("unlimited"), backfill: true, procs: k},
+			{config: name(fmt.Sprintf("governor %dms", target)), backfill: true, targetMS: target, procs: k},
+		} {
+			if _, err := run(cr); err != nil {
+				return err
+			}
+		}
+		judge(&results[len(results)-1], target, 0)
 	}
-	if best > 0 {
-		gov.Compare["drain_vs_best_fixed_within_target"] = latency.Round3(gov.DrainRatePerS / best)
-	}
-	_ = base
-	for _, res := range results {
-		if err := r.emit(res); err != nil {
+	for i := range results {
+		results[i].TargetMS = target
+		results[i].BaselineP99MS = base.Primary.P99
+		if err := r.emit(results[i]); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// contentionRun runs one configuration for the production duration on a
-// fresh schema and fresh streams.
-func (r *Runner) contentionRun(ctx context.Context, cr contRun) (res Result, err error) {
-	dur := r.p.ContentionDuration
-	r.progress("contention %s: production %.0f/s for %s, concurrency %d/%d", cr.config, r.p.Rate, dur, r.p.Concurrency, r.p.BackfillConcurrency)
-	e, err := r.openEnv(ctx)
-	if err != nil {
-		return res, err
+// judge sets a governor run's comparisons with the target and, when known,
+// the fastest fixed rate within it.
+func judge(gov *Result, target int, best float64) {
+	gov.Compare = map[string]float64{"p99_vs_target": latency.Round3(gov.Primary.P99 / float64(target))}
+	if best > 0 {
+		gov.Compare["drain_vs_best_fixed_within_target"] = latency.Round3(gov.DrainRatePerS / best)
 	}
-	defer func() {
-		if cerr := e.close(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
-	if err := clearControls(ctx, e.br.RedisClient()); err != nil {
-		return res, err
-	}
-	pr := &contProbe{}
-	dom, err := newContentionDomain(pr)
-	if err != nil {
-		return res, err
-	}
-	cfg := engineConfig(true, r.p.Concurrency, r.p.BackfillConcurrency)
-	cfg.Server.PriorityLanes.BackfillRatePerSecond = cr.rate
-	cfg.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = cr.targetMS
-	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: e.db.Store})
-	if err != nil {
-		return res, err
-	}
-	defer app.Close()
-	if err := e.db.Store.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
-		if _, err := tx.Exec(ctx, "CREATE TABLE bench_hot (id int PRIMARY KEY, n bigint NOT NULL, pad text NOT NULL)"); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "INSERT INTO bench_hot SELECT g, 0, md5(g::text) FROM generate_series(0, $1::int - 1) g", hotRows)
-		return err
-	}); err != nil {
-		return res, fmt.Errorf("create the shared table: %w", err)
-	}
-	if cr.backfill {
-		if err := loadBacklog(ctx, e.br, backfillStream(true), laneway.Low, contentionBacklog, "bf"); err != nil {
-			return res, err
-		}
-	}
-	var allow allowanceTrace
-	eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: e.br, Logger: r.log, DisableHTTP: true})
-	if err := eng.Start(ctx); err != nil {
-		return res, err
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = stopEngine(ctx, eng)
-		}
-	}()
-	// Production and backfill run together for a warm-up that is not
-	// measured (the backfill reaches its pace, the governor converges
-	// from the full allowance), then for the measured window.
-	var sent, sendErrs atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		produceSteady(ctx, app, r.p.Rate, contentionWarmup+dur, &sent, func(error) { sendErrs.Add(1) })
-	}()
-	warm := time.NewTimer(contentionWarmup)
-	select {
-	case <-ctx.Done():
-		warm.Stop()
-		wg.Wait()
-		return res, ctx.Err()
-	case <-warm.C:
-	}
-	b0, t0 := pr.nBack.Load(), time.Now()
-	pr.to.Store(t0.Add(dur).UnixNano())
-	pr.from.Store(t0.UnixNano())
-	traceCtx, stopTrace := context.WithCancel(ctx)
-	if cr.targetMS > 0 {
-		wg.Add(1)
-		go func() { defer wg.Done(); allow.follow(traceCtx, lanecontrol.NewStore(e.br.RedisClient(), DomainName)) }()
-	}
-	deadline := time.NewTimer(dur)
-	select {
-	case <-ctx.Done():
-	case <-deadline.C:
-	}
-	deadline.Stop()
-	b1, t1 := pr.nBack.Load(), time.Now()
-	stopTrace()
-	wg.Wait()
-	if err := waitFor(ctx, 2*time.Minute, "production handled", func() bool { return pr.nPrimary.Load() >= sent.Load() }); err != nil {
-		return res, err
-	}
-	stopped = true
-	if err := stopEngine(ctx, eng); err != nil {
-		return res, err
-	}
-	sum := pr.primary.Summary()
-	res = Result{
-		Scenario: "contention", Config: cr.config, Lanes: "on", Primary: &sum,
-		Concurrency: r.p.Concurrency, BackfillConcurrency: r.p.BackfillConcurrency,
-		ProductionRate: r.p.Rate, PrimarySent: int(sent.Load()), SendErrors: int(sendErrs.Load()),
-		Seconds: latency.Round3(t1.Sub(t0).Seconds()),
-	}
-	if cr.backfill {
-		res.Backfill = &Backfill{Sent: contentionBacklog, Handled: int(b1 - b0)}
-		res.DrainRatePerS = latency.Round3(float64(b1-b0) / t1.Sub(t0).Seconds())
-	}
-	if cr.targetMS > 0 {
-		res.Allowance = allow.summary()
-	}
-	return res, nil
-}
-
-// allowanceTrace samples the governor's allowance during a run.
-type allowanceTrace struct{ v []float64 }
-
-func (a *allowanceTrace) follow(ctx context.Context, s *lanecontrol.Store) {
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if snap, err := s.Load(ctx); err == nil && snap.Governor != nil {
-			a.v = append(a.v, snap.Governor.Allowance)
-		}
-	}
-}
-
-// summary is "min/median/max" of the sampled allowance.
-func (a *allowanceTrace) summary() string {
-	if len(a.v) == 0 {
-		return ""
-	}
-	v := append([]float64(nil), a.v...)
-	sort.Float64s(v)
-	return fmt.Sprintf("%.2f/%.2f/%.2f", v[0], v[len(v)/2], v[len(v)-1])
-}
-
-// clearControls removes the bench domain's lane controls and governor
-// state, so each configuration starts from none.
-func clearControls(ctx context.Context, rdb redis.UniversalClient) error {
-	keys, err := rdb.Keys(ctx, "laneway:lanes:"+DomainName+":*").Result()
-	if err != nil || len(keys) == 0 {
-		return err
-	}
-	return rdb.Del(ctx, keys...).Err()
 }
 
 // printContention writes the contention table and its targets.
-func printContention(w io.Writer, rs []Result, targetMS int) {
+func printContention(w io.Writer, rs []Result) {
 	var cs []Result
 	for _, r := range rs {
 		if r.Scenario == "contention" {
@@ -332,59 +231,36 @@ func printContention(w io.Writer, rs []Result, targetMS int) {
 	if len(cs) == 0 {
 		return
 	}
+	target := cs[0].TargetMS
 	fmt.Fprintf(w, "\ncontention: production (event raised -> handler done, ms) and backfill on one PostgreSQL table\n")
-	fmt.Fprintf(w, "%-16s %7s %6s %8s %8s %8s %8s %10s  %s\n", "config", "prod/s", "n", "p50", "p90", "p99", "max", "drain/s", "allowance min/med/max")
+	fmt.Fprintf(w, "target %d ms (production-only p99 %.1f ms)\n", target, cs[0].BaselineP99MS)
+	fmt.Fprintf(w, "%-26s %7s %6s %8s %8s %8s %8s %10s  %s\n", "config", "prod/s", "n", "p50", "p90", "p99", "max", "drain/s", "allowance min/med/max")
 	for _, r := range cs {
 		drain := "-"
 		if r.Backfill != nil {
-			drain = fmt.Sprintf("%.0f", r.DrainRatePerS)
+			drain = fmt.Sprintf("%.1f", r.DrainRatePerS)
 		}
-		fmt.Fprintf(w, "%-16s %7.0f %6d %8.1f %8.1f %8.1f %8.1f %10s  %s\n", r.Config, r.ProductionRate, r.Primary.Count,
+		fmt.Fprintf(w, "%-26s %7.0f %6d %8.1f %8.1f %8.1f %8.1f %10s  %s\n", r.Config, r.ProductionRate, r.Primary.Count,
 			r.Primary.P50, r.Primary.P90, r.Primary.P99, r.Primary.Max, drain, r.Allowance)
 	}
-	gov := cs[len(cs)-1]
-	if v, ok := gov.Compare["p99_vs_target"]; ok {
+	for _, gov := range cs {
+		v, ok := gov.Compare["p99_vs_target"]
+		if !ok {
+			continue
+		}
 		verdict := "met"
 		if v > 1.5 {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(w, "  governor: production p99 %.1f ms = %.2fx the %d ms target (<= 1.5x: %s)\n", gov.Primary.P99, v, targetMS, verdict)
-	}
-	if v, ok := gov.Compare["drain_vs_best_fixed_within_target"]; ok {
-		verdict := "met"
-		if v < 0.6 {
-			verdict = "NOT met"
-		}
-		fmt.Fprintf(w, "  governor: drain %.0f/s = %.0f%% of the fastest fixed rate within the target (>= 60%%: %s)\n", gov.DrainRatePerS, 100*v, verdict)
-	} else {
-		fmt.Fprintf(w, "  no fixed rate kept production within the target\n")
-	}
-}
-
-// produceSteady calls Process at rate per second for duration; a slow
-// Process is caught up on the next tick, so the offered load is the rate
-// asked for.
-func produceSteady(ctx context.Context, app *laneway.App, rate float64, duration time.Duration, sent *atomic.Int64, fail func(error)) {
-	tick := time.NewTicker(min(time.Duration(float64(time.Second)/rate), 5*time.Millisecond))
-	defer tick.Stop()
-	begin := time.Now()
-	end := begin.Add(duration)
-	n := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-tick.C:
-			if now.After(end) {
-				return
+		fmt.Fprintf(w, "  %s: production p99 %.1f ms = %.2fx the %d ms target (<= 1.5x: %s)\n", gov.Config, gov.Primary.P99, v, target, verdict)
+		if d, ok := gov.Compare["drain_vs_best_fixed_within_target"]; ok {
+			verdict := "met"
+			if d < 0.6 {
+				verdict = "NOT met"
 			}
-			for due := int(now.Sub(begin).Seconds()*rate) + 1; n < due && ctx.Err() == nil; n++ {
-				if err := app.Process(ctx, Submit{ID: fmt.Sprintf("p-%d", n)}); err != nil {
-					fail(err)
-					continue
-				}
-				sent.Add(1)
-			}
+			fmt.Fprintf(w, "  %s: drain %.1f/s = %.0f%% of the fastest fixed rate within the target (>= 60%%: %s)\n", gov.Config, gov.DrainRatePerS, 100*d, verdict)
+		} else if gov.Processes == 0 {
+			fmt.Fprintf(w, "  no fixed rate kept production within the target\n")
 		}
 	}
 }

@@ -155,3 +155,22 @@ func loadBacklog(ctx context.Context, br lanewaybroker.Broker, stream string, pr
 	}
 	return nil
 }
+
+// loadRouted is loadBacklog over several streams: each entry goes to
+// route(its aggregate id), the partition an engine's relay would pick.
+func loadRouted(ctx context.Context, br lanewaybroker.Broker, route func(aggregateID string) string, prio laneway.Priority, n int, tag string) error {
+	for i := 0; i < n; i += 1000 {
+		batch := fmt.Sprintf("%s-%d", tag, i)
+		pubs, err := envelopes("", prio, min(1000, n-i), batch)
+		if err != nil {
+			return err
+		}
+		for j := range pubs {
+			pubs[j].Stream = route(fmt.Sprintf("%s-%d", batch, j)) // the id envelopes gave it
+		}
+		if _, err := br.Publish(ctx, pubs); err != nil {
+			return fmt.Errorf("load backlog: %w", err)
+		}
+	}
+	return nil
+}

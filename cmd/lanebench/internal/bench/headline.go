@@ -55,13 +55,12 @@ func (r *Runner) runRaw(ctx context.Context, e *env, want int, handle func(strin
 		return time.Time{}, err
 	}
 	defer c.Close()
-	rc := rawConsumer{c: c, stream: rawFIFOStream, handle: handle}
+	// handled is only touched by the consumer's goroutine (handle and done).
+	var handled int
+	rc := rawConsumer{c: c, stream: rawFIFOStream, handle: func(data string) { handled++; handle(data) }}
 	if err := rc.ensureGroup(ctx); err != nil {
 		return time.Time{}, err
 	}
-	var handled int
-	counted := func(data string) { handled++; handle(data) }
-	rc.handle = counted
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := time.Now()

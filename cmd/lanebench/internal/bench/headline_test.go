@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/laneway/laneway"
 	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/internal/tools/latency"
 )
@@ -137,14 +138,12 @@ func requireSummary(t *testing.T, s *latency.Summary, n int) {
 }
 
 func TestParseSeq(t *testing.T) {
-	pubs, err := stampedEntries(headConfig(), "", 0, 0, 2, 7, "x")
-	require.Error(t, err, "NoPriority is refused")
-	pubs, err = stampedEntries(headConfig(), rawFIFOStream, 1, 0, 2, 7, "x")
+	pubs, err := stampedEntries(headConfig(), rawFIFOStream, laneway.Normal, 0, 2, 7, "x")
 	require.NoError(t, err)
 	require.Equal(t, 7, parseSeq(pubs[0].Data))
 	require.Equal(t, 8, parseSeq(pubs[1].Data))
 	require.Equal(t, rawFIFOStream, pubs[0].Stream)
-	back, err := stampedEntries(headConfig(), "", -50, 0, 1, 0, "b")
+	back, err := stampedEntries(headConfig(), "", laneway.Low, 0, 1, 0, "b")
 	require.NoError(t, err)
 	require.Equal(t, 0, parseSeq(back[0].Data))
 	require.NotEqual(t, Category, back[0].Stream, "a low entry is routed to the backfill lane")

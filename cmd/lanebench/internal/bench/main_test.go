@@ -6,6 +6,8 @@ import (
 	"os/signal"
 	"syscall"
 	"testing"
+
+	"github.com/laneway/laneway/internal/testsvc"
 )
 
 // TestMain lets the smoke test's engine processes be this test binary: the
@@ -18,5 +20,7 @@ func TestMain(m *testing.M) {
 		stop()
 		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	testsvc.StopCluster() // started by the cluster test, if it ran
+	os.Exit(code)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,7 +17,10 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
+	lanecfg "github.com/laneway/laneway/internal/lanes"
 	"github.com/laneway/laneway/internal/tools/latency"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewayconfig"
 )
 
 // WorkerEnv is set in a worker process's environment, so a binary that is
@@ -34,13 +38,25 @@ type proc struct {
 	final   atomic.Int64
 	readerW sync.WaitGroup
 	waited  bool
+	// onPrimary takes the "p" lines of a contention worker.
+	onPrimary func(raised, done int64)
 }
 
 // workerSpec is what a worker process runs.
 type workerSpec struct {
 	brokerURL, database string
 	lanes               bool
-	conc, bconc         int
+	conc, bconc, parts  int
+	// contention runs the contention domain (its handlers write the
+	// shared table) instead of the bench one; then "handled" counts
+	// backfill messages only and every production message is one line
+	// "p <raised> <done>" (UnixNano), passed to onPrimary in the parent.
+	contention bool
+	// backfillRate is backfill_rate_per_second, targetMS the governor's
+	// primary_latency_target_ms (0: off).
+	backfillRate float64
+	targetMS     int
+	onPrimary    func(raised, done int64)
 }
 
 // startProc starts one engine process. It is stopped through its stdin
@@ -55,7 +71,10 @@ func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 	args := append(append([]string(nil), r.worker[1:]...),
 		"--broker", ws.brokerURL, "--database", ws.database,
 		"--lanes="+strconv.FormatBool(ws.lanes), "--concurrency", strconv.Itoa(ws.conc),
-		"--backfill-concurrency", strconv.Itoa(ws.bconc))
+		"--backfill-concurrency", strconv.Itoa(ws.bconc), "--partitions", strconv.Itoa(max(ws.parts, 1)),
+		"--contention="+strconv.FormatBool(ws.contention),
+		"--backfill-rate", strconv.FormatFloat(ws.backfillRate, 'f', -1, 64),
+		"--target-ms", strconv.Itoa(ws.targetMS))
 	cmd := exec.Command(r.worker[0], args...) //nolint:noctx // stopped gracefully by stop, see startProc
 	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
 	cmd.Stderr = r.status
@@ -70,14 +89,15 @@ func (r *Runner) startProc(ctx context.Context, ws workerSpec) (*proc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start engine process: %w", err)
 	}
-	p := &proc{cmd: cmd, stdin: stdin, ready: make(chan struct{})}
+	p := &proc{cmd: cmd, stdin: stdin, ready: make(chan struct{}), onPrimary: ws.onPrimary}
 	p.readerW.Add(1)
 	go p.read(stdout)
 	return p, nil
 }
 
 // read parses the worker's protocol lines until its stdout closes (it
-// exits): "ready", "handled <n> <last unix nano>", "final <n> <last>".
+// exits): "ready", "handled <n> <last unix nano>", "final <n> <last>",
+// and from a contention worker "p <raised> <done>".
 func (p *proc) read(stdout io.Reader) {
 	defer p.readerW.Done()
 	sc := bufio.NewScanner(stdout)
@@ -88,6 +108,10 @@ func (p *proc) read(stdout io.Reader) {
 		case len(f) == 1 && f[0] == "ready" && !readyClosed:
 			close(p.ready)
 			readyClosed = true
+		case len(f) == 3 && f[0] == "p" && p.onPrimary != nil:
+			raised, _ := strconv.ParseInt(f[1], 10, 64)
+			done, _ := strconv.ParseInt(f[2], 10, 64)
+			p.onPrimary(raised, done)
 		case len(f) == 3 && (f[0] == "handled" || f[0] == "final"):
 			n, _ := strconv.ParseInt(f[1], 10, 64)
 			last, _ := strconv.ParseInt(f[2], 10, 64)
@@ -153,7 +177,7 @@ func workerDatabase(e *env, i int) string {
 // handled n events between them, and returns the events/s from the start
 // signal to the last handler's end. sample, when set, runs every 20 ms with
 // the workers' pids while they work.
-func (r *Runner) procRun(ctx context.Context, e *env, k, n int, lanes bool, sample func(pids []int)) (rate float64, handled []int64, err error) {
+func (r *Runner) procRun(ctx context.Context, e *env, k, n, parts int, lanes bool, sample func(pids []int)) (rate float64, handled []int64, err error) {
 	if e.db.PostgresURL != "" {
 		app, err := laneway.Open(ctx, mustDomain(), engineConfig(lanes, 1, 1), laneway.Options{Store: e.db.Store})
 		if err != nil {
@@ -168,7 +192,7 @@ func (r *Runner) procRun(ctx context.Context, e *env, k, n int, lanes bool, samp
 		}
 	}()
 	for i := range k {
-		p, err := r.startProc(ctx, workerSpec{brokerURL: e.brokerURL, database: workerDatabase(e, i), lanes: lanes, conc: 1, bconc: 1})
+		p, err := r.startProc(ctx, workerSpec{brokerURL: e.brokerURL, database: workerDatabase(e, i), lanes: lanes, conc: 1, bconc: 1, parts: parts})
 		if err != nil {
 			return 0, nil, err
 		}
@@ -282,10 +306,20 @@ func (r *Runner) scaleRun(ctx context.Context, k int) (res Result, err error) {
 			err = cerr
 		}
 	}()
-	if err := loadBacklog(ctx, e.br, Category, laneway.Normal, n, "s"); err != nil {
+	parts := max(r.p.Partitions, 1)
+	naming, err := benchNaming(e.brokerURL, parts)
+	if err != nil {
 		return res, err
 	}
-	rate, handled, err := r.procRun(ctx, e, k, n, false, nil)
+	route := func(id string) string { return naming.PrimaryFor(Category, Category+"-"+id) }
+	if err := loadRouted(ctx, e.br, route, laneway.Normal, n, "s"); err != nil {
+		return res, err
+	}
+	shares, err := masterShares(ctx, e.br, naming.EventPartitions(Category))
+	if err != nil {
+		return res, err
+	}
+	rate, handled, err := r.procRun(ctx, e, k, n, parts, false, nil)
 	if err != nil {
 		return res, fmt.Errorf("%d processes: %w", k, err)
 	}
@@ -294,7 +328,7 @@ func (r *Runner) scaleRun(ctx context.Context, k int) (res Result, err error) {
 		sum += int(h)
 	}
 	return Result{Scenario: "scale", Lanes: "off", Processes: k, Count: n, Handled: sum, Concurrency: 1,
-		RatePerS: f64(latency.Round3(rate)), WorkerHandled: handled}, nil
+		RatePerS: f64(latency.Round3(rate)), WorkerHandled: handled, Partitions: parts, MasterShare: shares}, nil
 }
 
 // memory: one engine process drains a backfill backlog of each size; its
@@ -352,7 +386,7 @@ func (r *Runner) memoryRun(ctx context.Context, n int) (res Result, err error) {
 		peak = max(peak, st.rssMB)
 		hwm = max(hwm, st.hwmMB)
 	}
-	rate, handled, err := r.procRun(ctx, e, 1, n, true, sample)
+	rate, handled, err := r.procRun(ctx, e, 1, n, 1, true, sample)
 	if err != nil {
 		return res, err
 	}
@@ -403,4 +437,75 @@ func parseProcStatus(s string) (procStatus, error) {
 		return st, errors.New("/proc status: VmRSS or VmHWM missing")
 	}
 	return st, nil
+}
+
+// benchNaming is the stream naming of the bench category on brokerURL
+// with parts partitions: hash-tagged on a cluster, as the engines name it.
+func benchNaming(brokerURL string, parts int) (lanecfg.Naming, error) {
+	cfg := engineConfigFor(workerSpec{brokerURL: brokerURL, parts: parts})
+	lc, err := lanecfg.FromConfig(cfg, DomainName)
+	if err != nil {
+		return lanecfg.Naming{}, err
+	}
+	return lc.Naming, nil
+}
+
+// engineConfigFor is engineConfig of a worker: its broker (which decides
+// the cluster naming) and the category's partitions.
+func engineConfigFor(ws workerSpec) *lanewayconfig.Config {
+	cfg := engineConfig(ws.lanes, max(ws.conc, 1), max(ws.bconc, 1))
+	if ws.brokerURL != "" {
+		cfg.Brokers[lanewayconfig.DefaultEntry] = lanewayconfig.Broker{Provider: lanewayconfig.BrokerProviderRedis, URL: ws.brokerURL}
+	}
+	if ws.parts > 1 {
+		cfg.Server.CategoryPartitions = map[string]int{Category: ws.parts}
+	}
+	return cfg
+}
+
+// masterOf is implemented by the Redis broker: the master serving a key.
+type masterOf interface {
+	MasterOf(ctx context.Context, key string) (string, error)
+}
+
+// masterShares is the share of the entries of streams held by each
+// master, rounded to 3 places.
+func masterShares(ctx context.Context, br lanewaybroker.Broker, streams []string) (map[string]float64, error) {
+	mo, ok := br.(masterOf)
+	if !ok {
+		return nil, nil
+	}
+	per := map[string]int64{}
+	var total int64
+	for _, s := range streams {
+		m, err := mo.MasterOf(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("master of %s: %w", s, err)
+		}
+		n, err := br.Len(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("length of %s: %w", s, err)
+		}
+		per[m] += n
+		total += n
+	}
+	out := map[string]float64{}
+	for m, n := range per {
+		out[m] = latency.Round3(float64(n) / float64(max(total, 1)))
+	}
+	return out, nil
+}
+
+// formatShares prints shares by master, sorted by address.
+func formatShares(s map[string]float64) string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%.0f%%", k, 100*s[k])
+	}
+	return strings.Join(parts, " ")
 }

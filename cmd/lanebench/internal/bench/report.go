@@ -49,9 +49,20 @@ type Result struct {
 	StartRSSMB    float64 `json:"start_rss_mb,omitempty"`
 	RSSSamples    int     `json:"rss_samples,omitempty"`
 	WorkerHandled []int64 `json:"worker_handled,omitempty"`
+	// Partitions is the bench category's partition count (scale), and
+	// MasterShare the share of the entries each master held, and so
+	// served, by master address (one entry on a standalone Redis).
+	Partitions  int                `json:"partitions,omitempty"`
+	MasterShare map[string]float64 `json:"master_share,omitempty"`
 	// Allowance is the governor's allowance sampled during a contention
 	// run, "min/median/max".
 	Allowance string `json:"governor_allowance,omitempty"`
+	// TargetMS is the contention run's governor target, and BaselineP99MS
+	// the production-only p99 it was chosen from (when not given).
+	TargetMS int `json:"target_ms,omitempty"`
+	// RateLimitPerS is the throttle scenario's shared backfill limit.
+	RateLimitPerS float64 `json:"rate_limit_per_s,omitempty"`
+	BaselineP99MS float64 `json:"baseline_p99_ms,omitempty"`
 
 	// Headline scenarios (issue 14): the raw go-redis consumer's figures
 	// on the same entries in the same run, and the targets with verdicts.
@@ -154,10 +165,11 @@ func printTables(w io.Writer, p Params, rs []Result) {
 		}
 	}
 	if len(scl) > 0 {
-		fmt.Fprintf(w, "\nscale: consume rate with N engine processes on one broker\n")
-		fmt.Fprintf(w, "%-9s %8s %10s %10s %s\n", "processes", "events", "rate/s", "vs 1 proc", "handled per process")
+		fmt.Fprintf(w, "\nscale: consume rate with N engine processes on one broker (share per master: a cluster's)\n")
+		fmt.Fprintf(w, "%-9s %8s %5s %10s %10s %-24s %s\n", "processes", "events", "parts", "rate/s", "vs 1 proc", "handled per process", "share per master")
 		for _, r := range scl {
-			fmt.Fprintf(w, "%-9d %8d %10.0f %10s %v\n", r.Processes, r.Count, deref(r.RatePerS), r.cmp("rate_vs_1_process"), r.WorkerHandled)
+			fmt.Fprintf(w, "%-9d %8d %5d %10.0f %10s %-24s %s\n", r.Processes, r.Count, r.Partitions, deref(r.RatePerS), r.cmp("rate_vs_1_process"),
+				fmt.Sprint(r.WorkerHandled), formatShares(r.MasterShare))
 		}
 	}
 	if len(mem) > 0 {
@@ -167,7 +179,8 @@ func printTables(w io.Writer, p Params, rs []Result) {
 			fmt.Fprintf(w, "%10d %10.2f %12.1f %12.1f %10.1f %8s\n", r.Backlog, r.Backfill.DrainSeconds, r.PeakRSSMB, r.VmHWMMB, r.StartRSSMB, r.cmp("peak_rss_vs_smallest"))
 		}
 	}
-	printContention(w, rs, p.TargetMS)
+	printContention(w, rs)
+	printThrottle(w, rs)
 	printHeadline(w, rs)
 	if ts := targets(rs); len(ts) > 0 {
 		fmt.Fprintf(w, "\ntargets (issue 7)\n")

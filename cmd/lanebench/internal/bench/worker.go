@@ -10,13 +10,15 @@ import (
 	"time"
 
 	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/tools/syncio"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewaystore"
 	"github.com/laneway/laneway/lanewaystore/pgstore"
 	"github.com/laneway/laneway/lanewaystore/sqlitestore"
 )
 
-// runWorker is one engine process of the scale and memory scenarios. It
+// runWorker is one engine process of the scale, memory, throttle and
+// contention scenarios. It
 // speaks a line protocol with the parent: it prints "ready" once connected,
 // starts the engine when it reads "go", prints "handled <n> <unix nano of
 // the last handler end>" every 20 ms while the count moves, and on EOF of
@@ -38,12 +40,27 @@ func runWorker(ctx context.Context, ws workerSpec, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer br.Close()
-	pr := &probe{}
-	dom, err := newDomain(pr)
+	out := &syncio.Writer{W: stdout}
+	var dom *laneway.Domain
+	var counted func() (n, last int64)
+	if ws.contention {
+		cp := &contProbe{onPrimary: func(raised, done time.Time) {
+			fmt.Fprintf(out, "p %d %d\n", raised.UnixNano(), done.UnixNano())
+		}}
+		dom, err = newContentionDomain(cp)
+		counted = func() (int64, int64) { return cp.nBack.Load(), cp.lastBack.Load() }
+	} else {
+		pr := &probe{}
+		dom, err = newDomain(pr)
+		counted = func() (int64, int64) { return pr.handled(), pr.lastAny.Load() }
+	}
 	if err != nil {
 		return err
 	}
-	app, err := laneway.Open(ctx, dom, engineConfig(ws.lanes, ws.conc, ws.bconc), laneway.Options{Store: st})
+	cfg := engineConfigFor(ws)
+	cfg.Server.PriorityLanes.BackfillRatePerSecond = ws.backfillRate
+	cfg.Server.PriorityLanes.Governor.PrimaryLatencyTargetMS = ws.targetMS
+	app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
 	if err != nil {
 		return err
 	}
@@ -61,7 +78,7 @@ func runWorker(ctx context.Context, ws workerSpec, stdin io.Reader, stdout, stde
 			lines <- sc.Text()
 		}
 	}()
-	fmt.Fprintln(stdout, "ready")
+	fmt.Fprintln(out, "ready")
 	select {
 	case <-ctx.Done():
 		return nil
@@ -74,7 +91,8 @@ func runWorker(ctx context.Context, ws workerSpec, stdin io.Reader, stdout, stde
 		return err
 	}
 	report := func(word string) {
-		fmt.Fprintf(stdout, "%s %d %d\n", word, pr.handled(), pr.lastAny.Load())
+		n, last := counted()
+		fmt.Fprintf(out, "%s %d %d\n", word, n, last)
 	}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
@@ -89,7 +107,7 @@ loop:
 				break loop
 			}
 		case <-t.C:
-			if n := pr.handled(); n != sent {
+			if n, _ := counted(); n != sent {
 				sent = n
 				report("handled")
 			}

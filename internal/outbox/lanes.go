@@ -1,0 +1,100 @@
+package outbox
+
+import (
+	"math"
+	"time"
+
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// The relay is lane-aware in time, not only in order. One claim loop
+// ordered by priority publishes a production row before every backfill row
+// not yet claimed, but after the backfill batch already claimed: the row
+// waits for that batch's publish and mark, and for the next batch's claim
+// that overlaps them. With priority lanes on, the relay therefore runs two
+// claim loops over disjoint rows: the production worker claims the rows at
+// or above the lanes threshold, the backfill worker the rows below it. A
+// production row committed while a backfill batch is being claimed,
+// published or marked (or is stuck on a slow broker) is claimed by the
+// production worker at once.
+//
+// Two loops share what one shared before: the worker id (the rows are
+// disjoint, so a mark never touches the other loop's rows), the broker
+// outage pause, the health log, the counters and the retry policy. Each
+// priority belongs to exactly one loop and each loop publishes its batches
+// one at a time in claim order, so FIFO within a priority, and priority
+// order within a lane, hold as before. What is given up is an order across
+// the threshold, which nothing promised: rows on either side of it go to
+// different streams, read by independent consumers.
+//
+// The loops still share the database. On SQLite every write transaction
+// takes the single writer in turn, so a backfill claim or mark of a full
+// batch delays the production worker's claim and every Process commit by
+// the time it holds the writer. While production rows are being relayed
+// (the production worker claimed rows within productionActive) the backfill
+// worker claims at most BackfillBatchSize rows, which keeps its
+// transactions, and its pipelined writes to the broker, short; alone it
+// claims full batches again. PostgreSQL does not serialize the writers, but
+// smaller backfill statements and broker pipelines still take less of the
+// machine's CPU and of the broker's single thread at a time.
+//
+// With lanes off every row goes to one stream whatever its priority, so
+// there is no lane to keep ahead: the relay runs one loop over all rows,
+// in priority order, as before.
+
+// productionActive is how long after the production worker's last
+// non-empty claim the backfill worker keeps its batches small.
+const productionActive = time.Second
+
+// worker is one claim loop of the relay.
+type worker struct {
+	name string
+	// priorities bounds the rows the worker claims; nil claims every row.
+	priorities *lanewaystore.PriorityRange
+	// production marks the worker whose claims make the backfill worker
+	// shrink its batches; backfill marks the worker that shrinks them.
+	production, backfill bool
+
+	notifyCh chan struct{}
+	listenCh chan struct{}
+}
+
+func newWorker(name string, p *lanewaystore.PriorityRange) *worker {
+	return &worker{name: name, priorities: p, notifyCh: make(chan struct{}, 1), listenCh: make(chan struct{}, 1)}
+}
+
+// newWorkers returns the claim loops cfg asks for: one over every row, or
+// with lanes on one per lane.
+func (r *Relay) newWorkers() []*worker {
+	if !r.cfg.Lanes.Enabled {
+		return []*worker{newWorker("all", nil)}
+	}
+	t := int(r.cfg.Lanes.Threshold)
+	prod := newWorker("production", &lanewaystore.PriorityRange{Min: t, Max: math.MaxInt})
+	prod.production = true
+	back := newWorker("backfill", &lanewaystore.PriorityRange{Min: math.MinInt, Max: t - 1})
+	back.backfill = true
+	return []*worker{prod, back}
+}
+
+// limit is the size of w's next claim.
+func (r *Relay) limit(w *worker) int {
+	if w.backfill && r.productionBusy() {
+		return min(r.cfg.BatchSize, r.cfg.BackfillBatchSize)
+	}
+	return r.cfg.BatchSize
+}
+
+// claimed records a claim of n rows by w.
+func (r *Relay) claimed(w *worker, n int) {
+	if w.production && n > 0 {
+		r.productionAt.Store(r.cfg.Now().UnixNano())
+	}
+}
+
+// productionBusy reports whether the production worker claimed rows within
+// productionActive.
+func (r *Relay) productionBusy() bool {
+	at := r.productionAt.Load()
+	return at != 0 && r.cfg.Now().UnixNano()-at < int64(productionActive)
+}
