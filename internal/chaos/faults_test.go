@@ -131,15 +131,24 @@ func faultKillEngine(c *kase) time.Time {
 }
 
 // a2. SIGKILL an engine holding at least 2,000 entries (messages_per_tick
-// 1500), some of them production entries of a burst: every primary entry
+// 1500), at least 10 of them production entries of the bursts: every primary entry
 // it held must be handled within the heartbeat TTL + 5 s whatever their
 // number.
 func faultKillHoarder(c *kase) time.Time {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { // a burst of production events, 100 per batch
+	go func() { // bursts of production events, 100 per batch, until the kill
 		defer close(done)
-		for b := 0; b < 10 && ctx.Err() == nil; b++ {
+		for b := 0; ctx.Err() == nil; b++ {
+			if b > 0 {
+				// A quiet machine handles a burst in tens of milliseconds:
+				// keep them coming so the engine is caught holding some.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
 			cmds := make([]laneway.Command, 0, 100)
 			items := make([]string, 0, 100)
 			for i := range 100 {
@@ -158,7 +167,7 @@ func faultKillHoarder(c *kase) time.Time {
 	}()
 	defer func() { cancel(); <-done }()
 	return c.killAndRestart(func(held map[string][]string) bool {
-		return len(held[primaryStream]) >= 100 && len(held[primaryStream])+len(held[backfillStream]) >= 2000
+		return len(held[primaryStream]) >= 10 && len(held[primaryStream])+len(held[backfillStream]) >= 2000
 	}, 3*time.Second)
 }
 
