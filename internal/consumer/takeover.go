@@ -118,7 +118,7 @@ func (c *Consumer) takeover() {
 				dead = append(dead, info)
 			}
 		}
-		quota := c.takeoverQuota(l, infos, alive, dead)
+		quota := c.takeoverQuota(infos, alive, dead)
 		for _, info := range dead {
 			key := stream + "\x00" + info.Name
 			first, ok := c.tk.seen[key]
@@ -147,11 +147,11 @@ func (c *Consumer) takeover() {
 	}
 }
 
-// takeoverQuota is how many of the dead consumers' entries on lane this
+// takeoverQuota is how many of the dead consumers' entries on the lane infos describes this
 // consumer takes on first sight: what brings its backlog (its pending
 // entries) to the average of the live consumers' once the dead ones'
 // entries are shared among them.
-func (c *Consumer) takeoverQuota(l Lane, infos []lanewaybroker.ConsumerInfo, alive func(string) bool, dead []lanewaybroker.ConsumerInfo) int {
+func (c *Consumer) takeoverQuota(infos []lanewaybroker.ConsumerInfo, alive func(string) bool, dead []lanewaybroker.ConsumerInfo) int {
 	var total, mine int64
 	live := 1 // this consumer, listed or not
 	for _, info := range infos {

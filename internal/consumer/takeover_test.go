@@ -186,8 +186,8 @@ func TestTakeoverSharesBackfill(t *testing.T) {
 		assert.Equal(t, int64(250), c.TakenOver())
 		var taken []string
 		for _, line := range strings.Split(lb.String(), "\n") {
-			if strings.Contains(line, "took over") {
-				taken = append(taken, line[strings.Index(line, "stream="):])
+			if _, rest, ok := strings.Cut(line, "stream="); ok && strings.Contains(line, "took over") {
+				taken = append(taken, "stream="+rest)
 			}
 		}
 		require.Len(t, taken, 3, "%s", lb.String())

@@ -49,7 +49,7 @@ func TestScaleOnCluster(t *testing.T) {
 		assert.InDelta(t, 1, sum, 0.01, raw)
 		assert.False(t, math.IsNaN(sum))
 	}
-	var p Params = ShortParams()
+	p := ShortParams()
 	p.Broker = cl.URL()
 	p.Scenarios = []string{"scale", "idle"}
 	require.ErrorContains(t, p.Validate(), "only the scale scenario")
