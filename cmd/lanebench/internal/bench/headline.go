@@ -126,17 +126,12 @@ func (r *Runner) consumeScenario(ctx context.Context) (err error) {
 // entries at --rate while it drains, a CPU-bound handler.
 func (r *Runner) floodScenario(ctx context.Context) (err error) {
 	p := r.p
-	e, err := r.openEnv(ctx)
+	e, c, err := r.openRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, e.close()) }()
+	defer func() { err = errors.Join(err, c.Close(), e.close()) }()
 	cfg := headConfig()
-	c, err := newRedisClient(e.brokerURL)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 
 	r.progress("flood: raw FIFO consumer, %d backfill entries then %d production at %.0f/s on one stream, handler %s CPU",
 		p.Backfill, p.Samples, p.Rate, p.HandlerCost)
@@ -210,17 +205,12 @@ func (r *Runner) floodScenario(ctx context.Context) (err error) {
 func (r *Runner) quietScenario(ctx context.Context) (err error) {
 	p := r.p
 	n := p.IdleSamples
-	e, err := r.openEnv(ctx)
+	e, c, err := r.openRaw(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, e.close()) }()
+	defer func() { err = errors.Join(err, c.Close(), e.close()) }()
 	cfg := headConfig()
-	c, err := newRedisClient(e.brokerURL)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
 	idle := func(ctx context.Context) error {
 		t := time.NewTimer(quietPause)
 		defer t.Stop()

@@ -305,3 +305,17 @@ func parseSeq(data string) int {
 	n, _ := strconv.Atoi(rest[:j])
 	return n
 }
+
+// openRaw opens a fresh environment and a plain go-redis client of its
+// broker for the raw consumer; the caller closes both.
+func (r *Runner) openRaw(ctx context.Context) (*env, *redis.Client, error) {
+	e, err := r.openEnv(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := newRedisClient(e.brokerURL)
+	if err != nil {
+		return nil, nil, errors.Join(err, e.close())
+	}
+	return e, c, nil
+}
