@@ -166,8 +166,13 @@ func faultKillHoarder(c *kase) time.Time {
 		}
 	}()
 	defer func() { cancel(); <-done }()
+	since := time.Now()
 	return c.killAndRestart(func(held map[string][]string) bool {
-		return len(held[primaryStream]) >= 10 && len(held[primaryStream])+len(held[backfillStream]) >= 2000
+		// Production entries are held only for the milliseconds before
+		// their handler starts, so sampling may keep missing them: after
+		// 20 s a kill with the 2,000+ entries alone is taken.
+		enoughPrimary := len(held[primaryStream]) >= 10 || time.Since(since) > 20*time.Second
+		return enoughPrimary && len(held[primaryStream])+len(held[backfillStream]) >= 2000
 	}, 3*time.Second)
 }
 
