@@ -72,6 +72,9 @@ type world struct {
 	rows []row
 	// baseline is the no-fault case's bulk drain time.
 	baseline time.Duration
+	// failures say which step each failed case was at, printed under the
+	// table (the part of a long log a CI summary keeps).
+	failures []string
 }
 
 // row is one line of the printed table.
@@ -149,6 +152,7 @@ type kase struct {
 	faultFrom       time.Time
 	recovered       time.Time // set by a fault that measures its own recovery
 	note            string
+	step            string // what the case is doing, for a failure report
 }
 
 // issue is one issued event: each item gets exactly one, so the item
@@ -162,7 +166,14 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	ctx := context.Background()
 	name, fault := sp.name, sp.fault
 	c := &kase{t: t, w: w, dir: t.TempDir(), db: fmt.Sprintf("chaos%d", n), redisDB: n, issued: map[string]issue{}, poison: map[string]bool{},
-		messagesPerTick: sp.messagesPerTick}
+		messagesPerTick: sp.messagesPerTick, step: "setting up"}
+	defer func() {
+		if t.Failed() {
+			w.mu.Lock()
+			w.failures = append(w.failures, fmt.Sprintf("%s: FAILED while %s", name, c.step))
+			w.mu.Unlock()
+		}
+	}()
 	admin, err := pgx.Connect(ctx, w.pg.url(w.pg.port, "postgres"))
 	require.NoError(t, err)
 	_, err = admin.Exec(ctx, "CREATE DATABASE "+c.db)
@@ -183,18 +194,23 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	_, err = c.conn.Exec(ctx, chaosdomain.EffectsTable)
 	require.NoError(t, err)
 
+	c.step = "starting the engines"
 	c.engines = []*engine{startEngine(t, w.bin, c.dir, "e1"), startEngine(t, w.bin, c.dir, "e2")}
 	for _, e := range c.engines {
 		require.Eventually(t, e.ready, 60*time.Second, 50*time.Millisecond, "engine not ready; log %s", e.log)
 	}
 
+	c.step = "waiting for the bulk drain to start"
 	stopProd := c.produce()
 	bulkFrom := time.Now()
 	c.bulk(bulkEvents)
 	require.Eventually(t, func() bool { return c.effects() >= bulkEvents/4 }, recoverWithin, 20*time.Millisecond, "the drain did not start")
 
+	c.step = "injecting the fault"
 	c.faultFrom = time.Now()
 	healed := fault(c)
+	c.step = "waiting for the production events issued before the heal"
+
 	cut := healed
 	// Recovered: every production event issued before the heal has its
 	// effect.
@@ -212,12 +228,14 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	c.recovered = recovered
 	time.Sleep(500 * time.Millisecond) // production traffic after the recovery
 	stopProd()
+	c.step = "waiting for every event's effect"
 	require.Eventually(t, func() bool { return c.missing("", time.Now()) == 0 }, recoverWithin, 50*time.Millisecond,
 		"events lost: %d of %d have no effect; logs in %s", c.missing("", time.Now()), len(c.issued), c.dir)
 
 	// Every handled entry acked: nothing left pending in the group (an
 	// ack lost to the fault would leave its entry there, to be run again
 	// by the claim_idle_seconds reclaim).
+	c.step = "waiting for nothing left pending (acks lost)"
 	require.Eventually(t, func() bool { return c.pendingTotal() == 0 }, 30*time.Second, 100*time.Millisecond,
 		"entries still pending after the drain (%d): acks lost; logs in %s", c.pendingTotal(), c.dir)
 	r := row{fault: name, events: len(c.issued), recover: recovered.Sub(healed), note: c.note, drain: c.bulkDrain(bulkFrom)}
@@ -229,6 +247,7 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	if c.procErrs > 0 {
 		r.note = strings.TrimSpace(r.note + fmt.Sprintf(" %d Process calls failed cleanly during the fault", c.procErrs))
 	}
+	c.step = "checking the counts"
 	var redelivered int
 	r.dupNote, redelivered = c.duplicateSources()
 	if sp.noRedelivery {
@@ -250,6 +269,7 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	assert.Zero(t, r.lost, "lost")
 	assert.Zero(t, r.abd, "abandoned outbox rows")
 	assert.Equal(t, len(c.poison), r.dlq, "DLQ entries other than the handler's own failures")
+	c.step = "stopping the engines"
 	for _, e := range c.engines {
 		e.stop(t, 60*time.Second)
 	}
@@ -464,6 +484,9 @@ func (w *world) printTable() {
 		if r.dupNote != "" {
 			fmt.Fprintf(&b, "\n%s: duplicates: %s", r.fault, r.dupNote)
 		}
+	}
+	for _, f := range w.failures {
+		fmt.Fprintf(&b, "\n%s", f)
 	}
 	fmt.Println(b.String())
 }

@@ -61,6 +61,41 @@ func TestBrokerDownBacksOffAndResumes(t *testing.T) {
 	})
 }
 
+// A read whose reply is lost (Redis killed after it wrote the delivery,
+// a dropped connection) leaves entries pending on a live consumer that never
+// saw them. Once the broker answers again they are claimed back and run,
+// once each and as their first attempt, long before the idle reclaim.
+func TestLostReadReplyIsClaimedBack(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		f := brokertest.NewFaulty(k.b)
+		f.LoseReadReplies(errors.New("read: connection reset by peer"))
+		var rec recorder
+		startConsumer(t, f, consumer.Config{
+			Group: "Projector", Primary: cat, Backfill: bf, Block: 100 * time.Millisecond,
+			ClaimIdle: time.Hour, MaxRetries: 1, EnableDLQ: true,
+			Handle: func(ctx context.Context, m *consumer.Message) error { rec.add(m); return nil },
+		})
+		publish(t, k.b, cat, encode(t, "p1", "k", 1), encode(t, "p2", "k", 2))
+		publish(t, k.b, bf, encode(t, "b1", "k", 3))
+		require.Eventually(t, func() bool { return f.Injected() >= 1 }, waitFor, time.Millisecond, "a reply lost")
+		f.Heal()
+		require.Eventually(t, func() bool {
+			return rec.len() == 3 && pendingCount(t, k.b, cat, "Projector") == 0 && pendingCount(t, k.b, bf, "Projector") == 0
+		}, waitFor, time.Millisecond)
+		for _, id := range []string{"p1", "p2", "b1"} {
+			assert.Equal(t, []int64{1}, rec.attempts(id), id)
+		}
+		for _, s := range []string{cat, bf} {
+			n, err := k.b.Len(t.Context(), s+":dlq")
+			require.NoError(t, err)
+			assert.Zero(t, n, "nothing dead-lettered on %s", s)
+		}
+	})
+}
+
 // A failed DLQ publish keeps the entry pending; it lands once the broker
 // accepts publishes again, and nothing is lost.
 func TestDLQPublishFailureKeepsEntry(t *testing.T) {

@@ -151,7 +151,10 @@ type Consumer struct {
 	bo               backoff
 	retryAt          time.Time
 	down             bool
-	stopping         bool
+	// ownCheck: a broker failure may have lost a reply that delivered
+	// entries to this consumer (ownpending.go).
+	ownCheck bool
+	stopping bool
 	// database outage (Config.Outage): handlers pause until dbRetryAt
 	dbBo      backoff
 	dbRetryAt time.Time
@@ -457,6 +460,7 @@ func (c *Consumer) brokerFailed(what string, err error) {
 		}
 		cancel()
 	}
+	c.ownCheck = true
 	if !c.down {
 		c.cfg.Logger.Warn("broker unavailable; backing off", "group", c.cfg.Group, "consumer", c.cfg.Consumer, "op", what, "error", err)
 		c.down = true

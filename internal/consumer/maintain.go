@@ -22,6 +22,7 @@ func (c *Consumer) maintain(now time.Time) {
 			c.touch(stale)
 		}
 	}
+	c.maybeRecoverOwn(now)
 	c.maybeTakeover(now)
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop

@@ -21,6 +21,7 @@ type Faulty struct {
 	publishAfter bool
 	ackErr       error
 	readErr      error
+	readAfter    bool
 	pingErr      error
 	injected     atomic.Int64
 }
@@ -52,11 +53,20 @@ func (f *Faulty) FailAck(err error) {
 	f.mu.Unlock()
 }
 
+// LoseReadReplies makes ReadGroup read (the entries join the consumer's
+// pending list) and then return err instead of them, until Heal: the reply
+// lost to a dropped connection or a broker killed before it answered.
+func (f *Faulty) LoseReadReplies(err error) {
+	f.mu.Lock()
+	f.readErr, f.readAfter = err, true
+	f.mu.Unlock()
+}
+
 // FailReadGroup makes ReadGroup return err at once, without reading or
 // blocking, until Heal.
 func (f *Faulty) FailReadGroup(err error) {
 	f.mu.Lock()
-	f.readErr = err
+	f.readErr, f.readAfter = err, false
 	f.mu.Unlock()
 }
 
@@ -71,7 +81,7 @@ func (f *Faulty) FailPing(err error) {
 // Heal removes every fault.
 func (f *Faulty) Heal() {
 	f.mu.Lock()
-	f.publishErr, f.publishAfter, f.ackErr, f.readErr, f.pingErr = nil, false, nil, nil, nil
+	f.publishErr, f.publishAfter, f.ackErr, f.readErr, f.readAfter, f.pingErr = nil, false, nil, nil, false, nil
 	f.mu.Unlock()
 }
 
@@ -110,10 +120,16 @@ func (f *Faulty) Ack(ctx context.Context, acks []lanewaybroker.AckParams) error 
 // ReadGroup fails as set by FailReadGroup.
 func (f *Faulty) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]lanewaybroker.StreamEntries, error) {
 	f.mu.Lock()
-	err := f.readErr
+	err, after := f.readErr, f.readAfter
 	f.mu.Unlock()
 	if err == nil {
 		return f.Broker.ReadGroup(ctx, p)
+	}
+	if after {
+		res, rerr := f.Broker.ReadGroup(ctx, p)
+		if rerr != nil || len(res) == 0 {
+			return res, rerr // nothing delivered: nothing to lose
+		}
 	}
 	f.injected.Add(1)
 	return nil, err
