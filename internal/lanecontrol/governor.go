@@ -42,6 +42,18 @@ const (
 	CeilingMarginDefault = 0.8
 	// ProbeStepShare is the share of a step taken above CeilingMargin.
 	ProbeStepShare = 0.25
+	// MinCutSamples is how many primary messages a window needs before a
+	// p99 up to SevereFactor × the target cuts. The p99 of a second at a
+	// hundred messages is its slowest message: one database hiccup would
+	// cut a backfill that production bears well, and each such cut leaves a
+	// ceiling the allowance then approaches slowly. Below it the decision
+	// waits for a longer window, up to WindowSeconds.
+	MinCutSamples = 200
+	// SevereFactor: a p99 beyond this many times the target cuts at once,
+	// whatever the number of samples (a real overload).
+	SevereFactor = 2.0
+	// WindowSeconds is the longest window a decision waits for.
+	WindowSeconds = 5
 	// MinRatePerSecond is the least rate the governor leaves a throttled
 	// backfill lane, whatever its cap.
 	MinRatePerSecond = 1.0
@@ -92,6 +104,9 @@ type Observation struct {
 	// P99 of Samples primary messages since the previous decision.
 	P99     time.Duration
 	Samples int64
+	// Seconds is how many seconds the window spans (0: unknown, decide on
+	// what there is).
+	Seconds int
 }
 
 // Decision is the outcome of one governor step.
@@ -101,7 +116,10 @@ type Decision struct {
 	// Cut: this decision lowered the allowance; Grace: it held an
 	// allowance just cut although the p99 is still over the target.
 	Cut, Grace bool
-	Changed    bool
+	// Wait: too few samples to judge a moderate excess; look again with a
+	// longer window (the state is not stored).
+	Wait    bool
+	Changed bool
 	Reason     string
 }
 
@@ -126,6 +144,10 @@ func (g Governor) Decide(o Observation) Decision {
 	case o.P99 > target && o.LastCut && o.P99 < o.LastP99:
 		d.Grace = true
 		d.Reason = fmt.Sprintf("primary p99 %s over target %s, falling since the cut", roundDur(o.P99), target)
+	case o.P99 > target && float64(o.P99) <= SevereFactor*float64(target) &&
+		o.Samples < MinCutSamples && o.Seconds > 0 && o.Seconds < WindowSeconds:
+		d.Wait = true
+		d.Reason = fmt.Sprintf("primary p99 %s over target %s on %d messages; waiting for more", roundDur(o.P99), target, o.Samples)
 	case o.P99 > target:
 		f := math.Max(math.Min(g.Decrease, float64(target)/float64(o.P99)), math.Min(MaxCutDefault, g.Decrease))
 		d.Allowance = math.Max(a*f, g.Floor)

@@ -45,6 +45,34 @@ func TestGovernorDecide(t *testing.T) {
 	}
 }
 
+// A moderate excess on few messages is not yet a reason to cut: the
+// decision waits for a longer window, up to WindowSeconds; a severe one
+// cuts at once.
+func TestGovernorWaitsForEvidence(t *testing.T) {
+	t.Parallel()
+	g := Governor{Target: 50 * time.Millisecond}
+	ms := time.Millisecond
+	d := g.Decide(Observation{Allowance: 0.6, P99: 60 * ms, Samples: 100, Seconds: 1})
+	assert.True(t, d.Wait, "one second of 100 messages: its p99 is its slowest message")
+	assert.False(t, d.Changed)
+	assert.InDelta(t, 0.6, d.Allowance, 1e-9)
+
+	d = g.Decide(Observation{Allowance: 0.6, P99: 60 * ms, Samples: MinCutSamples, Seconds: 2})
+	assert.False(t, d.Wait)
+	assert.True(t, d.Cut, "enough messages")
+
+	d = g.Decide(Observation{Allowance: 0.6, P99: 60 * ms, Samples: 30, Seconds: WindowSeconds})
+	assert.True(t, d.Cut, "the longest window decides on what it has")
+
+	d = g.Decide(Observation{Allowance: 0.6, P99: 150 * ms, Samples: 20, Seconds: 1})
+	assert.True(t, d.Cut, "three times the target is an overload: no waiting")
+	assert.InDelta(t, 0.2, d.Allowance, 1e-9)
+
+	d = g.Decide(Observation{Allowance: 0.6, P99: 20 * ms, Samples: 20, Seconds: 1})
+	assert.False(t, d.Wait, "growth needs no more evidence: the slowest message was within")
+	assert.InDelta(t, 0.65, d.Allowance, 1e-9)
+}
+
 // A cut remembers the allowance it cut from (the ceiling); the allowance
 // grows back by full steps up to CeilingMarginDefault of it and by a
 // quarter step above, and forgets it once past it within the target.

@@ -71,31 +71,38 @@ func (s *Store) publishSeconds(ctx context.Context, engine string, secs map[int6
 // latencyTTL keeps a few windows of per-second stats.
 const latencyTTL = 30 * time.Second
 
-// readSeconds merges every engine's stats of seconds from..to (inclusive):
-// the primary histogram, and per lane and handler the most handled in one
-// second.
-func (s *Store) readSeconds(ctx context.Context, from, to int64) (Histogram, map[string]float64, error) {
+// readSeconds merges every engine's stats: the primary histogram of seconds
+// from..to (inclusive), and per lane and handler the most handled in one
+// second of peakFrom..to.
+func (s *Store) readSeconds(ctx context.Context, from, peakFrom, to int64) (Histogram, map[string]float64, error) {
 	h := Histogram{}
 	peak := map[string]float64{}
-	if to < from {
+	first := min(from, peakFrom)
+	if to < first {
 		return h, peak, nil
 	}
 	pipe := s.rdb.Pipeline()
 	var cmds []*redis.MapStringStringCmd
-	for sec := from; sec <= to; sec++ {
+	for sec := first; sec <= to; sec++ {
 		cmds = append(cmds, pipe.HGetAll(ctx, s.latencyKey(sec)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, err
 	}
-	for _, c := range cmds {
+	for i, c := range cmds {
+		sec := first + int64(i)
 		sum := map[string]int64{}
 		for _, v := range c.Val() {
 			var st secondStats
 			if json.Unmarshal([]byte(v), &st) != nil {
 				continue
 			}
-			h.Merge(st.Primary)
+			if sec >= from {
+				h.Merge(st.Primary)
+			}
+			if sec < peakFrom {
+				continue
+			}
 			for k, n := range st.Backfill {
 				sum[k] += n
 			}
@@ -145,7 +152,7 @@ func (s *Store) ResetGovernor(ctx context.Context) error {
 }
 
 // govWindow is how many seconds back a decision looks at most.
-const govWindow = 5
+const govWindow = WindowSeconds
 
 // publishLag is how long after a second ends its stats are taken as
 // complete: every engine publishes within one poll interval.
@@ -171,7 +178,11 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 			return st, false, nil
 		}
 		from := max(st.WindowFrom, last-govWindow+1)
-		h, peaks, err := s.readSeconds(ctx, from, last)
+		// The drain peaks look back the whole window whatever the decision
+		// window: a reference taken from the one second after a start or
+		// a change would be a ramping drain's, far below what the lane
+		// does.
+		h, peaks, err := s.readSeconds(ctx, from, last-govWindow+1, last)
 		if err != nil {
 			return st, false, fmt.Errorf("read primary latencies: %w", err)
 		}
@@ -179,7 +190,11 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 		d := g.Decide(Observation{
 			Allowance: st.Allowance, Ceiling: st.Ceiling, LastCut: st.LastCut,
 			LastP99: time.Duration(st.PrimaryP99MS * float64(time.Millisecond)), P99: p99, Samples: h.Count(),
+			Seconds: int(last - from + 1),
 		})
+		if d.Wait {
+			return st, false, nil // the next second widens the window
+		}
 		prev := st.Allowance
 		st.PrimaryP99MS = float64(p99) / float64(time.Millisecond)
 		st.Samples = h.Count()

@@ -132,11 +132,17 @@ func TestGovernorGraceThroughRedis(t *testing.T) {
 	assert.Contains(t, st.Reason, "falling")
 	assert.Equal(t, sec+1, st.WindowFrom, "the held second is not judged again")
 
-	// Still over the target the second after: no second grace.
+	// Still over the target the second after: no second grace, but a
+	// moderate excess on 100 messages waits for a second second.
 	second(sec+1, 70*time.Millisecond)
 	st, changed, err = s.stepGovernor(ctx, g, at(sec+1))
 	require.NoError(t, err)
-	assert.True(t, changed)
+	assert.False(t, changed)
+	assert.Equal(t, sec+1, st.WindowFrom)
+	second(sec+2, 70*time.Millisecond)
+	st, changed, err = s.stepGovernor(ctx, g, at(sec+2))
+	require.NoError(t, err)
+	assert.True(t, changed, "two seconds, 200 messages: enough to cut")
 	assert.InDelta(t, 0.125, st.Allowance, 1e-9)
 	assert.InDelta(t, 0.25, st.Ceiling, 1e-9)
 }
