@@ -39,9 +39,10 @@ type GovernorState struct {
 	Ceiling float64 `json:"ceiling,omitempty"`
 	LastCut bool    `json:"last_cut,omitempty"`
 	// References are the drain rates ("<stream>|<handler>": messages per
-	// second, fleet-wide) of backfill lanes without a rate cap, measured
-	// when the allowance first dropped below 1: the allowance of such a
-	// lane is a share of that rate.
+	// second, fleet-wide) of backfill lanes without a rate cap, learnt in
+	// the first window after the allowance dropped below 1 (see
+	// learnReferences) and forgotten when it is back at 1: the allowance of
+	// such a lane is a share of that rate.
 	References map[string]float64 `json:"reference_rates,omitempty"`
 }
 
@@ -71,38 +72,31 @@ func (s *Store) publishSeconds(ctx context.Context, engine string, secs map[int6
 // latencyTTL keeps a few windows of per-second stats.
 const latencyTTL = 30 * time.Second
 
-// readSeconds merges every engine's stats: the primary histogram of seconds
-// from..to (inclusive), and per lane and handler the most handled in one
-// second of peakFrom..to.
-func (s *Store) readSeconds(ctx context.Context, from, peakFrom, to int64) (Histogram, map[string]float64, error) {
+// readSeconds merges every engine's stats of seconds from..to (inclusive):
+// the primary histogram, and per lane and handler the most handled in one
+// second.
+func (s *Store) readSeconds(ctx context.Context, from, to int64) (Histogram, map[string]float64, error) {
 	h := Histogram{}
 	peak := map[string]float64{}
-	first := min(from, peakFrom)
-	if to < first {
+	if to < from {
 		return h, peak, nil
 	}
 	pipe := s.rdb.Pipeline()
 	var cmds []*redis.MapStringStringCmd
-	for sec := first; sec <= to; sec++ {
+	for sec := from; sec <= to; sec++ {
 		cmds = append(cmds, pipe.HGetAll(ctx, s.latencyKey(sec)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, nil, err
 	}
-	for i, c := range cmds {
-		sec := first + int64(i)
+	for _, c := range cmds {
 		sum := map[string]int64{}
 		for _, v := range c.Val() {
 			var st secondStats
 			if json.Unmarshal([]byte(v), &st) != nil {
 				continue
 			}
-			if sec >= from {
-				h.Merge(st.Primary)
-			}
-			if sec < peakFrom {
-				continue
-			}
+			h.Merge(st.Primary)
 			for k, n := range st.Backfill {
 				sum[k] += n
 			}
@@ -178,11 +172,7 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 			return st, false, nil
 		}
 		from := max(st.WindowFrom, last-govWindow+1)
-		// The drain peaks look back the whole window whatever the decision
-		// window: a reference taken from the one second after a start or
-		// a change would be a ramping drain's, far below what the lane
-		// does.
-		h, peaks, err := s.readSeconds(ctx, from, last-govWindow+1, last)
+		h, peaks, err := s.readSeconds(ctx, from, last)
 		if err != nil {
 			return st, false, fmt.Errorf("read primary latencies: %w", err)
 		}
@@ -195,7 +185,7 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 		if d.Wait {
 			return st, false, nil // the next second widens the window
 		}
-		prev := st.Allowance
+		st.learnReferences(peaks)
 		st.PrimaryP99MS = float64(p99) / float64(time.Millisecond)
 		st.Samples = h.Count()
 		st.Reason = d.Reason
@@ -208,11 +198,8 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 			st.Allowance = d.Allowance
 			st.ChangedSecond, st.ChangedAt = now.Unix(), now.UTC()
 			st.WindowFrom = now.Unix() + 1
-			switch {
-			case d.Allowance >= 1:
+			if d.Allowance >= 1 {
 				st.References = nil
-			case prev >= 1:
-				st.References = peaks
 			}
 		}
 	}
@@ -224,6 +211,31 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 	var prev GovernorState
 	changed := raw != "" && json.Unmarshal([]byte(raw), &prev) == nil && prev.Allowance != st.Allowance
 	return st, changed, nil
+}
+
+// learnReferences sets the reference rate of each lane that has none from
+// the window just judged, where the allowance in force was constant: its
+// busiest second divided by that allowance. Not at the full allowance: the
+// first seconds of a drain (engines starting, connections opening) are far
+// below its pace, and a cut judged on them would make every later rate a
+// share of that. After a cut the lane runs on its reduced concurrency
+// alone (no rate limit without a reference) for one window, and its drain
+// there, scaled up, is what the allowance is a share of. Dividing by the
+// allowance assumes the drain grows with the slots, which contention makes
+// an overestimate: the concurrency cut then binds before the rate does.
+func (st *GovernorState) learnReferences(peaks map[string]float64) {
+	if st.Allowance >= 1 {
+		return
+	}
+	for k, p := range peaks {
+		if p <= 0 || st.References[k] > 0 {
+			continue
+		}
+		if st.References == nil {
+			st.References = map[string]float64{}
+		}
+		st.References[k] = p / st.Allowance
+	}
 }
 
 // formatAllowance is "40%".

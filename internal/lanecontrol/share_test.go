@@ -76,18 +76,24 @@ func TestGovernorSharedThroughRedis(t *testing.T) {
 	assert.Equal(t, 0.25, snap.Governor.Allowance, "p99 ~4x the target: cut to a quarter")
 	assert.Greater(t, snap.Governor.PrimaryP99MS, 150.0)
 	assert.EqualValues(t, 100, snap.Governor.Samples)
-	assert.Equal(t, map[string]float64{"c:backfill|H": 400}, snap.Governor.References, "the fleet's drain rate when first cut")
+	assert.Nil(t, snap.Governor.References, "no reference from a window at the full allowance (a drain starting up)")
 
 	// Within the second of the change nothing more is decided.
 	_, changed, err = s.stepGovernor(ctx, g, at.Add(200*time.Millisecond))
 	require.NoError(t, err)
 	assert.False(t, changed)
-	// A whole quiet second later (no primary traffic) it grows back.
+	// A whole quiet second later (no primary traffic) it grows back; the
+	// backfill's drain in that second at a quarter of the allowance, scaled
+	// up, is the reference its rate is a share of from then on.
+	cutSec := snap.Governor.WindowFrom
+	require.NoError(t, s.publishSeconds(ctx, "a", map[int64]*secondStats{cutSec: {Backfill: map[string]int64{"c:backfill|H": 60}}}))
+	require.NoError(t, s.publishSeconds(ctx, "b", map[int64]*secondStats{cutSec: {Backfill: map[string]int64{"c:backfill|H": 40}}}))
 	st, changed, err = s.stepGovernor(ctx, g, at.Add(2*time.Second))
 	require.NoError(t, err)
 	assert.True(t, changed)
 	assert.InDelta(t, 0.3, st.Allowance, 1e-9)
 	assert.Equal(t, "primary idle", st.Reason)
+	assert.Equal(t, map[string]float64{"c:backfill|H": 400}, st.References, "100/s at an allowance of 0.25")
 }
 
 // After a cut, a second still over the target but better than the one that

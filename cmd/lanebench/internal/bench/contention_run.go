@@ -241,7 +241,10 @@ func (r *Runner) startContentionEngines(ctx context.Context, e *env, dbURL strin
 }
 
 // allowanceTrace samples the governor's allowance during a run.
-type allowanceTrace struct{ v []float64 }
+type allowanceTrace struct {
+	v   []float64
+	ref float64 // the largest reference rate seen (unlimited lanes)
+}
 
 func (a *allowanceTrace) follow(ctx context.Context, s *lanecontrol.Store) {
 	t := time.NewTicker(250 * time.Millisecond)
@@ -254,6 +257,9 @@ func (a *allowanceTrace) follow(ctx context.Context, s *lanecontrol.Store) {
 		}
 		if snap, err := s.Load(ctx); err == nil && snap.Governor != nil {
 			a.v = append(a.v, snap.Governor.Allowance)
+			for _, r := range snap.Governor.References {
+				a.ref = max(a.ref, r)
+			}
 		}
 	}
 }
@@ -265,7 +271,11 @@ func (a *allowanceTrace) summary() string {
 	}
 	v := append([]float64(nil), a.v...)
 	sort.Float64s(v)
-	return fmt.Sprintf("%.2f/%.2f/%.2f", v[0], v[len(v)/2], v[len(v)-1])
+	s := fmt.Sprintf("%.2f/%.2f/%.2f", v[0], v[len(v)/2], v[len(v)-1])
+	if a.ref > 0 {
+		s += fmt.Sprintf(" ref %.0f/s", a.ref)
+	}
+	return s
 }
 
 // clearControls removes the bench domain's lane controls and governor
