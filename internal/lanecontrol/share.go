@@ -50,6 +50,9 @@ type GovernorState struct {
 type secondStats struct {
 	Primary  Histogram        `json:"p"`
 	Backfill map[string]int64 `json:"b,omitempty"` // "<stream>|<handler>": handled
+	// Full is Backfill scaled to the full allowance: each message counts
+	// backfill_concurrency / the slots the allowance left its consumer.
+	Full map[string]float64 `json:"f,omitempty"`
 }
 
 // publishSeconds writes an engine's finished seconds (each key expires
@@ -74,7 +77,7 @@ const latencyTTL = 30 * time.Second
 
 // readSeconds merges every engine's stats of seconds from..to (inclusive):
 // the primary histogram, and per lane and handler the most handled in one
-// second.
+// second, scaled to the full allowance (secondStats.Full).
 func (s *Store) readSeconds(ctx context.Context, from, to int64) (Histogram, map[string]float64, error) {
 	h := Histogram{}
 	peak := map[string]float64{}
@@ -90,19 +93,19 @@ func (s *Store) readSeconds(ctx context.Context, from, to int64) (Histogram, map
 		return nil, nil, err
 	}
 	for _, c := range cmds {
-		sum := map[string]int64{}
+		sum := map[string]float64{}
 		for _, v := range c.Val() {
 			var st secondStats
 			if json.Unmarshal([]byte(v), &st) != nil {
 				continue
 			}
 			h.Merge(st.Primary)
-			for k, n := range st.Backfill {
+			for k, n := range st.Full {
 				sum[k] += n
 			}
 		}
 		for k, n := range sum {
-			peak[k] = max(peak[k], float64(n))
+			peak[k] = max(peak[k], n)
 		}
 	}
 	return h, peak, nil
@@ -215,14 +218,16 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 
 // learnReferences sets the reference rate of each lane that has none from
 // the window just judged, where the allowance in force was constant: its
-// busiest second divided by that allowance. Not at the full allowance: the
-// first seconds of a drain (engines starting, connections opening) are far
-// below its pace, and a cut judged on them would make every later rate a
-// share of that. After a cut the lane runs on its reduced concurrency
-// alone (no rate limit without a reference) for one window, and its drain
-// there, scaled up, is what the allowance is a share of. Dividing by the
-// allowance assumes the drain grows with the slots, which contention makes
-// an overestimate: the concurrency cut then binds before the rate does.
+// busiest second scaled to the full allowance (each engine counts a message
+// as backfill_concurrency / the slots it was allowed). Not at the full
+// allowance: the first seconds of a drain (engines starting, connections
+// opening) are far below its pace, and a cut judged on them would make
+// every later rate a share of that. After a cut the lane runs on its
+// reduced concurrency alone (no rate limit without a reference) for one
+// window, and its drain there, scaled up, is what the allowance is a share
+// of. Scaling assumes the drain grows with the slots, which contention
+// makes an overestimate: the concurrency cut then binds before the rate
+// does.
 func (st *GovernorState) learnReferences(peaks map[string]float64) {
 	if st.Allowance >= 1 {
 		return
@@ -234,7 +239,7 @@ func (st *GovernorState) learnReferences(peaks map[string]float64) {
 		if st.References == nil {
 			st.References = map[string]float64{}
 		}
-		st.References[k] = p / st.Allowance
+		st.References[k] = p
 	}
 }
 
