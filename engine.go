@@ -311,6 +311,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Concurrency:         sc.Concurrency,
 			BackfillConcurrency: pl.BackfillConcurrency,
 			MinBackfillShare:    pl.MinBackfillShare,
+			PrimaryReader:       pl.PrimaryReader,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
 			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {

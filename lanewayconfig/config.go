@@ -80,6 +80,7 @@ const (
 	PropagateDefault           = true
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
+	PrimaryReaderDefault       = true
 	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
 	BackfillRatePerSecondDefault = 0.0
 	// PrimaryLatencyTargetMSDefault: the governor is off.
@@ -245,6 +246,7 @@ func Default() *Config {
 				Propagate:           PropagateDefault,
 				BackfillConcurrency: BackfillConcurrencyDefault,
 				MinBackfillShare:    MinBackfillShareDefault,
+				PrimaryReader:       PrimaryReaderDefault,
 			},
 			HTTP: HTTP{Listen: HTTPListenDefault},
 		},

@@ -130,6 +130,13 @@ type PriorityLanes struct {
 	// Defaults to 0.
 	MinBackfillShare float64 `toml:"min_backfill_share" json:"min_backfill_share"`
 
+	// PrimaryReader keeps a blocking read of each primary lane outstanding
+	// beside the backfill reads, so a production entry reaches the engine
+	// one round trip after it is written whatever the backfill is doing;
+	// false checks primary with a non-blocking read between backfill runs
+	// instead (at most every 2 ms). Defaults to true.
+	PrimaryReader bool `toml:"primary_reader" json:"primary_reader"`
+
 	// BackfillRatePerSecond caps how many messages per second each handler
 	// takes from each category's backfill lane, shared by every engine of
 	// the domain (a limiter in Redis); fractions are allowed. `laneway

@@ -140,8 +140,17 @@ type Consumer struct {
 	ackSince   time.Time
 	reading    ReadMode
 	readCancel context.CancelFunc
-	lastProbe  time.Time
-	readSent   time.Time // when the read in flight was sent
+	// primaryReader: the primary lane has a read of its own (primaryreader.go);
+	// preading while it is outstanding.
+	primaryReader bool
+	// inRuns counts per lane the entries handed to workers in runs and not
+	// yet back: with them the read-ahead counts what it has read.
+	inRuns    [2]int
+	preading  bool
+	pCancel   context.CancelFunc
+	pReadDone chan readResult
+	lastProbe time.Time
+	readSent  time.Time // when the read in flight was sent
 	// lastBackfillDone is when the last backfill run ended.
 	lastBackfillDone time.Time
 	lastReclaim      time.Time
@@ -186,21 +195,23 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 	}
 	c := &Consumer{
 		b: b, cfg: cfg, lanes: cfg.Backfill != "",
-		bfCap:    backfillCap(cfg.Concurrency, cfg.BackfillConcurrency),
-		stopReq:  make(chan struct{}),
-		hardStop: make(chan struct{}),
-		done:     make(chan struct{}),
-		results:  make(chan runResult, cfg.Concurrency),
-		work:     make(chan run, cfg.Concurrency),
-		ackDone:  make(chan error, 1),
-		readDone: make(chan readResult, 1),
-		owned:    map[string]*tracked{},
-		busy:     map[string]int{},
-		acks:     map[string][]string{},
-		bo:       backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
-		dbBo:     backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
+		bfCap:     backfillCap(cfg.Concurrency, cfg.BackfillConcurrency),
+		stopReq:   make(chan struct{}),
+		hardStop:  make(chan struct{}),
+		done:      make(chan struct{}),
+		results:   make(chan runResult, cfg.Concurrency),
+		work:      make(chan run, cfg.Concurrency),
+		ackDone:   make(chan error, 1),
+		readDone:  make(chan readResult, 1),
+		pReadDone: make(chan readResult, 1),
+		owned:     map[string]*tracked{},
+		busy:      map[string]int{},
+		acks:      map[string][]string{},
+		bo:        backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
+		dbBo:      backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
 	}
 	c.sl = slots{Concurrency: cfg.Concurrency, BackfillCap: c.bfCap}
+	c.primaryReader = cfg.PrimaryReader && c.lanes
 	c.credit = shareCredit{Share: cfg.MinBackfillShare}
 	c.claimCursor = [2]string{"0-0", "0-0"}
 	if cfg.Gate != nil {
@@ -372,6 +383,7 @@ func (c *Consumer) run() {
 		c.dispatch()
 		c.maybeFlushAcks(false)
 		c.maybeRead()
+		c.maybeReadPrimary()
 		c.reportGate()
 
 		timer.Reset(c.nextWake(time.Now()))
@@ -381,6 +393,8 @@ func (c *Consumer) run() {
 			c.drainResults()
 		case rr := <-c.readDone:
 			c.onRead(rr)
+		case rr := <-c.pReadDone:
+			c.onPrimaryRead(rr)
 		case err := <-c.ackDone:
 			c.onAcked(err)
 		case <-timer.C:
@@ -431,7 +445,7 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	if c.cfg.Alive != nil {
 		at(maxTime(c.tk.last.Add(takeoverEvery), c.tk.after))
 	}
-	if c.down && c.reading == 0 && c.retryAt.After(now) {
+	if c.down && (c.reading == 0 || (c.primaryReader && !c.preading)) && c.retryAt.After(now) {
 		at(c.retryAt)
 	}
 	if c.dbDown && c.dbRetryAt.After(now) {

@@ -227,6 +227,80 @@ func TestPreemption(t *testing.T) {
 	})
 }
 
+// With the primary reader, primary is never probed: a blocking read of it
+// stays outstanding beside the backfill read-ahead, a primary entry waits
+// for at most the backfill handler already running, primary entries are
+// handled in stream order, and the backfill in FIFO order.
+func TestPrimaryReaderPreemption(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		datas := make([]string, 10000)
+		for i := range datas {
+			datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
+		}
+		publish(t, k.b, bf, datas...)
+
+		var rec recorder
+		c := startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Primary: cat, Backfill: bf, PrimaryReader: true,
+			Handle: func(ctx context.Context, m *consumer.Message) error {
+				rec.add(m)
+				if m.Lane == consumer.Backfill {
+					time.Sleep(3 * time.Millisecond)
+				}
+				return nil
+			},
+		})
+		require.Eventually(t, func() bool { return rec.len() >= 100 }, waitFor, time.Millisecond)
+
+		for i := range 5 {
+			id := fmt.Sprintf("p%d", i)
+			publish(t, k.b, cat, encode(t, id, "p-"+id, i))
+			published := rec.len()
+			require.Eventually(t, func() bool { return rec.index(id) >= 0 }, waitFor, time.Millisecond)
+			order := rec.snapshot()
+			at := slices.Index(order, id)
+			between := 0
+			for _, x := range order[min(published, at):at] {
+				if strings.HasPrefix(x, "b") {
+					between++
+				}
+			}
+			assert.LessOrEqual(t, between, 1, "backfill handlers started between publish of %s and its handling", id)
+		}
+		burst := make([]string, 50)
+		for i := range burst {
+			burst[i] = encode(t, fmt.Sprintf("q%02d", i), fmt.Sprintf("q-%d", i), i)
+		}
+		publish(t, k.b, cat, burst...)
+		require.Eventually(t, func() bool { return rec.index("q49") >= 0 }, waitFor, time.Millisecond)
+
+		st := c.Stats()
+		assert.Zero(t, st.Reads[consumer.ReadProbe], "primary is never probed")
+		assert.Zero(t, st.Reads[consumer.ReadBlockingBoth], "primary is read by its own reader alone")
+		assert.Positive(t, st.Reads[consumer.ReadBlockingPrimary])
+		assert.Positive(t, st.Reads[consumer.ReadBackfill])
+		var bseq []int
+		var qs []string
+		for _, x := range rec.snapshot() {
+			switch {
+			case strings.HasPrefix(x, "b"):
+				var n int
+				_, _ = fmt.Sscanf(x, "b%d", &n)
+				bseq = append(bseq, n)
+			case strings.HasPrefix(x, "q"):
+				qs = append(qs, x)
+			}
+		}
+		assert.True(t, slices.IsSorted(bseq), "backfill handled in FIFO order")
+		assert.Len(t, qs, 50)
+		assert.True(t, slices.IsSorted(qs), "primary handled in stream order")
+		assert.Less(t, rec.index("q49"), 10000, "primary handled before the backfill lane drained")
+	})
+}
+
 // Guarantee 1: an idle consumer blocks on both lanes in one read and wakes
 // on a primary entry through that read.
 func TestIdlePrimaryThroughBlockingBoth(t *testing.T) {

@@ -89,6 +89,9 @@ func (c *Consumer) loadControl() {
 			c.readCancel()
 			c.readCancel = nil
 		}
+		if st.PrimaryPaused {
+			c.cancelPrimaryRead()
+		}
 	}
 }
 
@@ -107,6 +110,15 @@ func (c *Consumer) paused(l Lane) bool {
 func (c *Consumer) plan() readPlan {
 	pP, pB := c.paused(Primary), c.paused(Backfill)
 	qP, qB := len(c.queue[Primary]), len(c.queue[Backfill])
+	if c.primaryReader {
+		// Primary has its own read: this one reads backfill alone, a
+		// batch ahead of its handlers (the entries in a run count: at
+		// concurrency 1 a run takes the whole queue).
+		if !pB && qB+c.inRuns[Backfill] <= c.cfg.Count {
+			return readPlan{Mode: ReadBackfill, Count: c.cfg.Count}
+		}
+		return readPlan{}
+	}
 	switch {
 	case !pP && !pB:
 		return planRead(c.sl, qP, qB, c.cfg.Count, c.lanes)

@@ -32,7 +32,7 @@ func (c *Consumer) dispatch() {
 		}
 		pr := pi >= 0 && c.sl.canStart(Primary)
 		br := bi >= 0 && c.sl.canStart(Backfill)
-		if br && !pr && !c.paused(Primary) && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
+		if br && !pr && !c.primaryReader && !c.paused(Primary) && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
 			if c.probe() > 0 {
 				continue
 			}
@@ -115,6 +115,7 @@ func (c *Consumer) takeRun(lane Lane, idx, most int) []*tracked {
 // results flow while primary is saturated.
 func (c *Consumer) start(lane Lane, ts []*tracked) {
 	r := run{lane: lane, ts: ts, msgs: make([]Message, len(ts)), budget: ackFlushEvery}
+	c.inRuns[lane] += len(ts)
 	for i, t := range ts {
 		t.st = stRunning
 		if k := msgKey(t); k != "" {
@@ -125,7 +126,9 @@ func (c *Consumer) start(lane Lane, ts []*tracked) {
 	if lane == Backfill {
 		c.sl.BackfillInflight++
 		c.preempt.Store(len(c.queue[Primary]) > 0)
-		r.budget = c.cfg.ProbeInterval
+		if !c.primaryReader {
+			r.budget = c.cfg.ProbeInterval // back for the next probe
+		}
 	} else {
 		c.sl.PrimaryInflight++
 	}
@@ -135,6 +138,7 @@ func (c *Consumer) start(lane Lane, ts []*tracked) {
 // onRunResult frees the run's slot, settles what it handled and queues what
 // it did not start again, at the front of its lane.
 func (c *Consumer) onRunResult(rr runResult) {
+	c.inRuns[rr.lane] -= len(rr.done) + len(rr.unstarted)
 	if rr.lane == Backfill {
 		c.lastBackfillDone = time.Now()
 		c.sl.BackfillInflight--

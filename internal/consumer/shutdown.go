@@ -19,7 +19,7 @@ func (c *Consumer) shutdown() {
 	cancelHandlers := func() {
 		c.handlerCancel()
 	}
-	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 {
+	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 || c.preading {
 		select {
 		case r := <-c.results:
 			c.onRunResult(r)
@@ -27,6 +27,11 @@ func (c *Consumer) shutdown() {
 			c.reading = 0
 			if rr.err == nil {
 				c.addDecoded(rr.streams, nil, rr.decoded) // pending on us now: handed back below
+			}
+		case rr := <-c.pReadDone:
+			c.preading = false
+			if rr.err == nil {
+				c.addDecoded(rr.streams, nil, rr.decoded)
 			}
 		case <-timeout.C:
 			cancelHandlers()

@@ -153,6 +153,10 @@ type Config struct {
 	// ProbeInterval is the least time between two non-blocking primary
 	// checks while backfill is being worked. Defaults to ProbeIntervalDefault.
 	ProbeInterval time.Duration
+	// PrimaryReader keeps a blocking read of the primary lane outstanding
+	// beside the backfill reads, instead of probing primary between
+	// backfill runs (lanes on only; see primaryreader.go).
+	PrimaryReader bool
 	// ShutdownTimeout bounds Stop's wait for in-flight handlers before their
 	// context is cancelled. Defaults to ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration

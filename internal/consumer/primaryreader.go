@@ -1,0 +1,72 @@
+package consumer
+
+import (
+	"context"
+	"time"
+
+	"github.com/laneway/laneway/lanewaybroker"
+)
+
+// The primary reader (Config.PrimaryReader, lanes on): a blocking read of
+// the primary lane alone is kept outstanding at all times, on its own
+// connection, beside the reads of backfill. A production entry is then in
+// the consumer's memory one round trip after it is written, whatever the
+// backfill is doing, and the running backfill handler's run stops at the
+// next message for it (preemption). Without it, primary is checked by a
+// non-blocking probe between backfill runs, at most every ProbeInterval:
+// a production entry written just after a probe waits for the next one.
+//
+// Only the primary reader reads primary, so primary entries still arrive
+// in stream order, and the backfill reads may read ahead at any
+// concurrency. Its read is issued again as soon as the dispatcher has
+// queued what the last one brought, unless a batch of primary entries is
+// already waiting for a slot (they are handled before more are read), the
+// lane is paused or the broker is backing off.
+
+// maybeReadPrimary issues the primary reader's next read when one is due.
+func (c *Consumer) maybeReadPrimary() {
+	if !c.primaryReader || c.preading || c.stopping || c.paused(Primary) ||
+		time.Now().Before(c.retryAt) || len(c.queue[Primary]) >= c.cfg.Count {
+		return
+	}
+	ctx, cancel := context.WithCancel(c.readCtx)
+	c.preading, c.pCancel = true, cancel
+	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary},
+		Count: c.cfg.Count, Block: c.readBlock()}
+	c.rwg.Add(1)
+	go func() {
+		defer c.rwg.Done()
+		defer cancel()
+		res, err := c.b.ReadGroup(ctx, p)
+		cut := ctx.Err() != nil
+		if err != nil && cut {
+			err = nil // cancelled on purpose
+		}
+		c.pReadDone <- readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
+	}()
+}
+
+// onPrimaryRead queues what the primary reader brought.
+func (c *Consumer) onPrimaryRead(rr readResult) {
+	c.preading, c.pCancel = false, nil
+	if rr.err != nil {
+		c.brokerFailed("read primary", rr.err)
+		return
+	}
+	c.brokerOK()
+	n := c.primaryIn(rr.streams)
+	c.countRead(rr.kind, n)
+	if !rr.cut {
+		c.sawPrimary(n, c.cfg.Count)
+	}
+	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// cancelPrimaryRead ends the outstanding primary read (a pause of the
+// lane); its result still comes back through pReadDone.
+func (c *Consumer) cancelPrimaryRead() {
+	if c.pCancel != nil {
+		c.pCancel()
+		c.pCancel = nil
+	}
+}
