@@ -120,7 +120,7 @@ type Decision struct {
 	// longer window (the state is not stored).
 	Wait    bool
 	Changed bool
-	Reason     string
+	Reason  string
 }
 
 // Decide returns the next allowance. With no samples the primary lane was
