@@ -215,7 +215,10 @@ func TestEngineHTTP(t *testing.T) {
 				assert.GreaterOrEqual(t, m.Must(t, "laneway_outbox_publish_latency_seconds_count", nil), 1.0)
 				m.Must(t, "laneway_outbox_publish_failures_total", nil)
 				m.Must(t, "laneway_outbox_abandoned_total", nil)
-				assert.Positive(t, m.Must(t, "laneway_reads_total", with(h, "kind", "blocking_both")))
+				// Lanes on, the default primary reader: primary has a read
+				// of its own, backfill another.
+				assert.Positive(t, m.Must(t, "laneway_reads_total", with(h, "kind", "blocking_primary")))
+				assert.Positive(t, m.Must(t, "laneway_reads_total", with(h, "kind", "backfill")))
 
 				code, _ := testsvc.HTTPGet(t, "http://"+addr+"/healthz")
 				assert.Equal(t, http.StatusOK, code)

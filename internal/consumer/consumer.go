@@ -212,6 +212,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 	}
 	c.sl = slots{Concurrency: cfg.Concurrency, BackfillCap: c.bfCap}
 	c.primaryReader = cfg.PrimaryReader && c.lanes
+	c.primaryUnknown = c.primaryReader // until its first read says
 	c.credit = shareCredit{Share: cfg.MinBackfillShare}
 	c.claimCursor = [2]string{"0-0", "0-0"}
 	if cfg.Gate != nil {

@@ -301,6 +301,34 @@ func TestPrimaryReaderPreemption(t *testing.T) {
 	})
 }
 
+// With the primary reader, entries waiting in both lanes when a consumer
+// starts are served primary first: backfill waits until a primary read has
+// come back with less than a full batch.
+func TestPrimaryReaderPrimaryFirstAtStart(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		var bs, ps []string
+		for i := range 30 {
+			bs = append(bs, encode(t, fmt.Sprintf("b%02d", i), fmt.Sprintf("b-%d", i), i))
+			ps = append(ps, encode(t, fmt.Sprintf("p%02d", i), fmt.Sprintf("p-%d", i), i))
+		}
+		publish(t, k.b, bf, bs...)
+		publish(t, k.b, cat, ps...)
+		var rec recorder
+		startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Primary: cat, Backfill: bf, PrimaryReader: true, Count: 10,
+			Handle: func(ctx context.Context, m *consumer.Message) error { rec.add(m); return nil },
+		})
+		require.Eventually(t, func() bool { return rec.len() == 60 }, waitFor, time.Millisecond)
+		order := rec.snapshot()
+		for i, id := range order[:30] {
+			assert.True(t, strings.HasPrefix(id, "p"), "position %d: %s before every primary entry (%v)", i, id, order)
+		}
+	})
+}
+
 // Guarantee 1: an idle consumer blocks on both lanes in one read and wakes
 // on a primary entry through that read.
 func TestIdlePrimaryThroughBlockingBoth(t *testing.T) {

@@ -37,6 +37,9 @@ func (c *Consumer) dispatch() {
 				continue
 			}
 		}
+		if br && c.primaryReader && c.primaryUnknown && !c.paused(Primary) {
+			br = false // no primary read has shown the lane drained yet (primaryreader.go)
+		}
 		if br && c.gateHeld() {
 			br = false // another partition has primary work (gate.go)
 		}

@@ -22,6 +22,14 @@ import (
 // queued what the last one brought, unless a batch of primary entries is
 // already waiting for a slot (they are handled before more are read), the
 // lane is paused or the broker is backing off.
+//
+// Backfill starts only once a primary read has come back with less than a
+// full batch (primaryUnknown false): at start, after a full batch and after
+// a failed read, entries may wait in primary that no read has brought yet.
+// Such a read is sent without BLOCK, so an empty primary answers at once;
+// after it the reader blocks, and an entry written meanwhile is delivered
+// to it (it waits, as with a probe, for at most the backfill handler that
+// started in between).
 
 // maybeReadPrimary issues the primary reader's next read when one is due.
 func (c *Consumer) maybeReadPrimary() {
@@ -31,8 +39,12 @@ func (c *Consumer) maybeReadPrimary() {
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.preading, c.pCancel = true, cancel
+	block := c.readBlock()
+	if c.primaryUnknown {
+		block = 0
+	}
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary},
-		Count: c.cfg.Count, Block: c.readBlock()}
+		Count: c.cfg.Count, Block: block}
 	c.rwg.Add(1)
 	go func() {
 		defer c.rwg.Done()
@@ -50,6 +62,7 @@ func (c *Consumer) maybeReadPrimary() {
 func (c *Consumer) onPrimaryRead(rr readResult) {
 	c.preading, c.pCancel = false, nil
 	if rr.err != nil {
+		c.primaryUnknown = true
 		c.brokerFailed("read primary", rr.err)
 		return
 	}
