@@ -20,30 +20,26 @@ import (
 // a batch costs about its slowest step. Batches are still published one at a
 // time in claim order, so FIFO within a priority holds on the stream.
 //
-// Every batch that has been claimed is published (or marked failed) before
-// drain returns, also when ctx is cancelled: see cycle. The mark of the
-// last batch may still be in flight: it is waited for before the next
-// batch's mark starts (at most one in flight per worker) or when the loop
-// ends. Waiting for it here made every production row committed during a
-// backfill drain wait for the production worker's previous mark, an UPDATE
-// that competes with the backfill's marks of 500 rows (on PostgreSQL tens
-// of milliseconds), although the entries it marks are already published.
-// Its rows stay leased meanwhile, so no claim takes them again.
+// Every batch that has been claimed is published and marked (or marked
+// failed) before drain returns, also when ctx is cancelled: see cycle.
 func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 	total := 0
 	var firstErr error
+	var mark *pendingMark
 	waitMark := func() {
-		if w.mark == nil {
+		if mark == nil {
 			return
 		}
-		n, err := w.mark.wait()
-		w.mark = nil
+		n, err := mark.wait()
+		mark = nil
 		total += n
 		r.setHealth(err, true)
 		if err != nil && firstErr == nil {
 			firstErr = err
 		}
 	}
+	defer waitMark()
+
 	limit := r.limit(w)
 	rows, err := r.claim(ctx, w.priorities, limit)
 	for {
@@ -79,10 +75,11 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 			}
 		} else {
 			waitMark() // at most one mark in flight
-			w.mark = m
+			mark = m
 		}
 		if next == nil {
-			return total, firstErr // the mark may still be in flight
+			waitMark()
+			return total, firstErr
 		}
 		res := <-next
 		rows, err = res.rows, res.err

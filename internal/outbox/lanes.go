@@ -57,9 +57,6 @@ type worker struct {
 
 	notifyCh chan struct{}
 	listenCh chan struct{}
-	// mark is the worker's mark in flight (batch.go), only touched by its
-	// loop.
-	mark *pendingMark
 }
 
 func newWorker(name string, p *lanewaystore.PriorityRange) *worker {

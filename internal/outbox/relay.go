@@ -151,12 +151,6 @@ func (r *Relay) Stop(ctx context.Context) error {
 
 // loop waits for a wake-up, then drains w's rows from the outbox.
 func (r *Relay) loop(ctx context.Context, w *worker) {
-	defer func() {
-		if w.mark != nil {
-			_, _ = w.mark.wait() // its rows are published; the mark ends by itself
-			w.mark = nil
-		}
-	}()
 	interval := r.cfg.TickInterval
 	errStreak := 0
 

@@ -47,16 +47,10 @@ var errPoolClosed = errors.New("pgstore: store is closed")
 
 // newPool takes the pool settings out of cfg.RuntimeParams (pgx would send
 // unknown URL parameters to the server, which rejects pool_*): pool_max_conns
-// sets the bound, which otherwise is the greater of 8 and twice the number of
-// CPUs. pgxpool's default (the greater of 4 and the CPUs) is too small for an
-// engine: its relay alone holds up to four connections at once (two claim
-// loops, each with the next claim and a mark in flight), beside the handlers'
-// units of work and the Process calls, and a production row then waited for
-// a connection behind the backfill's marks (57 ms at p50 instead of 4 ms in
-// the end-to-end benchmark on PostgreSQL). Other pool_* parameters of
-// pgxpool are accepted and ignored.
+// sets the bound, which otherwise is the greater of 4 and the number of CPUs,
+// as in pgxpool. Other pool_* parameters of pgxpool are accepted and ignored.
 func newPool(cfg *pgx.ConnConfig) (*pool, error) {
-	maxConns := max(8, 2*runtime.NumCPU())
+	maxConns := max(4, runtime.NumCPU())
 	for k, v := range cfg.RuntimeParams {
 		if !strings.HasPrefix(k, "pool_") {
 			continue

@@ -8,7 +8,7 @@
 // not know, such as search_path or application_name, are sent to the server
 // as session settings, so `?search_path=myschema` puts Laneway's tables in
 // that schema. pool_max_conns bounds the connection pool (default: the
-// greater of 8 and twice the number of CPUs).
+// greater of 4 and the number of CPUs).
 package pgstore
 
 import (
