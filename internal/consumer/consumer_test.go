@@ -193,24 +193,7 @@ func TestPreemption(t *testing.T) {
 		})
 		require.Eventually(t, func() bool { return rec.len() >= 100 }, waitFor, time.Millisecond)
 
-		for i := range 5 {
-			id := fmt.Sprintf("p%d", i)
-			publish(t, k.b, cat, encode(t, id, "p-"+id, i))
-			published := rec.len()
-			require.Eventually(t, func() bool { return rec.index(id) >= 0 }, waitFor, time.Millisecond)
-			order := rec.snapshot()
-			at := slices.Index(order, id)
-			between := 0
-			// at < published: it started before the snapshot was taken,
-			// so no backfill started in between.
-			for _, x := range order[min(published, at):at] {
-				if strings.HasPrefix(x, "b") {
-					between++
-				}
-			}
-			assert.LessOrEqual(t, between, 1, "backfill handlers started between publish of %s and its handling", id)
-			require.Less(t, at, 10000, "primary %s handled before the backfill lane drained", id)
-		}
+		publishPrimaryDuringBackfill(t, k, cat, &rec)
 		st := c.Stats()
 		assert.Zero(t, st.Reads[consumer.ReadBackfill], "never read backfill alone")
 		assert.Positive(t, st.Reads[consumer.ReadProbe])
@@ -225,6 +208,32 @@ func TestPreemption(t *testing.T) {
 		}
 		assert.True(t, slices.IsSorted(bseq), "backfill handled in FIFO order")
 	})
+}
+
+// publishPrimaryDuringBackfill publishes five primary entries one at a
+// time while a backfill of 10,000 is being handled and asserts that at most
+// one backfill handler started between the publish of each and its start
+// (the one already dispatched when it arrived).
+func publishPrimaryDuringBackfill(t *testing.T, k brokerKit, cat string, rec *recorder) {
+	t.Helper()
+	for i := range 5 {
+		id := fmt.Sprintf("p%d", i)
+		publish(t, k.b, cat, encode(t, id, "p-"+id, i))
+		published := rec.len()
+		require.Eventually(t, func() bool { return rec.index(id) >= 0 }, waitFor, time.Millisecond)
+		order := rec.snapshot()
+		at := slices.Index(order, id)
+		between := 0
+		// at < published: it started before the snapshot was taken, so no
+		// backfill started in between.
+		for _, x := range order[min(published, at):at] {
+			if strings.HasPrefix(x, "b") {
+				between++
+			}
+		}
+		assert.LessOrEqual(t, between, 1, "backfill handlers started between publish of %s and its handling", id)
+		require.Less(t, at, 10000, "primary %s handled before the backfill lane drained", id)
+	}
 }
 
 // With the primary reader, primary is never probed: a blocking read of it
@@ -255,21 +264,7 @@ func TestPrimaryReaderPreemption(t *testing.T) {
 		})
 		require.Eventually(t, func() bool { return rec.len() >= 100 }, waitFor, time.Millisecond)
 
-		for i := range 5 {
-			id := fmt.Sprintf("p%d", i)
-			publish(t, k.b, cat, encode(t, id, "p-"+id, i))
-			published := rec.len()
-			require.Eventually(t, func() bool { return rec.index(id) >= 0 }, waitFor, time.Millisecond)
-			order := rec.snapshot()
-			at := slices.Index(order, id)
-			between := 0
-			for _, x := range order[min(published, at):at] {
-				if strings.HasPrefix(x, "b") {
-					between++
-				}
-			}
-			assert.LessOrEqual(t, between, 1, "backfill handlers started between publish of %s and its handling", id)
-		}
+		publishPrimaryDuringBackfill(t, k, cat, &rec)
 		burst := make([]string, 50)
 		for i := range burst {
 			burst[i] = encode(t, fmt.Sprintf("q%02d", i), fmt.Sprintf("q-%d", i), i)

@@ -45,17 +45,7 @@ func (c *Consumer) maybeReadPrimary() {
 	}
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary},
 		Count: c.cfg.Count, Block: block}
-	c.rwg.Add(1)
-	go func() {
-		defer c.rwg.Done()
-		defer cancel()
-		res, err := c.b.ReadGroup(ctx, p)
-		cut := ctx.Err() != nil
-		if err != nil && cut {
-			err = nil // cancelled on purpose
-		}
-		c.pReadDone <- readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
-	}()
+	c.readAsync(ctx, cancel, ReadBlockingPrimary, p, c.pReadDone)
 }
 
 // onPrimaryRead queues what the primary reader brought.

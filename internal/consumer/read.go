@@ -31,7 +31,12 @@ func (c *Consumer) maybeRead() {
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.reading, c.readCancel, c.readSent = plan.Mode, cancel, time.Now()
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: streams, Count: plan.Count, Block: c.readBlock()}
-	kind := plan.Mode
+	c.readAsync(ctx, cancel, plan.Mode, p, c.readDone)
+}
+
+// readAsync runs the read p on a goroutine of its own (owned by rwg) and
+// sends its result, decoded, to done; cancel ends it early.
+func (c *Consumer) readAsync(ctx context.Context, cancel context.CancelFunc, kind ReadMode, p lanewaybroker.ReadParams, done chan<- readResult) {
 	c.rwg.Add(1)
 	go func() {
 		defer c.rwg.Done()
@@ -41,7 +46,7 @@ func (c *Consumer) maybeRead() {
 		if err != nil && cut {
 			err = nil // cancelled on purpose
 		}
-		c.readDone <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
+		done <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
 	}()
 }
 
