@@ -162,8 +162,9 @@ type Consumer struct {
 	down             bool
 	// ownCheck: a broker failure may have lost a reply that delivered
 	// entries to this consumer (ownpending.go).
-	ownCheck bool
-	stopping bool
+	ownCheck   bool
+	ownCheckAt time.Time
+	stopping   bool
 	// database outage (Config.Outage): handlers pause until dbRetryAt
 	dbBo      backoff
 	dbRetryAt time.Time
@@ -452,6 +453,9 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 	if c.dbDown && c.dbRetryAt.After(now) {
 		at(c.dbRetryAt)
 	}
+	if c.ownCheck {
+		at(maxTime(c.ownCheckAt, c.retryAt))
+	}
 	if t := c.controlWake(); !t.IsZero() {
 		at(t)
 	}
@@ -475,7 +479,7 @@ func (c *Consumer) brokerFailed(what string, err error) {
 		}
 		cancel()
 	}
-	c.ownCheck = true
+	c.ownCheck, c.ownCheckAt = true, time.Now().Add(takeoverMinIdle)
 	if !c.down {
 		c.cfg.Logger.Warn("broker unavailable; backing off", "group", c.cfg.Group, "consumer", c.cfg.Consumer, "op", what, "error", err)
 		c.down = true

@@ -14,11 +14,19 @@ import (
 // heartbeat says so, and the idle reclaim waits ClaimIdle. So after any
 // broker failure the consumer lists its own pending entries and claims back
 // the ones it does not hold, once the broker answers again.
+//
+// The check waits takeoverMinIdle after the last failure, and lists and
+// claims only entries idle that long: an entry some other consumer claimed
+// meanwhile (a takeover, the idle reclaim) has a fresh idle time and is left
+// to it. A claim without that guard took such entries back, and both
+// consumers ran them (case f of the chaos suite: about 200 entries handled
+// twice instead of 14). An entry delivered by a lost reply was delivered
+// before the failure, so it is old enough when the check runs.
 
 // maybeRecoverOwn runs the own-pending check when one is due. Not while a
 // read is in flight: its reply may carry the very entries the list shows.
 func (c *Consumer) maybeRecoverOwn(now time.Time) {
-	if !c.ownCheck || c.stopping || c.reading != 0 || c.preading || now.Before(c.retryAt) {
+	if !c.ownCheck || c.stopping || c.reading != 0 || c.preading || now.Before(c.retryAt) || now.Before(c.ownCheckAt) {
 		return
 	}
 	for _, l := range c.laneList() {
@@ -43,7 +51,7 @@ func (c *Consumer) recoverOwn(l Lane) bool {
 	for start := "-"; ; {
 		ctx, cancel := c.op()
 		pend, err := c.b.Pending(ctx, lanewaybroker.PendingParams{Stream: stream, Group: c.cfg.Group,
-			Start: start, End: "+", Count: takeoverPage, Consumer: c.cfg.Consumer})
+			Start: start, End: "+", Count: takeoverPage, Consumer: c.cfg.Consumer, MinIdle: takeoverMinIdle})
 		cancel()
 		if err != nil {
 			c.brokerFailed("pending", err)
@@ -66,7 +74,7 @@ func (c *Consumer) recoverOwn(l Lane) bool {
 		for count, ids := range byCount {
 			ctx, cancel = c.op()
 			got, err := c.b.Claim(ctx, lanewaybroker.ClaimParams{Stream: stream, Group: c.cfg.Group, Consumer: c.cfg.Consumer,
-				IDs: ids, RetryCount: count, Idle: -1})
+				MinIdle: takeoverMinIdle, IDs: ids, RetryCount: count, Idle: -1})
 			cancel()
 			if err != nil {
 				c.brokerFailed("claim back own entries", err)

@@ -222,3 +222,21 @@ func TestFullShare(t *testing.T) {
 	assert.Equal(t, 8.0, c.fullShare("c:backfill", "H"), "never below one slot")
 	assert.Equal(t, 1.0, c.fullShare("other:backfill", "H"), "a lane it does not govern")
 }
+
+// A reference is learnt after the first cut, never below the busiest second
+// seen at the full allowance, and only once.
+func TestLearnReferences(t *testing.T) {
+	t.Parallel()
+	st := GovernorState{Allowance: 1}
+	st.learnReferences(map[string]float64{"b|H": 120})
+	st.learnReferences(map[string]float64{"b|H": 90})
+	assert.Nil(t, st.References, "nothing learnt at the full allowance")
+	assert.Equal(t, map[string]float64{"b|H": 120}, st.FullPeaks)
+
+	st.Allowance = 0.25
+	st.learnReferences(map[string]float64{"b|H": 4, "b|Other": 30})
+	assert.Equal(t, map[string]float64{"b|H": 120, "b|Other": 30}, st.References,
+		"a nearly empty window after the cut does not set the reference below what the lane did at full")
+	st.learnReferences(map[string]float64{"b|H": 500})
+	assert.Equal(t, 120.0, st.References["b|H"], "learnt once")
+}

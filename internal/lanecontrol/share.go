@@ -44,6 +44,9 @@ type GovernorState struct {
 	// learnReferences) and forgotten when it is back at 1: the allowance of
 	// such a lane is a share of that rate.
 	References map[string]float64 `json:"reference_rates,omitempty"`
+	// FullPeaks are the busiest seconds of each lane seen at the full
+	// allowance (scaled like the references): the least a reference can be.
+	FullPeaks map[string]float64 `json:"full_peaks,omitempty"`
 }
 
 // secondStats is what one engine saw in one second.
@@ -202,7 +205,7 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 			st.ChangedSecond, st.ChangedAt = now.Unix(), now.UTC()
 			st.WindowFrom = now.Unix() + 1
 			if d.Allowance >= 1 {
-				st.References = nil
+				st.References, st.FullPeaks = nil, nil
 			}
 		}
 	}
@@ -228,8 +231,22 @@ func (s *Store) stepGovernor(ctx context.Context, g Governor, now time.Time) (Go
 // of. Scaling assumes the drain grows with the slots, which contention
 // makes an overestimate: the concurrency cut then binds before the rate
 // does.
+//
+// Nor is it ever below the busiest second seen at the full allowance: a
+// window after a cut can be nearly empty (two engines' backfill handlers
+// deadlocking on each other, a lane just paused), and a reference of a few
+// messages a second would hold the lane there until the allowance is back
+// at 1.
 func (st *GovernorState) learnReferences(peaks map[string]float64) {
 	if st.Allowance >= 1 {
+		for k, p := range peaks {
+			if p > st.FullPeaks[k] {
+				if st.FullPeaks == nil {
+					st.FullPeaks = map[string]float64{}
+				}
+				st.FullPeaks[k] = p
+			}
+		}
 		return
 	}
 	for k, p := range peaks {
@@ -239,7 +256,7 @@ func (st *GovernorState) learnReferences(peaks map[string]float64) {
 		if st.References == nil {
 			st.References = map[string]float64{}
 		}
-		st.References[k] = p
+		st.References[k] = max(p, st.FullPeaks[k])
 	}
 }
 
