@@ -260,28 +260,8 @@ func (c *Controller) ObserveBackfill(stream, handler string, done time.Time) {
 	if st.Backfill == nil {
 		st.Backfill = map[string]int64{}
 	}
-	k := stream + "|" + handler
-	st.Backfill[k]++
-	if st.Full == nil {
-		st.Full = map[string]float64{}
-	}
-	st.Full[k] += c.fullShare(stream, handler)
+	st.Backfill[stream+"|"+handler]++
 	c.mu.Unlock()
-}
-
-// fullShare is what one backfill message of handler on stream counts at
-// the full allowance: its backfill_concurrency over the slots the allowance
-// leaves it. c.mu is held.
-func (c *Controller) fullShare(stream, handler string) float64 {
-	if c.snap.Governor == nil || c.snap.Governor.Allowance >= 1 {
-		return 1
-	}
-	for _, l := range c.lanes {
-		if l.backfill == stream && l.group == handler {
-			return float64(l.bfConc) / float64(BackfillConcurrency(l.bfConc, c.snap.Governor.Allowance))
-		}
-	}
-	return 1
 }
 
 func (c *Controller) second(sec int64) *secondStats {

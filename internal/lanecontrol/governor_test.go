@@ -204,25 +204,6 @@ func TestLimitOf(t *testing.T) {
 	assert.Equal(t, 2, l.Burst)
 }
 
-// A backfill message counts, at the full allowance, as the lane's slots
-// over the slots the allowance leaves it: the drain of a lane cut to 2 of 8
-// slots stands for four times as much, and a lane of one slot, which no cut
-// can take lower, for what it is.
-func TestFullShare(t *testing.T) {
-	t.Parallel()
-	c := &Controller{lanes: []*laneCtl{
-		{group: "H", backfill: "c:backfill", bfConc: 8},
-		{group: "One", backfill: "c:backfill", bfConc: 1},
-	}}
-	assert.Equal(t, 1.0, c.fullShare("c:backfill", "H"), "no governor state")
-	c.snap.Governor = &GovernorState{Allowance: 0.25}
-	assert.Equal(t, 4.0, c.fullShare("c:backfill", "H"))
-	assert.Equal(t, 1.0, c.fullShare("c:backfill", "One"))
-	c.snap.Governor.Allowance = 0.05
-	assert.Equal(t, 8.0, c.fullShare("c:backfill", "H"), "never below one slot")
-	assert.Equal(t, 1.0, c.fullShare("other:backfill", "H"), "a lane it does not govern")
-}
-
 // A reference is learnt after the first cut, never below the busiest second
 // seen at the full allowance, and only once.
 func TestLearnReferences(t *testing.T) {
