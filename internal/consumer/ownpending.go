@@ -18,10 +18,9 @@ import (
 // The check waits takeoverMinIdle after the last failure, and lists and
 // claims only entries idle that long: an entry some other consumer claimed
 // meanwhile (a takeover, the idle reclaim) has a fresh idle time and is left
-// to it. A claim without that guard took such entries back, and both
-// consumers ran them (case f of the chaos suite: about 200 entries handled
-// twice instead of 14). An entry delivered by a lost reply was delivered
-// before the failure, so it is old enough when the check runs.
+// to it (without the guard the claim would take it back, and both
+// consumers would run it). An entry delivered by a lost reply was
+// delivered before the failure, so it is old enough when the check runs.
 
 // maybeRecoverOwn runs the own-pending check when one is due. Not while a
 // read is in flight: its reply may carry the very entries the list shows.
