@@ -80,12 +80,8 @@ func (r *Runner) e2ePhase(ctx context.Context, e *env, backfill, n int, prodRate
 		}
 	}()
 	if backfill == 0 {
-		t := time.NewTimer(quietPause)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return res, ctx.Err()
-		case <-t.C:
+		if err := sleepCtx(ctx, quietPause); err != nil {
+			return res, err
 		}
 	}
 	tag := "ep"

@@ -211,16 +211,7 @@ func (r *Runner) quietScenario(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, c.Close(), e.close()) }()
 	cfg := headConfig()
-	idle := func(ctx context.Context) error {
-		t := time.NewTimer(quietPause)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			return nil
-		}
-	}
+	idle := func(ctx context.Context) error { return sleepCtx(ctx, quietPause) }
 
 	r.progress("quiet: raw consumer blocked on XREADGROUP, then %d production entries at %d/s", n, quietRate)
 	prodRaw, err := stampedEntries(cfg, rawFIFOStream, laneway.Normal, 0, n, 1, "q")
