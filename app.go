@@ -428,29 +428,31 @@ func (a *App) committed() {
 // dispatch runs one decoded message for the engine: a command (kind COMMAND)
 // through its command handler, or an event through handler h. It returns
 // (false, nil) when h does not handle the event type (a no-op to ack).
-func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, propagate bool) (bool, error) {
+func (a *App) dispatch(ctx context.Context, h *Handler, env *envelope.Envelope, prio Priority, propagate bool) (bool, error) {
 	_, name, version, err := envelope.ParseType(env.Metadata.Headers.Type)
 	if err != nil {
 		return false, err
 	}
 	p := Normal
 	if propagate {
-		p = Priority(env.Metadata.Domain.Priority)
+		p = prio
 	}
-	corr := env.Metadata.Domain.CorrelationID
+	// The closures below capture copies of what they need, not env: a
+	// captured env would move to the heap on every call.
+	corr, id, data := env.Metadata.Domain.CorrelationID, env.Metadata.Headers.ID, env.Data
 	if env.Metadata.Domain.Class == envelope.ClassCommand {
 		cm, ok := a.dom.commands[name]
 		if !ok {
 			return false, fmt.Errorf("command type %s is not registered in domain %s", env.Metadata.Headers.Type, a.dom.name)
 		}
-		return true, a.runInTx(ctx, p, corr, env.Metadata.Headers.ID, func(ctx context.Context, tx *Tx) error {
-			return cm.run(ctx, tx, env.Data)
+		return true, a.runInTx(ctx, p, corr, id, func(ctx context.Context, tx *Tx) error {
+			return cm.run(ctx, tx, data)
 		})
 	}
 	if _, ok := a.dom.events[name]; !ok {
 		return false, fmt.Errorf("event type %s is not registered in domain %s", env.Metadata.Headers.Type, a.dom.name)
 	}
-	payload, _, err := a.dom.upcasts.Upcast(name, version, env.Data)
+	payload, _, err := a.dom.upcasts.Upcast(name, version, data)
 	if err != nil {
 		return false, fmt.Errorf("%w: %w", errUpcast, err)
 	}
@@ -459,8 +461,8 @@ func (a *App) dispatch(ctx context.Context, h *Handler, env envelope.Envelope, p
 		return false, nil
 	}
 	meta := Meta{
-		ID: env.Metadata.Headers.ID, Type: env.Metadata.Headers.Type, Stream: env.Metadata.Headers.Stream,
-		Priority: Priority(env.Metadata.Domain.Priority), CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
+		ID: id, Type: env.Metadata.Headers.Type, Stream: env.Metadata.Headers.Stream,
+		Priority: prio, CorrelationID: corr, CausationID: env.Metadata.Domain.CausationID,
 	}
 	return true, a.runInLazyTx(ctx, p, corr, meta.ID, func(ctx context.Context, tx *Tx) error {
 		return hf.run(ctx, tx, payload, meta)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/laneway/laneway/internal/flatjson"
 	"github.com/laneway/laneway/internal/upcast"
 )
 
@@ -122,12 +123,16 @@ func On[E Event](h *Handler, fn EventFunc[E]) {
 	if _, dup := h.funcs[name]; dup {
 		name = "\x00dup:" + name
 	}
+	plan := flatjson.Compile(reflect.TypeOf(zero)) // nil unless E is a flat struct
 	h.funcs[name] = handlerFunc{
 		typ: reflect.TypeOf(zero),
 		run: func(ctx context.Context, tx *Tx, payload json.RawMessage, meta Meta) error {
 			var ev E
-			if err := json.Unmarshal(payload, &ev); err != nil {
-				return fmt.Errorf("decode %s: %w", meta.Type, err)
+			if !plan.Decode(payload, &ev) {
+				ev = zero
+				if err := json.Unmarshal(payload, &ev); err != nil {
+					return fmt.Errorf("decode %s: %w", meta.Type, err)
+				}
 			}
 			return fn(ctx, tx, ev, meta)
 		},
@@ -188,13 +193,17 @@ func RegisterCommand[A any, C Command](b *Builder, fn CommandHandler[C]) {
 		b.errs = append(b.errs, fmt.Errorf("command %s: no handler", zero.Kind()))
 		return
 	}
+	plan := flatjson.Compile(reflect.TypeOf(zero)) // nil unless C is a flat struct
 	b.commands = append(b.commands, &commandMeta{
 		name: zero.Kind(), typ: reflect.TypeOf(zero),
 		aggregate: &aggregateMeta{typ: reflect.TypeOf((*A)(nil)).Elem()},
 		run: func(ctx context.Context, tx *Tx, payload json.RawMessage) error {
 			var cmd C
-			if err := json.Unmarshal(payload, &cmd); err != nil {
-				return fmt.Errorf("decode command %s: %w", zero.Kind(), err)
+			if !plan.Decode(payload, &cmd) {
+				cmd = zero
+				if err := json.Unmarshal(payload, &cmd); err != nil {
+					return fmt.Errorf("decode command %s: %w", zero.Kind(), err)
+				}
 			}
 			return fn(ctx, tx, cmd)
 		},

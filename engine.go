@@ -318,13 +318,15 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 				if g := msg.Envelope.Metadata.ReplayGroup; g != "" && g != s.Group {
 					return nil // a DLQ replay for another handler; this one handled the original
 				}
+				// msg is the consumer's own: read it, never write it.
+				prio := Priority(msg.Envelope.Metadata.Domain.Priority)
 				if msg.Lane == consumer.Backfill {
-					msg.Envelope.Metadata.Domain.Priority = int(topo.Lanes.ReadPriority(lanes.Backfill, Priority(msg.Envelope.Metadata.Domain.Priority)))
+					prio = topo.Lanes.ReadPriority(lanes.Backfill, prio)
 				}
-				_, err := e.app.dispatch(ctx, h, msg.Envelope, pl.Propagate)
+				_, err := e.app.dispatch(ctx, h, &msg.Envelope, prio, pl.Propagate)
 				e.observeLane(s.Group, msg)
 				if e.opts.OnHandled != nil {
-					e.opts.OnHandled(handledFrom(s.Group, msg, err))
+					e.opts.OnHandled(handledFrom(s.Group, msg, prio, err))
 				}
 				if errors.Is(err, errUpcast) {
 					return consumer.Permanent(err) // no retry can change an upcaster's verdict

@@ -78,7 +78,7 @@ func (a *App) HandleEntry(ctx context.Context, h *Handler, data []byte) (handled
 	if err != nil {
 		return false, err
 	}
-	return a.dispatch(ctx, h, env, a.cfg.Server.PriorityLanes.Propagate)
+	return a.dispatch(ctx, h, &env, Priority(env.Metadata.Domain.Priority), a.cfg.Server.PriorityLanes.Propagate)
 }
 
 // openWithoutDatabase checks that dom can run without a database.

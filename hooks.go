@@ -46,12 +46,12 @@ type Handled struct {
 	Err error
 }
 
-func handledFrom(group string, m *consumer.Message, err error) Handled {
-	md := m.Envelope.Metadata
+func handledFrom(group string, m *consumer.Message, prio Priority, err error) Handled {
+	md := &m.Envelope.Metadata
 	at, _ := time.Parse(time.RFC3339Nano, md.Headers.Time)
 	return Handled{Time: at,
 		Group: group, Stream: m.Stream, Lane: m.Lane.String(), EntryID: m.EntryID, Attempt: int(m.Attempt),
-		Meta:    metaOf(md.Headers.ID, md.Headers.Type, md.Headers.Stream, md.Domain.Priority, md.Domain.CorrelationID, md.Domain.CausationID),
+		Meta:    metaOf(md.Headers.ID, md.Headers.Type, md.Headers.Stream, int(prio), md.Domain.CorrelationID, md.Domain.CausationID),
 		Version: md.Domain.Version, Payload: m.Envelope.Data, Err: err,
 	}
 }

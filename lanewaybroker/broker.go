@@ -22,8 +22,10 @@ type Publication struct {
 	Data   string
 }
 
-// Entry is one stream entry. Data is the value of field "data"; Fields holds
-// every field as stored (so malformed entries can be reported verbatim).
+// Entry is one stream entry. Data is the value of field "data". Fields is
+// nil when "data" is the entry's only field (every entry Laneway writes);
+// otherwise it holds every field as stored, so an entry written by another
+// tool can be reported verbatim.
 type Entry struct {
 	ID     string
 	Data   string

@@ -22,7 +22,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -65,11 +64,10 @@ type result struct {
 
 // run is work for one handler slot: one message, or at Concurrency 1 a
 // run of consecutive messages of one lane that the worker handles back to
-// back (see dispatch). msgs are the handler's copies of ts[i].msg.
+// back (see dispatch).
 type run struct {
 	lane   Lane
 	ts     []*tracked
-	msgs   []Message
 	budget time.Duration // a run stops starting messages after this long
 }
 
@@ -85,15 +83,18 @@ type runResult struct {
 type readResult struct {
 	kind    ReadMode
 	streams []lanewaybroker.StreamEntries
-	decoded [][]decoded // parallel to streams[i].Entries
+	decoded []decoded // parallel to streams
 	err     error
 	cut     bool // cancelled before it returned (it says nothing of what waits)
 }
 
-// decoded is the outcome of Config.Decode for one entry.
+// decoded is the outcome of Config.Decode for one stream's entries of a
+// read: ts[j] is entry j's record with its envelope in place (the
+// record the consumer keeps, so the envelope is not copied again), errs[j]
+// its decode error (errs nil when every entry decoded).
 type decoded struct {
-	env envelope.Envelope
-	err error
+	ts   []tracked
+	errs []error
 }
 
 // Consumer is one consumer-group loop. Create with New, run with Start,
@@ -146,9 +147,20 @@ type Consumer struct {
 	// inRuns counts per lane the entries handed to workers in runs and not
 	// yet back: with them the read-ahead counts what it has read.
 	inRuns    [2]int
-	preading  bool
+	preading  bool // a primary read is at the broker
 	pCancel   context.CancelFunc
 	pReadDone chan readResult
+	// The primary read pipeline (primaryreader.go): pPending reads sent
+	// whose results are not queued yet, pDecoding entries in replies not
+	// yet queued, pSent closed once the last read sent has delivered its
+	// result, pLastFull the last reply was a full batch, pHold a failed
+	// read holds the next until its result is counted.
+	pArrived  chan primaryArrival
+	pPending  int
+	pDecoding int
+	pSent     chan struct{}
+	pLastFull bool
+	pHold     bool
 	lastProbe time.Time
 	readSent  time.Time // when the read in flight was sent
 	// lastBackfillDone is when the last backfill run ended.
@@ -205,6 +217,8 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		ackDone:   make(chan error, 1),
 		readDone:  make(chan readResult, 1),
 		pReadDone: make(chan readResult, 1),
+		pArrived:  make(chan primaryArrival, maxPrimaryReads),
+		pSent:     closedChan(),
 		owned:     map[string]*tracked{},
 		busy:      map[string]int{},
 		acks:      map[string][]string{},
@@ -268,7 +282,7 @@ func (c *Consumer) worker() {
 				break
 			}
 			begin := time.Now()
-			err := c.safeHandle(&r.msgs[i])
+			err := c.safeHandle(&t.msg)
 			cancelled := err != nil && c.handlerCtx.Err() != nil
 			if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
 				// The database is down: not an attempt. This message and the
@@ -395,6 +409,8 @@ func (c *Consumer) run() {
 			c.drainResults()
 		case rr := <-c.readDone:
 			c.onRead(rr)
+		case a := <-c.pArrived:
+			c.onPrimaryArrived(a)
 		case rr := <-c.pReadDone:
 			c.onPrimaryRead(rr)
 		case err := <-c.ackDone:
@@ -460,6 +476,12 @@ func (c *Consumer) nextWake(now time.Time) time.Duration {
 		at(t)
 	}
 	return max(wake.Sub(now), 0)
+}
+
+func closedChan() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }
 
 func maxTime(a, b time.Time) time.Time {

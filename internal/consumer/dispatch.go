@@ -37,8 +37,8 @@ func (c *Consumer) dispatch() {
 				continue
 			}
 		}
-		if br && c.primaryReader && c.primaryUnknown && !c.paused(Primary) {
-			br = false // no primary read has shown the lane drained yet (primaryreader.go)
+		if br && c.primaryReader && (c.primaryUnknown || c.pDecoding > 0) && !c.paused(Primary) {
+			br = false // no primary read has shown the lane drained yet, or a reply is being decoded (primaryreader.go)
 		}
 		if br && c.gateHeld() {
 			br = false // another partition has primary work (gate.go)
@@ -117,14 +117,13 @@ func (c *Consumer) takeRun(lane Lane, idx, most int) []*tracked {
 // handler, or a few ms); a primary run after ackFlushEvery, so acks and
 // results flow while primary is saturated.
 func (c *Consumer) start(lane Lane, ts []*tracked) {
-	r := run{lane: lane, ts: ts, msgs: make([]Message, len(ts)), budget: ackFlushEvery}
+	r := run{lane: lane, ts: ts, budget: ackFlushEvery}
 	c.inRuns[lane] += len(ts)
-	for i, t := range ts {
+	for _, t := range ts {
 		t.st = stRunning
 		if k := msgKey(t); k != "" {
 			c.busy[k]++
 		}
-		r.msgs[i] = t.msg // the handler gets a copy
 	}
 	if lane == Backfill {
 		c.sl.BackfillInflight++

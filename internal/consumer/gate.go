@@ -116,7 +116,7 @@ func (c *Consumer) reportGate() {
 	if c.gate == nil {
 		return
 	}
-	busy := !c.paused(Primary) && (c.primaryUnknown || len(c.queue[Primary]) > 0 ||
+	busy := !c.paused(Primary) && (c.primaryUnknown || c.pDecoding > 0 || len(c.queue[Primary]) > 0 ||
 		(c.cfg.Concurrency <= 1 && c.sl.PrimaryInflight > 0))
 	c.gate.set(busy)
 }

@@ -25,7 +25,7 @@ import (
 // maybeRecoverOwn runs the own-pending check when one is due. Not while a
 // read is in flight: its reply may carry the very entries the list shows.
 func (c *Consumer) maybeRecoverOwn(now time.Time) {
-	if !c.ownCheck || c.stopping || c.reading != 0 || c.preading || now.Before(c.retryAt) || now.Before(c.ownCheckAt) {
+	if !c.ownCheck || c.stopping || c.reading != 0 || c.primaryInPipeline() || now.Before(c.retryAt) || now.Before(c.ownCheckAt) {
 		return
 	}
 	for _, l := range c.laneList() {

@@ -31,39 +31,103 @@ import (
 // to it (it waits, as with a probe, for at most the backfill handler that
 // started in between).
 
+// Reads are pipelined: the next read is sent as soon as the last one's
+// reply is in (primaryArrived), while that reply is still being decoded,
+// so Redis serves the next batch while this one is decoded. At most two
+// reads are in the pipeline (one at Redis, one decoding), and their
+// results reach the dispatcher in the order the reads were sent (each
+// waits for its predecessor's), so primary entries are queued in stream
+// order. Entries of a reply not yet queued (pDecoding) count as queued
+// primary work: backfill does not start past them.
+
+// primaryArrival says a primary read's reply is in: n entries, or failed.
+type primaryArrival struct {
+	n      int
+	failed bool
+}
+
+// maxPrimaryReads bounds the primary reads in the pipeline.
+const maxPrimaryReads = 2
+
 // maybeReadPrimary issues the primary reader's next read when one is due.
 func (c *Consumer) maybeReadPrimary() {
-	if !c.primaryReader || c.preading || c.stopping || c.paused(Primary) ||
-		time.Now().Before(c.retryAt) || len(c.queue[Primary]) >= c.cfg.Count {
+	if !c.primaryReader || c.preading || c.pPending >= maxPrimaryReads || c.pHold || c.stopping ||
+		c.paused(Primary) || time.Now().Before(c.retryAt) || len(c.queue[Primary])+c.pDecoding >= maxPrimaryReads*c.cfg.Count {
 		return
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.preading, c.pCancel = true, cancel
+	c.pPending++
 	block := c.readBlock()
-	if c.primaryUnknown {
-		block = 0
+	if c.primaryUnknown || c.pLastFull {
+		block = 0 // entries may be waiting that no read has brought yet
 	}
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary},
 		Count: c.cfg.Count, Block: block}
-	c.readAsync(ctx, cancel, ReadBlockingPrimary, p, c.pReadDone)
+	prev, sent := c.pSent, make(chan struct{})
+	c.pSent = sent
+	c.rwg.Add(1)
+	go func() {
+		defer c.rwg.Done()
+		defer cancel()
+		res, err := c.b.ReadGroup(ctx, p)
+		cut := ctx.Err() != nil
+		if err != nil && cut {
+			err = nil // cancelled on purpose
+		}
+		c.pArrived <- primaryArrival{n: entriesIn(res), failed: err != nil} // buffered: never blocks
+		rr := readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
+		<-prev
+		c.pReadDone <- rr
+		close(sent)
+	}()
 }
 
-// onPrimaryRead queues what the primary reader brought.
-func (c *Consumer) onPrimaryRead(rr readResult) {
+// onPrimaryArrived frees the pipeline for the next read.
+func (c *Consumer) onPrimaryArrived(a primaryArrival) {
 	c.preading, c.pCancel = false, nil
+	c.pDecoding += a.n
+	c.pLastFull = a.n >= c.cfg.Count
+	if a.failed {
+		c.pHold = true // no read until the failure is counted (its backoff)
+	}
+}
+
+// drainPrimaryArrivals takes the arrivals already sent: an arrival is sent
+// before its result, but a select may receive the result first.
+func (c *Consumer) drainPrimaryArrivals() {
+	for {
+		select {
+		case a := <-c.pArrived:
+			c.onPrimaryArrived(a)
+		default:
+			return
+		}
+	}
+}
+
+// onPrimaryRead queues what a primary read brought.
+func (c *Consumer) onPrimaryRead(rr readResult) {
+	c.drainPrimaryArrivals()
+	c.pPending--
+	n := c.primaryIn(rr.streams)
+	c.pDecoding -= n
 	if rr.err != nil {
+		c.pHold = false
 		c.primaryUnknown = true
 		c.brokerFailed("read primary", rr.err)
 		return
 	}
 	c.brokerOK()
-	n := c.primaryIn(rr.streams)
 	c.countRead(rr.kind, n)
 	if !rr.cut {
 		c.sawPrimary(n, c.cfg.Count)
 	}
 	c.addDecoded(rr.streams, nil, rr.decoded)
 }
+
+// primaryInPipeline says whether primary reads are in flight or decoding.
+func (c *Consumer) primaryInPipeline() bool { return c.pPending > 0 }
 
 // cancelPrimaryRead ends the outstanding primary read (a pause of the
 // lane); its result still comes back through pReadDone.
@@ -72,4 +136,12 @@ func (c *Consumer) cancelPrimaryRead() {
 		c.pCancel()
 		c.pCancel = nil
 	}
+}
+
+func entriesIn(streams []lanewaybroker.StreamEntries) int {
+	n := 0
+	for _, s := range streams {
+		n += len(s.Entries)
+	}
+	return n
 }

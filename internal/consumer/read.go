@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
@@ -87,16 +86,24 @@ func (c *Consumer) onRead(rr readResult) {
 }
 
 // decodeAll decodes read entries, off the dispatcher.
-func (c *Consumer) decodeAll(streams []lanewaybroker.StreamEntries) [][]decoded {
+func (c *Consumer) decodeAll(streams []lanewaybroker.StreamEntries) []decoded {
 	if len(streams) == 0 {
 		return nil
 	}
-	out := make([][]decoded, len(streams))
+	out := make([]decoded, len(streams))
 	for i, s := range streams {
-		out[i] = make([]decoded, len(s.Entries))
+		d := decoded{ts: make([]tracked, len(s.Entries))}
 		for j, e := range s.Entries {
-			out[i][j].env, out[i][j].err = c.cfg.Decode(e)
+			env, err := c.cfg.Decode(e)
+			d.ts[j].msg.Envelope = env
+			if err != nil {
+				if d.errs == nil {
+					d.errs = make([]error, len(s.Entries))
+				}
+				d.errs[j] = err
+			}
 		}
+		out[i] = d
 	}
 	return out
 }
@@ -109,7 +116,7 @@ func (c *Consumer) addStreams(streams []lanewaybroker.StreamEntries, deliveries 
 
 // addDecoded is addStreams with the entries already decoded (dec parallel
 // to streams), or decoded here when dec is nil.
-func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries map[string]int64, dec [][]decoded) {
+func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries map[string]int64, dec []decoded) {
 	for _, lane := range []Lane{Primary, Backfill} {
 		for i, s := range streams {
 			if c.laneOf(s.Stream) != lane {
@@ -122,39 +129,42 @@ func (c *Consumer) addDecoded(streams []lanewaybroker.StreamEntries, deliveries 
 						d = v
 					}
 				}
-				var pre *decoded
+				var t *tracked
+				var err error
 				if dec != nil {
-					pre = &dec[i][j]
+					t = &dec[i].ts[j]
+					if dec[i].errs != nil {
+						err = dec[i].errs[j]
+					}
+				} else {
+					t = &tracked{}
+					t.msg.Envelope, err = c.cfg.Decode(e)
 				}
-				c.addEntry(lane, s.Stream, e, d, pre)
+				c.addEntry(lane, s.Stream, e, d, t, err)
 			}
 		}
 	}
 }
 
-func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64, pre *decoded) {
+// addEntry takes t, the entry's record with its envelope decoded (or the
+// decode error), into the consumer's keeping.
+func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, deliveries int64, t *tracked, err error) {
 	key := stream + "\x00" + e.ID
 	if deliveries > 1 && c.ackPending(stream, e.ID) {
 		// Handled here, its ack not sent yet, and reclaimed by our own
 		// XAUTOCLAIM meanwhile: the ack on its way settles it.
 		return
 	}
-	if t, ok := c.owned[key]; ok {
+	if old, ok := c.owned[key]; ok {
 		// Already ours (a reclaim raced our own touch): keep its state and
 		// put the delivery count back where it was.
-		c.touch([]*tracked{t})
+		c.touch([]*tracked{old})
 		return
 	}
-	t := &tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: time.Now(),
-		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries}}
+	env := t.msg.Envelope
+	*t = tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: time.Now(),
+		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries, Envelope: env}}
 	c.owned[key] = t
-	var env envelope.Envelope
-	var err error
-	if pre != nil {
-		env, err = pre.env, pre.err
-	} else {
-		env, err = c.cfg.Decode(e)
-	}
 	if err != nil {
 		c.nDecode.Add(1)
 		c.cfg.Logger.Error("undecodable entry; moving to DLQ", "group", c.cfg.Group, "stream", stream, "id", e.ID, "error", err)
@@ -162,7 +172,6 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 		c.deadLetter(t)
 		return
 	}
-	t.msg.Envelope = env
 	if t.msg.Attempt > int64(c.cfg.MaxRetries) {
 		// Its attempts ran out on a consumer that died before moving it:
 		// this delivery is not an attempt.

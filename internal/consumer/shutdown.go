@@ -19,7 +19,7 @@ func (c *Consumer) shutdown() {
 	cancelHandlers := func() {
 		c.handlerCancel()
 	}
-	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 || c.preading {
+	for c.sl.PrimaryInflight+c.sl.BackfillInflight > 0 || c.reading != 0 || c.primaryInPipeline() {
 		select {
 		case r := <-c.results:
 			c.onRunResult(r)
@@ -28,8 +28,12 @@ func (c *Consumer) shutdown() {
 			if rr.err == nil {
 				c.addDecoded(rr.streams, nil, rr.decoded) // pending on us now: handed back below
 			}
+		case a := <-c.pArrived:
+			c.onPrimaryArrived(a)
 		case rr := <-c.pReadDone:
-			c.preading = false
+			c.drainPrimaryArrivals()
+			c.pPending--
+			c.pDecoding -= c.primaryIn(rr.streams)
 			if rr.err == nil {
 				c.addDecoded(rr.streams, nil, rr.decoded)
 			}

@@ -166,7 +166,10 @@ type Config struct {
 	// data field.
 	Decode func(e lanewaybroker.Entry) (envelope.Envelope, error)
 	// Handle handles one message. Required. Its context is cancelled only
-	// when Stop gives up waiting (ShutdownTimeout or Stop's ctx).
+	// when Stop gives up waiting (ShutdownTimeout or Stop's ctx). m is the
+	// consumer's own record of the entry, shared with no copy (a copy per
+	// message is a third of a small message's allocation): Handle reads it
+	// and must not modify it.
 	Handle func(ctx context.Context, m *Message) error
 	// Outage reports whether a handler error means a dependency (the
 	// database) is unreachable rather than that the message failed. It is

@@ -35,6 +35,13 @@ func toEntries(msgs []redis.XMessage) []lanewaybroker.Entry {
 	}
 	out := make([]lanewaybroker.Entry, len(msgs))
 	for i, m := range msgs {
+		if len(m.Values) == 1 {
+			if d, ok := m.Values["data"].(string); ok {
+				// The engine's own kind of entry: no second map per entry.
+				out[i] = lanewaybroker.Entry{ID: m.ID, Data: d}
+				continue
+			}
+		}
 		fields := make(map[string]string, len(m.Values))
 		for k, v := range m.Values {
 			switch v := v.(type) {
