@@ -48,6 +48,12 @@ type ReadParams struct {
 	Streams  []string
 	Count    int
 	Block    time.Duration
+	// Batches > 1 sends that many reads of Count in one round trip
+	// (pipelined, in order) and returns what they read together, each
+	// stream's entries in stream order: a consumer with a backlog waiting
+	// reads it with a round trip per Batches reads. Only without Block (a
+	// blocked read would hold the ones behind it).
+	Batches int
 }
 
 // AckParams acknowledges IDs of one stream for one group.

@@ -86,6 +86,7 @@ type readResult struct {
 	decoded []decoded // parallel to streams
 	err     error
 	cut     bool // cancelled before it returned (it says nothing of what waits)
+	full    int  // the entries that make it a full read (primary reader)
 }
 
 // decoded is the outcome of Config.Decode for one stream's entries of a

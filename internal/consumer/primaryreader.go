@@ -40,30 +40,42 @@ import (
 // order. Entries of a reply not yet queued (pDecoding) count as queued
 // primary work: backfill does not start past them.
 
-// primaryArrival says a primary read's reply is in: n entries, or failed.
+// While a backlog waits (the last reply was full, or no read has shown
+// primary drained), a read is primaryBatches reads of Count pipelined in
+// one round trip: it is not blocking, and the round trips, not Redis,
+// bound how fast one consumer takes a backlog in.
+
+// primaryArrival says a primary read's reply is in: n entries of a full
+// read of full, or failed.
 type primaryArrival struct {
-	n      int
-	failed bool
+	n, full int
+	failed  bool
 }
 
-// maxPrimaryReads bounds the primary reads in the pipeline.
-const maxPrimaryReads = 2
+const (
+	// maxPrimaryReads bounds the primary reads in the pipeline.
+	maxPrimaryReads = 2
+	// primaryBatches is the reads of Count one primary read makes while a
+	// backlog waits.
+	primaryBatches = 2
+)
 
 // maybeReadPrimary issues the primary reader's next read when one is due.
 func (c *Consumer) maybeReadPrimary() {
 	if !c.primaryReader || c.preading || c.pPending >= maxPrimaryReads || c.pHold || c.stopping ||
-		c.paused(Primary) || time.Now().Before(c.retryAt) || len(c.queue[Primary])+c.pDecoding >= maxPrimaryReads*c.cfg.Count {
+		c.paused(Primary) || time.Now().Before(c.retryAt) || len(c.queue[Primary])+c.pDecoding >= maxPrimaryReads*primaryBatches*c.cfg.Count {
 		return
 	}
 	ctx, cancel := context.WithCancel(c.readCtx)
 	c.preading, c.pCancel = true, cancel
 	c.pPending++
-	block := c.readBlock()
-	if c.primaryUnknown || c.pLastFull {
-		block = 0 // entries may be waiting that no read has brought yet
-	}
 	p := lanewaybroker.ReadParams{Group: c.cfg.Group, Consumer: c.cfg.Consumer, Streams: []string{c.cfg.Primary},
-		Count: c.cfg.Count, Block: block}
+		Count: c.cfg.Count, Block: c.readBlock()}
+	if c.primaryUnknown || c.pLastFull {
+		// Entries may be waiting that no read has brought yet.
+		p.Block, p.Batches = 0, primaryBatches
+	}
+	full := c.cfg.Count * max(p.Batches, 1)
 	prev, sent := c.pSent, make(chan struct{})
 	c.pSent = sent
 	c.rwg.Add(1)
@@ -75,8 +87,8 @@ func (c *Consumer) maybeReadPrimary() {
 		if err != nil && cut {
 			err = nil // cancelled on purpose
 		}
-		c.pArrived <- primaryArrival{n: entriesIn(res), failed: err != nil} // buffered: never blocks
-		rr := readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
+		c.pArrived <- primaryArrival{n: entriesIn(res), full: full, failed: err != nil} // buffered: never blocks
+		rr := readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut, full: full}
 		<-prev
 		c.pReadDone <- rr
 		close(sent)
@@ -87,7 +99,7 @@ func (c *Consumer) maybeReadPrimary() {
 func (c *Consumer) onPrimaryArrived(a primaryArrival) {
 	c.preading, c.pCancel = false, nil
 	c.pDecoding += a.n
-	c.pLastFull = a.n >= c.cfg.Count
+	c.pLastFull = a.n >= a.full
 	if a.failed {
 		c.pHold = true // no read until the failure is counted (its backoff)
 	}
@@ -121,7 +133,7 @@ func (c *Consumer) onPrimaryRead(rr readResult) {
 	c.brokerOK()
 	c.countRead(rr.kind, n)
 	if !rr.cut {
-		c.sawPrimary(n, c.cfg.Count)
+		c.sawPrimary(n, rr.full)
 	}
 	c.addDecoded(rr.streams, nil, rr.decoded)
 }

@@ -59,6 +59,7 @@ var cases = []struct {
 	{"BlockedReadWakesOnSecondStream", testBlockedReadWakesOnSecondStream},
 	{"BlockedReadWakesOnFirstStream", testBlockedReadWakesOnFirstStream},
 	{"ReadBothStreamsWithCount", testReadBothStreamsWithCount},
+	{"PipelinedReads", testPipelinedReads},
 	{"BlockingReadReturnsAvailableEntriesAtOnce", testBlockingReadReturnsAvailableEntriesAtOnce},
 	{"DeliveryCounts", testDeliveryCounts},
 	// Pending entries: claims, auto-claims and acks.

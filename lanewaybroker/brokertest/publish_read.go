@@ -134,6 +134,26 @@ func testReadBothStreamsWithCount(t *testing.T, s *suite) {
 	assert.Empty(t, s.read("G", "c1", 10, 0, a, b), "each entry is delivered to the group once")
 }
 
+func testPipelinedReads(t *testing.T, s *suite) {
+	st := s.name("customer")
+	s.ensure("G", st)
+	ids := s.publish(st, 7)
+	p := lanewaybroker.ReadParams{Group: "G", Consumer: "c1", Streams: []string{st}, Count: 3, Batches: 2}
+	res, err := s.b.ReadGroup(s.ctx, p)
+	require.NoError(t, err)
+	assert.Equal(t, ids[:6], entryIDs(entriesOf(res, st)), "two reads of 3 in one round trip, in stream order")
+	res, err = s.b.ReadGroup(s.ctx, p)
+	require.NoError(t, err)
+	assert.Equal(t, ids[6:], entryIDs(entriesOf(res, st)), "the second of them found nothing: no error")
+	res, err = s.b.ReadGroup(s.ctx, p)
+	require.NoError(t, err)
+	assert.Empty(t, res)
+
+	p.Block = longBlock
+	_, err = s.b.ReadGroup(s.ctx, p)
+	require.Error(t, err, "pipelined reads cannot block")
+}
+
 func testBlockingReadReturnsAvailableEntriesAtOnce(t *testing.T, s *suite) {
 	st := s.name("customer")
 	s.ensure("G", st)

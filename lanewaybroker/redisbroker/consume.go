@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -73,7 +74,16 @@ func (b *Broker) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]l
 	}
 	b.touch(p.Streams, p.Group, p.Consumer)
 
-	res, err := b.readGroup(ctx, args, p.Block)
+	var res []redis.XStream
+	var err error
+	if p.Batches > 1 {
+		if p.Block > 0 {
+			return nil, errors.New("redisbroker: ReadGroup with Batches cannot block")
+		}
+		res, err = b.readPipelined(ctx, args, p.Batches)
+	} else {
+		res, err = b.readGroup(ctx, args, p.Block)
+	}
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
@@ -97,6 +107,40 @@ func (b *Broker) ReadGroup(ctx context.Context, p lanewaybroker.ReadParams) ([]l
 		out = nil
 		if err := ctx.Err(); err != nil && p.Block > 0 {
 			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// readPipelined sends n non-blocking XREADGROUPs of args in one pipeline
+// and joins their replies per stream, in order. A read that found nothing
+// answers nil (redis.Nil), which is not an error here.
+func (b *Broker) readPipelined(ctx context.Context, args *redis.XReadGroupArgs, n int) ([]redis.XStream, error) {
+	cmds := make([]*redis.XStreamSliceCmd, n)
+	_, err := b.client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.XReadGroup(ctx, args)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var out []redis.XStream
+	for _, c := range cmds {
+		res, cerr := c.Result()
+		if errors.Is(cerr, redis.Nil) {
+			continue
+		}
+		if cerr != nil {
+			return nil, cerr
+		}
+		for _, s := range res {
+			if i := slices.IndexFunc(out, func(o redis.XStream) bool { return o.Stream == s.Stream }); i >= 0 {
+				out[i].Messages = append(out[i].Messages, s.Messages...)
+			} else {
+				out = append(out, s)
+			}
 		}
 	}
 	return out, nil
