@@ -186,7 +186,7 @@ func TestPreemption(t *testing.T) {
 			Handle: func(ctx context.Context, m *consumer.Message) error {
 				rec.add(m)
 				if m.Lane == consumer.Backfill {
-					time.Sleep(3 * time.Millisecond)
+					time.Sleep(backfillHandlerSleep)
 				}
 				return nil
 			},
@@ -209,6 +209,12 @@ func TestPreemption(t *testing.T) {
 		assert.True(t, slices.IsSorted(bseq), "backfill handled in FIFO order")
 	})
 }
+
+// backfillHandlerSleep is the backfill handler of the preemption tests. A
+// primary entry must start within one of them: long enough that a loaded
+// machine's scheduling delays (a read reply, the dispatcher, a worker, each
+// waiting for a CPU) do not let a second one start first.
+const backfillHandlerSleep = 10 * time.Millisecond
 
 // publishPrimaryDuringBackfill publishes five primary entries one at a
 // time while a backfill of 10,000 is being handled and asserts that at most
@@ -257,7 +263,7 @@ func TestPrimaryReaderPreemption(t *testing.T) {
 			Handle: func(ctx context.Context, m *consumer.Message) error {
 				rec.add(m)
 				if m.Lane == consumer.Backfill {
-					time.Sleep(3 * time.Millisecond)
+					time.Sleep(backfillHandlerSleep)
 				}
 				return nil
 			},
