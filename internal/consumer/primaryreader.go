@@ -82,11 +82,7 @@ func (c *Consumer) maybeReadPrimary() {
 	go func() {
 		defer c.rwg.Done()
 		defer cancel()
-		res, err := c.b.ReadGroup(ctx, p)
-		cut := ctx.Err() != nil
-		if err != nil && cut {
-			err = nil // cancelled on purpose
-		}
+		res, cut, err := c.readGroup(ctx, p)
 		c.pArrived <- primaryArrival{n: entriesIn(res), full: full, failed: err != nil} // buffered: never blocks
 		rr := readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut, full: full}
 		<-prev

@@ -40,13 +40,20 @@ func (c *Consumer) readAsync(ctx context.Context, cancel context.CancelFunc, kin
 	go func() {
 		defer c.rwg.Done()
 		defer cancel()
-		res, err := c.b.ReadGroup(ctx, p)
-		cut := ctx.Err() != nil
-		if err != nil && cut {
-			err = nil // cancelled on purpose
-		}
+		res, cut, err := c.readGroup(ctx, p)
 		done <- readResult{kind: kind, streams: res, decoded: c.decodeAll(res), err: err, cut: cut}
 	}()
+}
+
+// readGroup is one read; cut says ctx ended it, on purpose, so it is no
+// error.
+func (c *Consumer) readGroup(ctx context.Context, p lanewaybroker.ReadParams) (res []lanewaybroker.StreamEntries, cut bool, err error) {
+	res, err = c.b.ReadGroup(ctx, p)
+	cut = ctx.Err() != nil
+	if err != nil && cut {
+		err = nil
+	}
+	return res, cut, err
 }
 
 func (c *Consumer) onRead(rr readResult) {

@@ -266,12 +266,7 @@ func (d *decoder) number() (s string, integral, ok bool) {
 	integral = true
 	if i < len(b) && b[i] == '.' {
 		integral = false
-		i++
-		n := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		if i == n {
+		if i = digits(b, i+1); i < 0 {
 			return "", false, false
 		}
 	}
@@ -281,16 +276,25 @@ func (d *decoder) number() (s string, integral, ok bool) {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		n := i
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-		}
-		if i == n {
+		if i = digits(b, i); i < 0 {
 			return "", false, false
 		}
 	}
 	d.i = i
 	return string(b[start:i]), integral, true
+}
+
+// digits skips the digits of b from i, at least one: the index after
+// them, or -1.
+func digits(b []byte, i int) int {
+	n := i
+	for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+		i++
+	}
+	if i == n {
+		return -1
+	}
+	return i
 }
 
 func (d *decoder) value(v reflect.Value, f *field) bool {
