@@ -116,10 +116,7 @@ func (c *Consumer) drainPrimaryArrivals() {
 
 // onPrimaryRead queues what a primary read brought.
 func (c *Consumer) onPrimaryRead(rr readResult) {
-	c.drainPrimaryArrivals()
-	c.pPending--
-	n := c.primaryIn(rr.streams)
-	c.pDecoding -= n
+	n := c.primaryDelivered(rr)
 	if rr.err != nil {
 		c.pHold = false
 		c.primaryUnknown = true
@@ -132,6 +129,16 @@ func (c *Consumer) onPrimaryRead(rr readResult) {
 		c.sawPrimary(n, rr.full)
 	}
 	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// primaryDelivered takes a primary read's result out of the pipeline's
+// bookkeeping and returns its entry count.
+func (c *Consumer) primaryDelivered(rr readResult) int {
+	c.drainPrimaryArrivals()
+	c.pPending--
+	n := c.primaryIn(rr.streams)
+	c.pDecoding -= n
+	return n
 }
 
 // primaryInPipeline says whether primary reads are in flight or decoding.

@@ -31,9 +31,7 @@ func (c *Consumer) shutdown() {
 		case a := <-c.pArrived:
 			c.onPrimaryArrived(a)
 		case rr := <-c.pReadDone:
-			c.drainPrimaryArrivals()
-			c.pPending--
-			c.pDecoding -= c.primaryIn(rr.streams)
+			c.primaryDelivered(rr)
 			if rr.err == nil {
 				c.addDecoded(rr.streams, nil, rr.decoded)
 			}
