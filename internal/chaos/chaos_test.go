@@ -39,6 +39,8 @@ var (
 	naming         lanes.Naming
 	primaryStream  = naming.Primary("item")
 	backfillStream = naming.Backfill(primaryStream)
+	// auditGroup is the suite's own consumer group, which never reads.
+	auditGroup = "chaos-audit"
 )
 
 const (
@@ -172,6 +174,9 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 			w.mu.Lock()
 			w.failures = append(w.failures, fmt.Sprintf("%s: FAILED while %s", name, c.step))
 			w.mu.Unlock()
+			if keep := os.Getenv("LANEWAY_CHAOS_LOGS"); keep != "" {
+				c.keepLogs(filepath.Join(keep, fmt.Sprintf("case%d-%d", n, time.Now().Unix())))
+			}
 		}
 	}()
 	admin, err := pgx.Connect(ctx, w.pg.url(w.pg.port, "postgres"))
@@ -193,6 +198,16 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	defer c.conn.Close()
 	_, err = c.conn.Exec(ctx, chaosdomain.EffectsTable)
 	require.NoError(t, err)
+
+	// A group that never reads: retention trims only what every group has
+	// handled, so this one keeps every entry in the streams, and
+	// duplicateSources can tell an event published twice (two entries)
+	// from an entry delivered twice.
+	audit := w.redis.client(c.redisDB)
+	for _, s := range []string{primaryStream, backfillStream} {
+		require.NoError(t, audit.XGroupCreateMkStream(ctx, s, auditGroup, "0").Err())
+	}
+	audit.Close()
 
 	c.step = "starting the engines"
 	c.engines = []*engine{startEngine(t, w.bin, c.dir, "e1"), startEngine(t, w.bin, c.dir, "e2")}
@@ -273,6 +288,22 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	for _, e := range c.engines {
 		e.stop(t, 60*time.Second)
 	}
+}
+
+// keepLogs copies the engines' logs to dir: the case's own directory is
+// removed when the test ends.
+func (c *kase) keepLogs(dir string) {
+	logs, _ := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("keeping logs: %v", err)
+		return
+	}
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, filepath.Base(l)), b, 0o644)
+		}
+	}
+	c.t.Logf("engine logs kept in %s", dir)
 }
 
 func (c *kase) config() string {

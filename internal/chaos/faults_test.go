@@ -3,8 +3,11 @@
 package chaos_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -180,9 +183,13 @@ func faultKillHoarder(c *kase) time.Time {
 
 // duplicateSources says where the duplicate effects came from: an event
 // published twice (two stream entries, the relay's retry of a batch whose
-// reply was lost) or one entry handled twice, split by when its first run
-// was: before the fault (handled, not acked when the fault hit), during it
-// (acks kept across the fault, then lost with a killed engine), after it.
+// reply was lost), an entry run again after a failed run whose commit went
+// through anyway (the connection was cut between the commit and its reply:
+// the engine saw an error and retried, as at-least-once must), or one
+// entry delivered twice, split by when its first run was: before the fault
+// (handled, not acked when the fault hit), during it (acks kept across the
+// fault, then lost with a killed engine), after it. redelivered counts
+// only the last kind: those are the ones a lost ack explains.
 func (c *kase) duplicateSources() (note string, redelivered int) {
 	ctx := context.Background()
 	rows, err := c.conn.Query(ctx, `SELECT item_id, min(handled_ns) FROM chaos_effects GROUP BY item_id HAVING count(*) > 1`)
@@ -198,7 +205,7 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 	if len(first) == 0 {
 		return "", 0
 	}
-	entries := map[string]int{}
+	entries := map[string][]string{} // item -> its entry IDs
 	r := c.w.redis.client(c.redisDB)
 	defer r.Close()
 	for _, stream := range []string{primaryStream, backfillStream} {
@@ -210,7 +217,7 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 				if i := strings.Index(data, `"item_id":"`); i >= 0 {
 					rest := data[i+len(`"item_id":"`):]
 					if item := rest[:strings.IndexByte(rest, '"')]; first[item] != 0 {
-						entries[item]++
+						entries[item] = append(entries[item], e.ID)
 					}
 				}
 			}
@@ -220,12 +227,24 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 			start = "(" + es[len(es)-1].ID
 		}
 	}
-	var republished, before, during, after int
+	failed := c.failedRuns()
+	var republished, retried, before, during, after int
+	var examples []string
 	from := c.faultFrom.UnixNano()
 	for item, ns := range first {
+		require.NotEmpty(c.t, entries[item], "item %s has no stream entry: the audit group keeps them all", item)
 		switch {
-		case entries[item] > 1:
+		case len(entries[item]) > 1:
 			republished++
+			continue
+		case failed[entries[item][0]]:
+			retried++
+			continue
+		}
+		if len(examples) < 5 {
+			examples = append(examples, fmt.Sprintf("item %s entry %v", item, entries[item]))
+		}
+		switch {
 		case ns < from:
 			before++
 		case c.recovered.IsZero() || ns < c.recovered.UnixNano():
@@ -234,8 +253,54 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 			after++
 		}
 	}
-	return fmt.Sprintf("%d events published twice; entries handled twice, first run before the fault %d, during it %d, after recovery %d",
-		republished, before, during, after), before + during + after
+	note = fmt.Sprintf("%d events published twice; %d entries run again after a failed run that had committed; "+
+		"entries delivered twice, first run before the fault %d, during it %d, after recovery %d",
+		republished, retried, before, during, after)
+	if len(examples) > 0 {
+		note += " (" + strings.Join(examples, "; ") + ")"
+	}
+	return note, before + during + after
+}
+
+// failedRuns returns the entry IDs whose handler run failed and was
+// retried, from the engines' logs.
+func (c *kase) failedRuns() map[string]bool {
+	logs, err := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	require.NoError(c.t, err)
+	failed := map[string]bool{}
+	for _, name := range logs {
+		f, err := os.Open(name)
+		require.NoError(c.t, err)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.Contains(line, "handler failed; will retry") {
+				continue
+			}
+			if id := logField(line, "id"); id != "" {
+				failed[id] = true
+			}
+		}
+		f.Close()
+		require.NoError(c.t, sc.Err())
+	}
+	return failed
+}
+
+// logField returns key's value in a log line, in slog's text (key=value)
+// or JSON ("key":"value") form.
+func logField(line, key string) string {
+	for _, prefix := range []string{" " + key + "=", `"` + key + `":"`} {
+		if i := strings.Index(line, prefix); i >= 0 {
+			rest := line[i+len(prefix):]
+			if j := strings.IndexAny(rest, ` "`); j >= 0 {
+				rest = rest[:j]
+			}
+			return rest
+		}
+	}
+	return ""
 }
 
 // b. SIGKILL Redis and restart it from its append-only file.

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -45,12 +46,14 @@ func (c *Consumer) readAsync(ctx context.Context, cancel context.CancelFunc, kin
 	}()
 }
 
-// readGroup is one read; cut says ctx ended it, on purpose, so it is no
-// error.
+// readGroup is one read; cut says ctx ended it, on purpose. The context's
+// own error is then no failure, but any other error still is: a connection
+// lost while the read was being cut may have lost a reply that delivered
+// entries, and only a failure starts the own-pending check that finds them.
 func (c *Consumer) readGroup(ctx context.Context, p lanewaybroker.ReadParams) (res []lanewaybroker.StreamEntries, cut bool, err error) {
 	res, err = c.b.ReadGroup(ctx, p)
 	cut = ctx.Err() != nil
-	if err != nil && cut {
+	if err != nil && cut && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		err = nil
 	}
 	return res, cut, err
