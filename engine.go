@@ -312,6 +312,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			BackfillConcurrency: pl.BackfillConcurrency,
 			MinBackfillShare:    pl.MinBackfillShare,
 			PrimaryReader:       pl.PrimaryReader,
+			BackfillNice:        pl.BackfillNice,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,
 			Handle: traceHandle(tr, s.Group, func(ctx context.Context, msg *consumer.Message) error {

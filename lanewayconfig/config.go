@@ -81,6 +81,7 @@ const (
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
 	PrimaryReaderDefault       = true
+	BackfillNiceDefault        = 10
 	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
 	BackfillRatePerSecondDefault = 0.0
 	// PrimaryLatencyTargetMSDefault: the governor is off.
@@ -247,6 +248,7 @@ func Default() *Config {
 				BackfillConcurrency: BackfillConcurrencyDefault,
 				MinBackfillShare:    MinBackfillShareDefault,
 				PrimaryReader:       PrimaryReaderDefault,
+				BackfillNice:        BackfillNiceDefault,
 			},
 			HTTP: HTTP{Listen: HTTPListenDefault},
 		},

@@ -46,7 +46,7 @@ func TestDefault(t *testing.T) {
 		},
 		PriorityLanes: lanewayconfig.PriorityLanes{
 			Enabled: false, Threshold: 0, BackfillSuffix: "backfill", Propagate: true,
-			BackfillConcurrency: 1, MinBackfillShare: 0, PrimaryReader: true,
+			BackfillConcurrency: 1, MinBackfillShare: 0, PrimaryReader: true, BackfillNice: 10,
 		},
 		HTTP: lanewayconfig.HTTP{Listen: "127.0.0.1:9464"},
 	}, c.Server)
@@ -281,6 +281,7 @@ func genConfig(t *rapid.T) *lanewayconfig.Config {
 	pl.Propagate = rapid.Bool().Draw(t, "propagate")
 	pl.BackfillConcurrency = rapid.IntRange(1, ss.Concurrency).Draw(t, "backfill_concurrency")
 	pl.MinBackfillShare = rapid.Float64Range(0, 0.999).Draw(t, "min_backfill_share")
+	pl.BackfillNice = rapid.IntRange(0, 19).Draw(t, "backfill_nice")
 	s.HTTP.Listen = rapid.SampledFrom([]string{"", "127.0.0.1:9464", ":0", "[::1]:9000"}).Draw(t, "listen")
 	o := &c.Outbox
 	o.BatchSize = rapid.IntRange(1, 10_000).Draw(t, "batch_size")

@@ -137,6 +137,13 @@ type PriorityLanes struct {
 	// instead (at most every 2 ms). Defaults to true.
 	PrimaryReader bool `toml:"primary_reader" json:"primary_reader"`
 
+	// BackfillNice runs backfill handlers on OS threads this many nice
+	// levels below the process's priority (up to 19, the lowest), so that
+	// on busy cores the kernel serves the production path and the servers
+	// beside the engine first. Linux only (ignored elsewhere); 0 to 19; 0
+	// turns it off. Defaults to 10.
+	BackfillNice int `toml:"backfill_nice" json:"backfill_nice"`
+
 	// BackfillRatePerSecond caps how many messages per second each handler
 	// takes from each category's backfill lane, shared by every engine of
 	// the domain (a limiter in Redis); fractions are allowed. `laneway

@@ -122,6 +122,10 @@ func (v *validator) run() {
 		v.add(lp+"min_backfill_share", pl.MinBackfillShare,
 			"must be at least 0 and below 1 (0 is strict priority; 0.05 guarantees backfill 5%% while primary is saturated)")
 	}
+	if pl.BackfillNice < 0 || pl.BackfillNice > 19 {
+		v.add(lp+"backfill_nice", pl.BackfillNice,
+			"must be 0 to 19 (nice levels below the process's priority for backfill handler threads; 0 turns it off)")
+	}
 	if r := pl.BackfillRatePerSecond; r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
 		v.add(lp+"backfill_rate_per_second", r,
 			"must be a number of messages per second, at least 0 (0 is unlimited; 500 holds each backfill lane to 500/s across every engine)")

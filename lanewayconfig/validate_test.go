@@ -65,6 +65,8 @@ func TestParseRejects(t *testing.T) {
 		{"backfill_concurrency above concurrency", "[server.stream_subscription]\nconcurrency = 4\n[server.priority_lanes]\nbackfill_concurrency = 5", "server.priority_lanes.backfill_concurrency", "5", "must not exceed server.stream_subscription.concurrency = 4", nil},
 		{"share of 1", "[server.priority_lanes]\nmin_backfill_share = 1", "server.priority_lanes.min_backfill_share", "1", "must be at least 0 and below 1", nil},
 		{"negative share", "[server.priority_lanes]\nmin_backfill_share = -0.1", "server.priority_lanes.min_backfill_share", "-0.1", "must be at least 0 and below 1", nil},
+		{"backfill_nice above 19", "[server.priority_lanes]\nbackfill_nice = 20", "server.priority_lanes.backfill_nice", "20", "must be 0 to 19", nil},
+		{"negative backfill_nice", "[server.priority_lanes]\nbackfill_nice = -1", "server.priority_lanes.backfill_nice", "-1", "must be 0 to 19", nil},
 		{"tick above max", "[outbox]\ntick_interval_ms = 100\nmax_tick_interval_ms = 10", "outbox.max_tick_interval_ms", "10", "must be at least outbox.tick_interval_ms = 100", nil},
 		{"zero tick", "[outbox]\ntick_interval_ms = 0", "outbox.tick_interval_ms", "0", "must be at least 1", nil},
 		{"backoff below base", "[outbox.retry]\nbase_delay_seconds = 10\nmax_backoff_seconds = 5", "outbox.retry.max_backoff_seconds", "5", "must be at least outbox.retry.base_delay_seconds = 10", nil},

@@ -122,8 +122,8 @@ type Consumer struct {
 	hwg, rwg      sync.WaitGroup
 
 	results chan runResult
-	ackDone chan error // the ack in flight has completed
-	work    chan run   // to the handler workers
+	ackDone chan error  // the ack in flight has completed
+	work    [2]chan run // to the handler workers, by lane (workers.go)
 	// preempt tells a worker in a backfill run that primary entries are
 	// queued; halt that the consumer is stopping. Both end runs early.
 	preempt, halt atomic.Bool
@@ -214,7 +214,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		hardStop:  make(chan struct{}),
 		done:      make(chan struct{}),
 		results:   make(chan runResult, cfg.Concurrency),
-		work:      make(chan run, cfg.Concurrency),
+		work:      [2]chan run{make(chan run, cfg.Concurrency), make(chan run, cfg.Concurrency)},
 		ackDone:   make(chan error, 1),
 		readDone:  make(chan readResult, 1),
 		pReadDone: make(chan readResult, 1),
@@ -261,40 +261,9 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.opCtx, c.opCancel = context.WithCancel(base)
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
-	c.hwg.Add(c.cfg.Concurrency)
-	for range c.cfg.Concurrency {
-		go c.worker()
-	}
+	c.startWorkers()
 	go c.run()
 	return nil
-}
-
-// worker runs handlers until the dispatcher closes work. Long-lived workers
-// (rather than a goroutine per message) keep their grown stacks: a fresh
-// goroutine grew its stack again for every message a real handler ran.
-func (c *Consumer) worker() {
-	defer c.hwg.Done()
-	for r := range c.work {
-		out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
-		began := time.Now()
-		for i, t := range r.ts {
-			if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
-				out.unstarted = r.ts[i:]
-				break
-			}
-			begin := time.Now()
-			err := c.safeHandle(&t.msg)
-			cancelled := err != nil && c.handlerCtx.Err() != nil
-			if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
-				// The database is down: not an attempt. This message and the
-				// rest of the run go back, in order, with their delivery counts.
-				out.outage, out.unstarted = err, r.ts[i:]
-				break
-			}
-			out.done = append(out.done, result{t: t, err: err, d: time.Since(begin), cancelled: cancelled})
-		}
-		c.results <- out
-	}
 }
 
 func (c *Consumer) ensureGroups(ctx context.Context) error {

@@ -134,7 +134,7 @@ func (c *Consumer) start(lane Lane, ts []*tracked) {
 	} else {
 		c.sl.PrimaryInflight++
 	}
-	c.work <- r // never blocks: at most Concurrency runs are in flight
+	c.work[lane] <- r // never blocks: at most Concurrency runs are in flight
 }
 
 // onRunResult frees the run's slot, settles what it handled and queues what

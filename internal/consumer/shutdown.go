@@ -45,7 +45,8 @@ func (c *Consumer) shutdown() {
 	c.flushAcksAtStop(began.Add(c.cfg.ShutdownTimeout))
 	c.release()
 	c.deleteSelfIfEmpty()
-	close(c.work)
+	close(c.work[Primary])
+	close(c.work[Backfill])
 	c.hwg.Wait()
 	c.rwg.Wait()
 }

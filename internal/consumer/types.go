@@ -157,6 +157,10 @@ type Config struct {
 	// beside the backfill reads, instead of probing primary between
 	// backfill runs (lanes on only; see primaryreader.go).
 	PrimaryReader bool
+	// BackfillNice, when above 0, runs backfill handlers on OS threads
+	// whose nice value is that much above the process's, up to 19 (Linux;
+	// see workers.go). 0 runs them like primary handlers.
+	BackfillNice int
 	// ShutdownTimeout bounds Stop's wait for in-flight handlers before their
 	// context is cancelled. Defaults to ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
@@ -229,6 +233,8 @@ func (c *Config) validateAndDefault() error {
 		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0,
 		c.TakeoverGrace < 0, c.HandlerTimeout < 0:
 		return errors.New("consumer: Config durations and counts must not be negative")
+	case c.BackfillNice < 0 || c.BackfillNice > 19:
+		return fmt.Errorf("consumer: Config.BackfillNice %d must be in [0,19]", c.BackfillNice)
 	case c.MinBackfillShare < 0 || c.MinBackfillShare >= 1:
 		return fmt.Errorf("consumer: Config.MinBackfillShare %v must be in [0,1)", c.MinBackfillShare)
 	}

@@ -1,0 +1,11 @@
+//go:build !linux
+
+package consumer
+
+import "errors"
+
+// lowerThreadPriority is Linux only: elsewhere nice values belong to the
+// whole process.
+func lowerThreadPriority(int) error { return errors.ErrUnsupported }
+
+func threadNice() (int, error) { return 0, errors.ErrUnsupported }

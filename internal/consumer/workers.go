@@ -1,0 +1,89 @@
+package consumer
+
+import (
+	"errors"
+	"time"
+)
+
+// Handler workers.
+//
+// Each lane has its own long-lived workers: Concurrency of them, though the
+// dispatcher's slots (sched.go) decide how many runs are in flight, so
+// the pools only say which goroutine runs a lane's handlers. Long-lived
+// workers (rather than a goroutine per message) keep their grown stacks: a
+// fresh goroutine grew its stack again for every message a real handler
+// ran.
+//
+// With Config.BackfillNice the backfill workers run on OS threads of their
+// own whose nice value is that much above the process's (lower priority).
+// On a machine whose cores are all busy, the kernel then gives the CPU to
+// the process's other threads first (the primary reader, the dispatcher,
+// primary handlers) and to the Redis and database servers beside it, so a
+// production entry that arrives during a CPU-heavy backfill is read,
+// dispatched and started without waiting for the backfill handler's time
+// slice. The lanes decide which message starts next; the nice value decides
+// who gets the CPU once both are running. A thread's priority can be
+// lowered but not raised back without privileges, so these threads never
+// serve anything else: each backfill worker stays locked to its thread,
+// and the thread ends with the worker.
+//
+// What a backfill handler does on goroutines of its own is not covered, nor
+// is the handler under Config.HandlerTimeout, which runs on a goroutine of
+// its own so that a hung handler can be left behind.
+
+// startWorkers starts both lanes' workers.
+func (c *Consumer) startWorkers() {
+	c.hwg.Add(c.cfg.Concurrency)
+	for range c.cfg.Concurrency {
+		go c.worker(Primary, false)
+	}
+	if !c.lanes {
+		return
+	}
+	c.hwg.Add(c.cfg.Concurrency)
+	for i := range c.cfg.Concurrency {
+		go c.worker(Backfill, i == 0)
+	}
+}
+
+// worker runs lane's handlers until the dispatcher closes its work; report
+// says it is the one to log a failure to lower its thread's priority.
+func (c *Consumer) worker(lane Lane, report bool) {
+	defer c.hwg.Done()
+	if lane == Backfill && c.cfg.BackfillNice > 0 {
+		err := lowerThreadPriority(c.cfg.BackfillNice)
+		switch {
+		case err == nil || !report:
+		case errors.Is(err, errors.ErrUnsupported):
+			c.cfg.Logger.Debug("backfill handlers run at the process's CPU priority (per-thread priority is Linux only)", "group", c.cfg.Group)
+		default:
+			c.cfg.Logger.Warn("backfill handlers run at the process's CPU priority", "group", c.cfg.Group, "error", err)
+		}
+	}
+	for r := range c.work[lane] {
+		c.results <- c.runOne(r)
+	}
+}
+
+// runOne runs r's messages in order until one preempts the rest.
+func (c *Consumer) runOne(r run) runResult {
+	out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
+	began := time.Now()
+	for i, t := range r.ts {
+		if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
+			out.unstarted = r.ts[i:]
+			break
+		}
+		begin := time.Now()
+		err := c.safeHandle(&t.msg)
+		cancelled := err != nil && c.handlerCtx.Err() != nil
+		if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
+			// The database is down: not an attempt. This message and the
+			// rest of the run go back, in order, with their delivery counts.
+			out.outage, out.unstarted = err, r.ts[i:]
+			break
+		}
+		out.done = append(out.done, result{t: t, err: err, d: time.Since(begin), cancelled: cancelled})
+	}
+	return out
+}
