@@ -26,9 +26,3 @@ func lowerThreadPriority(by int) error {
 	}
 	return nil
 }
-
-// threadNice is the calling thread's nice value (tests).
-func threadNice() (int, error) {
-	raw, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
-	return 20 - raw, err
-}

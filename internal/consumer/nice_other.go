@@ -7,5 +7,3 @@ import "errors"
 // lowerThreadPriority is Linux only: elsewhere nice values belong to the
 // whole process.
 func lowerThreadPriority(int) error { return errors.ErrUnsupported }
-
-func threadNice() (int, error) { return 0, errors.ErrUnsupported }
