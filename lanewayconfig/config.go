@@ -81,7 +81,7 @@ const (
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
 	PrimaryReaderDefault       = true
-	BackfillNiceDefault        = 10
+	BackfillNiceDefault        = 0
 	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
 	BackfillRatePerSecondDefault = 0.0
 	// PrimaryLatencyTargetMSDefault: the governor is off.

@@ -25,7 +25,10 @@ import (
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// The pool of lowered threads (BackfillNice) lives as long as the process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/laneway/laneway/internal/consumer.(*lowThread).serve"))
+}
 
 const waitFor = 30 * time.Second
 

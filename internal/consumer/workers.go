@@ -24,8 +24,8 @@ import (
 // slice. The lanes decide which message starts next; the nice value decides
 // who gets the CPU once both are running. A thread's priority can be
 // lowered but not raised back without privileges, so these threads never
-// serve anything else: each backfill worker stays locked to its thread,
-// and the thread ends with the worker.
+// serve anything else; they are kept for the life of the process and lent
+// to the backfill workers of every consumer (lowthreads.go).
 //
 // What a backfill handler does on goroutines of its own is not covered, nor
 // is the handler under Config.HandlerTimeout, which runs on a goroutine of
@@ -35,31 +35,33 @@ import (
 func (c *Consumer) startWorkers() {
 	c.hwg.Add(c.cfg.Concurrency)
 	for range c.cfg.Concurrency {
-		go c.worker(Primary, false)
+		go c.worker(Primary)
 	}
 	if !c.lanes {
 		return
 	}
 	c.hwg.Add(c.cfg.Concurrency)
 	for i := range c.cfg.Concurrency {
-		go c.worker(Backfill, i == 0)
+		if c.cfg.BackfillNice > 0 {
+			err := runLowPriority(c.cfg.BackfillNice, func() { c.worker(Backfill) })
+			if err == nil {
+				continue
+			}
+			if i == 0 {
+				if errors.Is(err, errors.ErrUnsupported) {
+					c.cfg.Logger.Debug("backfill handlers run at the process's CPU priority (per-thread priority is Linux only)", "group", c.cfg.Group)
+				} else {
+					c.cfg.Logger.Warn("backfill handlers run at the process's CPU priority", "group", c.cfg.Group, "error", err)
+				}
+			}
+		}
+		go c.worker(Backfill)
 	}
 }
 
-// worker runs lane's handlers until the dispatcher closes its work; report
-// says it is the one to log a failure to lower its thread's priority.
-func (c *Consumer) worker(lane Lane, report bool) {
+// worker runs lane's handlers until the dispatcher closes its work.
+func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
-	if lane == Backfill && c.cfg.BackfillNice > 0 {
-		err := lowerThreadPriority(c.cfg.BackfillNice)
-		switch {
-		case err == nil || !report:
-		case errors.Is(err, errors.ErrUnsupported):
-			c.cfg.Logger.Debug("backfill handlers run at the process's CPU priority (per-thread priority is Linux only)", "group", c.cfg.Group)
-		default:
-			c.cfg.Logger.Warn("backfill handlers run at the process's CPU priority", "group", c.cfg.Group, "error", err)
-		}
-	}
 	for r := range c.work[lane] {
 		c.results <- c.runOne(r)
 	}
