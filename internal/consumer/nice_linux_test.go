@@ -2,15 +2,19 @@ package consumer_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laneway/laneway/internal/consumer"
 	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 )
 
 // threadNice is the calling OS thread's nice value (the raw getpriority
@@ -66,4 +70,44 @@ func TestBackfillHandlersRunAtLowerPriority(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A lowered thread outlives the consumer that used it: ending it would kill
+// any child process started from it with a parent-death signal. The next
+// consumer's backfill worker borrows the same thread.
+func TestLoweredThreadsOutliveTheirConsumer(t *testing.T) {
+	b, err := redisbroker.OpenEmbedded(t.Context(), redisbroker.EmbeddedOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	tidOnce := func(nice int) int {
+		p := testsvc.Prefix()
+		cat, bf := p+"customer", p+"customer:backfill"
+		tids := make(chan int, 1)
+		c := startConsumer(t, b, consumer.Config{
+			Group: "Projector", Primary: cat, Backfill: bf, Block: 50 * time.Millisecond, BackfillNice: nice,
+			Handle: func(ctx context.Context, m *consumer.Message) error {
+				select {
+				case tids <- syscall.Gettid():
+				default:
+				}
+				return nil
+			},
+		})
+		publish(t, b, bf, encode(t, "b1", "k", 1))
+		var tid int
+		select {
+		case tid = <-tids:
+		case <-time.After(waitFor):
+			t.Fatal("the backfill entry was not handled")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		require.NoError(t, c.Stop(ctx))
+		return tid
+	}
+	// A nice increment no other test uses: its pool holds one thread.
+	first := tidOnce(7)
+	_, err = os.Stat(fmt.Sprintf("/proc/self/task/%d", first))
+	require.NoError(t, err, "the lowered thread ended with its consumer")
+	assert.Equal(t, first, tidOnce(7), "the next consumer's backfill worker did not borrow the pooled thread")
 }
