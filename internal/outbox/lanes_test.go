@@ -220,8 +220,7 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 			quietFrom := clk.Now()
 			lows(25)
 			r.Notify()
-			require.Eventually(t, func() bool { return r.Stats().Published == 126 }, 30*time.Second, 5*time.Millisecond,
-				"stats %+v, claims %v", r.Stats(), log.snapshot())
+			require.Eventually(t, func() bool { return r.Stats().Published == 126 }, 30*time.Second, 5*time.Millisecond)
 			after := log.since(quietFrom)
 			require.NotEmpty(t, after)
 			for i, l := range after {
