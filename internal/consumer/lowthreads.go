@@ -19,10 +19,10 @@ type lowThread struct {
 	jobs chan func()
 }
 
-var lowThreads struct {
+var lowThreads = struct {
 	mu   sync.Mutex
 	idle map[int][]*lowThread // by the nice increment they run at
-}
+}{idle: map[int][]*lowThread{}}
 
 // runLowPriority runs job on a goroutine locked to a thread whose nice
 // value is the process's + by, from the pool or new. It returns once job
@@ -59,9 +59,6 @@ func (t *lowThread) serve(ready chan<- error) {
 	for job := range t.jobs {
 		job()
 		lowThreads.mu.Lock()
-		if lowThreads.idle == nil {
-			lowThreads.idle = map[int][]*lowThread{}
-		}
 		lowThreads.idle[t.nice] = append(lowThreads.idle[t.nice], t)
 		lowThreads.mu.Unlock()
 	}

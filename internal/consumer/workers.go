@@ -7,9 +7,10 @@ import (
 
 // Handler workers.
 //
-// Each lane has its own long-lived workers: Concurrency of them, though the
-// dispatcher's slots (sched.go) decide how many runs are in flight, so
-// the pools only say which goroutine runs a lane's handlers. Long-lived
+// Each lane has its own long-lived workers, as many as the lane's handler
+// slots can have runs in flight (Concurrency for primary, the backfill cap
+// for backfill: the lane controls only lower it); the dispatcher's slots
+// (sched.go) decide how many actually run. Long-lived
 // workers (rather than a goroutine per message) keep their grown stacks: a
 // fresh goroutine grew its stack again for every message a real handler
 // ran.
@@ -40,8 +41,8 @@ func (c *Consumer) startWorkers() {
 	if !c.lanes {
 		return
 	}
-	c.hwg.Add(c.cfg.Concurrency)
-	for i := range c.cfg.Concurrency {
+	c.hwg.Add(c.bfCap)
+	for i := range c.bfCap {
 		if c.cfg.BackfillNice > 0 {
 			err := runLowPriority(c.cfg.BackfillNice, func() { c.worker(Backfill) })
 			if err == nil {
