@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -26,15 +27,46 @@ import (
 )
 
 // The pool of lowered threads (BackfillNice) lives as long as the process.
+// The shared Redis Cluster is started by the first test that needs it.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/laneway/laneway/internal/consumer.(*lowThread).serve"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/laneway/laneway/internal/consumer.(*lowThread).serve"),
+		goleak.Cleanup(func(code int) {
+			testsvc.StopCluster()
+			os.Exit(code)
+		}))
 }
 
 const waitFor = 30 * time.Second
 
 type brokerKit struct {
 	b   *redisbroker.Broker
-	raw *redis.Client // for entries Publish cannot write (no data field)
+	raw *redis.Client // for entries Publish cannot write (no data field); nil on the cluster
+	// cluster: b is a real three-master Redis Cluster.
+	cluster bool
+}
+
+// lanes names the two lanes of a category: on a cluster with a hash tag,
+// as the engine names them there, so both lanes are in one slot and one
+// blocking read covers them.
+func (k brokerKit) lanes(category string) (primary, backfill string) {
+	if k.cluster {
+		category = "{" + category + "}"
+	}
+	return category, category + ":backfill"
+}
+
+// eachBrokerAndCluster runs fn as eachBroker does, and against a real
+// three-master Redis Cluster: the lane guarantees must hold there too.
+func eachBrokerAndCluster(t *testing.T, fn func(t *testing.T, k brokerKit)) {
+	eachBroker(t, fn)
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		b, err := redisbroker.Open(t.Context(), testsvc.Cluster(t).URL(), redisbroker.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		fn(t, brokerKit{b: b, cluster: true})
+	})
 }
 
 // eachBroker runs fn against the embedded broker and against real Redis.
@@ -174,9 +206,8 @@ func pendingCount(t testing.TB, b lanewaybroker.Broker, stream, group string) in
 // fires between two backfill messages.
 func TestPreemption(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, k brokerKit) {
-		p := testsvc.Prefix()
-		cat, bf := p+"customer", p+"customer:backfill"
+	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
+		cat, bf := k.lanes(testsvc.Prefix() + "customer")
 		datas := make([]string, 10000)
 		for i := range datas {
 			datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
@@ -251,9 +282,8 @@ func publishPrimaryDuringBackfill(t *testing.T, k brokerKit, cat string, rec *re
 // handled in stream order, and the backfill in FIFO order.
 func TestPrimaryReaderPreemption(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, k brokerKit) {
-		p := testsvc.Prefix()
-		cat, bf := p+"customer", p+"customer:backfill"
+	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
+		cat, bf := k.lanes(testsvc.Prefix() + "customer")
 		datas := make([]string, 10000)
 		for i := range datas {
 			datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
@@ -310,9 +340,8 @@ func TestPrimaryReaderPreemption(t *testing.T) {
 // come back with less than a full batch.
 func TestPrimaryReaderPrimaryFirstAtStart(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, k brokerKit) {
-		p := testsvc.Prefix()
-		cat, bf := p+"customer", p+"customer:backfill"
+	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
+		cat, bf := k.lanes(testsvc.Prefix() + "customer")
 		var bs, ps []string
 		for i := range 30 {
 			bs = append(bs, encode(t, fmt.Sprintf("b%02d", i), fmt.Sprintf("b-%d", i), i))
@@ -337,9 +366,8 @@ func TestPrimaryReaderPrimaryFirstAtStart(t *testing.T) {
 // on a primary entry through that read.
 func TestIdlePrimaryThroughBlockingBoth(t *testing.T) {
 	t.Parallel()
-	eachBroker(t, func(t *testing.T, k brokerKit) {
-		p := testsvc.Prefix()
-		cat, bf := p+"customer", p+"customer:backfill"
+	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
+		cat, bf := k.lanes(testsvc.Prefix() + "customer")
 		var rec recorder
 		c := startConsumer(t, k.b, consumer.Config{
 			Group: "Projector", Primary: cat, Backfill: bf, Block: 200 * time.Millisecond,
