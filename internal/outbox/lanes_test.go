@@ -190,7 +190,7 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 
 			clk := newClock()
 			g := newGate(b)
-			r := outbox.New(log, g, outbox.Config{BatchSize: 10, BackfillBatchSize: 3, Lanes: lanesOn(), Now: clk.Now})
+			r := outbox.New(log, g, outbox.Config{BatchSize: 10, BackfillBatchSize: 3, Lanes: lanesOn(), Now: clk.Now, Lease: time.Minute})
 			require.NoError(t, r.Start(ctx))
 			defer stop(t, r)
 			defer g.release()
@@ -214,9 +214,13 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 
 			// Production quiet for longer than the window: full batches.
 			// (A claim sized before the clock moved, the backfill worker's
-			// last and empty one, may still be logged after this point: only
-			// the claims made on the moved clock count.)
-			clk.Advance(time.Minute)
+			// last one, may still run after this point: only the claims made
+			// on the moved clock count.) The clock moves by less than the
+			// lease: that last claim read the clock before it moved and may
+			// lease some of the new rows; had the move outrun their lease, a
+			// claim on the moved clock would have leased them again and they
+			// would have been published twice.
+			clk.Advance(2 * time.Second)
 			quietFrom := clk.Now()
 			lows(25)
 			r.Notify()

@@ -35,6 +35,9 @@ type Params struct {
 	// scale scenario (0 or 1: not partitioned).
 	Partitions int
 	Database   string // PostgreSQL URL; "" = SQLite in a temporary directory
+	// BackfillNice is the engine's backfill_nice in the headline
+	// scenarios (0: the default, off).
+	BackfillNice int
 	// Scenarios to run, a subset of Scenarios (any order; they run in the
 	// canonical order).
 	Scenarios []string

@@ -129,6 +129,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.Float64Var(&p.ThrottleRate, "throttle-rate", p.ThrottleRate, "throttle: the backfill_rate_per_second shared by the engine processes")
 	f.IntVar(&p.ThrottleProcs, "throttle-procs", p.ThrottleProcs, "throttle: engine processes draining the backfill")
 	f.DurationVar(&p.ContentionDuration, "contention-duration", p.ContentionDuration, "contention: how long production runs in each configuration")
+	f.IntVar(&p.BackfillNice, "backfill-nice", 0, "consume, flood, quiet and e2e: the engine's [server.priority_lanes] backfill_nice (0-19; 0 off, the default)")
 	f.IntVar(&p.Samples, "samples", p.Samples, "flood and e2e (backfill phase): production entries written at --rate")
 	f.IntVar(&p.IdleSamples, "idle-samples", p.IdleSamples, "quiet and e2e (idle phase): production entries written at 50/s")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof -top lanebench FILE)")

@@ -51,7 +51,7 @@ func (r *Runner) e2eScenario(ctx context.Context) (err error) {
 // and sends n production commands at rate through Process.
 func (r *Runner) e2ePhase(ctx context.Context, e *env, backfill, n int, prodRate float64) (res Result, err error) {
 	pr := newHeadProbe(r.p.HandlerCost, n)
-	app, err := r.headEngine(ctx, e, pr, headConfig())
+	app, err := r.headEngine(ctx, e, pr, r.headConfig())
 	if err != nil {
 		return res, err
 	}

@@ -82,7 +82,7 @@ func (r *Runner) consumeScenario(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, e.close()) }()
-	cfg := headConfig()
+	cfg := r.headConfig()
 
 	r.progress("consume: raw go-redis consumer, %d entries", n)
 	if err := loadStamped(ctx, e.br, cfg, rawFIFOStream, laneway.Normal, n, "c"); err != nil {
@@ -131,7 +131,7 @@ func (r *Runner) floodScenario(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, c.Close(), e.close()) }()
-	cfg := headConfig()
+	cfg := r.headConfig()
 
 	r.progress("flood: raw FIFO consumer, %d backfill entries then %d production at %.0f/s on one stream, handler %s CPU",
 		p.Backfill, p.Samples, p.Rate, p.HandlerCost)
@@ -210,7 +210,7 @@ func (r *Runner) quietScenario(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, c.Close(), e.close()) }()
-	cfg := headConfig()
+	cfg := r.headConfig()
 	idle := func(ctx context.Context) error { return sleepCtx(ctx, quietPause) }
 
 	r.progress("quiet: raw consumer blocked on XREADGROUP, then %d production entries at %d/s", n, quietRate)

@@ -129,6 +129,13 @@ func headConfig() *lanewayconfig.Config {
 	return cfg
 }
 
+// headConfig is headConfig with the run's backfill_nice (--backfill-nice).
+func (r *Runner) headConfig() *lanewayconfig.Config {
+	cfg := headConfig()
+	cfg.Server.PriorityLanes.BackfillNice = r.p.BackfillNice
+	return cfg
+}
+
 // newHeadDomain is the headline domain: Stamped on the bench category, one
 // handler feeding p, and the Stamp command for the end-to-end scenario.
 func newHeadDomain(p *headProbe) (*laneway.Domain, error) {
