@@ -171,7 +171,7 @@ func (a *App) process(ctx context.Context, cmd Command, c preparedCommand) error
 		if err != nil {
 			return err
 		}
-		return a.insertRows(ctx, []lanewaystore.OutboxRow{row})
+		return a.insertRows(a.storeCtx(ctx, c.priority), []lanewaystore.OutboxRow{row})
 	}
 	return a.runInTx(ctx, c.priority, c.corr, c.id, func(ctx context.Context, tx *Tx) error {
 		return c.meta.runTyped(ctx, tx, cmd)
@@ -270,8 +270,12 @@ func (a *App) processBatch(ctx context.Context, cmds []Command, opts []ProcessOp
 }
 
 func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
+	top := cmds[0].priority
+	for _, c := range cmds[1:] {
+		top = max(top, c.priority)
+	}
 	var rows []lanewaystore.OutboxRow
-	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+	err := a.store.InTx(a.storeCtx(ctx, top), func(ctx context.Context, st lanewaystore.Tx) error {
 		rows = rows[:0]
 		for _, c := range cmds {
 			if c.async {
@@ -368,7 +372,7 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
 	ctx = WithPriority(ctx, p)
 	wrote := false
-	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+	err := a.store.InTx(a.storeCtx(ctx, p), func(ctx context.Context, st lanewaystore.Tx) error {
 		tx := &Tx{app: a, dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
@@ -384,6 +388,17 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 		a.committed()
 	}
 	return err
+}
+
+// storeCtx marks ctx as backfill work for the store when work at priority
+// p goes to the backfill lane (lanes on, below the threshold): a store with
+// one writer (SQLite) then lets production commits go first, so a migration
+// committing in batches does not hold up a customer's command.
+func (a *App) storeCtx(ctx context.Context, p Priority) context.Context {
+	if pl := a.cfg.Server.PriorityLanes; pl.Enabled && int(p) < pl.Threshold {
+		return lanewaystore.AsBackfill(ctx)
+	}
+	return ctx
 }
 
 // runInLazyTx runs an event handler in one unit of work at priority p and

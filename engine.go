@@ -27,6 +27,7 @@ import (
 	"github.com/laneway/laneway/internal/retention"
 	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaystore"
 )
 
 // CommandGroup is the consumer group of async command handling on every
@@ -323,6 +324,8 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 				prio := Priority(msg.Envelope.Metadata.Domain.Priority)
 				if msg.Lane == consumer.Backfill {
 					prio = topo.Lanes.ReadPriority(lanes.Backfill, prio)
+					// On a store with one writer, production writes go first.
+					ctx = lanewaystore.AsBackfill(ctx)
 				}
 				_, err := e.app.dispatch(ctx, h, &msg.Envelope, prio, pl.Propagate)
 				e.observeLane(s.Group, msg)

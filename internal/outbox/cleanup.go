@@ -31,7 +31,8 @@ func (r *Relay) Cleanup(ctx context.Context) (int64, error) {
 
 // cleanup is one periodic cleanup run of the relay.
 func (r *Relay) cleanup(ctx context.Context) {
-	n, err := r.Cleanup(ctx)
+	// Housekeeping: on a store with one writer, production writes go first.
+	n, err := r.Cleanup(lanewaystore.AsBackfill(ctx))
 	switch {
 	case err != nil && ctx.Err() == nil:
 		r.log.Warn("outbox cleanup failed", "error", err)

@@ -151,6 +151,11 @@ func (r *Relay) Stop(ctx context.Context) error {
 
 // loop waits for a wake-up, then drains w's rows from the outbox.
 func (r *Relay) loop(ctx context.Context, w *worker) {
+	if w.backfill {
+		// On a store with one writer, the production worker's claims and
+		// marks, and the producers' commits, go before this worker's.
+		ctx = lanewaystore.AsBackfill(ctx)
+	}
 	interval := r.cfg.TickInterval
 	errStreak := 0
 

@@ -4,10 +4,10 @@
 // SQLite allows one writer at a time. The store therefore keeps two
 // database/sql pools on the file: a writer pool of exactly one connection,
 // whose transactions start with BEGIN IMMEDIATE, and a reader pool for the
-// operator queries. Writers of one process queue on the writer pool (in Go,
-// without SQLite's busy polling); writers of other processes that share the
-// file wait on busy_timeout. The file runs in WAL mode so readers never block
-// the writer. A consequence: do not call Store methods from inside InTx's fn,
+// operator queries. Writers of one process queue in Go, without SQLite's
+// busy polling, production writes before backfill writes (writers.go);
+// writers of other processes that share the file wait on busy_timeout. The
+// file runs in WAL mode so readers never block the writer. A consequence: do not call Store methods from inside InTx's fn,
 // because the writer connection is held by the open transaction.
 //
 // Timestamps are TEXT in the fixed-width UTC format TimeFormat, so they
@@ -43,10 +43,13 @@ const readConnsMax = 4
 
 // Store is a lanewaystore.Store on one SQLite database. Safe for concurrent use.
 type Store struct {
-	write  *sql.DB // one connection, BEGIN IMMEDIATE
-	read   *sql.DB // WAL readers; the same *sql.DB as write for in-memory databases
-	path   string  // for error messages
-	memory bool
+	write *sql.DB // one connection, BEGIN IMMEDIATE
+	// writers queues this process's write transactions for it: production
+	// first (writers.go).
+	writers writerQueue
+	read    *sql.DB // WAL readers; the same *sql.DB as write for in-memory databases
+	path    string  // for error messages
+	memory  bool
 }
 
 var _ lanewaystore.Store = (*Store)(nil)
@@ -155,6 +158,11 @@ func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx lanewa
 // inTx commits when fn returns nil and rolls back otherwise; on panic the
 // deferred rollback runs and the panic continues.
 func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := s.writers.acquire(ctx, lanewaystore.IsBackfill(ctx)); err != nil {
+		return fmt.Errorf("sqlitestore: begin: %w", err)
+	}
+	// Deferred first, so it runs last: after the rollback below.
+	defer s.writers.release()
 	t, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: begin: %w", err)
