@@ -41,6 +41,7 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 	defer waitMark()
 
 	limit := r.limit(w)
+	began := time.Now() // when the batch in hand began to be claimed
 	rows, err := r.claim(ctx, w.priorities, limit)
 	for {
 		if err != nil {
@@ -58,9 +59,12 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 		// broker or the database is down: back off instead), or the relay
 		// is stopping.
 		r.claimed(w, len(rows))
+		more := len(rows) >= limit && firstErr == nil && ctx.Err() == nil
+		yield := r.yields(w)
 		var next chan claimResult
-		if len(rows) >= limit && firstErr == nil && ctx.Err() == nil {
+		if more && !yield {
 			limit = r.limit(w)
+			began = time.Now()
 			next = make(chan claimResult, 1)
 			go func() {
 				rows, err := r.claim(ctx, w.priorities, limit)
@@ -77,12 +81,25 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 			waitMark() // at most one mark in flight
 			mark = m
 		}
-		if next == nil {
+		switch {
+		case more && yield:
+			// Production rows are being relayed: this batch is marked, and
+			// the worker pauses as long as the batch took, before it claims
+			// the next (lanes.go).
+			waitMark()
+			if firstErr != nil || !r.pause(ctx, time.Since(began)) {
+				return total, firstErr
+			}
+			limit = r.limit(w)
+			began = time.Now()
+			rows, err = r.claim(ctx, w.priorities, limit)
+		case next == nil:
 			waitMark()
 			return total, firstErr
+		default:
+			res := <-next
+			rows, err = res.rows, res.err
 		}
-		res := <-next
-		rows, err = res.rows, res.err
 		if err == nil && len(rows) > 0 && r.brokerDown.Load() {
 			// Claimed while the batch before it met an unreachable broker
 			// (in this loop or another): hand it back unpublished, without

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"context"
 	"math"
 	"time"
 
@@ -37,6 +38,20 @@ import (
 // claims full batches again. PostgreSQL does not serialize the writers, but
 // smaller backfill statements and broker pipelines still take less of the
 // machine's CPU and of the broker's single thread at a time.
+//
+// Smaller batches are not enough when the machine's cores are all busy:
+// the backfill worker's claims and marks, its broker pipelines, the
+// database's work for them and the engines consuming what it publishes
+// then keep every core busy, and each step of a production row (the
+// producer's commit, the production claim, the publish, the engine's read,
+// dispatch and handler) waits for a core. Go's scheduler has no
+// priorities, so the woken goroutines of a production row queue behind the
+// backfill's. While production rows are being relayed, the backfill worker
+// therefore yields: it claims no batch ahead, and after each batch it
+// pauses as long as that batch took (at most maxYield), so it uses at most
+// about half of the time and leaves the rest to production. A migration
+// drains at full speed again once production has been quiet for
+// productionActive.
 //
 // With lanes off every row goes to one stream whatever its priority, so
 // there is no lane to keep ahead: the relay runs one loop over all rows,
@@ -75,6 +90,26 @@ func (r *Relay) newWorkers() []*worker {
 	back := newWorker("backfill", &lanewaystore.PriorityRange{Min: math.MinInt, Max: t - 1})
 	back.backfill = true
 	return []*worker{prod, back}
+}
+
+// maxYield bounds one pause of the yielding backfill worker, so that a
+// batch slowed by an outage or a lock does not stall the lane for long.
+const maxYield = 100 * time.Millisecond
+
+// yields reports whether w is the backfill worker and production rows are
+// being relayed: it then claims no batch ahead and pauses after each one.
+func (r *Relay) yields(w *worker) bool { return w.backfill && r.productionBusy() }
+
+// pause waits d (at most maxYield); false when ctx ended first.
+func (r *Relay) pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(min(d, maxYield))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // limit is the size of w's next claim.
