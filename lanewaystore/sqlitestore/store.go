@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -48,8 +49,13 @@ type Store struct {
 	// first (writers.go).
 	writers writerQueue
 	read    *sql.DB // WAL readers; the same *sql.DB as write for in-memory databases
-	path    string  // for error messages
-	memory  bool
+	// The checkpoint goroutine of a file database (checkpoint.go).
+	committed       chan struct{}
+	stopCheckpoints context.CancelFunc
+	checkpointsDone chan struct{}
+	checkpointed    atomic.Int64 // complete checkpoints (for tests)
+	path            string       // for error messages
+	memory          bool
 }
 
 var _ lanewaystore.Store = (*Store)(nil)
@@ -60,7 +66,9 @@ var _ lanewaystore.Store = (*Store)(nil)
 // absolute path), or a modernc.org/sqlite DSN whose own query parameters are
 // passed to the driver before the store's. The parent directory of a plain
 // path is created when missing. Open sets WAL mode, busy_timeout
-// (BusyTimeoutDefault), foreign_keys=on and synchronous=NORMAL.
+// (BusyTimeoutDefault), foreign_keys=on and synchronous=NORMAL, and on a file
+// starts the goroutine that checkpoints the WAL (the writer never does); Close
+// stops it.
 //
 // ":memory:" (or a DSN with mode=memory) opens a private in-memory database:
 // database/sql would give every pooled connection its own empty database, so
@@ -102,7 +110,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 
 	s := &Store{path: base, memory: memory}
-	w, err := sql.Open("sqlite", build("_txlock=immediate"))
+	writer := "_txlock=immediate"
+	if !memory {
+		writer += "&_pragma=wal_autocheckpoint(0)" // the checkpoint goroutine copies the WAL
+	}
+	w, err := sql.Open("sqlite", build(writer))
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", base, err)
 	}
@@ -126,6 +138,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		r.SetMaxOpenConns(readConnsMax)
 		r.SetMaxIdleConns(readConnsMax)
 		s.read = r
+		s.startCheckpoints()
 	}
 	return s, nil
 }
@@ -141,8 +154,10 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close stops the checkpoint goroutine and closes both pools (the last
+// connection to close checkpoints what is left in the WAL).
 func (s *Store) Close() error {
+	s.stopCheckpointing()
 	err := s.write.Close()
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
@@ -180,6 +195,7 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := t.Commit(); err != nil {
 		return fmt.Errorf("sqlitestore: commit: %w", err)
 	}
+	s.noteCommit()
 	return nil
 }
 

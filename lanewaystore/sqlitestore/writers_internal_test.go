@@ -3,6 +3,7 @@ package sqlitestore
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -161,4 +162,43 @@ func TestWritersCancelledWaiterLeaves(t *testing.T) {
 	}
 	require.NoError(t, q.acquire(t.Context(), false), "the writer is free again")
 	q.release()
+}
+
+// Commits never checkpoint (the writer runs with wal_autocheckpoint=0);
+// the store's checkpoint goroutine copies them into the database file
+// while the store is open, and Close stops it.
+func TestCheckpointsRunBesideCommits(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "c.sqlite")
+	s, err := Open(ctx, path)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+
+	var auto int
+	require.NoError(t, s.write.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto))
+	assert.Zero(t, auto, "the writer never checkpoints")
+
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	before := size()
+	const payload = 2 << 20
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TABLE blobs (b BLOB)`); err != nil {
+			return err
+		}
+		for range 32 {
+			if _, err := tx.Exec(ctx, `INSERT INTO blobs (b) VALUES (randomblob($1))`, payload/32); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	// The pages reach the database file only through a checkpoint.
+	require.Eventually(t, func() bool { return s.checkpointed.Load() > 0 }, 15*time.Second, 10*time.Millisecond,
+		"no complete checkpoint")
+	assert.GreaterOrEqual(t, size(), before+payload, "the database file did not grow: nothing checkpointed the WAL")
 }
