@@ -61,7 +61,7 @@ func TestBackfillWorkIsMarkedForTheStore(t *testing.T) {
 	cat := testsvc.Prefix() + "account"
 	var mu sync.Mutex
 	handled := map[laneway.Priority][]bool{}
-	dom := markingDomain(t, cat, func(ctx context.Context, m laneway.Meta) {
+	dom := accountDomain(t, cat, func(ctx context.Context, _ *laneway.Tx, m laneway.Meta) {
 		mu.Lock()
 		handled[m.Priority] = append(handled[m.Priority], lanewaystore.IsBackfill(ctx))
 		mu.Unlock()
@@ -114,25 +114,4 @@ func TestBackfillWorkIsMarkedForTheStore(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, off.Process(ctx, OpenAccount{ID: "l4", Owner: "a"}, laneway.AtPriority(laneway.Low)))
 	assert.False(t, st.lastTx(), "a LOW command's commit with lanes off")
-}
-
-// markingDomain is engineDomain whose handler also sees the context.
-func markingDomain(t *testing.T, category string, seen func(context.Context, laneway.Meta)) *laneway.Domain {
-	b := laneway.NewDomain("Bank")
-	laneway.RegisterAggregate[Account](b, laneway.AggregateOptions{Category: category})
-	laneway.RegisterEvent[Account, Opened](b)
-	laneway.RegisterCommand[Account, OpenAccount](b, func(ctx context.Context, tx *laneway.Tx, c OpenAccount) error {
-		a := laneway.New[Account](c.ID)
-		a.Raise(Opened{Owner: c.Owner})
-		return tx.Save(ctx, a)
-	})
-	h := laneway.NewHandler("AccountProjector")
-	laneway.On(h, func(ctx context.Context, _ *laneway.Tx, _ Opened, m laneway.Meta) error {
-		seen(ctx, m)
-		return nil
-	})
-	b.AddHandler(h)
-	d, err := b.Build()
-	require.NoError(t, err)
-	return d
 }

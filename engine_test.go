@@ -20,6 +20,17 @@ import (
 // engineDomain registers a projector on a unique category so tests can share
 // one Redis.
 func engineDomain(t *testing.T, category string, seen func(laneway.Meta)) *laneway.Domain {
+	return accountDomain(t, category, func(_ context.Context, tx *laneway.Tx, m laneway.Meta) {
+		if tx.Priority() != m.Priority {
+			t.Errorf("handler ran at %v, message priority %v", tx.Priority(), m.Priority)
+		}
+		seen(m)
+	})
+}
+
+// accountDomain: OpenAccount raises Opened, and handler AccountProjector
+// passes every Opened event's context, Tx and Meta to seen.
+func accountDomain(t *testing.T, category string, seen func(context.Context, *laneway.Tx, laneway.Meta)) *laneway.Domain {
 	b := laneway.NewDomain("Bank")
 	laneway.RegisterAggregate[Account](b, laneway.AggregateOptions{Category: category})
 	laneway.RegisterEvent[Account, Opened](b)
@@ -30,11 +41,8 @@ func engineDomain(t *testing.T, category string, seen func(laneway.Meta)) *lanew
 		return tx.Save(ctx, a)
 	})
 	h := laneway.NewHandler("AccountProjector")
-	laneway.On(h, func(ctx context.Context, tx *laneway.Tx, e Opened, m laneway.Meta) error {
-		if tx.Priority() != m.Priority {
-			t.Errorf("handler ran at %v, message priority %v", tx.Priority(), m.Priority)
-		}
-		seen(m)
+	laneway.On(h, func(ctx context.Context, tx *laneway.Tx, _ Opened, m laneway.Meta) error {
+		seen(ctx, tx, m)
 		return nil
 	})
 	b.AddHandler(h)
