@@ -56,8 +56,9 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 		}
 		// Claim the next batch while this one is published, unless this
 		// claim was short (the outbox is drained), a step failed (the
-		// broker or the database is down: back off instead), or the relay
-		// is stopping.
+		// broker or the database is down: back off instead), the relay is
+		// stopping, or the worker yields to production (it then claims the
+		// next batch after this one is marked and a pause).
 		r.claimed(w, len(rows))
 		more := len(rows) >= limit && firstErr == nil && ctx.Err() == nil
 		yield := r.yields(w)
