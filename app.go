@@ -395,7 +395,9 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 // one writer (SQLite) then lets production commits go first, so a migration
 // committing in batches does not hold up a customer's command.
 func (a *App) storeCtx(ctx context.Context, p Priority) context.Context {
-	if pl := a.cfg.Server.PriorityLanes; pl.Enabled && int(p) < pl.Threshold {
+	pl := a.cfg.Server.PriorityLanes
+	lc := lanes.Config{Enabled: pl.Enabled, Threshold: lanes.Priority(pl.Threshold)}
+	if lc.LaneOf(p) == lanes.Backfill {
 		return lanewaystore.AsBackfill(ctx)
 	}
 	return ctx

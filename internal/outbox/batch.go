@@ -88,7 +88,7 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 			// the worker pauses as long as the batch took, before it claims
 			// the next (lanes.go).
 			waitMark()
-			if firstErr != nil || !r.pause(ctx, time.Since(began)) {
+			if firstErr != nil || !pause(ctx, time.Since(began)) {
 				return total, firstErr
 			}
 			limit = r.limit(w)

@@ -101,7 +101,7 @@ const maxYield = 100 * time.Millisecond
 func (r *Relay) yields(w *worker) bool { return w.backfill && r.productionBusy() }
 
 // pause waits d (at most maxYield); false when ctx ended first.
-func (r *Relay) pause(ctx context.Context, d time.Duration) bool {
+func pause(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(min(d, maxYield))
 	defer t.Stop()
 	select {
