@@ -60,9 +60,8 @@ func TestDashboardInBrowser(t *testing.T) {
 		return e.count(`SELECT count(*) FROM customer_summary WHERE customer_id = 'c-poison'`) == 1
 	}, wait, tick, "the replayed entry is handled")
 	assert.Zero(t, e.rdbLen(backfill+":dlq"))
-	logs := eng.stderr.String()
-	assert.Regexp(t, `msg="dashboard write refused" action=dlq.replay .*reason="missing write token`, logs)
-	assert.Regexp(t, `msg="dashboard write" action=dlq.replay .*dlq_id=\d+-\d+ dlq_stream=customer:backfill:dlq target=customer:backfill new_id=\d+-\d+`, logs)
+	eng.logged(t, `msg="dashboard write refused" action=dlq.replay .*reason="missing write token`)
+	eng.logged(t, `msg="dashboard write" action=dlq.replay .*dlq_id=\d+-\d+ dlq_stream=customer:backfill:dlq target=customer:backfill new_id=\d+-\d+`)
 
 	// A backfill that takes a while to drain: every projection waits 10 ms
 	// in the database, so 1200 of them take at least 12 s on the one slot
@@ -92,7 +91,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		WHERE id = (SELECT min(id) FROM outbox) RETURNING id`, lastErr).Scan(&rowID))
 	browser("pages", map[string]string{"RETRY_ID": fmt.Sprint(rowID), "LAST_ERROR": lastErr})
 	assert.Zero(t, e.count(`SELECT count(*) FROM outbox WHERE status = 'abandoned'`))
-	assert.Regexp(t, fmt.Sprintf(`msg="dashboard write" action=outbox.retry .*outbox_id=%d abandoned=false reset=1`, rowID), eng.stderr.String())
+	eng.logged(t, fmt.Sprintf(`msg="dashboard write" action=outbox.retry .*outbox_id=%d abandoned=false reset=1`, rowID))
 }
 
 // TestDashboardWriteGuards sends writes straight at the endpoints of a
@@ -139,7 +138,7 @@ func TestDashboardWriteGuards(t *testing.T) {
 	require.Equal(t, 200, status, got)
 	assert.JSONEq(t, `{"dlq_stream":"customer:dlq","purged":1}`, got)
 	assert.Zero(t, e.rdbLen(stream+":dlq"))
-	assert.Regexp(t, `msg="dashboard write" action=dlq.purge .*dlq_stream=customer:dlq purged=1`, eng.stderr.String())
+	eng.logged(t, `msg="dashboard write" action=dlq.purge .*dlq_stream=customer:dlq purged=1`)
 
 	// Writes are off by default, token or not.
 	eng.signal(t, syscall.SIGTERM)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -277,6 +279,17 @@ func (g *engine) httpAddr(t *testing.T) string {
 	}
 	t.Fatalf("no start line in:\n%s", g.stderr.String())
 	return ""
+}
+
+// logged waits until the engine's output matches pattern. The output
+// reaches the test through a pipe copied by another goroutine, so a line the
+// engine wrote before answering a request may arrive after the answer.
+func (g *engine) logged(t *testing.T, pattern string) {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	if !assert.Eventually(t, func() bool { return re.MatchString(g.stderr.String()) }, wait, tick) {
+		t.Errorf("no log line matching %q in:\n%s", pattern, tail(g.stderr.String(), 8000))
+	}
 }
 
 // signal sends sig to the engine.
