@@ -313,6 +313,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			BackfillConcurrency: pl.BackfillConcurrency,
 			MinBackfillShare:    pl.MinBackfillShare,
 			PrimaryReader:       pl.PrimaryReader,
+			BackfillYield:       pl.BackfillYield,
 			BackfillNice:        pl.BackfillNice,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,

@@ -81,6 +81,7 @@ const (
 	BackfillConcurrencyDefault = 1
 	MinBackfillShareDefault    = 0.0
 	PrimaryReaderDefault       = true
+	BackfillYieldDefault       = true
 	BackfillNiceDefault        = 0
 	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
 	BackfillRatePerSecondDefault = 0.0
@@ -248,6 +249,7 @@ func Default() *Config {
 				BackfillConcurrency: BackfillConcurrencyDefault,
 				MinBackfillShare:    MinBackfillShareDefault,
 				PrimaryReader:       PrimaryReaderDefault,
+				BackfillYield:       BackfillYieldDefault,
 				BackfillNice:        BackfillNiceDefault,
 			},
 			HTTP: HTTP{Listen: HTTPListenDefault},

@@ -137,6 +137,15 @@ type PriorityLanes struct {
 	// instead (at most every 2 ms). Defaults to true.
 	PrimaryReader bool `toml:"primary_reader" json:"primary_reader"`
 
+	// BackfillYield makes backfill give way in time while production
+	// entries are arriving (one queued within the last second): each
+	// backfill handler slot pauses for as long as its handlers used the
+	// CPU since its last pause, so a CPU-bound backfill gets about half its
+	// time and leaves the CPU free for the production path. A pause ends as
+	// soon as a production entry arrives. It costs a migration's drain only
+	// while production flows. Defaults to true.
+	BackfillYield bool `toml:"backfill_yield" json:"backfill_yield"`
+
 	// BackfillNice runs backfill handlers on OS threads this many nice
 	// levels below the process's priority (up to 19, the lowest), so that
 	// on busy cores the kernel serves the production path and the servers

@@ -127,6 +127,7 @@ type Consumer struct {
 	// preempt tells a worker in a backfill run that primary entries are
 	// queued; halt that the consumer is stopping. Both end runs early.
 	preempt, halt atomic.Bool
+	yield         yielder // Config.BackfillYield (yield.go)
 	readDone      chan readResult
 
 	// dispatcher state

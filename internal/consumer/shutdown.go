@@ -9,6 +9,7 @@ import (
 func (c *Consumer) shutdown() {
 	c.stopping = true
 	c.halt.Store(true)
+	c.yield.wakeAll() // a pausing backfill worker stops pausing
 	if c.gate != nil {
 		c.gate.leave() // a stopping consumer starts nothing, and holds no one
 	}

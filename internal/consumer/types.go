@@ -157,6 +157,10 @@ type Config struct {
 	// beside the backfill reads, instead of probing primary between
 	// backfill runs (lanes on only; see primaryreader.go).
 	PrimaryReader bool
+	// BackfillYield pauses each backfill worker, while production entries
+	// are arriving, for as long as its handlers ran since its last pause
+	// (lanes on only; see yield.go).
+	BackfillYield bool
 	// BackfillNice, when above 0, runs backfill handlers on OS threads
 	// whose nice value is that much above the process's, up to 19 (Linux;
 	// see workers.go). 0 runs them like primary handlers.

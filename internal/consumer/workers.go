@@ -63,19 +63,30 @@ func (c *Consumer) startWorkers() {
 // worker runs lane's handlers until the dispatcher closes its work.
 func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
+	var owed time.Duration // handler time not yet paused for (yield.go)
 	for r := range c.work[lane] {
-		c.results <- c.runOne(r)
+		c.results <- c.runOne(r, &owed)
 	}
 }
 
-// runOne runs r's messages in order until one preempts the rest.
-func (c *Consumer) runOne(r run) runResult {
+// runOne runs r's messages in order until one preempts the rest. owed is
+// the worker's handler time not yet paused for (backfill, yield.go).
+func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 	out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
 	began := time.Now()
+	yields := r.lane == Backfill && c.cfg.BackfillYield
 	for i, t := range r.ts {
-		if i > 0 && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
+		paused := false
+		if yields {
+			*owed, paused = c.backfillYield(*owed)
+		}
+		if (i > 0 || paused) && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
 			out.unstarted = r.ts[i:]
 			break
+		}
+		var meter cpuMeter
+		if yields && c.yield.productionFlowing(time.Now()) {
+			meter = startCPUMeter()
 		}
 		begin := time.Now()
 		err := c.safeHandle(&t.msg)
@@ -86,7 +97,11 @@ func (c *Consumer) runOne(r run) runResult {
 			out.outage, out.unstarted = err, r.ts[i:]
 			break
 		}
-		out.done = append(out.done, result{t: t, err: err, d: time.Since(begin), cancelled: cancelled})
+		d := time.Since(begin)
+		out.done = append(out.done, result{t: t, err: err, d: d, cancelled: cancelled})
+		if !meter.began.IsZero() {
+			*owed = min(*owed+meter.debt(), maxYield)
+		}
 	}
 	return out
 }

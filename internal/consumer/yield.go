@@ -1,0 +1,133 @@
+package consumer
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Backfill gives way in time (Config.BackfillYield).
+//
+// The lanes decide which message starts next, but once a backfill handler
+// runs it competes for the CPU with everything production needs: the
+// primary reader, the dispatcher, a production handler, the relay and the
+// servers beside the engine. Go's scheduler has no priorities, so on a
+// machine whose cores the backfill keeps busy, each of a production
+// event's hand-offs waits for a core. While production entries are
+// arriving (one was queued within productionWindow), a backfill worker
+// therefore pauses for as long as its handlers have used the CPU since its
+// last pause, before its next message: a CPU-bound backfill gets about half
+// its slot's time, and the CPU it leaves is there when production needs it.
+// A handler that mostly waits (a database, an API) uses little CPU and is
+// hardly slowed: the debt is the CPU time of the handler's thread (Linux),
+// not its wall time, and a handler that ended on another thread than it
+// began adds nothing (its thread's time is not its own). Elsewhere the debt
+// is the wall time. The pause ends
+// at once when a primary entry is queued or the consumer stops, so a
+// pausing worker never makes production wait for its slot. Once production
+// has been quiet for productionWindow, backfill runs flat out again.
+
+const (
+	// productionWindow is how long after the last primary entry production
+	// counts as flowing.
+	productionWindow = time.Second
+	// minYield is the shortest pause worth a timer: shorter debts are kept
+	// until they add up (a timer's sleep is not much finer).
+	minYield = time.Millisecond
+	// maxYield bounds one pause, and so the debt a worker carries.
+	maxYield = 100 * time.Millisecond
+)
+
+// yielder is the consumer's state for the pauses: when production was last
+// seen, and a channel closed to end every pause in progress.
+type yielder struct {
+	lastPrimary atomic.Int64 // UnixNano
+	mu          sync.Mutex
+	wake        chan struct{}
+}
+
+// primaryQueued records a primary entry and ends the pauses in progress.
+func (y *yielder) primaryQueued(now time.Time) {
+	y.lastPrimary.Store(now.UnixNano())
+	y.wakeAll()
+}
+
+// wakeAll ends the pauses in progress.
+func (y *yielder) wakeAll() {
+	y.mu.Lock()
+	if y.wake != nil {
+		close(y.wake)
+		y.wake = nil
+	}
+	y.mu.Unlock()
+}
+
+// woken is closed by the next wakeAll.
+func (y *yielder) woken() <-chan struct{} {
+	y.mu.Lock()
+	defer y.mu.Unlock()
+	if y.wake == nil {
+		y.wake = make(chan struct{})
+	}
+	return y.wake
+}
+
+// productionFlowing says whether a primary entry was queued within
+// productionWindow of now.
+func (y *yielder) productionFlowing(now time.Time) bool {
+	return now.UnixNano()-y.lastPrimary.Load() < int64(productionWindow)
+}
+
+// backfillYield pauses a backfill worker whose handlers have run for owed
+// since its last pause, if production is flowing. It returns the debt left
+// and whether it paused. A pause ends early when a primary entry is queued
+// or the consumer stops; the caller then checks preempt and halt as
+// between any two messages.
+func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused bool) {
+	now := time.Now()
+	if !c.yield.productionFlowing(now) {
+		return 0, false // no debt carried into a later production spell
+	}
+	if owed < minYield {
+		return owed, false
+	}
+	woken := c.yield.woken()
+	// preempt and halt are set before the wake-up: read after taking the
+	// channel, they cannot be missed.
+	if c.preempt.Load() || c.halt.Load() {
+		return owed, false
+	}
+	t := time.NewTimer(owed)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-woken:
+	}
+	return max(owed-time.Since(now), 0), true
+}
+
+// cpuMeter measures one handler's debt: the CPU its thread used while it
+// ran, or its wall time where threads' CPU time cannot be read.
+type cpuMeter struct {
+	tid   int
+	used  time.Duration
+	began time.Time
+	ok    bool
+}
+
+func startCPUMeter() cpuMeter {
+	tid, used, ok := threadCPU()
+	return cpuMeter{tid: tid, used: used, began: time.Now(), ok: ok}
+}
+
+// debt is what the handler measured since m adds to the worker's debt.
+func (m cpuMeter) debt() time.Duration {
+	if !m.ok {
+		return time.Since(m.began)
+	}
+	tid, used, ok := threadCPU()
+	if !ok || tid != m.tid {
+		return 0
+	}
+	return used - m.used
+}
