@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"github.com/laneway/laneway/internal/instance"
 	mrand "math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,9 @@ type readResult struct {
 	err     error
 	cut     bool // cancelled before it returned (it says nothing of what waits)
 	full    int  // the entries that make it a full read (primary reader)
+	// arrival is the primary read's arrival when it was not sent ahead
+	// (a reply of less than a full read: primaryreader.go).
+	arrival *primaryArrival
 }
 
 // decoded is the outcome of Config.Decode for one stream's entries of a
@@ -367,7 +371,15 @@ func (c *Consumer) run() {
 		}
 		now := time.Now()
 		c.maintain(now)
-		c.dispatch()
+		if c.dispatch() {
+			// Let the primary worker just handed a run go first. The
+			// goroutine made ready last runs next on this thread, but only
+			// once the dispatcher parks: without the yield, the rest of
+			// this round (acks, reads, the next read's goroutine, which
+			// then goes ahead of the worker) came first. The dispatcher
+			// goes on on the other core, or after the handler.
+			runtime.Gosched()
+		}
 		c.maybeFlushAcks(false)
 		c.maybeRead()
 		c.maybeReadPrimary()

@@ -18,10 +18,12 @@ func (c *Consumer) ready(l Lane) int {
 	return -1
 }
 
-func (c *Consumer) dispatch() {
+// dispatch starts what may start. It returns whether a primary run was
+// handed to a worker.
+func (c *Consumer) dispatch() (primary bool) {
 	for !c.stopping {
 		if c.dbDown && (time.Now().Before(c.dbRetryAt) || c.sl.PrimaryInflight+c.sl.BackfillInflight > 0) {
-			return // database outage: one handler at a time probes it, after the backoff
+			return primary // database outage: one handler at a time probes it, after the backoff
 		}
 		pi, bi := -1, -1
 		if !c.paused(Primary) {
@@ -52,7 +54,7 @@ func (c *Consumer) dispatch() {
 		}
 		lane, ok := c.credit.pick(pr, br)
 		if !ok {
-			return
+			return primary
 		}
 		idx, most := pi, len(c.queue[Primary])
 		if lane == Backfill {
@@ -63,7 +65,9 @@ func (c *Consumer) dispatch() {
 			c.spendBackfill(len(run))
 		}
 		c.start(lane, run)
+		primary = primary || lane == Primary
 	}
+	return primary
 }
 
 // maxRun bounds a run above concurrency 1, so queued work spreads over the

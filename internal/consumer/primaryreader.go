@@ -31,9 +31,14 @@ import (
 // to it (it waits, as with a probe, for at most the backfill handler that
 // started in between).
 
-// Reads are pipelined: the next read is sent as soon as the last one's
-// reply is in (primaryArrived), while that reply is still being decoded,
-// so Redis serves the next batch while this one is decoded. At most two
+// Reads are pipelined while a backlog waits: the next read is sent as soon
+// as a full reply is in (primaryArrived), while that reply is still being
+// decoded, so Redis serves the next batch while this one is decoded. A
+// reply of less than a full read says the lane is drained: it reaches the
+// dispatcher in one hand-off, with its arrival, so its entries are
+// dispatched before the next read is sent (the next read would only block,
+// and sending it first delayed each production entry of a quiet lane by a
+// dispatcher round). At most two
 // reads are in the pipeline (one at Redis, one decoding), and their
 // results reach the dispatcher in the order the reads were sent (each
 // waits for its predecessor's), so primary entries are queued in stream
@@ -83,8 +88,14 @@ func (c *Consumer) maybeReadPrimary() {
 		defer c.rwg.Done()
 		defer cancel()
 		res, cut, err := c.readGroup(ctx, p)
-		c.pArrived <- primaryArrival{n: entriesIn(res), full: full, failed: err != nil} // buffered: never blocks
-		rr := readResult{kind: ReadBlockingPrimary, streams: res, decoded: c.decodeAll(res), err: err, cut: cut, full: full}
+		a := primaryArrival{n: entriesIn(res), full: full, failed: err != nil}
+		rr := readResult{kind: ReadBlockingPrimary, streams: res, err: err, cut: cut, full: full}
+		if a.n >= full {
+			c.pArrived <- a // buffered: never blocks
+		} else {
+			rr.arrival = &a
+		}
+		rr.decoded = c.decodeAll(res)
 		<-prev
 		c.pReadDone <- rr
 		close(sent)
@@ -129,12 +140,21 @@ func (c *Consumer) onPrimaryRead(rr readResult) {
 		c.sawPrimary(n, rr.full)
 	}
 	c.addDecoded(rr.streams, nil, rr.decoded)
+	if rr.arrival != nil {
+		// The lane is drained: the next (blocking) read goes out now,
+		// while these entries are handled. Their worker still runs
+		// first: the dispatcher yields to it (run).
+		c.maybeReadPrimary()
+	}
 }
 
 // primaryDelivered takes a primary read's result out of the pipeline's
 // bookkeeping and returns its entry count.
 func (c *Consumer) primaryDelivered(rr readResult) int {
 	c.drainPrimaryArrivals()
+	if rr.arrival != nil {
+		c.onPrimaryArrived(*rr.arrival)
+	}
 	c.pPending--
 	n := c.primaryIn(rr.streams)
 	c.pDecoding -= n

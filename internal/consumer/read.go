@@ -194,7 +194,9 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	c.queue[lane] = append(c.queue[lane], t)
 	if lane == Primary {
 		c.preempt.Store(true)
-		c.yield.primaryQueued(time.Now())
+		if c.cfg.BackfillYield && c.lanes {
+			c.yield.primaryQueued(time.Now())
+		}
 	}
 }
 
