@@ -141,8 +141,13 @@ func (c *Consumer) start(lane Lane, ts []*tracked) {
 	c.work[lane] <- r // never blocks: at most Concurrency runs are in flight
 }
 
-// onRunResult frees the run's slot, settles what it handled and queues what
-// it did not start again, at the front of its lane.
+// onRunResult frees the run's slot, queues what it did not start again, at
+// the front of its lane, and settles what it handled.
+//
+// The worker's next run is handed out before the settling (the counters,
+// the observer, the acks, the retries): the worker would otherwise wait
+// idle for it, and with a backlog, runs of hundreds of messages, that was
+// a third of its time.
 func (c *Consumer) onRunResult(rr runResult) {
 	c.inRuns[rr.lane] -= len(rr.done) + len(rr.unstarted)
 	if rr.lane == Backfill {
@@ -152,7 +157,7 @@ func (c *Consumer) onRunResult(rr runResult) {
 		c.sl.PrimaryInflight--
 	}
 	for _, r := range rr.done {
-		c.onResult(r)
+		c.unbusy(r.t)
 	}
 	if rr.outage != nil {
 		c.dbFailed(rr.outage)
@@ -167,6 +172,12 @@ func (c *Consumer) onRunResult(rr runResult) {
 			c.refundBackfill(len(rr.unstarted))
 		}
 	}
+	if len(rr.done) > 0 && !c.dbDown {
+		c.dispatch()
+	}
+	for _, r := range rr.done {
+		c.onResult(r)
+	}
 }
 
 func (c *Consumer) unbusy(t *tracked) {
@@ -177,9 +188,10 @@ func (c *Consumer) unbusy(t *tracked) {
 	}
 }
 
+// onResult settles a handled message (its aggregate is no longer busy:
+// onRunResult).
 func (c *Consumer) onResult(r result) {
 	t := r.t
-	c.unbusy(t)
 	if r.err == nil {
 		c.dbOK()
 		c.handled[t.lane].Add(1)

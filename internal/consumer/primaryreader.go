@@ -62,7 +62,7 @@ const (
 	maxPrimaryReads = 2
 	// primaryBatches is the reads of Count one primary read makes while a
 	// backlog waits.
-	primaryBatches = 2
+	primaryBatches = 4
 )
 
 // maybeReadPrimary issues the primary reader's next read when one is due.
