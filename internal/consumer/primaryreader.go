@@ -33,17 +33,20 @@ import (
 
 // Reads are pipelined while a backlog waits: the next read is sent as soon
 // as a full reply is in (primaryArrived), while that reply is still being
-// decoded, so Redis serves the next batch while this one is decoded. A
-// reply of less than a full read says the lane is drained: it reaches the
-// dispatcher in one hand-off, with its arrival, so its entries are
-// dispatched before the next read is sent (the next read would only block,
-// and sending it first delayed each production entry of a quiet lane by a
-// dispatcher round). At most two
-// reads are in the pipeline (one at Redis, one decoding), and their
-// results reach the dispatcher in the order the reads were sent (each
+// decoded, so Redis serves the next batch while this one is decoded. At
+// most two reads are in the pipeline (one at Redis, one decoding), and
+// their results reach the dispatcher in the order the reads were sent (each
 // waits for its predecessor's), so primary entries are queued in stream
-// order. Entries of a reply not yet queued (pDecoding) count as queued
+// order. Entries of a full reply not yet queued (pDecoding) count as queued
 // primary work: backfill does not start past them.
+//
+// A reply of less than a full read says the lane is drained: it carries
+// its arrival and reaches the dispatcher in one hand-off, where sending the
+// arrival ahead woke the dispatcher twice (the arrival, then the entries)
+// for a next read that would only block. The dispatcher learns of these
+// entries only once they are decoded (a microsecond or two), like of an
+// entry written just after a read; a backfill run started meanwhile stops
+// at its next message.
 
 // While a backlog waits (the last reply was full, or no read has shown
 // primary drained), a read is primaryBatches reads of Count pipelined in
