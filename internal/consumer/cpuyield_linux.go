@@ -8,15 +8,15 @@ import (
 )
 
 // The kernel's side of a backfill giving way (yield.go). Go's scheduler
-// has no priorities, and the kernel's lets a running thread finish its time
-// slice before a thread it woke gets the core: with a CPU-bound backfill
+// has no priorities, and the kernel's scheduler lets a running thread finish
+// its time slice before a thread woken on its core gets it: with a CPU-bound backfill
 // handler on a core, Redis and the engine's production threads woken on
 // that core waited for the next scheduler tick (4 ms at HZ=250). While
 // production is flowing, a backfill handler therefore runs with the
 // shortest time slice the kernel allows, so that a thread woken on its
 // core preempts it, and its thread offers the core to any waiting thread
-// after each message. docs/architecture.md, "Backfill handlers give way in
-// time", has the measurements.
+// after each message. docs/architecture.md, "A backfill handler gives way to
+// the kernel too", has the measurements.
 
 // backfillSlice is the time slice of a thread running a backfill handler
 // while production flows: the smallest the kernel accepts.
