@@ -2,10 +2,5 @@
 
 package consumer
 
-// Time slices and sched_yield are Linux only here (cpuyield_linux.go).
-
-func shortenSlice() (tid int) { return 0 }
-
-func restoreSlice(tid int) {}
-
+// offerCPU is Linux only here (sched_yield, cpuyield_linux.go).
 func offerCPU() {}

@@ -88,15 +88,8 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 		if yields && c.yield.productionFlowing(time.Now()) {
 			meter = startCPUMeter()
 		}
-		shortened := 0 // the thread given a short time slice (cpuyield_linux.go)
-		if !meter.began.IsZero() {
-			shortened = shortenSlice()
-		}
 		begin := time.Now()
 		err := c.safeHandle(&t.msg)
-		if shortened != 0 {
-			restoreSlice(shortened)
-		}
 		cancelled := err != nil && c.handlerCtx.Err() != nil
 		if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
 			// The database is down: not an attempt. This message and the
