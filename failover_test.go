@@ -148,7 +148,7 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 		}
 	})
 
-	// Producers: a backfill drain (LOW, as fast as two workers commit) and
+	// Producers: a backfill drain (LOW, two paced workers) and
 	// production traffic (NORMAL, one command every 5 ms), both running
 	// across the failover. Commands only touch PostgreSQL, so producing
 	// never waits for Redis.
@@ -180,8 +180,11 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 	}
 	wg.Add(3)
 	go produce("p", laneway.Normal, 5*time.Millisecond, &nProd)
-	go produce("b", laneway.Low, 0, &nBack)
-	go produce("c", laneway.Low, 0, &nBack)
+	// The backfill is paced: unpaced, two producers outran the engine by
+	// 10,000-15,000 rows on two cores (more with both failover tests at
+	// once), and the settle below drained them for minutes.
+	go produce("b", laneway.Low, 2*time.Millisecond, &nBack)
+	go produce("c", laneway.Low, 2*time.Millisecond, &nBack)
 
 	handledCount := func() int { mu.Lock(); defer mu.Unlock(); return len(handled) }
 	require.Eventually(t, func() bool { return handledCount() >= 300 }, 60*time.Second, 10*time.Millisecond)
@@ -229,10 +232,7 @@ func runFailover(t *testing.T, minReplicas int) failoverRun {
 
 	// Settle: every outbox row published (none abandoned), and no group has
 	// anything left to deliver or pending. What is not handled then is lost.
-	// The backlog left here is whatever the two backfill producers committed
-	// beyond the engine's pace (10,000-15,000 rows on two cores), drained at
-	// the projection's database speed (about 400/s): up to a minute, so the
-	// wait is generous; it bounds a hang, it does not measure speed.
+	// The wait is generous: it bounds a hang, it does not measure speed.
 	require.Eventually(t, func() bool {
 		var open int
 		require.NoError(t, app.Store().InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {

@@ -101,7 +101,6 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 		out.done = append(out.done, result{t: t, err: err, d: d, cancelled: cancelled})
 		if !meter.began.IsZero() {
 			*owed = min(*owed+meter.debt(), maxYield)
-			offerCPU()
 		}
 	}
 	return out
