@@ -201,17 +201,20 @@ func TestSIGKILLReclaim(t *testing.T) {
 // has no processed marker), the relays' published counters, and the entries
 // each consumer group read from the stream.
 //
-// No engine dies here, so claim_idle_seconds is large: with the 1 s of the
-// crash tests, a live engine starved of CPU on a loaded machine (race
-// detector, two engines and PostgreSQL on two cores) can fail to refresh its
-// entries within the margin and lose some to the other engine's reclaim,
-// which runs them again (see docs/operations.md, choosing claim_idle_seconds).
+// No engine dies here, so claim_idle_seconds and the outbox lease are large:
+// with the 1 s and 2 s of the crash tests, a live engine starved of CPU on a
+// loaded machine (race detector, two engines and PostgreSQL on two cores)
+// can fail to refresh its entries within the margin and lose some to the
+// other engine's reclaim, which runs them again (see docs/operations.md,
+// choosing claim_idle_seconds), or hold a claimed outbox batch past its
+// lease, which the other relay then claims and publishes again (a run
+// published 20,002 entries for 20,000 rows that way).
 // The read model is created first: two engines creating it at once race in
 // PostgreSQL's catalog (a unique violation on pg_type), a failed attempt
 // that is the example projector's, not the engine's.
 func TestTwoEnginesShareWork(t *testing.T) {
 	const n = 20000
-	e := newEnv(t, envParams{Lanes: true, HTTP: true, ClaimIdleSeconds: 60})
+	e := newEnv(t, envParams{Lanes: true, HTTP: true, ClaimIdleSeconds: 60, LeaseSeconds: 60})
 	app := e.openApp()
 	require.NoError(t, customers.Migrate(context.Background(), app))
 	eng1 := e.startEngine()

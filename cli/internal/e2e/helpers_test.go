@@ -91,6 +91,9 @@ type envParams struct {
 	// ClaimIdleSeconds is claim_idle_seconds (0: 1 s, so the crash tests
 	// reclaim quickly).
 	ClaimIdleSeconds int
+	// LeaseSeconds is [outbox] lease_seconds (0: 2 s, so the crash tests
+	// republish a killed relay's rows quickly).
+	LeaseSeconds int
 	// HTTP serves /metrics, /healthz and /readyz on a free loopback port
 	// (engine.httpAddr tells which); off by default.
 	HTTP bool
@@ -149,6 +152,10 @@ func newEnv(t *testing.T, p envParams) *env {
 	if p.ClaimIdleSeconds > 0 {
 		claimIdle = p.ClaimIdleSeconds
 	}
+	lease := 2
+	if p.LeaseSeconds > 0 {
+		lease = p.LeaseSeconds
+	}
 	listen := ""
 	if p.HTTP {
 		listen = "127.0.0.1:0"
@@ -182,8 +189,8 @@ enabled = %t
 # (by design, see outbox.Relay.Stop); a short lease lets the next engine
 # republish them within the test's budget instead of after 30 s.
 [outbox]
-lease_seconds = 2
-%s%s`, engineDB, e.redisURL, brokerExtra, listen, claimIdle, extra.String(), p.Lanes, overlay, p.Tables)
+lease_seconds = %d
+%s%s`, engineDB, e.redisURL, brokerExtra, listen, claimIdle, extra.String(), p.Lanes, lease, overlay, p.Tables)
 	require.NoError(t, os.WriteFile(filepath.Join(e.dir, "domain.toml"), []byte(toml), 0o644))
 
 	conn, err := pgx.Connect(ctx, e.dbURL)
