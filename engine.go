@@ -314,6 +314,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			MinBackfillShare:    pl.MinBackfillShare,
 			PrimaryReader:       pl.PrimaryReader,
 			BackfillYield:       pl.BackfillYield,
+			BackfillShortSlice:  pl.BackfillShortSlice,
 			BackfillNice:        pl.BackfillNice,
 			ShutdownTimeout:     sc.ShutdownTimeout(),
 			Decode:              e.decode,

@@ -82,6 +82,7 @@ const (
 	MinBackfillShareDefault    = 0.0
 	PrimaryReaderDefault       = true
 	BackfillYieldDefault       = true
+	BackfillShortSliceDefault  = true
 	BackfillNiceDefault        = 0
 	// BackfillRatePerSecondDefault: no rate limit on the backfill lanes.
 	BackfillRatePerSecondDefault = 0.0
@@ -250,6 +251,7 @@ func Default() *Config {
 				MinBackfillShare:    MinBackfillShareDefault,
 				PrimaryReader:       PrimaryReaderDefault,
 				BackfillYield:       BackfillYieldDefault,
+				BackfillShortSlice:  BackfillShortSliceDefault,
 				BackfillNice:        BackfillNiceDefault,
 			},
 			HTTP: HTTP{Listen: HTTPListenDefault},

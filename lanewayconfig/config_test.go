@@ -46,7 +46,7 @@ func TestDefault(t *testing.T) {
 		},
 		PriorityLanes: lanewayconfig.PriorityLanes{
 			Enabled: false, Threshold: 0, BackfillSuffix: "backfill", Propagate: true,
-			BackfillConcurrency: 1, MinBackfillShare: 0, PrimaryReader: true, BackfillYield: true,
+			BackfillConcurrency: 1, MinBackfillShare: 0, PrimaryReader: true, BackfillYield: true, BackfillShortSlice: true,
 		},
 		HTTP: lanewayconfig.HTTP{Listen: "127.0.0.1:9464"},
 	}, c.Server)

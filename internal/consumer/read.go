@@ -194,7 +194,7 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	c.queue[lane] = append(c.queue[lane], t)
 	if lane == Primary {
 		c.preempt.Store(true)
-		if c.cfg.BackfillYield && c.lanes {
+		if (c.cfg.BackfillYield || c.cfg.BackfillShortSlice) && c.lanes {
 			c.yield.primaryQueued(time.Now())
 		}
 	}

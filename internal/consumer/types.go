@@ -161,6 +161,12 @@ type Config struct {
 	// are arriving, for as long as its handlers ran since its last pause
 	// (lanes on only; see yield.go).
 	BackfillYield bool
+	// BackfillShortSlice runs each backfill handler, while production
+	// entries are arriving, with the shortest time slice the kernel
+	// accepts, so that the production path's threads woken on its core
+	// preempt it sooner (Linux 6.12+, ignored elsewhere; lanes on only; see
+	// slice_linux.go).
+	BackfillShortSlice bool
 	// BackfillNice, when above 0, runs backfill handlers on OS threads
 	// whose nice value is that much above the process's, up to 19 (Linux;
 	// see workers.go). 0 runs them like primary handlers.

@@ -75,6 +75,7 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 	out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
 	began := time.Now()
 	yields := r.lane == Backfill && c.cfg.BackfillYield
+	shortens := r.lane == Backfill && c.cfg.BackfillShortSlice
 	for i, t := range r.ts {
 		paused := false
 		if yields {
@@ -85,11 +86,20 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 			break
 		}
 		var meter cpuMeter
-		if yields && c.yield.productionFlowing(time.Now()) {
-			meter = startCPUMeter()
+		shortened := 0 // the thread given a short time slice (slice_linux.go)
+		if (yields || shortens) && c.yield.productionFlowing(time.Now()) {
+			if yields {
+				meter = startCPUMeter()
+			}
+			if shortens {
+				shortened = shortenSlice()
+			}
 		}
 		begin := time.Now()
 		err := c.safeHandle(&t.msg)
+		if shortened != 0 {
+			restoreSlice(shortened)
+		}
 		cancelled := err != nil && c.handlerCtx.Err() != nil
 		if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
 			// The database is down: not an attempt. This message and the

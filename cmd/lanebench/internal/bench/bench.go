@@ -248,7 +248,8 @@ func (r *Runner) Run(ctx context.Context) error {
 	steps := map[string]func(context.Context) error{
 		"idle": r.idle, "isolation": r.isolation, "throughput": r.throughput,
 		"scale": r.scale, "memory": r.memory, "contention": r.contention, "throttle": r.throttle,
-		"consume": r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
+		"busycores": r.busyCoresScenario,
+		"consume":   r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
 	}
 	scenarios := expandScenarios(r.p.Scenarios)
 	var err error

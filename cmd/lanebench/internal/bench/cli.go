@@ -52,6 +52,11 @@ ceilings of this machine, measured in the same run:
   throttle    (only when named) --throttle-procs engine processes drain a
               backfill under backfill_rate_per_second = --throttle-rate:
               the drain rate against the limit
+  busycores   (only when named) one spinning process per core; a backfill of
+              --backfill/5 entries whose handler waits on a Redis round
+              trip drains while production arrives at --rate throughout,
+              with backfill_short_slice off and on (off, on, on, off): the
+              drain and production latency of each
 
 By default everything is embedded: an in-process broker and a SQLite file in
 a temporary directory, fresh for each configuration and removed afterwards.
@@ -135,7 +140,13 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof -top lanebench FILE)")
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile (allocations of the whole run) to this file at the end")
 	f.BoolVar(&p.JSON, "json", false, "one JSON object per line per scenario and configuration instead of tables")
-	cmd.AddCommand(newWorkerCmd(stdout, stderr))
+	cmd.AddCommand(newWorkerCmd(stdout, stderr), &cobra.Command{
+		Use:    "spin",
+		Short:  "Keep one core busy until stdin closes (started by the busycores scenario)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		Run:    func(*cobra.Command, []string) { spin(os.Stdin) },
+	})
 	return cmd
 }
 

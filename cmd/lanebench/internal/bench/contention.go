@@ -21,9 +21,10 @@ import (
 // target) and run by the governor.
 
 // ExtraScenarios run only when named: contention needs PostgreSQL,
-// throttle measures a lane control rather than the lanes, and the headline
+// throttle measures a lane control rather than the lanes, busycores starts
+// processes that keep every core busy, and the headline
 // scenarios are issue 14's comparison with a raw consumer.
-var ExtraScenarios = append([]string{"contention", "throttle"}, HeadlineScenarios...)
+var ExtraScenarios = append([]string{"contention", "throttle", "busycores"}, HeadlineScenarios...)
 
 func allScenarios() []string { return append(append([]string(nil), Scenarios...), ExtraScenarios...) }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -53,7 +54,7 @@ func runHeadline(t *testing.T, args []string) []Result {
 		for _, k := range []string{"scenario", "broker", "database"} {
 			require.Contains(t, m, k, raw)
 		}
-		if m["config"] != "idle" {
+		if m["config"] != "idle" && m["config"] != "slice off" { // baselines
 			require.Contains(t, m, "targets", raw)
 		}
 		var r Result
@@ -185,4 +186,26 @@ func TestHeadlineTable(t *testing.T) {
 	b.Reset()
 	printHeadline(&b, rs[2:])
 	require.Empty(t, b.String(), "no headline rows, no headline table")
+}
+
+// TestBusyCoresSmoke runs the busycores scenario at tiny sizes: both
+// settings drain every backfill entry and handle production, with the
+// spinning processes stopped afterwards.
+func TestBusyCoresSmoke(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	rs := runHeadline(t, []string{"--json", "--scenario", "busycores", "--backfill", "300", "--rate", "200", "--handler-cost", "50us"})
+	require.Len(t, rs, 2)
+	require.Equal(t, "slice off", rs[0].Config)
+	require.Equal(t, "slice on", rs[1].Config)
+	for _, r := range rs {
+		require.Equal(t, "busycores", r.Scenario)
+		require.NotNil(t, r.Backfill)
+		require.Equal(t, 1000, r.Backfill.Handled, "the backfill is at least 1,000 entries")
+		require.Positive(t, r.Backfill.DrainSeconds)
+		require.NotNil(t, r.Primary)
+		require.Positive(t, r.Primary.Count)
+		require.Equal(t, runtime.NumCPU(), r.Processes)
+	}
+	require.Contains(t, rs[1].Compare, "drain_vs_off")
+	require.Len(t, rs[1].Targets, 1)
 }

@@ -37,7 +37,7 @@ func (t Target) verdict() string {
 func printHeadline(w io.Writer, rs []Result) {
 	var hs []Result
 	for _, r := range rs {
-		if contains(HeadlineScenarios, r.Scenario) {
+		if contains(HeadlineScenarios, r.Scenario) || r.Scenario == "busycores" {
 			hs = append(hs, r)
 		}
 	}

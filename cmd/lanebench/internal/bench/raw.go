@@ -73,7 +73,12 @@ var payload = func() []byte {
 // headProbe is what both consumers' handlers report to. sentAt[i] is the
 // UnixNano taken just before production sample i+1 was written.
 type headProbe struct {
-	cost              time.Duration
+	cost time.Duration
+	// backfillIO, when set, runs first in each backfill handler, and
+	// backfillCost replaces cost there (busycores: a handler that waits).
+	backfillIO        func() error
+	backfillCost      time.Duration
+	firstIOErr        atomic.Pointer[error]
 	sentAt            []atomic.Int64
 	rec               latency.Recorder
 	nPrimary, nBack   atomic.Int64
@@ -97,8 +102,15 @@ func (p *headProbe) handle(seq int) {
 	if seq > 0 && seq <= len(p.sentAt) {
 		p.rec.Add(start.Sub(time.Unix(0, p.sentAt[seq-1].Load())))
 	}
-	if p.cost > 0 {
-		for deadline := start.Add(p.cost); time.Now().Before(deadline); {
+	cost := p.cost
+	if seq == 0 && p.backfillIO != nil {
+		if err := p.backfillIO(); err != nil {
+			p.firstIOErr.CompareAndSwap(nil, &err)
+		}
+		cost = p.backfillCost
+	}
+	if cost > 0 {
+		for deadline := time.Now().Add(cost); time.Now().Before(deadline); {
 		}
 	}
 	now := time.Now().UnixNano()
@@ -109,6 +121,14 @@ func (p *headProbe) handle(seq int) {
 		p.lastBack.Store(now)
 	}
 	p.lastAny.Store(now)
+}
+
+// ioErr is the first error of a backfill handler's I/O, if any.
+func (p *headProbe) ioErr() error {
+	if err := p.firstIOErr.Load(); err != nil {
+		return fmt.Errorf("a backfill handler's round trip: %w", *err)
+	}
+	return nil
 }
 
 // drainSeconds is the time from start to the last backfill handler's end.
