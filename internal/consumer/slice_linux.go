@@ -13,13 +13,15 @@ import (
 // thread woken on that core may preempt it; past that, the switch waits for
 // the next scheduler tick (4 ms at HZ=250). A CPU-bound backfill handler
 // therefore held Redis and the engine's production threads off its core
-// for up to a tick. While production flows, a backfill handler runs with
-// the shortest slice the kernel accepts, so a woken thread preempts it
-// sooner. A slice sets how often the kernel may switch, not how much CPU a
-// thread gets (that is its weight, the nice value), so a migration keeps
-// its share of a contended machine: docs/architecture.md ("Backfill handlers
-// on a short time slice") has the measurements, with CPU-bound processes
-// competing.
+// for up to a tick. While production flows, a backfill handler whose
+// predecessor on the same worker was CPU-bound (on the CPU for most of its
+// wall time, see workerState) runs with the shortest slice the kernel
+// accepts, so a woken thread preempts it sooner. A handler that waits (a
+// database, an API) gives up its core at every wait anyway, and on a short
+// slice it was slower on a machine whose cores other processes kept busy,
+// so it keeps the default; so does a CPU-bound one those processes keep
+// off the CPU. docs/architecture.md ("Backfill handlers on a short time
+// slice") has the measurements.
 
 // backfillSlice is a backfill handler's time slice while production flows:
 // the smallest the kernel accepts.
@@ -31,9 +33,8 @@ const backfillSlice = 100_000 // ns
 var noCustomSlices, slicesChecked atomic.Bool
 
 // shortenSlice gives the calling thread backfillSlice and returns its id,
-// or 0 if it did not. restoreSlice takes that id: the runtime may move the
-// handler's goroutine to another thread meanwhile, and it is the shortened
-// thread that must get its default back.
+// or 0 if it did not. The caller locks its goroutine to the thread first
+// (see runOne) and passes the id to restoreSlice.
 func shortenSlice() (tid int) {
 	if noCustomSlices.Load() {
 		return 0

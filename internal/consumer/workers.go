@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"errors"
+	"runtime"
 	"time"
 )
 
@@ -63,15 +64,35 @@ func (c *Consumer) startWorkers() {
 // worker runs lane's handlers until the dispatcher closes its work.
 func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
-	var owed time.Duration // handler time not yet paused for (yield.go)
+	var st workerState
 	for r := range c.work[lane] {
-		c.results <- c.runOne(r, &owed)
+		c.results <- c.runOne(r, &st)
 	}
 }
 
-// runOne runs r's messages in order until one preempts the rest. owed is
-// the worker's handler time not yet paused for (backfill, yield.go).
-func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
+// workerState is what a backfill worker carries from one message to the
+// next while production flows.
+type workerState struct {
+	// owed is handler CPU time not yet paused for (yield.go).
+	owed time.Duration
+	// cpuBound says the last handler ran on the CPU nearly all its wall
+	// time: neither waiting nor kept off the CPU by other threads. Only
+	// such a handler's successor gets the short slice (slice_linux.go).
+	cpuBound bool
+}
+
+// cpuBound says whether a handler that ran for wall and whose thread used
+// cpu meanwhile was CPU-bound: on the CPU for at least 80 % of its wall
+// time. A thread that used more than the wall time (plus the clock's
+// granularity) ran other goroutines while the handler waited: an unlocked
+// handler's goroutine may leave its thread and come back to it.
+func cpuBound(cpu, wall time.Duration) bool {
+	return cpu > 0 && cpu*10 >= wall*8 && cpu <= wall+wall/10+20*time.Microsecond
+}
+
+// runOne runs r's messages in order until one preempts the rest. st is the
+// worker's state between messages (backfill).
+func (c *Consumer) runOne(r run, st *workerState) runResult {
 	out := runResult{lane: r.lane, done: make([]result, 0, len(r.ts))}
 	began := time.Now()
 	yields := r.lane == Backfill && c.cfg.BackfillYield
@@ -79,7 +100,7 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 	for i, t := range r.ts {
 		paused := false
 		if yields {
-			*owed, paused = c.backfillYield(*owed)
+			st.owed, paused = c.backfillYield(st.owed)
 		}
 		if (i > 0 || paused) && (c.halt.Load() || time.Since(began) >= r.budget || (r.lane == Backfill && (c.preempt.Load() || c.gateHeld()))) {
 			out.unstarted = r.ts[i:]
@@ -88,17 +109,23 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 		var meter cpuMeter
 		shortened := 0 // the thread given a short time slice (slice_linux.go)
 		if (yields || shortens) && c.yield.productionFlowing(time.Now()) {
-			if yields {
-				meter = startCPUMeter()
-			}
-			if shortens {
-				shortened = shortenSlice()
+			meter = startCPUMeter()
+			if shortens && st.cpuBound {
+				// Locked for the handler: no other goroutine runs on the
+				// shortened thread, and a thread the runtime starts
+				// meanwhile does not inherit its slice (the runtime starts
+				// threads for a locked one from a clean thread of its own).
+				runtime.LockOSThread()
+				if shortened = shortenSlice(); shortened == 0 {
+					runtime.UnlockOSThread()
+				}
 			}
 		}
 		begin := time.Now()
 		err := c.safeHandle(&t.msg)
 		if shortened != 0 {
 			restoreSlice(shortened)
+			runtime.UnlockOSThread()
 		}
 		cancelled := err != nil && c.handlerCtx.Err() != nil
 		if err != nil && !cancelled && c.cfg.Outage != nil && c.cfg.Outage(err) {
@@ -110,7 +137,11 @@ func (c *Consumer) runOne(r run, owed *time.Duration) runResult {
 		d := time.Since(begin)
 		out.done = append(out.done, result{t: t, err: err, d: d, cancelled: cancelled})
 		if !meter.began.IsZero() {
-			*owed = min(*owed+meter.debt(), maxYield)
+			used := meter.debt()
+			if yields {
+				st.owed = min(st.owed+used, maxYield)
+			}
+			st.cpuBound = meter.ok && cpuBound(used, d)
 		}
 	}
 	return out
