@@ -5,5 +5,5 @@ package consumer
 import "time"
 
 // threadCPU is Linux only (per-thread CPU time); elsewhere the yield counts
-// a handler's wall time.
-func threadCPU() (tid int, used time.Duration, ok bool) { return 0, 0, false }
+// a handler's wall time, and no handler counts as CPU-bound.
+func threadCPU() (tid int, used, exact time.Duration, ok bool) { return 0, 0, 0, false }

@@ -137,11 +137,11 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		d := time.Since(begin)
 		out.done = append(out.done, result{t: t, err: err, d: d, cancelled: cancelled})
 		if !meter.began.IsZero() {
-			used := meter.debt()
+			debt, exact := meter.read()
 			if yields {
-				st.owed = min(st.owed+used, maxYield)
+				st.owed = min(st.owed+debt, maxYield)
 			}
-			st.cpuBound = meter.ok && cpuBound(used, d)
+			st.cpuBound = cpuBound(exact, d)
 		}
 	}
 	return out

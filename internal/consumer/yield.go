@@ -106,28 +106,36 @@ func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused
 	return max(owed-time.Since(now), 0), true
 }
 
-// cpuMeter measures one handler's debt: the CPU its thread used while it
-// ran, or its wall time where threads' CPU time cannot be read.
+// cpuMeter measures one handler: the CPU its thread used while it ran, or
+// its wall time where threads' CPU time cannot be read.
 type cpuMeter struct {
-	tid   int
-	used  time.Duration
-	began time.Time
-	ok    bool
+	tid         int
+	used, exact time.Duration // threadCPU's two figures at the start
+	began       time.Time
+	ok          bool
 }
 
 func startCPUMeter() cpuMeter {
-	tid, used, ok := threadCPU()
-	return cpuMeter{tid: tid, used: used, began: time.Now(), ok: ok}
+	tid, used, exact, ok := threadCPU()
+	return cpuMeter{tid: tid, used: used, exact: exact, began: time.Now(), ok: ok}
+}
+
+// read is what the handler measured since m: debt adds to the worker's
+// debt; exact is the thread's CPU time to the nanosecond, 0 where it
+// cannot be read or the handler ended on another thread.
+func (m cpuMeter) read() (debt, exact time.Duration) {
+	if !m.ok {
+		return time.Since(m.began), 0
+	}
+	tid, used, exactNow, ok := threadCPU()
+	if !ok || tid != m.tid {
+		return 0, 0
+	}
+	return used - m.used, exactNow - m.exact
 }
 
 // debt is what the handler measured since m adds to the worker's debt.
 func (m cpuMeter) debt() time.Duration {
-	if !m.ok {
-		return time.Since(m.began)
-	}
-	tid, used, ok := threadCPU()
-	if !ok || tid != m.tid {
-		return 0
-	}
-	return used - m.used
+	d, _ := m.read()
+	return d
 }
