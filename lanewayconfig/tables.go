@@ -146,13 +146,13 @@ type PriorityLanes struct {
 	// while production flows. Defaults to true.
 	BackfillYield bool `toml:"backfill_yield" json:"backfill_yield"`
 
-	// BackfillShortSlice runs each backfill handler, while production
-	// entries are arriving, on the shortest time slice the kernel accepts
-	// (100 µs), so that Redis and the production path's threads woken on
-	// its core preempt it without waiting for the next scheduler tick. The
-	// slice sets how often the kernel may switch, not the CPU share, so a
-	// migration keeps its pace on a contended machine. Linux 6.12+ (ignored
-	// elsewhere). Defaults to true.
+	// BackfillShortSlice runs CPU-bound backfill handlers, while
+	// production entries are arriving, on the shortest time slice the
+	// kernel accepts (100 µs), so that Redis and the production path's
+	// threads woken on their core preempt them without waiting for the next
+	// scheduler tick. Handlers that wait on I/O keep the default slice: on
+	// a short one, a waiting migration drained slower on busy cores. Linux
+	// 6.12+ (ignored elsewhere). Defaults to true.
 	BackfillShortSlice bool `toml:"backfill_short_slice" json:"backfill_short_slice"`
 
 	// BackfillNice runs backfill handlers on OS threads this many nice

@@ -161,11 +161,11 @@ type Config struct {
 	// are arriving, for as long as its handlers ran since its last pause
 	// (lanes on only; see yield.go).
 	BackfillYield bool
-	// BackfillShortSlice runs each backfill handler, while production
-	// entries are arriving, with the shortest time slice the kernel
-	// accepts, so that the production path's threads woken on its core
-	// preempt it sooner (Linux 6.12+, ignored elsewhere; lanes on only; see
-	// slice_linux.go).
+	// BackfillShortSlice runs a backfill handler whose predecessor was
+	// CPU-bound, while production entries are arriving, with the shortest
+	// time slice the kernel accepts, so that the production path's threads
+	// woken on its core preempt it sooner (Linux 6.12+, ignored elsewhere;
+	// lanes on only; see slice_linux.go).
 	BackfillShortSlice bool
 	// BackfillNice, when above 0, runs backfill handlers on OS threads
 	// whose nice value is that much above the process's, up to 19 (Linux;

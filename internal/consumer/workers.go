@@ -64,7 +64,7 @@ func (c *Consumer) startWorkers() {
 // worker runs lane's handlers until the dispatcher closes its work.
 func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
-	var st workerState
+	st := workerState{sinceProbe: probeEvery} // the first handler is a probe
 	for r := range c.work[lane] {
 		c.results <- c.runOne(r, &st)
 	}
@@ -75,17 +75,29 @@ func (c *Consumer) worker(lane Lane) {
 type workerState struct {
 	// owed is handler CPU time not yet paused for (yield.go).
 	owed time.Duration
-	// cpuBound says the last handler ran on the CPU nearly all its wall
-	// time: neither waiting nor kept off the CPU by other threads. Only
-	// such a handler's successor gets the short slice (slice_linux.go).
+	// cpuBound says the last handler measured ran on the CPU nearly all
+	// its wall time: neither waiting nor kept off the CPU by other threads.
+	// Only then does the next handler get the short slice
+	// (slice_linux.go).
 	cpuBound bool
+	// sinceProbe counts the handlers run unmeasured since the last
+	// measured one.
+	sinceProbe int
 }
+
+// probeEvery is how often a backfill worker not on the short slice
+// measures a handler, while production flows (Config.BackfillShortSlice).
+// A measured handler runs locked to its thread: only then is the thread's
+// CPU time the handler's own, since an unlocked goroutine that waits
+// leaves its thread to others (with eight backfill slots, waiting handlers
+// passed for CPU-bound that way). Locking costs a handler that waits two
+// thread switches per wait, so it is done for one handler in probeEvery;
+// a handler on the short slice is locked, and so measured, anyway.
+const probeEvery = 16
 
 // cpuBound says whether a handler that ran for wall and whose thread used
 // cpu meanwhile was CPU-bound: on the CPU for at least 80 % of its wall
-// time. A thread that used more than the wall time (plus the clock's
-// granularity) ran other goroutines while the handler waited: an unlocked
-// handler's goroutine may leave its thread and come back to it.
+// time (the upper bound allows for the clocks' granularity).
 func cpuBound(cpu, wall time.Duration) bool {
 	return cpu > 0 && cpu*10 >= wall*8 && cpu <= wall+wall/10+20*time.Microsecond
 }
@@ -108,16 +120,19 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		}
 		var meter cpuMeter
 		shortened := 0 // the thread given a short time slice (slice_linux.go)
+		locked := false
 		if (yields || shortens) && c.yield.productionFlowing(time.Now()) {
 			meter = startCPUMeter()
-			if shortens && st.cpuBound {
-				// Locked for the handler: no other goroutine runs on the
-				// shortened thread, and a thread the runtime starts
-				// meanwhile does not inherit its slice (the runtime starts
-				// threads for a locked one from a clean thread of its own).
+			if shortens && (st.cpuBound || st.sinceProbe >= probeEvery) {
+				// Locked for the handler: its thread's CPU time is its own
+				// (probeEvery), no other goroutine runs on a shortened
+				// thread, and a thread the runtime starts meanwhile does
+				// not inherit the slice (the runtime starts threads for a
+				// locked one from a clean thread of its own).
 				runtime.LockOSThread()
-				if shortened = shortenSlice(); shortened == 0 {
-					runtime.UnlockOSThread()
+				locked = true
+				if st.cpuBound {
+					shortened = shortenSlice()
 				}
 			}
 		}
@@ -125,6 +140,8 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		err := c.safeHandle(&t.msg)
 		if shortened != 0 {
 			restoreSlice(shortened)
+		}
+		if locked {
 			runtime.UnlockOSThread()
 		}
 		cancelled := err != nil && c.handlerCtx.Err() != nil
@@ -141,7 +158,11 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 			if yields {
 				st.owed = min(st.owed+debt, maxYield)
 			}
-			st.cpuBound = cpuBound(exact, d)
+			if locked {
+				st.cpuBound, st.sinceProbe = cpuBound(exact, d), 0
+			} else {
+				st.sinceProbe++
+			}
 		}
 	}
 	return out
