@@ -97,10 +97,18 @@ const probeEvery = 16
 
 // cpuBound says whether a handler that ran for wall and whose thread used
 // cpu meanwhile was CPU-bound: on the CPU for at least 80 % of its wall
-// time (the upper bound allows for the clocks' granularity).
+// time (the upper bound allows for the clocks' granularity), and for at
+// least minCPUBound. A handler that waits only a few microseconds (a
+// short sleep) spends most of its wall time in the runtime's and the
+// kernel's hand-offs of its locked thread, which is CPU time too.
 func cpuBound(cpu, wall time.Duration) bool {
-	return cpu > 0 && cpu*10 >= wall*8 && cpu <= wall+wall/10+20*time.Microsecond
+	return cpu >= minCPUBound && cpu*10 >= wall*8 && cpu <= wall+wall/10+20*time.Microsecond
 }
+
+// minCPUBound is the least CPU time of a CPU-bound handler: the short
+// slice itself. A handler that ends sooner seldom holds a core long enough
+// for a slice to matter.
+const minCPUBound = 100 * time.Microsecond
 
 // runOne runs r's messages in order until one preempts the rest. st is the
 // worker's state between messages (backfill).

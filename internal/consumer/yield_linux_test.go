@@ -46,6 +46,8 @@ func TestCPUBound(t *testing.T) {
 		{2200 * time.Microsecond, 2 * ms, true},
 		{2300 * time.Microsecond, 2 * ms, false},
 		{2670 * time.Microsecond, 2100 * time.Microsecond, false},
+		{100 * time.Microsecond, 110 * time.Microsecond, true},
+		{25 * time.Microsecond, 30 * time.Microsecond, false},
 	} {
 		assert.Equal(t, c.want, cpuBound(c.cpu, c.wall), "cpu %s wall %s", c.cpu, c.wall)
 	}
