@@ -90,10 +90,14 @@ type workerState struct {
 // A measured handler runs locked to its thread: only then is the thread's
 // CPU time the handler's own, since an unlocked goroutine that waits
 // leaves its thread to others (with eight backfill slots, waiting handlers
-// passed for CPU-bound that way). Locking costs a handler that waits two
-// thread switches per wait, so it is done for one handler in probeEvery;
-// a handler on the short slice is locked, and so measured, anyway.
-const probeEvery = 16
+// passed for CPU-bound that way). Locking costs a handler that waits:
+// its thread hands its processor to another and sleeps, and a short timer
+// it waits for may then fire up to a millisecond late (one probe in 16
+// added 4-5 s to a 15 s drain of 100,000 handlers that sleep 1 µs). So it
+// is done for one handler in probeEvery: a CPU-bound migration at 200 µs a
+// message is found within 51 ms. A handler on the short slice is locked,
+// and so measured, anyway.
+const probeEvery = 256
 
 // cpuBound says whether a handler that ran for wall and whose thread used
 // cpu meanwhile was CPU-bound: on the CPU for at least 80 % of its wall
