@@ -10,23 +10,25 @@ import (
 // rusageThread is getrusage's RUSAGE_THREAD (Linux).
 const rusageThread = 1
 
-// threadCPU reads the calling thread's id and two figures of the CPU time
-// it has used, ok false when they cannot be read.
+// threadCPU reads the calling thread's id, two figures of the CPU time it
+// has used, and how many times it has given up its core to wait (its
+// voluntary context switches); ok false when they cannot be read.
 //
 // used is getrusage's, which the kernel brings up to date only at a
 // scheduler tick or a context switch: for one short handler it moves in
 // steps of a tick (0 or 4 ms for a 2 ms handler at HZ=250), right on
 // average. backfill_yield's debt has always been measured with it, and was
 // tuned with it. exact is the thread's CPU clock, right to the nanosecond:
-// what tells whether one handler was CPU-bound (the short slice).
-func threadCPU() (tid int, used, exact time.Duration, ok bool) {
+// what tells, with waits, whether one handler was CPU-bound (the short
+// slice).
+func threadCPU() (tid int, used, exact time.Duration, waits int64, ok bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
 	var ts unix.Timespec
 	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		return 0, 0, 0, false
+		return 0, 0, 0, 0, false
 	}
-	return syscall.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ts.Nano()), true
+	return syscall.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ts.Nano()), ru.Nvcsw, true
 }

@@ -64,7 +64,7 @@ func (c *Consumer) startWorkers() {
 // worker runs lane's handlers until the dispatcher closes its work.
 func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
-	st := workerState{sinceProbe: probeEvery} // the first handler is a probe
+	st := workerState{probeGap: 1} // the first handler is a probe
 	for r := range c.work[lane] {
 		c.results <- c.runOne(r, &st)
 	}
@@ -75,14 +75,17 @@ func (c *Consumer) worker(lane Lane) {
 type workerState struct {
 	// owed is handler CPU time not yet paused for (yield.go).
 	owed time.Duration
-	// cpuBound says the last handler measured ran on the CPU nearly all
-	// its wall time: neither waiting nor kept off the CPU by other threads.
-	// Only then does the next handler get the short slice
+	// cpuBound says the last handler measured ran without waiting (see
+	// cpuBound). Only then does the next handler get the short slice
 	// (slice_linux.go).
 	cpuBound bool
 	// sinceProbe counts the handlers run unmeasured since the last
-	// measured one.
-	sinceProbe int
+	// measured one; the next is measured once it reaches probeGap. The
+	// gap doubles, up to probeEvery, after each handler measured not
+	// CPU-bound, and is 1 again after one that was: a CPU-bound migration
+	// whose probe happened to wait (for the collector, say) is found again
+	// soon, and one that waits pays for few probes.
+	sinceProbe, probeGap int
 }
 
 // probeEvery is how often a backfill worker not on the short slice
@@ -94,19 +97,17 @@ type workerState struct {
 // its thread hands its processor to another and sleeps, and a short timer
 // it waits for may then fire up to a millisecond late (one probe in 16
 // added 4-5 s to a 15 s drain of 100,000 handlers that sleep 1 µs). So it
-// is done for one handler in probeEvery: a CPU-bound migration at 200 µs a
-// message is found within 51 ms. A handler on the short slice is locked,
-// and so measured, anyway.
+// is done for at most one handler in probeEvery (see workerState). A
+// handler on the short slice is locked, and so measured, anyway.
 const probeEvery = 256
 
-// cpuBound says whether a handler that ran for wall and whose thread used
-// cpu meanwhile was CPU-bound: on the CPU for at least 80 % of its wall
-// time (the upper bound allows for the clocks' granularity), and for at
-// least minCPUBound. A handler that waits only a few microseconds (a
-// short sleep) spends most of its wall time in the runtime's and the
-// kernel's hand-offs of its locked thread, which is CPU time too.
-func cpuBound(cpu, wall time.Duration) bool {
-	return cpu >= minCPUBound && cpu*10 >= wall*8 && cpu <= wall+wall/10+20*time.Microsecond
+// cpuBound says whether a handler measured locked to its thread was
+// CPU-bound: its thread never gave up its core to wait (being preempted
+// does not count: that is what the short slice is for) and used at least
+// minCPUBound. A handler that waits even briefly, for a timer or a
+// socket, blocks its locked thread.
+func cpuBound(cpu time.Duration, waited bool) bool {
+	return !waited && cpu >= minCPUBound
 }
 
 // minCPUBound is the least CPU time of a CPU-bound handler: the short
@@ -135,7 +136,7 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		locked := false
 		if (yields || shortens) && c.yield.productionFlowing(time.Now()) {
 			meter = startCPUMeter()
-			if shortens && (st.cpuBound || st.sinceProbe >= probeEvery) {
+			if shortens && (st.cpuBound || st.sinceProbe+1 >= st.probeGap) {
 				// Locked for the handler: its thread's CPU time is its own
 				// (probeEvery), no other goroutine runs on a shortened
 				// thread, and a thread the runtime starts meanwhile does
@@ -166,12 +167,17 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		d := time.Since(begin)
 		out.done = append(out.done, result{t: t, err: err, d: d, cancelled: cancelled})
 		if !meter.began.IsZero() {
-			debt, exact := meter.read()
+			debt, exact, waited := meter.read()
 			if yields {
 				st.owed = min(st.owed+debt, maxYield)
 			}
 			if locked {
-				st.cpuBound, st.sinceProbe = cpuBound(exact, d), 0
+				st.cpuBound, st.sinceProbe = cpuBound(exact, waited), 0
+				if st.cpuBound {
+					st.probeGap = 1
+				} else {
+					st.probeGap = min(2*st.probeGap, probeEvery)
+				}
 			} else {
 				st.sinceProbe++
 			}

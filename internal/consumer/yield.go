@@ -111,31 +111,33 @@ func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused
 type cpuMeter struct {
 	tid         int
 	used, exact time.Duration // threadCPU's two figures at the start
+	waits       int64
 	began       time.Time
 	ok          bool
 }
 
 func startCPUMeter() cpuMeter {
-	tid, used, exact, ok := threadCPU()
-	return cpuMeter{tid: tid, used: used, exact: exact, began: time.Now(), ok: ok}
+	tid, used, exact, waits, ok := threadCPU()
+	return cpuMeter{tid: tid, used: used, exact: exact, waits: waits, began: time.Now(), ok: ok}
 }
 
 // read is what the handler measured since m: debt adds to the worker's
-// debt; exact is the thread's CPU time to the nanosecond, 0 where it
-// cannot be read or the handler ended on another thread.
-func (m cpuMeter) read() (debt, exact time.Duration) {
+// debt; exact is the thread's CPU time to the nanosecond, and waited
+// whether the thread gave up its core to wait. exact is 0 where it cannot
+// be read or the handler ended on another thread.
+func (m cpuMeter) read() (debt, exact time.Duration, waited bool) {
 	if !m.ok {
-		return time.Since(m.began), 0
+		return time.Since(m.began), 0, true
 	}
-	tid, used, exactNow, ok := threadCPU()
+	tid, used, exactNow, waits, ok := threadCPU()
 	if !ok || tid != m.tid {
-		return 0, 0
+		return 0, 0, true
 	}
-	return used - m.used, exactNow - m.exact
+	return used - m.used, exactNow - m.exact, waits != m.waits
 }
 
 // debt is what the handler measured since m adds to the worker's debt.
 func (m cpuMeter) debt() time.Duration {
-	d, _ := m.read()
+	d, _, _ := m.read()
 	return d
 }

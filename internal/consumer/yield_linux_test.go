@@ -27,28 +27,29 @@ func TestBackfillYieldIgnoresAnotherThread(t *testing.T) {
 	assert.Zero(t, m.debt())
 }
 
-// A handler counts as CPU-bound when its thread was on the CPU for most of
-// its wall time, and not when the thread used more than that (it ran other
-// goroutines while the handler waited) or nothing at all.
+// A handler counts as CPU-bound when its locked thread never waited and
+// used at least the short slice's worth of CPU.
 func TestCPUBound(t *testing.T) {
-	ms := time.Millisecond
-	for _, c := range []struct {
-		cpu, wall time.Duration
-		want      bool
-	}{
-		{2 * ms, 2 * ms, true},
-		{1900 * time.Microsecond, 2 * ms, true},
-		{1600 * time.Microsecond, 2 * ms, true},
-		{1500 * time.Microsecond, 2 * ms, false},
-		{100 * time.Microsecond, 2 * ms, false},
-		{0, 2 * ms, false},
-		{0, 0, false},
-		{2200 * time.Microsecond, 2 * ms, true},
-		{2300 * time.Microsecond, 2 * ms, false},
-		{2670 * time.Microsecond, 2100 * time.Microsecond, false},
-		{100 * time.Microsecond, 110 * time.Microsecond, true},
-		{25 * time.Microsecond, 30 * time.Microsecond, false},
-	} {
-		assert.Equal(t, c.want, cpuBound(c.cpu, c.wall), "cpu %s wall %s", c.cpu, c.wall)
+	assert.True(t, cpuBound(2*time.Millisecond, false))
+	assert.True(t, cpuBound(minCPUBound, false))
+	assert.False(t, cpuBound(2*time.Millisecond, true), "it waited")
+	assert.False(t, cpuBound(minCPUBound-time.Microsecond, false), "too short to matter")
+	assert.False(t, cpuBound(0, false))
+}
+
+// A thread that waits gives up its core: the meter sees it. One that
+// keeps it does not.
+func TestCPUMeterSeesWaits(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	m := startCPUMeter()
+	for end := time.Now().Add(2 * time.Millisecond); time.Now().Before(end); {
 	}
+	_, exact, waited := m.read()
+	assert.False(t, waited, "a busy loop waited")
+	assert.GreaterOrEqual(t, exact, time.Millisecond, "a 2 ms busy loop's CPU time")
+	m = startCPUMeter()
+	time.Sleep(time.Millisecond)
+	_, _, waited = m.read()
+	assert.True(t, waited, "a sleep did not wait")
 }
