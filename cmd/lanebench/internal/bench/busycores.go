@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -214,23 +215,12 @@ func isKilled(err error) bool {
 
 // spin keeps one core busy until stdin closes.
 func spin(stdin io.Reader) {
-	closed := make(chan struct{})
+	var closed atomic.Bool
 	go func() {
 		_, _ = io.Copy(io.Discard, stdin)
-		close(closed)
+		closed.Store(true)
 	}()
 	runtime.GOMAXPROCS(1)
-	for {
-		select {
-		case <-closed:
-			return
-		default:
-		}
-		for i := 0; i < 1_000_000; i++ {
-			spinSink += i
-		}
+	for !closed.Load() { //nolint:revive // the busy loop is the point
 	}
 }
-
-// spinSink keeps spin's loop from being optimised away.
-var spinSink int
