@@ -32,28 +32,27 @@ func sliceOf(t *testing.T) uint64 {
 }
 
 // customSlices says whether this kernel keeps a custom time slice (Linux
-// 6.12+): set on a thread of its own, then read back.
+// 6.12+): set on a locked thread, read back, then the default restored.
+// The thread must not end locked: a child process some test started from
+// it with a parent-death signal (the test Redis servers) would die with it.
 func customSlices() bool {
-	ok := make(chan bool)
-	go func() {
-		// Never unlocked: the thread ends with the goroutine, and its
-		// slice with it.
-		runtime.LockOSThread()
-		attr, err := unix.SchedGetAttr(0, 0)
-		if err != nil {
-			ok <- false
-			return
-		}
-		attr.Size = unix.SizeofSchedAttr
-		attr.Runtime = shortSlice
-		if unix.SchedSetAttr(0, attr, 0) != nil {
-			ok <- false
-			return
-		}
-		got, err := unix.SchedGetAttr(0, 0)
-		ok <- err == nil && got.Runtime == shortSlice
-	}()
-	return <-ok
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	attr, err := unix.SchedGetAttr(0, 0)
+	if err != nil {
+		return false
+	}
+	attr.Size = unix.SizeofSchedAttr
+	attr.Runtime = shortSlice
+	if unix.SchedSetAttr(0, attr, 0) != nil {
+		return false
+	}
+	got, err := unix.SchedGetAttr(0, 0)
+	attr.Runtime = 0 // the default
+	if unix.SchedSetAttr(0, attr, 0) != nil {
+		panic("cannot restore the test thread's default time slice")
+	}
+	return err == nil && got.Runtime == shortSlice
 }
 
 // burn keeps the calling thread on the CPU for d.
