@@ -12,7 +12,8 @@ const rusageThread = 1
 
 // threadCPU reads the calling thread's id, two figures of the CPU time it
 // has used, and how many times it has given up its core to wait (its
-// voluntary context switches); ok false when they cannot be read.
+// voluntary context switches); ok false when they cannot be read. exact is
+// read only when wantExact (one more system call).
 //
 // used is getrusage's, which the kernel brings up to date only at a
 // scheduler tick or a context switch: for one short handler it moves in
@@ -21,14 +22,17 @@ const rusageThread = 1
 // tuned with it. exact is the thread's CPU clock, right to the nanosecond:
 // what tells, with waits, whether one handler was CPU-bound (the short
 // slice).
-func threadCPU() (tid int, used, exact time.Duration, waits int64, ok bool) {
+func threadCPU(wantExact bool) (tid int, used, exact time.Duration, waits int64, ok bool) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
 		return 0, 0, 0, 0, false
 	}
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
-		return 0, 0, 0, 0, false
+	if wantExact {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+			return 0, 0, 0, 0, false
+		}
+		exact = time.Duration(ts.Nano())
 	}
-	return syscall.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), time.Duration(ts.Nano()), ru.Nvcsw, true
+	return syscall.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), exact, ru.Nvcsw, true
 }

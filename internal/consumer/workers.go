@@ -135,18 +135,19 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 		shortened := 0 // the thread given a short time slice (slice_linux.go)
 		locked := false
 		if (yields || shortens) && c.yield.productionFlowing(time.Now()) {
-			meter = startCPUMeter()
 			if shortens && (st.cpuBound || st.sinceProbe+1 >= st.probeGap) {
-				// Locked for the handler: its thread's CPU time is its own
-				// (probeEvery), no other goroutine runs on a shortened
-				// thread, and a thread the runtime starts meanwhile does
-				// not inherit the slice (the runtime starts threads for a
-				// locked one from a clean thread of its own).
+				// Locked for the handler, and before the meter starts: its
+				// thread's CPU time is its own (probeEvery), no other
+				// goroutine runs on a shortened thread, and a thread the
+				// runtime starts meanwhile does not inherit the slice (the
+				// runtime starts threads for a locked one from a clean
+				// thread of its own).
 				runtime.LockOSThread()
 				locked = true
-				if st.cpuBound {
-					shortened = shortenSlice()
-				}
+			}
+			meter = startCPUMeter(locked)
+			if locked && st.cpuBound {
+				shortened = shortenSlice()
 			}
 		}
 		begin := time.Now()

@@ -112,32 +112,30 @@ type cpuMeter struct {
 	tid         int
 	used, exact time.Duration // threadCPU's two figures at the start
 	waits       int64
+	wantExact   bool
 	began       time.Time
 	ok          bool
 }
 
-func startCPUMeter() cpuMeter {
-	tid, used, exact, waits, ok := threadCPU()
-	return cpuMeter{tid: tid, used: used, exact: exact, waits: waits, began: time.Now(), ok: ok}
+// startCPUMeter starts measuring the calling thread; wantExact also reads
+// its CPU clock, which only a handler locked to its thread needs (its
+// CPU-bound test).
+func startCPUMeter(wantExact bool) cpuMeter {
+	tid, used, exact, waits, ok := threadCPU(wantExact)
+	return cpuMeter{tid: tid, used: used, exact: exact, waits: waits, wantExact: wantExact, began: time.Now(), ok: ok}
 }
 
 // read is what the handler measured since m: debt adds to the worker's
 // debt; exact is the thread's CPU time to the nanosecond, and waited
-// whether the thread gave up its core to wait. exact is 0 where it cannot
-// be read or the handler ended on another thread.
+// whether the thread gave up its core to wait. exact is 0 where it was not
+// asked for, cannot be read, or the handler ended on another thread.
 func (m cpuMeter) read() (debt, exact time.Duration, waited bool) {
 	if !m.ok {
 		return time.Since(m.began), 0, true
 	}
-	tid, used, exactNow, waits, ok := threadCPU()
+	tid, used, exactNow, waits, ok := threadCPU(m.wantExact)
 	if !ok || tid != m.tid {
 		return 0, 0, true
 	}
 	return used - m.used, exactNow - m.exact, waits != m.waits
-}
-
-// debt is what the handler measured since m adds to the worker's debt.
-func (m cpuMeter) debt() time.Duration {
-	d, _, _ := m.read()
-	return d
 }
