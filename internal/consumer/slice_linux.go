@@ -14,9 +14,8 @@ import (
 // the next scheduler tick (4 ms at HZ=250). A CPU-bound backfill handler
 // therefore held Redis and the engine's production threads off its core
 // for up to a tick. While production flows, a backfill handler whose
-// predecessor on the same worker was CPU-bound (on the CPU for most of its
-// wall time, see workerState) runs with the shortest slice the kernel
-// accepts, so a woken thread preempts it sooner. A handler that waits (a
+// predecessor on the same worker was CPU-bound (its thread never waited,
+// see cpuBound) runs with the shortest slice the kernel accepts, so a woken thread preempts it sooner. A handler that waits (a
 // database, an API) gives up its core at every wait anyway, and on a short
 // slice it was slower on a machine whose cores other processes kept busy,
 // so it keeps the default; so does a CPU-bound one those processes keep

@@ -78,16 +78,24 @@ func TestBackfillYieldsWhileProductionFlows(t *testing.T) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		checked := 0
+		var checked int
+		var short []string
 		for i := 1; i < n; i++ {
 			prev := spans[i-1]
 			if !prev.oneThread || prev.cpu < time.Millisecond {
 				continue // moved threads or descheduled: its debt is not known here
 			}
 			checked++
-			gap := spans[i].start.Sub(prev.end)
-			assert.GreaterOrEqual(t, gap, prev.cpu, "backfill message %d started %s after message %d ended, which used %s of CPU", i, gap, i-1, prev.cpu)
+			if gap := spans[i].start.Sub(prev.end); gap < prev.cpu {
+				short = append(short, fmt.Sprintf("message %d started %s after message %d ended, which used %s of CPU", i, gap, i-1, prev.cpu))
+			}
 		}
-		assert.Positive(t, checked, "no message stayed on one thread: nothing was checked")
+		require.GreaterOrEqual(t, checked, 4, "too few messages stayed on one thread to check")
+		// The engine's meter starts before the handler is called and reads
+		// its thread's time: a goroutine moved to another thread in
+		// between (a loaded machine, the race detector) leaves that one
+		// message without a debt, which this handler cannot see. Without
+		// the yield every gap is short.
+		assert.LessOrEqual(t, len(short), checked/4, "backfill did not pause for its CPU time:\n%s", strings.Join(short, "\n"))
 	})
 }
