@@ -182,7 +182,7 @@ func (s *scanner) skipObject(depth int) (canon, ok bool) {
 // canonical as written (the reference escapes differently from Go).
 func (s *scanner) skipString() (canon, ok bool) {
 	canon = true
-	i := s.pos + 1
+	i := plainRun(s.b, s.pos+1)
 	for i < len(s.b) {
 		c := s.b[i]
 		switch {
@@ -212,6 +212,7 @@ func (s *scanner) skipString() (canon, ok bool) {
 			default:
 				return false, false
 			}
+			i = plainRun(s.b, i)
 		default:
 			if c > 0x7e {
 				canon = false
