@@ -410,8 +410,14 @@ func (a *App) storeCtx(ctx context.Context, p Priority) context.Context {
 // SQLite: not the single writer) while it works.
 func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) (err error) {
 	ctx = WithPriority(ctx, p)
-	lz := &lazyTx{store: a.store, ctx: ctx}
-	tx := &Tx{app: a, dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
+	// One allocation for both: this runs once per message handled.
+	unit := &struct {
+		tx Tx
+		lz lazyTx
+	}{}
+	lz, tx := &unit.lz, &unit.tx
+	*lz = lazyTx{store: a.store, ctx: ctx}
+	*tx = Tx{app: a, dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on
