@@ -85,10 +85,10 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 		switch {
 		case more && yield:
 			// Production rows are being relayed: this batch is marked, and
-			// the worker pauses as long as the batch took, before it claims
-			// the next (lanes.go).
+			// the worker pauses yieldFactor times as long as the batch took,
+			// before it claims the next (lanes.go).
 			waitMark()
-			if firstErr != nil || !pause(ctx, time.Since(began)) {
+			if firstErr != nil || !pause(ctx, yieldFactor*time.Since(began)) {
 				return total, firstErr
 			}
 			limit = r.limit(w)
