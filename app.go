@@ -414,10 +414,12 @@ func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, f
 	unit := &struct {
 		tx Tx
 		lz lazyTx
-	}{}
-	lz, tx := &unit.lz, &unit.tx
-	*lz = lazyTx{store: a.store, ctx: ctx}
-	*tx = Tx{app: a, dom: a.dom, lazy: lz, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
+	}{
+		tx: Tx{app: a, dom: a.dom, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)},
+		lz: lazyTx{store: a.store, ctx: ctx},
+	}
+	tx, lz := &unit.tx, &unit.lz
+	tx.lazy = lz
 	finished := false
 	defer func() {
 		if !finished { // fn panicked: roll back, let the panic go on
