@@ -15,8 +15,9 @@ import (
 // therefore held Redis and the engine's production threads off its core
 // for up to a tick. While production flows, a backfill handler whose
 // predecessor on the same worker was CPU-bound (its thread never waited,
-// see cpuBound) runs with the shortest slice the kernel accepts, so a woken thread preempts it sooner. A handler that waits (a
-// database, an API) gives up its core at every wait anyway, and on a short
+// see cpuBound) runs with the shortest slice the kernel accepts, so a
+// woken thread preempts it sooner. A handler that waits (a database, an
+// API) gives up its core at every wait anyway, and on a short
 // slice it was slower on a machine whose cores other processes kept busy,
 // so it keeps the default; so does a CPU-bound one those processes keep
 // off the CPU. docs/architecture.md ("Backfill handlers on a short time
