@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/laneway/laneway/internal/plainbytes"
 )
 
 // The fast path of Decode.
@@ -182,7 +184,7 @@ func (s *scanner) skipObject(depth int) (canon, ok bool) {
 // canonical as written (the reference escapes differently from Go).
 func (s *scanner) skipString() (canon, ok bool) {
 	canon = true
-	i := plainRun(s.b, s.pos+1)
+	i := plainbytes.Skip(s.b, s.pos+1)
 	for i < len(s.b) {
 		c := s.b[i]
 		switch {
@@ -212,7 +214,7 @@ func (s *scanner) skipString() (canon, ok bool) {
 			default:
 				return false, false
 			}
-			i = plainRun(s.b, i)
+			i = plainbytes.Skip(s.b, i)
 		default:
 			if c > 0x7e {
 				canon = false

@@ -22,6 +22,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/laneway/laneway/internal/plainbytes"
 )
 
 type kind uint8
@@ -221,7 +223,8 @@ func (d *decoder) str() ([]byte, bool) {
 	}
 	s := d.b[d.i : d.i+end]
 	ascii := true
-	for _, c := range s {
+	// s holds no '"': what stops the skip is a byte the loop must see.
+	for _, c := range s[plainbytes.Skip(s, 0):] {
 		if c < 0x20 || c == '\\' {
 			return nil, false
 		}
