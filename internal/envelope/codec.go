@@ -93,9 +93,18 @@ func validate(e *Envelope) error {
 	return nil
 }
 
+// isObject reports whether raw's first byte after JSON whitespace opens an
+// object. (A loop: bytes.TrimLeft builds its cutset's table on every call,
+// and this runs once per message.)
 func isObject(raw []byte) bool {
-	raw = bytes.TrimLeft(raw, " \t\r\n")
-	return len(raw) > 0 && raw[0] == '{'
+	for _, c := range raw {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return c == '{'
+	}
+	return false
 }
 
 // Decode reads the value of a stream entry's data field. It is strict about
@@ -401,7 +410,7 @@ func ParseType(t string) (domain, name string, version int, err error) {
 		return "", "", 0, fmt.Errorf("envelope: type %q has an empty domain or name", t)
 	}
 	digits, ok := strings.CutPrefix(v, "v")
-	if !ok || digits == "" || digits[0] == '0' || strings.TrimLeft(digits, "0123456789") != "" {
+	if !ok || digits == "" || digits[0] == '0' || !allDigits(digits) {
 		return "", "", 0, fmt.Errorf("envelope: type %q: version %q is not v<N> with N >= 1", t, v)
 	}
 	version, err = strconv.Atoi(digits)
@@ -409,6 +418,16 @@ func ParseType(t string) (domain, name string, version int, err error) {
 		return "", "", 0, fmt.Errorf("envelope: type %q: version %q is out of range", t, v)
 	}
 	return domain, name, version, nil
+}
+
+// allDigits reports whether s is only ASCII digits.
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // TypeString builds "<Domain>.<Name>.v<N>".

@@ -364,3 +364,12 @@ func TestParseType(t *testing.T) {
 		require.Contains(t, err.Error(), in)
 	}
 }
+
+func TestIsObject(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{}`: true, " \t\r\n{\"a\":1}": true, ``: false, ` `: false, `[]`: false, `"{"`: false,
+		"\v{}": false, `null`: false, " x{": false,
+	} {
+		require.Equal(t, want, isObject([]byte(in)), "%q", in)
+	}
+}
