@@ -83,7 +83,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// Half the rows relayed before the page looks, so that it starts on a
 	// backlog (the relay takes well under a second for all of them; the
-	// drain at least 12 s). Not all: trimming may shorten the stream.
+	// drain at least 12 s). Not all: trimming may shorten the stream. The
+	// page may still show a sample taken before them: the script waits for
+	// its first positive reading.
 	require.Eventually(t, func() bool { return e.rdbLen(backfill) >= before+n/2 }, wait, tick)
 	browser("lanes", nil)
 	assert.Equal(t, n+1, e.summaryCount(), "every backfill registration was projected")
