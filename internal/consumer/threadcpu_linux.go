@@ -1,14 +1,10 @@
 package consumer
 
 import (
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
-
-// rusageThread is getrusage's RUSAGE_THREAD (Linux).
-const rusageThread = 1
 
 // threadCPU reads the calling thread's id, two figures of the CPU time it
 // has used, and how many times it has given up its core to wait (its
@@ -23,8 +19,8 @@ const rusageThread = 1
 // what tells, with waits, whether one handler was CPU-bound (the short
 // slice).
 func threadCPU(wantExact bool) (tid int, used, exact time.Duration, waits int64, ok bool) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
 		return 0, 0, 0, 0, false
 	}
 	if wantExact {
@@ -34,5 +30,5 @@ func threadCPU(wantExact bool) (tid int, used, exact time.Duration, waits int64,
 		}
 		exact = time.Duration(ts.Nano())
 	}
-	return syscall.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), exact, ru.Nvcsw, true
+	return unix.Gettid(), time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), exact, ru.Nvcsw, true
 }
