@@ -67,7 +67,7 @@ func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]
 	lo, hi := outboxsql.ClaimPriorities(p.Priorities)
 	var out []lanewaystore.OutboxRow
 	err := s.inTx(ctx, func(t *sql.Tx) error {
-		rows, err := t.QueryContext(ctx, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit, lo, hi)
+		rows, err := s.stmts.query(ctx, t, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -94,6 +94,11 @@ func sortClaimed(rows []lanewaystore.OutboxRow) {
 	})
 }
 
+const markPublishedSQL = `UPDATE outbox
+SET status = 'published', published_at = $2, published_stream = v.stream, locked_by = NULL, locked_until = NULL
+FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS stream FROM json_each($3)) AS v
+WHERE outbox.id = v.id AND outbox.locked_by = $1 AND outbox.status IN ('pending', 'failed', 'processing')`
+
 // MarkPublished marks the rows still leased by p.WorkerID published, each
 // with its physical stream, in one statement. The stream per id travels as
 // one JSON parameter ([[id, "stream"], ...]) so the statement text does not
@@ -116,11 +121,7 @@ func (s *Store) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedP
 		at = time.Now()
 	}
 	err = s.inTx(ctx, func(t *sql.Tx) error {
-		_, err := t.ExecContext(ctx, `UPDATE outbox
-			SET status = 'published', published_at = $2, published_stream = v.stream, locked_by = NULL, locked_until = NULL
-			FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS stream FROM json_each($3)) AS v
-			WHERE outbox.id = v.id AND outbox.locked_by = $1 AND outbox.status IN ('pending', 'failed', 'processing')`,
-			p.WorkerID, formatTime(at), string(js))
+		_, err := s.stmts.exec(ctx, t, markPublishedSQL, p.WorkerID, formatTime(at), string(js))
 		return err
 	})
 	if err != nil {

@@ -54,8 +54,10 @@ type Store struct {
 	stopCheckpoints context.CancelFunc
 	checkpointsDone chan struct{}
 	checkpointed    atomic.Int64 // complete checkpoints (for tests)
-	path            string       // for error messages
-	memory          bool
+	// stmts are the writer's statements, each prepared once (stmt.go).
+	stmts  stmtCache
+	path   string // for error messages
+	memory bool
 }
 
 var _ lanewaystore.Store = (*Store)(nil)
@@ -158,7 +160,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // connection to close checkpoints what is left in the WAL).
 func (s *Store) Close() error {
 	s.stopCheckpointing()
-	err := s.write.Close()
+	err := errors.Join(s.stmts.close(), s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}
@@ -167,7 +169,7 @@ func (s *Store) Close() error {
 
 // InTx runs fn in a BEGIN IMMEDIATE transaction on the writer connection.
 func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context, tx lanewaystore.Tx) error) error {
-	return s.inTx(ctx, func(t *sql.Tx) error { return fn(ctx, &tx{tx: t}) })
+	return s.inTx(ctx, func(t *sql.Tx) error { return fn(ctx, &tx{tx: t, stmts: &s.stmts}) })
 }
 
 // inTx commits when fn returns nil and rolls back otherwise; on panic the
@@ -178,6 +180,7 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	// Deferred first, so it runs last: after the rollback below.
 	defer s.writers.release()
+	s.stmts.prepare(ctx, s.write)
 	t, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlitestore: begin: %w", err)
@@ -201,14 +204,25 @@ func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // tx is the unit of work's transaction.
 type tx struct {
-	tx *sql.Tx
+	tx    *sql.Tx
+	stmts *stmtCache
 }
+
+const (
+	loadAggregateSQL = `SELECT version, data FROM laneway_aggregates WHERE category = $1 AND id = $2`
+	// DO NOTHING instead of failing keeps the transaction usable and turns
+	// "id taken" into a plain zero-row result.
+	insertAggregateSQL = `INSERT INTO laneway_aggregates (category, id, version, data, updated_at)
+VALUES ($1, $2, 1, $3, $4) ON CONFLICT (category, id) DO NOTHING`
+	markProcessedSQL = `INSERT INTO laneway_processed (handler, message_id, processed_at) VALUES ($1, $2, $3)
+ON CONFLICT (handler, message_id) DO NOTHING`
+	updateAggregateSQL = `UPDATE laneway_aggregates SET version = version + 1, data = $4, updated_at = $5
+WHERE category = $1 AND id = $2 AND version = $3`
+)
 
 func (t *tx) LoadAggregate(ctx context.Context, category, id string) (lanewaystore.AggregateRecord, error) {
 	rec := lanewaystore.AggregateRecord{Category: category, ID: id}
-	err := t.tx.QueryRowContext(ctx,
-		`SELECT version, data FROM laneway_aggregates WHERE category = $1 AND id = $2`,
-		category, id).Scan(&rec.Version, &rec.Data)
+	err := t.stmts.queryRow(ctx, t.tx, loadAggregateSQL, category, id).Scan(&rec.Version, &rec.Data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return rec, fmt.Errorf("load aggregate %s/%s: %w", category, id, lanewaystore.ErrNotFound)
 	}
@@ -230,17 +244,9 @@ func (t *tx) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregatePara
 	var res sql.Result
 	var err error
 	if p.ExpectedVersion == 0 {
-		// DO NOTHING instead of failing keeps the transaction usable and
-		// turns "id taken" into a plain zero-row result.
-		res, err = t.tx.ExecContext(ctx,
-			`INSERT INTO laneway_aggregates (category, id, version, data, updated_at)
-			 VALUES ($1, $2, 1, $3, $4) ON CONFLICT (category, id) DO NOTHING`,
-			p.Category, p.ID, data, now)
+		res, err = t.stmts.exec(ctx, t.tx, insertAggregateSQL, p.Category, p.ID, data, now)
 	} else {
-		res, err = t.tx.ExecContext(ctx,
-			`UPDATE laneway_aggregates SET version = version + 1, data = $4, updated_at = $5
-			 WHERE category = $1 AND id = $2 AND version = $3`,
-			p.Category, p.ID, p.ExpectedVersion, data, now)
+		res, err = t.stmts.exec(ctx, t.tx, updateAggregateSQL, p.Category, p.ID, p.ExpectedVersion, data, now)
 	}
 	if err != nil {
 		return fmt.Errorf("sqlitestore: save aggregate %s/%s: %w", p.Category, p.ID, err)
@@ -268,18 +274,23 @@ func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) er
 			return err
 		}
 	}
-	exec := func(ctx context.Context, query string, args ...any) (sql.Result, error) {
-		return t.tx.ExecContext(ctx, query, args...)
-	}
-	if len(rows) > 1 {
-		st, err := t.tx.PrepareContext(ctx, insertOutboxSQL)
-		if err != nil {
+	// One statement for every row: prepared once per store, or else once
+	// per transaction when there is more than one row.
+	st := t.stmts.get(insertOutboxSQL)
+	if st != nil {
+		st = t.tx.StmtContext(ctx, st)
+	} else if len(rows) > 1 {
+		var err error
+		if st, err = t.tx.PrepareContext(ctx, insertOutboxSQL); err != nil {
 			return fmt.Errorf("sqlitestore: insert outbox: %w", err)
 		}
 		defer st.Close()
-		exec = func(ctx context.Context, _ string, args ...any) (sql.Result, error) {
+	}
+	exec := func(ctx context.Context, args ...any) (sql.Result, error) {
+		if st != nil {
 			return st.ExecContext(ctx, args...)
 		}
+		return t.tx.ExecContext(ctx, insertOutboxSQL, args...)
 	}
 	now := time.Now()
 	for _, r := range rows {
@@ -287,7 +298,7 @@ func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) er
 		if created.IsZero() {
 			created = now
 		}
-		if _, err := exec(ctx, insertOutboxSQL, r.MessageID, r.StreamName, r.StreamCategory, r.Type,
+		if _, err := exec(ctx, r.MessageID, r.StreamName, r.StreamCategory, r.Type,
 			jsonText(r.Data), jsonText(r.Metadata), r.Priority, formatTime(created)); err != nil {
 			return fmt.Errorf("sqlitestore: insert outbox row %s: %w", r.MessageID, err)
 		}
@@ -296,10 +307,7 @@ func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) er
 }
 
 func (t *tx) MarkProcessed(ctx context.Context, handler, messageID string) (bool, error) {
-	res, err := t.tx.ExecContext(ctx,
-		`INSERT INTO laneway_processed (handler, message_id, processed_at) VALUES ($1, $2, $3)
-		 ON CONFLICT (handler, message_id) DO NOTHING`,
-		handler, messageID, formatTime(time.Now()))
+	res, err := t.stmts.exec(ctx, t.tx, markProcessedSQL, handler, messageID, formatTime(time.Now()))
 	if err != nil {
 		return false, fmt.Errorf("sqlitestore: mark processed %s/%s: %w", handler, messageID, err)
 	}
