@@ -30,6 +30,9 @@ type App struct {
 
 	mu       sync.RWMutex
 	onCommit []*func() // pointers, so that a registration can be removed
+	// onCommitRows are told the priorities a commit wrote (the engine's
+	// relay wakes only the claim loops that have rows to claim).
+	onCommitRows []*func(lo, hi int)
 }
 
 // Options for Open. The zero value opens the database named by
@@ -96,14 +99,25 @@ func (a *App) Store() lanewaystore.Store { return a.store }
 // function removes the registration (an engine does when it stops, so an
 // app that starts and stops engines does not accumulate them).
 func (a *App) OnCommit(fn func()) (remove func()) {
+	return register(&a.mu, &a.onCommit, fn)
+}
+
+// onCommitPriorities is OnCommit for a callback that is told the lowest
+// and highest priority of the rows the unit of work wrote.
+func (a *App) onCommitPriorities(fn func(lo, hi int)) (remove func()) {
+	return register(&a.mu, &a.onCommitRows, fn)
+}
+
+// register adds fn to *list under mu and returns its removal.
+func register[F any](mu *sync.RWMutex, list *[]*F, fn F) (remove func()) {
 	p := &fn
-	a.mu.Lock()
-	a.onCommit = append(a.onCommit, p)
-	a.mu.Unlock()
+	mu.Lock()
+	*list = append(*list, p)
+	mu.Unlock()
 	return func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.onCommit = slices.DeleteFunc(a.onCommit, func(q *func()) bool { return q == p })
+		mu.Lock()
+		defer mu.Unlock()
+		*list = slices.DeleteFunc(*list, func(q *F) bool { return q == p })
 	}
 }
 
@@ -298,7 +312,7 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 		return st.InsertOutbox(ctx, rows)
 	})
 	if err == nil && len(rows) > 0 {
-		a.committed()
+		a.committed(rows)
 	}
 	return err
 }
@@ -359,8 +373,8 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
 		return st.InsertOutbox(ctx, rows)
 	})
-	if err == nil {
-		a.committed()
+	if err == nil && len(rows) > 0 {
+		a.committed(rows)
 	}
 	return err
 }
@@ -371,8 +385,9 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 // (runInLazyTx) would cost every command a goroutine switch for nothing.
 func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
 	ctx = WithPriority(ctx, p)
-	wrote := false
+	var written []lanewaystore.OutboxRow
 	err := a.store.InTx(a.storeCtx(ctx, p), func(ctx context.Context, st lanewaystore.Tx) error {
+		written = nil
 		tx := &Tx{app: a, dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
@@ -381,11 +396,11 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 		if len(tx.rows) == 0 {
 			return nil
 		}
-		wrote = true
+		written = tx.rows
 		return st.InsertOutbox(ctx, tx.rows)
 	})
-	if err == nil && wrote {
-		a.committed()
+	if err == nil && len(written) > 0 {
+		a.committed(written)
 	}
 	return err
 }
@@ -437,16 +452,24 @@ func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, f
 	err = lz.finish(err)
 	tx.st, tx.lazy = nil, nil
 	if err == nil && len(tx.rows) > 0 {
-		a.committed()
+		a.committed(tx.rows)
 	}
 	return err
 }
 
-func (a *App) committed() {
+// committed runs the commit callbacks after a unit of work wrote rows.
+func (a *App) committed(rows []lanewaystore.OutboxRow) {
+	lo, hi := rows[0].Priority, rows[0].Priority
+	for _, r := range rows[1:] {
+		lo, hi = min(lo, r.Priority), max(hi, r.Priority)
+	}
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	for _, fn := range a.onCommit {
 		(*fn)()
+	}
+	for _, fn := range a.onCommitRows {
+		(*fn)(lo, hi)
 	}
 }
 

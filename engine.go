@@ -262,7 +262,7 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	rcfg.Observer = m
 	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
-	e.offCommit = e.app.OnCommit(e.relay.Notify)
+	e.offCommit = e.app.onCommitPriorities(e.relay.NotifyPriorities)
 	return nil
 }
 

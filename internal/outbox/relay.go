@@ -84,6 +84,20 @@ func (r *Relay) Notify() {
 	}
 }
 
+// NotifyPriorities wakes the claim loops that claim rows with a priority
+// in [lo, hi]: rows of those priorities have just committed in this
+// process. A production command's commit then does not also send the
+// backfill loop to claim nothing, which on SQLite took the one writer from
+// the production loop's claim, and a migration's commits do not wake the
+// production loop.
+func (r *Relay) NotifyPriorities(lo, hi int) {
+	for _, w := range r.workers {
+		if w.priorities == nil || (lo <= w.priorities.Max && hi >= w.priorities.Min) {
+			signal(w.notifyCh)
+		}
+	}
+}
+
 func (r *Relay) listenNotify() {
 	for _, w := range r.workers {
 		signal(w.listenCh)
