@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -76,13 +77,9 @@ func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Rel
 // WorkerID is the relay's locked_by value.
 func (r *Relay) WorkerID() string { return r.cfg.WorkerID }
 
-// Notify wakes the relay: rows have just committed in this process. It
+// Notify wakes every claim loop: rows have just committed in this process. It
 // never blocks; wake-ups that arrive while one is pending coalesce.
-func (r *Relay) Notify() {
-	for _, w := range r.workers {
-		signal(w.notifyCh)
-	}
-}
+func (r *Relay) Notify() { r.NotifyPriorities(math.MinInt, math.MaxInt) }
 
 // NotifyPriorities wakes the claim loops that claim rows with a priority
 // in [lo, hi]: rows of those priorities have just committed in this
