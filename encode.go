@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/laneway/laneway/internal/envelope"
@@ -137,6 +138,11 @@ func (ev EventEntry) validate() error {
 	return errors.Join(errs...)
 }
 
+// defaultConfig is the default configuration RouteStream reads when given
+// none: built once, since a producer encoding entries one by one would
+// otherwise build it (maps and all) for each of them. It is never written.
+var defaultConfig = sync.OnceValue(lanewayconfig.Default)
+
 // RouteStream is the routing rule: the stream (lane) the relay publishes an
 // event of category, in domain, at priority p to, under cfg (nil means the
 // defaults). With lanes enabled, a priority strictly below the threshold
@@ -146,7 +152,7 @@ func (ev EventEntry) validate() error {
 // Async commands use the category "<category>:command".
 func RouteStream(cfg *lanewayconfig.Config, domain, category string, p Priority) (string, error) {
 	if cfg == nil {
-		cfg = lanewayconfig.Default()
+		cfg = defaultConfig()
 	}
 	lc, err := lanes.FromConfig(cfg, domain)
 	if err != nil {
