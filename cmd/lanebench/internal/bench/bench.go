@@ -77,6 +77,10 @@ type Params struct {
 	// Samples is the production entries of the flood and of the e2e
 	// backfill phase; IdleSamples those of quiet and of the e2e idle phase.
 	Samples, IdleSamples int
+	// Repeat runs the chosen scenarios this many rounds, one round after
+	// the other, and ends with each target's median and how many rounds
+	// met it.
+	Repeat int
 }
 
 // DefaultParams are the full-size defaults; ShortParams the `make bench` ones.
@@ -89,7 +93,7 @@ func DefaultParams() Params {
 		Events: 200000, Callers: 4, MemoryBacklogs: []int{100000, 1000000},
 		ContentionDuration: 20 * time.Second, ContentionProcs: 2,
 		ThrottleRate: 500, ThrottleProcs: 2,
-		Samples: 1000, IdleSamples: 500,
+		Samples: 1000, IdleSamples: 500, Repeat: 1,
 	}
 }
 
@@ -138,6 +142,8 @@ func (p *Params) Validate() error {
 		return errors.New("--samples must be positive")
 	case p.IdleSamples <= 0:
 		return errors.New("--idle-samples must be positive")
+	case p.Repeat < 1:
+		return errors.New("--repeat must be at least 1")
 	case len(p.MemoryBacklogs) == 0:
 		return errors.New("--memory-backlogs needs at least one size")
 	}
@@ -253,14 +259,20 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	scenarios := expandScenarios(r.p.Scenarios)
 	var err error
-	for _, s := range allScenarios() {
-		if !contains(scenarios, s) {
-			continue
+rounds:
+	for round := 1; round <= r.p.Repeat; round++ {
+		if r.p.Repeat > 1 {
+			r.progress("round %d of %d", round, r.p.Repeat)
 		}
-		r.progress("scenario %s", s)
-		if err = steps[s](ctx); err != nil {
-			err = fmt.Errorf("%s: %w", s, err)
-			break
+		for _, s := range allScenarios() {
+			if !contains(scenarios, s) {
+				continue
+			}
+			r.progress("scenario %s", s)
+			if err = steps[s](ctx); err != nil {
+				err = fmt.Errorf("%s: %w", s, err)
+				break rounds
+			}
 		}
 	}
 	if r.p.Broker != "" {
@@ -272,6 +284,16 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	if !r.p.JSON {
 		printTables(r.out, r.p, r.results)
+	}
+	if r.p.Repeat > 1 {
+		ts := summarizeTargets(r.results)
+		if r.p.JSON {
+			if jerr := writeJSONLine(r.out, repeatSummary{Rounds: r.p.Repeat, Targets: ts}); jerr != nil && err == nil {
+				err = jerr
+			}
+		} else {
+			printRepeatSummary(r.out, r.p.Repeat, ts)
+		}
 	}
 	return err
 }

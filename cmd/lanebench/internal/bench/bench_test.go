@@ -46,6 +46,7 @@ func TestValidate(t *testing.T) {
 		"procs":         func(p *Params) { p.ContentionProcs = -1 },
 		"throttle rate": func(p *Params) { p.ThrottleRate = 0 },
 		"throttle proc": func(p *Params) { p.ThrottleProcs = 0 },
+		"repeat":        func(p *Params) { p.Repeat = 0 },
 	} {
 		p := ShortParams()
 		mut(&p)

@@ -137,6 +137,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	f.IntVar(&p.BackfillNice, "backfill-nice", 0, "consume, flood, quiet and e2e: the engine's [server.priority_lanes] backfill_nice (0-19; 0 off, the default)")
 	f.IntVar(&p.Samples, "samples", p.Samples, "flood and e2e (backfill phase): production entries written at --rate")
 	f.IntVar(&p.IdleSamples, "idle-samples", p.IdleSamples, "quiet and e2e (idle phase): production entries written at 50/s")
+	f.IntVar(&p.Repeat, "repeat", p.Repeat, "run the chosen scenarios this many rounds and end with each target's median and in how many rounds it was met")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof -top lanebench FILE)")
 	f.StringVar(&memProfile, "memprofile", "", "write a heap profile (allocations of the whole run) to this file at the end")
 	f.BoolVar(&p.JSON, "json", false, "one JSON object per line per scenario and configuration instead of tables")

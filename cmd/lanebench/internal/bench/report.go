@@ -95,7 +95,7 @@ func f64(v float64) *float64 { return &v }
 
 func costMS(d time.Duration) *float64 { return f64(latency.Round3(latency.MS(d))) }
 
-func writeJSONLine(w io.Writer, r Result) error {
+func writeJSONLine(w io.Writer, r any) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
