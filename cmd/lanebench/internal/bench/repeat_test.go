@@ -40,6 +40,24 @@ func TestSummarizeTargets(t *testing.T) {
 	printRepeatSummary(&out, 3, got)
 	require.Contains(t, out.String(), "met 2 of 3")
 	require.Contains(t, out.String(), "[0.900 1.400 0.700]")
+	require.NotContains(t, out.String(), "per round")
+}
+
+// A target whose limit comes from the raw consumer of its own round
+// shows each round's limit, not one the median would be misread against.
+func TestSummarizeTargetsPerRoundLimits(t *testing.T) {
+	rs := []Result{
+		{Scenario: "quiet", Targets: []Target{atMost("p50 ms <= raw p50 + 0.1", 0.40, 0.45)}},
+		{Scenario: "quiet", Targets: []Target{atMost("p50 ms <= raw p50 + 0.1", 0.40, 0.35)}},
+	}
+	got := summarizeTargets(rs)
+	require.Len(t, got, 1)
+	require.Equal(t, []float64{0.45, 0.35}, got[0].Limits)
+	require.Equal(t, 1, got[0].Met)
+	var out bytes.Buffer
+	printRepeatSummary(&out, 2, got)
+	require.Contains(t, out.String(), "per round")
+	require.Contains(t, out.String(), "0.400(<= 0.350)")
 }
 
 func TestMedian(t *testing.T) {
