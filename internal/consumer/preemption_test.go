@@ -27,23 +27,11 @@ import (
 func TestPreemption(t *testing.T) {
 	t.Parallel()
 	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
-		cat, bf := k.lanes(testsvc.Prefix() + "customer")
-		datas := make([]string, 10000)
-		for i := range datas {
-			datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
-		}
-		publish(t, k.b, bf, datas...)
-
+		cat, bf := backfillBacklog(t, k, 10000)
 		var rec recorder
 		c := startConsumer(t, k.b, consumer.Config{
 			Group: "Projector", Primary: cat, Backfill: bf,
-			Handle: func(ctx context.Context, m *consumer.Message) error {
-				rec.add(m)
-				if m.Lane == consumer.Backfill {
-					time.Sleep(backfillHandlerSleep)
-				}
-				return nil
-			},
+			Handle: sleepingOnBackfill(&rec),
 		})
 		require.Eventually(t, func() bool { return rec.len() >= 40 }, waitFor, time.Millisecond)
 
@@ -103,23 +91,11 @@ func publishPrimaryDuringBackfill(t *testing.T, k brokerKit, cat string, rec *re
 func TestPrimaryReaderPreemption(t *testing.T) {
 	t.Parallel()
 	eachBrokerAndCluster(t, func(t *testing.T, k brokerKit) {
-		cat, bf := k.lanes(testsvc.Prefix() + "customer")
-		datas := make([]string, 10000)
-		for i := range datas {
-			datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
-		}
-		publish(t, k.b, bf, datas...)
-
+		cat, bf := backfillBacklog(t, k, 10000)
 		var rec recorder
 		c := startConsumer(t, k.b, consumer.Config{
 			Group: "Projector", Primary: cat, Backfill: bf, PrimaryReader: true,
-			Handle: func(ctx context.Context, m *consumer.Message) error {
-				rec.add(m)
-				if m.Lane == consumer.Backfill {
-					time.Sleep(backfillHandlerSleep)
-				}
-				return nil
-			},
+			Handle: sleepingOnBackfill(&rec),
 		})
 		require.Eventually(t, func() bool { return rec.len() >= 40 }, waitFor, time.Millisecond)
 
@@ -210,4 +186,29 @@ func TestIdlePrimaryThroughBlockingBoth(t *testing.T) {
 type dlqEntry struct {
 	Meta envelope.DLQMetadata `json:"_dlq_metadata"`
 	Raw  *string              `json:"raw"`
+}
+
+// backfillBacklog names fresh lanes and writes n entries, each of its own
+// aggregate, to the backfill one.
+func backfillBacklog(t *testing.T, k brokerKit, n int) (primary, backfill string) {
+	t.Helper()
+	primary, backfill = k.lanes(testsvc.Prefix() + "customer")
+	datas := make([]string, n)
+	for i := range datas {
+		datas[i] = encode(t, fmt.Sprintf("b%d", i), fmt.Sprintf("c-%d", i), i)
+	}
+	publish(t, k.b, backfill, datas...)
+	return primary, backfill
+}
+
+// sleepingOnBackfill records every message and sleeps
+// backfillHandlerSleep in each backfill one.
+func sleepingOnBackfill(rec *recorder) func(context.Context, *consumer.Message) error {
+	return func(_ context.Context, m *consumer.Message) error {
+		rec.add(m)
+		if m.Lane == consumer.Backfill {
+			time.Sleep(backfillHandlerSleep)
+		}
+		return nil
+	}
 }
