@@ -2,13 +2,12 @@ package backend_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/laneway/laneway/internal/backend"
+	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/lanewaybroker"
 	"github.com/laneway/laneway/lanewaybroker/redisbroker"
 	"github.com/laneway/laneway/lanewayconfig"
@@ -37,21 +36,7 @@ func TestOpenToolBrokerEmbedded(t *testing.T) {
 	require.NoError(t, engine.Close())
 	// Not the closed engine's address: packages' tests run in parallel and
 	// another one's broker took a port freed this way (CI, once).
-	addr := refusedAddr(t)
+	addr := testsvc.RefusedAddr(t)
 	_, err = backend.OpenToolBroker(ctx, lanewayconfig.Broker{Provider: lanewayconfig.BrokerProviderEmbedded, Listen: addr})
 	require.ErrorContains(t, err, "no engine serves the embedded broker on "+addr)
-}
-
-// refusedAddr is a loopback address where connections are refused for the
-// rest of the test: its port is bound, so nothing else can take it, and
-// not listening.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = unix.Close(fd) })
-	require.NoError(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	sa, err := unix.Getsockname(fd)
-	require.NoError(t, err)
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*unix.SockaddrInet4).Port)
 }
