@@ -53,6 +53,11 @@ func TestMinReplicasAcked(t *testing.T) {
 		return err == nil && strings.Contains(info, "state=online")
 	}, 30*time.Second, 20*time.Millisecond, "the replica did not sync")
 	clk.Advance(time.Minute) // past the failed row's retry delay
+	// "online" in INFO does not mean the replica answers the next WAIT
+	// within 50 ms on a loaded machine (a CI run under -race did not):
+	// the retry's relay waits up to 10 s, and WAIT returns at the ack.
+	r = outbox.New(s, b, outbox.Config{Now: clk.Now, MinReplicasAcked: 1, ReplicasTimeout: 10 * time.Second,
+		Retry: outbox.Retry{MaxAttempts: 10, BaseDelay: time.Second}})
 	n, err = r.RunOnce(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
