@@ -141,9 +141,10 @@ type PriorityLanes struct {
 	// entries are arriving (one queued within the last second): each
 	// backfill handler slot pauses for as long as its handlers used the
 	// CPU since its last pause, so a CPU-bound backfill gets about half its
-	// time and leaves the CPU free for the production path. A pause ends as
-	// soon as a production entry arrives. It costs a migration's drain only
-	// while production flows. Defaults to true.
+	// time and leaves the CPU free for the production path. A production
+	// entry never waits for a pause: at concurrency 1 it takes the pausing
+	// slot at once, above it the pause ends. It costs a migration's drain
+	// only while production flows. Defaults to true.
 	BackfillYield bool `toml:"backfill_yield" json:"backfill_yield"`
 
 	// BackfillShortSlice runs CPU-bound backfill handlers, while

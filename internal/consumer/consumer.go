@@ -79,6 +79,7 @@ type runResult struct {
 	done      []result
 	unstarted []*tracked
 	outage    error // Config.Outage's verdict on the first unstarted one's error
+	lent      bool  // the slot was lent to primary while the worker paused (lend.go)
 }
 
 type readResult struct {
@@ -132,7 +133,12 @@ type Consumer struct {
 	// queued; halt that the consumer is stopping. Both end runs early.
 	preempt, halt atomic.Bool
 	yield         yielder // Config.BackfillYield (yield.go)
-	readDone      chan readResult
+	// lends: a pausing backfill worker's slot may be lent to primary
+	// (concurrency 1, lanes on, BackfillYield); lendState is the slot's
+	// handshake (lend.go).
+	lends     bool
+	lendState atomic.Int32
+	readDone  chan readResult
 
 	// dispatcher state
 	owned      map[string]*tracked
@@ -232,6 +238,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 		dbBo:      backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second},
 	}
 	c.sl = slots{Concurrency: cfg.Concurrency, BackfillCap: c.bfCap}
+	c.lends = cfg.Concurrency == 1 && c.lanes && cfg.BackfillYield
 	c.primaryReader = cfg.PrimaryReader && c.lanes
 	c.primaryUnknown = c.primaryReader // until its first read says
 	c.credit = shareCredit{Share: cfg.MinBackfillShare}

@@ -33,6 +33,9 @@ func (c *Consumer) dispatch() (primary bool) {
 			bi = c.ready(Backfill)
 		}
 		pr := pi >= 0 && c.sl.canStart(Primary)
+		if pi >= 0 && !pr && c.lendSlot() {
+			pr = c.sl.canStart(Primary)
+		}
 		br := bi >= 0 && c.sl.canStart(Backfill)
 		if br && !pr && !c.primaryReader && !c.paused(Primary) && c.reading == 0 && time.Since(c.lastProbe) >= c.cfg.ProbeInterval && !time.Now().Before(c.retryAt) {
 			if c.probe() > 0 {
@@ -153,6 +156,9 @@ func (c *Consumer) onRunResult(rr runResult) {
 	if rr.lane == Backfill {
 		c.lastBackfillDone = time.Now()
 		c.sl.BackfillInflight--
+		if rr.lent {
+			c.slotReturned()
+		}
 	} else {
 		c.sl.PrimaryInflight--
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -211,4 +212,62 @@ func sleepingOnBackfill(rec *recorder) func(context.Context, *consumer.Message) 
 		}
 		return nil
 	}
+}
+
+// At concurrency 1 a production entry may take the slot of a backfill
+// worker pausing to give way (BackfillYield), but never runs beside a
+// backfill handler: one handler at a time, every entry handled once, each
+// lane in order. The backfill handlers use the CPU for 2 ms each, so the
+// worker pauses between them while production flows, and production
+// entries keep arriving during those pauses.
+func TestLentSlotOneHandlerAtATime(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		cat, bf := backfillBacklog(t, k, 60)
+		var inFlight, most atomic.Int32
+		var rec recorder
+		startConsumer(t, k.b, consumer.Config{
+			Group: "Projector", Primary: cat, Backfill: bf, Concurrency: 1,
+			BackfillYield: true, PrimaryReader: true,
+			Handle: func(ctx context.Context, m *consumer.Message) error {
+				n := inFlight.Add(1)
+				defer inFlight.Add(-1)
+				for cur := most.Load(); n > cur && !most.CompareAndSwap(cur, n); cur = most.Load() {
+				}
+				id := m.Envelope.Metadata.Headers.ID
+				if strings.HasPrefix(id, "b") {
+					for began := time.Now(); time.Since(began) < 2*time.Millisecond; {
+					}
+				}
+				rec.add(m)
+				return nil
+			},
+		})
+		const production = 40
+		for i := range production {
+			publish(t, k.b, cat, encode(t, fmt.Sprintf("p%d", i), fmt.Sprintf("c-p%d", i), i))
+			time.Sleep(time.Millisecond)
+		}
+		require.Eventually(t, func() bool { return rec.len() >= 60+production }, waitFor, time.Millisecond)
+		assert.Equal(t, int32(1), most.Load(), "two handlers ran at once at concurrency 1")
+		seen := map[string]int{}
+		var pseq, bseq []int
+		for _, id := range rec.snapshot() {
+			seen[id]++
+			var n int
+			if _, err := fmt.Sscanf(id[1:], "%d", &n); err == nil {
+				if id[0] == 'p' {
+					pseq = append(pseq, n)
+				} else {
+					bseq = append(bseq, n)
+				}
+			}
+		}
+		for id, n := range seen {
+			assert.Equal(t, 1, n, "%s handled %d times", id, n)
+		}
+		assert.Len(t, seen, 60+production)
+		assert.True(t, slices.IsSorted(pseq), "production handled in order: %v", pseq)
+		assert.True(t, slices.IsSorted(bseq), "backfill handled in order: %v", bseq)
+	})
 }

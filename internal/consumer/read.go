@@ -200,6 +200,9 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 		c.preempt.Store(true)
 		if (c.cfg.BackfillYield || c.cfg.BackfillShortSlice) && c.lanes {
 			c.yield.primaryQueued(now)
+			if !c.lends {
+				c.yield.wakeAll() // the pausing backfill workers give their slots back (lend.go)
+			}
 		}
 	}
 }

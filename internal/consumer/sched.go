@@ -14,6 +14,9 @@ type slots struct {
 	BackfillCap      int // most backfill handlers in flight
 	PrimaryInflight  int
 	BackfillInflight int
+	// Lent counts backfill runs in flight whose worker pauses and whose
+	// slot primary uses meanwhile (concurrency 1, lend.go).
+	Lent int
 }
 
 // backfillCap is the backfill slot limit: BackfillConcurrency, but always one
@@ -27,7 +30,7 @@ func backfillCap(concurrency, backfillConcurrency int) int {
 	return max(1, min(backfillConcurrency, concurrency-1))
 }
 
-func (s slots) free() int { return s.Concurrency - s.PrimaryInflight - s.BackfillInflight }
+func (s slots) free() int { return s.Concurrency - s.PrimaryInflight - s.BackfillInflight + s.Lent }
 
 // canStart reports whether a handler of lane may start now.
 func (s slots) canStart(l Lane) bool {

@@ -38,7 +38,7 @@ func TestSlotsProperty(t *testing.T) {
 		bfc := rapid.IntRange(1, 20).Draw(rt, "bfc")
 		s := slots{Concurrency: conc, BackfillCap: backfillCap(conc, bfc)}
 		for range rapid.IntRange(0, 200).Draw(rt, "steps") {
-			switch rapid.IntRange(0, 3).Draw(rt, "op") {
+			switch rapid.IntRange(0, 5).Draw(rt, "op") {
 			case 0:
 				if s.canStart(Primary) {
 					s.PrimaryInflight++
@@ -52,12 +52,24 @@ func TestSlotsProperty(t *testing.T) {
 					s.PrimaryInflight--
 				}
 			case 3:
-				if s.BackfillInflight > 0 {
+				if s.BackfillInflight > s.Lent {
+					s.BackfillInflight--
+				}
+			case 4: // a pausing backfill worker's slot lent to primary (lend.go)
+				if conc == 1 && s.BackfillInflight == 1 && s.Lent == 0 {
+					s.Lent++
+				}
+			case 5: // the lent run comes back
+				if s.Lent > 0 {
+					s.Lent--
 					s.BackfillInflight--
 				}
 			}
 			if s.BackfillInflight > s.BackfillCap || s.free() < 0 {
 				rt.Fatalf("bad slots %+v", s)
+			}
+			if s.PrimaryInflight+s.BackfillInflight-s.Lent > conc {
+				rt.Fatalf("more handlers than slots: %+v", s)
 			}
 			if conc > 1 && s.PrimaryInflight == 0 && !s.canStart(Primary) {
 				rt.Fatalf("primary has no slot: %+v", s)

@@ -158,8 +158,9 @@ type Config struct {
 	// backfill runs (lanes on only; see primaryreader.go).
 	PrimaryReader bool
 	// BackfillYield pauses each backfill worker, while production entries
-	// are arriving, for as long as its handlers ran since its last pause
-	// (lanes on only; see yield.go).
+	// are arriving, for as long as its handlers ran since its last pause;
+	// at concurrency 1 primary may use the pausing worker's slot (lanes on
+	// only; see yield.go and lend.go).
 	BackfillYield bool
 	// BackfillShortSlice runs a backfill handler whose predecessor was
 	// CPU-bound, while production entries are arriving, with the shortest

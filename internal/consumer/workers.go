@@ -129,9 +129,13 @@ func (c *Consumer) runOne(r run, st *workerState) runResult {
 	yields := r.lane == Backfill && c.cfg.BackfillYield
 	shortens := r.lane == Backfill && c.cfg.BackfillShortSlice
 	for i, t := range r.ts {
-		paused := false
+		paused, lent := false, false
 		if yields {
-			if st.owed, paused = c.backfillYield(st.owed); paused {
+			if st.owed, paused, lent = c.backfillYield(st.owed); lent {
+				out.unstarted, out.lent = r.ts[i:], true
+				break
+			}
+			if paused {
 				now = time.Now()
 			}
 		}

@@ -22,9 +22,10 @@ import (
 // hardly slowed: the debt is the CPU time of the handler's thread (Linux),
 // not its wall time, and a handler that ended on another thread than it
 // began adds nothing (its thread's time is not its own). Elsewhere the debt
-// is the wall time. The pause ends
-// at once when a primary entry is queued or the consumer stops, so a
-// pausing worker never makes production wait for its slot. Once production
+// is the wall time. A pausing worker never makes production wait for its
+// slot: at concurrency 1 the dispatcher lends the slot to primary while the
+// worker pauses (lend.go); above it the pause ends at once when a primary
+// entry is queued. It also ends when the consumer stops. Once production
 // has been quiet for productionWindow, backfill runs flat out again.
 
 const (
@@ -46,10 +47,9 @@ type yielder struct {
 	wake        chan struct{}
 }
 
-// primaryQueued records a primary entry and ends the pauses in progress.
+// primaryQueued records a primary entry.
 func (y *yielder) primaryQueued(now time.Time) {
 	y.lastPrimary.Store(now.UnixNano())
-	y.wakeAll()
 }
 
 // wakeAll ends the pauses in progress.
@@ -79,23 +79,25 @@ func (y *yielder) productionFlowing(now time.Time) bool {
 }
 
 // backfillYield pauses a backfill worker whose handlers have run for owed
-// since its last pause, if production is flowing. It returns the debt left
-// and whether it paused. A pause ends early when a primary entry is queued
-// or the consumer stops; the caller then checks preempt and halt as
-// between any two messages.
-func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused bool) {
+// since its last pause, if production is flowing. It returns the debt left,
+// whether it paused, and whether its slot was lent to primary meanwhile
+// (lend.go: the run then goes back unfinished). A pause ends early when the
+// consumer stops, or above concurrency 1 when a primary entry is queued;
+// the caller then checks preempt and halt as between any two messages.
+func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused, lent bool) {
 	now := time.Now()
 	if !c.yield.productionFlowing(now) {
-		return 0, false // no debt carried into a later production spell
+		return 0, false, false // no debt carried into a later production spell
 	}
 	if owed < minYield {
-		return owed, false
+		return owed, false, false
 	}
 	woken := c.yield.woken()
-	// preempt and halt are set before the wake-up: read after taking the
-	// channel, they cannot be missed.
+	c.offerSlot()
+	// preempt and halt are set before the wake-up and before a lend: read
+	// after taking the channel and offering the slot, they cannot be missed.
 	if c.preempt.Load() || c.halt.Load() {
-		return owed, false
+		return owed, false, !c.reclaimSlot()
 	}
 	t := time.NewTimer(owed)
 	defer t.Stop()
@@ -103,7 +105,7 @@ func (c *Consumer) backfillYield(owed time.Duration) (left time.Duration, paused
 	case <-t.C:
 	case <-woken:
 	}
-	return max(owed-time.Since(now), 0), true
+	return max(owed-time.Since(now), 0), true, !c.reclaimSlot()
 }
 
 // cpuMeter measures one handler: the CPU its thread used while it ran, or
