@@ -234,6 +234,50 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 	}
 }
 
+// Unset, the backfill cap follows the store: 10 rows on SQLite, whose one
+// writer every backfill claim and mark holds against the producers' commits
+// and the production claim, 50 on PostgreSQL, whose writers do not wait for
+// each other.
+func TestBackfillBatchDefaultFollowsTheStore(t *testing.T) {
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx := context.Background()
+			log := &claimLog{Store: sc.open(t)}
+			b := openRedis(t)
+			cat := testsvc.Prefix() + "customer"
+			dropStream(t, b, cat)
+			dropStream(t, b, cat+":backfill")
+			rows := make([]lanewaystore.OutboxRow, 400)
+			for i := range rows {
+				rows[i], _ = newRow(t, cat, -50, "low")
+			}
+			insert(t, log, rows...)
+
+			g := newGate(b)
+			r := outbox.New(log, g, outbox.Config{BatchSize: 100, Lanes: lanesOn(), Lease: time.Minute})
+			require.NoError(t, r.Start(ctx))
+			defer stop(t, r)
+			defer g.release()
+			g.waitHeld(t)
+
+			prod, _ := newRow(t, cat, 0, "prod")
+			insert(t, log, prod)
+			r.Notify()
+			require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, 5*time.Millisecond)
+			g.release()
+			require.Eventually(t, func() bool { return r.Stats().Published == 401 }, 30*time.Second, 5*time.Millisecond)
+
+			want := map[string]int{"sqlite": outbox.BackfillBatchSizeOneWriter, "postgres": outbox.BackfillBatchSizeDefault}[sc.name]
+			limits := log.snapshot()
+			require.Greater(t, len(limits), 2)
+			assert.Equal(t, []int{100, 100}, limits[:2], "sized before the production row")
+			for i, l := range limits[2:] {
+				assert.Equal(t, want, l, "claim %d, made while production rows were being relayed", i+2)
+			}
+		})
+	}
+}
+
 // With lanes on, an unreachable broker pauses both workers: every row keeps
 // its attempts and stays pending, claims stop (one publish at most per
 // worker), and after the broker answers again both lanes are published,
