@@ -165,6 +165,46 @@ func (c *claimLog) since(from time.Time) []int {
 	return out
 }
 
+// relayBehindProduction commits backlog LOW rows of a fresh category,
+// starts a relay with cfg and lanes on, holds its first backfill publish
+// until a production row committed meanwhile is published, and returns once
+// every row is published: the backfill claims made after the first two were
+// sized while production rows were being relayed. It returns the store's
+// claim log, the relay (stopped when the test ends) and a function that
+// commits n more LOW rows.
+func relayBehindProduction(t *testing.T, sc storeCase, backlog int, cfg outbox.Config) (*claimLog, *outbox.Relay, func(n int)) {
+	t.Helper()
+	log := &claimLog{Store: sc.open(t)}
+	b := openRedis(t)
+	cat := testsvc.Prefix() + "customer"
+	dropStream(t, b, cat)
+	dropStream(t, b, cat+":backfill")
+	lows := func(n int) {
+		rows := make([]lanewaystore.OutboxRow, n)
+		for i := range rows {
+			rows[i], _ = newRow(t, cat, -50, "low")
+		}
+		insert(t, log, rows...)
+	}
+	lows(backlog)
+
+	g := newGate(b)
+	cfg.Lanes = lanesOn()
+	r := outbox.New(log, g, cfg)
+	require.NoError(t, r.Start(context.Background()))
+	t.Cleanup(func() { stop(t, r) })
+	t.Cleanup(g.release) // before the stop: a held publish would block it
+	g.waitHeld(t)
+
+	prod, _ := newRow(t, cat, 0, "prod")
+	insert(t, log, prod)
+	r.Notify()
+	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, 5*time.Millisecond)
+	g.release()
+	require.Eventually(t, func() bool { return r.Stats().Published == int64(backlog)+1 }, 30*time.Second, 5*time.Millisecond)
+	return log, r, lows
+}
+
 // While production rows are being relayed the backfill worker claims at
 // most BackfillBatchSize rows (short write transactions, short broker
 // pipelines); once the production worker has claimed nothing for a while it
@@ -173,35 +213,8 @@ func (c *claimLog) since(from time.Time) []int {
 func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
-			ctx := context.Background()
-			log := &claimLog{Store: sc.open(t)}
-			b := openRedis(t)
-			cat := testsvc.Prefix() + "customer"
-			dropStream(t, b, cat)
-			dropStream(t, b, cat+":backfill")
-			lows := func(n int) {
-				rows := make([]lanewaystore.OutboxRow, n)
-				for i := range rows {
-					rows[i], _ = newRow(t, cat, -50, "low")
-				}
-				insert(t, log, rows...)
-			}
-			lows(100)
-
 			clk := newClock()
-			g := newGate(b)
-			r := outbox.New(log, g, outbox.Config{BatchSize: 10, BackfillBatchSize: 3, Lanes: lanesOn(), Now: clk.Now, Lease: time.Minute})
-			require.NoError(t, r.Start(ctx))
-			defer stop(t, r)
-			defer g.release()
-			g.waitHeld(t)
-
-			prod, _ := newRow(t, cat, 0, "prod")
-			insert(t, log, prod)
-			r.Notify()
-			require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, 5*time.Millisecond)
-			g.release()
-			require.Eventually(t, func() bool { return r.Stats().Published == 101 }, 30*time.Second, 5*time.Millisecond)
+			log, r, lows := relayBehindProduction(t, sc, 100, outbox.Config{BatchSize: 10, BackfillBatchSize: 3, Now: clk.Now, Lease: time.Minute})
 
 			// The first claim and the one made while it was published were
 			// sized before the production row arrived; every later one after.
@@ -241,32 +254,7 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 func TestBackfillBatchDefaultFollowsTheStore(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
-			ctx := context.Background()
-			log := &claimLog{Store: sc.open(t)}
-			b := openRedis(t)
-			cat := testsvc.Prefix() + "customer"
-			dropStream(t, b, cat)
-			dropStream(t, b, cat+":backfill")
-			rows := make([]lanewaystore.OutboxRow, 400)
-			for i := range rows {
-				rows[i], _ = newRow(t, cat, -50, "low")
-			}
-			insert(t, log, rows...)
-
-			g := newGate(b)
-			r := outbox.New(log, g, outbox.Config{BatchSize: 100, Lanes: lanesOn(), Lease: time.Minute})
-			require.NoError(t, r.Start(ctx))
-			defer stop(t, r)
-			defer g.release()
-			g.waitHeld(t)
-
-			prod, _ := newRow(t, cat, 0, "prod")
-			insert(t, log, prod)
-			r.Notify()
-			require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, 5*time.Millisecond)
-			g.release()
-			require.Eventually(t, func() bool { return r.Stats().Published == 401 }, 30*time.Second, 5*time.Millisecond)
-
+			log, _, _ := relayBehindProduction(t, sc, 400, outbox.Config{BatchSize: 100, Lease: time.Minute})
 			want := map[string]int{"sqlite": outbox.BackfillBatchSizeOneWriter, "postgres": outbox.BackfillBatchSizeDefault}[sc.name]
 			limits := log.snapshot()
 			require.Greater(t, len(limits), 2)
