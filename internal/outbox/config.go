@@ -51,9 +51,7 @@ type Config struct {
 	// BackfillBatchSize caps the claims of backfill rows (with lanes on)
 	// while production rows are being relayed, so a backfill transaction
 	// or broker pipeline never holds a production row up for long (see
-	// lanes.go). Defaults to 50, and to 10 on a store with one writer at a
-	// time (SQLite), where every write of the backfill holds up the
-	// producers' commits and the production claim; never above BatchSize.
+	// lanes.go). Defaults to 10; never above BatchSize.
 	BackfillBatchSize int
 	// Lease is how long claimed rows stay leased to this relay. Defaults
 	// to 30s.
@@ -97,7 +95,7 @@ type Config struct {
 	Trace func(ctx context.Context, rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication) (end func(error))
 }
 
-func (c Config) withDefaults(hasNotifier, oneWriter bool) Config {
+func (c Config) withDefaults(hasNotifier bool) Config {
 	if c.WorkerID == "" {
 		c.WorkerID = DefaultWorkerID()
 	}
@@ -106,9 +104,6 @@ func (c Config) withDefaults(hasNotifier, oneWriter bool) Config {
 	}
 	if c.BackfillBatchSize <= 0 {
 		c.BackfillBatchSize = BackfillBatchSizeDefault
-		if oneWriter {
-			c.BackfillBatchSize = BackfillBatchSizeOneWriter
-		}
 	}
 	if c.Lease <= 0 {
 		c.Lease = LeaseDefault

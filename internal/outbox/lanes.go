@@ -35,10 +35,11 @@ import (
 // (the production worker claimed rows within productionActive) the backfill
 // worker claims at most BackfillBatchSize rows, which keeps its
 // transactions, and its pipelined writes to the broker, short; alone it
-// claims full batches again. On SQLite the cap is 10 rows rather than 50:
-// on a small machine a claim or mark of 50 rows held the writer for about
-// a millisecond, and a production row's commit and claim could each wait
-// for one (docs/BENCHMARKS.md). PostgreSQL does not serialize the writers, but
+// claims full batches again. The cap is 10 rows (50 until 2026-12-06): on
+// a small machine a claim or mark of 50 rows held SQLite's one writer for
+// about a millisecond, and a production row's commit and claim could each
+// wait for one; on PostgreSQL the smaller batches lowered the production
+// tail too, and the migration drained sooner (docs/BENCHMARKS.md). PostgreSQL does not serialize the writers, but
 // smaller backfill statements and broker pipelines still take less of the
 // machine's CPU and of the broker's single thread at a time.
 //

@@ -247,20 +247,18 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 	}
 }
 
-// Unset, the backfill cap follows the store: 10 rows on SQLite, whose one
-// writer every backfill claim and mark holds against the producers' commits
-// and the production claim, 50 on PostgreSQL, whose writers do not wait for
-// each other.
-func TestBackfillBatchDefaultFollowsTheStore(t *testing.T) {
+// Unset, the backfill cap is BackfillBatchSizeDefault on both stores: the
+// claims made while production rows are being relayed take at most that
+// many rows.
+func TestBackfillBatchDefault(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
 			log, _, _ := relayBehindProduction(t, sc, 400, outbox.Config{BatchSize: 100, Lease: time.Minute})
-			want := map[string]int{"sqlite": outbox.BackfillBatchSizeOneWriter, "postgres": outbox.BackfillBatchSizeDefault}[sc.name]
 			limits := log.snapshot()
 			require.Greater(t, len(limits), 2)
 			assert.Equal(t, []int{100, 100}, limits[:2], "sized before the production row")
 			for i, l := range limits[2:] {
-				assert.Equal(t, want, l, "claim %d, made while production rows were being relayed", i+2)
+				assert.Equal(t, outbox.BackfillBatchSizeDefault, l, "claim %d, made while production rows were being relayed", i+2)
 			}
 		})
 	}

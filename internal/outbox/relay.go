@@ -63,7 +63,7 @@ type Relay struct {
 // (or RunOnce).
 func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
 	_, hasNotifier := store.(lanewaystore.Notifier)
-	cfg = cfg.withDefaults(hasNotifier, store != nil && store.Dialect() == "sqlite")
+	cfg = cfg.withDefaults(hasNotifier)
 	r := &Relay{
 		store:  store,
 		broker: broker,
