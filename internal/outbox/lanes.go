@@ -38,10 +38,11 @@ import (
 // claims full batches again. The cap is 10 rows (50 until 2026-12-06): on
 // a small machine a claim or mark of 50 rows held SQLite's one writer for
 // about a millisecond, and a production row's commit and claim could each
-// wait for one; on PostgreSQL the smaller batches lowered the production
-// tail too, and the migration drained sooner (docs/BENCHMARKS.md). PostgreSQL does not serialize the writers, but
-// smaller backfill statements and broker pipelines still take less of the
-// machine's CPU and of the broker's single thread at a time.
+// wait for one. PostgreSQL does not serialize the writers, but smaller
+// backfill statements and broker pipelines still take less of the
+// machine's CPU and of the broker's single thread at a time: there the
+// smaller cap lowered the production tail too, and the migration drained
+// sooner (docs/BENCHMARKS.md).
 //
 // Smaller batches are not enough when the machine's cores are all busy:
 // the backfill worker's claims and marks, its broker pipelines, the
