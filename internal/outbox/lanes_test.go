@@ -249,11 +249,14 @@ func TestBackfillBatchesShrinkWhileProductionRelays(t *testing.T) {
 
 // Unset, the backfill cap is BackfillBatchSizeDefault on both stores: the
 // claims made while production rows are being relayed take at most that
-// many rows.
+// many rows. The clock stands still: on the wall clock a slow machine
+// could take longer than productionActive over the backlog, and the last
+// claims would rightly be full again.
 func TestBackfillBatchDefault(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
-			log, _, _ := relayBehindProduction(t, sc, 400, outbox.Config{BatchSize: 100, Lease: time.Minute})
+			clk := newClock()
+			log, _, _ := relayBehindProduction(t, sc, 400, outbox.Config{BatchSize: 100, Now: clk.Now, Lease: time.Minute})
 			limits := log.snapshot()
 			require.Greater(t, len(limits), 2)
 			assert.Equal(t, []int{100, 100}, limits[:2], "sized before the production row")
