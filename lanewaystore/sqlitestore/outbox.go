@@ -34,6 +34,14 @@ const outboxColumns = outboxsql.Columns
 // unset) bounds the leading column of the same index, so a claim of the
 // production rows reads only their part of it and a claim of the backfill
 // rows starts where that part ends: no other index is needed.
+//
+// The LIMIT is a cast, not the bare parameter: SQLite plans a bare bound
+// LIMIT with its value and then marks the prepared statement stale whenever
+// the parameter is bound again, so every claim whose limit differs from the
+// previous one compiled the statement anew inside the write transaction.
+// With lanes on the production and backfill workers claim with different
+// limits by turns, and that compilation was half of each claim's CPU
+// (docs/BENCHMARKS.md, "The claim compiled once").
 const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2
 WHERE id IN (
 	SELECT id FROM outbox
@@ -42,7 +50,7 @@ WHERE id IN (
 	  AND (status <> 'failed' OR next_retry_at IS NULL OR next_retry_at <= $3)
 	  AND priority BETWEEN $5 AND $6
 	ORDER BY priority DESC, created_at, id
-	LIMIT $4)
+	LIMIT CAST($4 AS INTEGER))
 RETURNING ` + outboxColumns
 
 // ClaimOutbox leases up to p.Limit eligible rows to p.WorkerID until
