@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"strconv"
 	"unicode/utf8"
 
@@ -19,8 +20,10 @@ import (
 // allocations for a typical entry. decodeFast reads the entry in one pass
 // over the bytes instead, for the shape the engine itself writes (no escapes
 // in member names or metadata strings, no duplicate members, no
-// _dlq_metadata), and hashes the payload as it is when it is already in
-// canonical form. Whenever the entry strays from that shape it gives up and
+// _dlq_metadata). It hashes the payload as it is when it is already in
+// canonical form, and otherwise (floats, escapes, non-ASCII text, keys out
+// of order, whitespace) its canonical form, which costs a fifth of the
+// general decoder. Whenever the entry strays from that shape it gives up and
 // Decode runs the general decoder, so both paths accept and return exactly
 // the same (FuzzDecodeFastMatchesSlow holds them to it). Members the fast
 // path does not know send the entry to the general decoder too (at the top
@@ -483,18 +486,28 @@ func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 	if s.pos != len(s.b) || !haveData || !haveMeta {
 		return e, false
 	}
-	if !dataCanon {
-		// The general decoder compacts the payload and computes its
-		// canonical form (which may fail: a float that overflows).
-		return e, false
+	// hashed is the payload's canonical form: the bytes as written when
+	// they are already in it, else the general decoder's compacted payload
+	// re-serialized (which may fail, on a float that overflows, even when
+	// no checksum is given; the general decoder words that error).
+	var hashed []byte
+	if dataCanon {
+		e.Data = bytes.Clone(raw[dataStart:dataEnd])
+		hashed = e.Data
+	} else {
+		if e.Data, ok = compactData(raw[dataStart:dataEnd]); !ok {
+			return e, false
+		}
+		var err error
+		if hashed, err = Canonical(e.Data); err != nil {
+			return e, false
+		}
 	}
-	// Canonical and compact as written: the payload hashes as it is.
-	e.Data = bytes.Clone(raw[dataStart:dataEnd])
 	if validate(&e) != nil {
 		return e, false
 	}
 	if c := md.Envelope.Checksum; c != "" {
-		sum := sha256.Sum256(e.Data)
+		sum := sha256.Sum256(hashed)
 		var hexSum [2 * sha256.Size]byte
 		hex.Encode(hexSum[:], sum[:])
 		if string(hexSum[:]) != c {
@@ -502,6 +515,21 @@ func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 		}
 	}
 	return e, true
+}
+
+// compactData returns a copy of a payload the scanner has read whole,
+// without its insignificant whitespace, as the general decoder returns it.
+// A payload with floats, escapes, non-ASCII text or keys out of order is
+// not canonical as written but still takes the fast path: only its
+// checksum needs the canonical form. The general decoder's maps cost ten
+// times that for the envelope around it (docs/BENCHMARKS.md).
+func compactData(data []byte) ([]byte, bool) {
+	var buf bytes.Buffer
+	buf.Grow(len(data))
+	if json.Compact(&buf, data) != nil {
+		return nil, false
+	}
+	return buf.Bytes(), true
 }
 
 func (s *scanner) metadata(md *Metadata) bool {

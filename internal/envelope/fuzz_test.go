@@ -247,6 +247,13 @@ func FuzzDecodeFastMatchesSlow(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	for _, data := range nonCanonicalPayloads {
+		e := sampleEnvelope()
+		e.Data = json.RawMessage(data)
+		raw, err := Encode(e)
+		require.NoError(f, err)
+		f.Add(raw)
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		fast, ok := decodeFast(raw)
 		if !ok {
@@ -313,4 +320,34 @@ func TestDecodeFastPathTaken(t *testing.T) {
 	want, err := decodeSlow(raw)
 	require.NoError(t, err)
 	require.Equal(t, want, got)
+}
+
+// nonCanonicalPayloads are payloads a Go producer writes that are not in
+// the checksum's canonical form as written: a float and non-ASCII text,
+// keys out of order, whitespace, escapes, a duplicate key.
+var nonCanonicalPayloads = []string{
+	string(benchPayload),
+	`{ "b": "line\nbreak \"quoted\"", "a": [1.5, -0.0, 2e3] }`,
+	`{"z":{"y":1,"x":"\u00e9t\u00e9"},"a":"caf\u00e9"}`,
+	`{"a":1,"a":2}`,
+}
+
+// TestDecodeFastTakesNonCanonicalPayloads: an entry whose payload is not
+// in canonical form as written still takes the fast path (only its
+// checksum needs the canonical form), with the general decoder's result.
+func TestDecodeFastTakesNonCanonicalPayloads(t *testing.T) {
+	for _, data := range nonCanonicalPayloads {
+		e := sampleEnvelope()
+		e.Data = json.RawMessage(data)
+		raw, err := Encode(e)
+		require.NoError(t, err)
+		fast, ok := decodeFast(raw)
+		require.True(t, ok, "the general decoder ran for %s", data)
+		slow, err := decodeSlow(raw)
+		require.NoError(t, err)
+		require.Equal(t, slow, fast)
+		fromString, err := DecodeString(string(raw))
+		require.NoError(t, err)
+		require.Equal(t, slow, fromString)
+	}
 }
