@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -232,6 +233,12 @@ func isHex(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
+// null consumes a null, if one is next.
+func (s *scanner) null() bool {
+	s.ws()
+	return s.literal("null")
+}
+
 func (s *scanner) literal(word string) bool {
 	if !bytes.HasPrefix(s.b[s.pos:], []byte(word)) {
 		return false
@@ -293,10 +300,12 @@ type fields []struct {
 }
 
 // members reads an object whose members named in strs are strings without
-// escapes (or absent); when prio and ver are set, "priority" and "version"
-// are integer members; when tp is set, "traceparent" is a trace context
-// object. Other members, duplicates and anything else give up.
-func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
+// escapes, null or absent; when prio and ver are set, "priority" and
+// "version" are integer members (or null); when tp is set, "traceparent" is
+// a trace context object or null. Members named in ignored, which the
+// general decoder does not read, are skipped whatever their value. Other
+// members, duplicates and anything else give up.
+func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **TraceParent) bool {
 	if !s.consume('{') {
 		return false
 	}
@@ -313,9 +322,9 @@ func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 		for i, f := range strs {
 			if string(key) == f.key {
 				bit = i
-				s.ws()
-				if s.pos < len(s.b) && s.b[s.pos] == 'n' {
-					return false // null: the general decoder
+				if s.null() {
+					*f.dst = "" // as the general decoder reads null
+					break
 				}
 				v, ok := s.plainString()
 				if !ok {
@@ -327,10 +336,23 @@ func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 		}
 		if bit < 0 && tp != nil && string(key) == "traceparent" {
 			bit = len(strs) + 2
-			*tp = new(TraceParent)
-			if seen&(1<<bit) != 0 || !s.traceParent(*tp) {
+			if seen&(1<<bit) != 0 {
 				return false
 			}
+			if s.null() {
+				*tp = nil // the reference writes null when it has no trace
+			} else if *tp = new(TraceParent); !s.traceParent(*tp) {
+				return false
+			}
+		}
+		if bit < 0 && slices.Contains(ignored, string(key)) {
+			if _, ok := s.skipValue(2); !ok {
+				return false
+			}
+			if s.consume(',') {
+				continue
+			}
+			return s.consume('}')
 		}
 		if bit < 0 {
 			dst := (*int)(nil)
@@ -340,7 +362,9 @@ func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 			case ver != nil && string(key) == "version":
 				dst, bit = ver, len(strs)+1
 			}
-			if dst != nil {
+			if dst != nil && s.null() {
+				*dst = 0 // as the general decoder reads null
+			} else if dst != nil {
 				s.ws()
 				start := s.pos
 				canon, ok := s.skipNumber()
@@ -356,14 +380,10 @@ func (s *scanner) members(strs fields, prio, ver *int, tp **TraceParent) bool {
 				return false // a member the engine does not write: the general decoder
 			}
 		}
-		if bit >= 0 && bit != len(strs)+2 {
-			if seen&(1<<bit) != 0 {
-				return false
-			}
+		if seen&(1<<bit) != 0 {
+			return false
 		}
-		if bit >= 0 {
-			seen |= 1 << bit
-		}
+		seen |= 1 << bit
 		if s.consume(',') {
 			continue
 		}
@@ -539,40 +559,90 @@ func (s *scanner) metadata(md *Metadata) bool {
 	if s.consume('}') {
 		return true
 	}
-	var seen [3]bool
+	var seen [len(metadataMembers)]bool
+	for {
+		key, ok := s.plainString()
+		if !ok || !s.consume(':') || !s.metadataMember(string(key), md, &seen) {
+			return false
+		}
+		if s.consume(',') {
+			continue
+		}
+		return s.consume('}')
+	}
+}
+
+// metadataMembers are the members of metadata the fast path reads.
+var metadataMembers = [...]string{"headers", "envelope", "domain", "event_store", "extensions"}
+
+// metadataMember reads the value of metadata's member key; seen marks the
+// members of metadataMembers already read.
+func (s *scanner) metadataMember(key string, md *Metadata, seen *[len(metadataMembers)]bool) bool {
+	i := slices.Index(metadataMembers[:], key)
+	if i < 0 || seen[i] {
+		return false // another member, or a duplicate: the general decoder
+	}
+	seen[i] = true
+	switch key {
+	case "event_store":
+		// The reference's event store positions, which the general
+		// decoder does not read.
+		_, ok := s.skipValue(2)
+		return ok
+	case "extensions":
+		return s.extensions()
+	}
+	s.ws()
+	if s.pos < len(s.b) && s.b[s.pos] != '{' {
+		return false // null or a wrong type: the general decoder
+	}
+	switch key {
+	case "headers":
+		h := &md.Headers
+		return s.members(fields{{"id", &h.ID}, {"time", &h.Time}, {"type", &h.Type}, {"stream", &h.Stream}}, protean.headers, nil, nil, &h.TraceParent)
+	case "envelope":
+		in := &md.Envelope
+		return s.members(fields{{"specversion", &in.SpecVersion}, {"checksum", &in.Checksum}}, nil, nil, nil, nil)
+	default: // domain
+		d := &md.Domain
+		return s.members(fields{
+			{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
+			{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
+		}, protean.domain, &d.Priority, &d.Version, nil)
+	}
+}
+
+// protean names the metadata members the reference writes and the general
+// decoder does not read (docs/protean.md): the fast path skips them, so an
+// entry a Protean service wrote takes it too.
+var protean = struct{ headers, domain []string }{
+	headers: []string{"idempotency_key", "deadline"},
+	domain:  []string{"fqn", "origin_stream", "asynchronous", "expected_version"},
+}
+
+// extensions reads metadata.extensions when it holds none of the members
+// the general decoder reads from it (null, {} or a producer's own members,
+// which are skipped); with one of those it gives up.
+func (s *scanner) extensions() bool {
+	if s.null() {
+		return true
+	}
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return true
+	}
 	for {
 		key, ok := s.plainString()
 		if !ok || !s.consume(':') {
 			return false
 		}
-		s.ws()
-		if s.pos < len(s.b) && s.b[s.pos] != '{' {
-			return false // null or a wrong type: the general decoder
+		if k := string(key); k == ReplayGroupExtension || k == TraceStateExtension {
+			return false
 		}
-		switch string(key) {
-		case "headers":
-			h := &md.Headers
-			if seen[0] || !s.members(fields{{"id", &h.ID}, {"time", &h.Time}, {"type", &h.Type}, {"stream", &h.Stream}}, nil, nil, &h.TraceParent) {
-				return false
-			}
-			seen[0] = true
-		case "envelope":
-			in := &md.Envelope
-			if seen[1] || !s.members(fields{{"specversion", &in.SpecVersion}, {"checksum", &in.Checksum}}, nil, nil, nil) {
-				return false
-			}
-			seen[1] = true
-		case "domain":
-			d := &md.Domain
-			if seen[2] || !s.members(fields{
-				{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
-				{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
-			}, &d.Priority, &d.Version, nil) {
-				return false
-			}
-			seen[2] = true
-		default:
-			return false // extensions or another member: the general decoder
+		if _, ok := s.skipValue(2); !ok {
+			return false
 		}
 		if s.consume(',') {
 			continue

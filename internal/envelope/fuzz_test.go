@@ -247,6 +247,9 @@ func FuzzDecodeFastMatchesSlow(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	for _, seed := range proteanShapes {
+		f.Add([]byte(seed))
+	}
 	for _, data := range nonCanonicalPayloads {
 		e := sampleEnvelope()
 		e.Data = json.RawMessage(data)
@@ -349,5 +352,37 @@ func TestDecodeFastTakesNonCanonicalPayloads(t *testing.T) {
 		fromString, err := DecodeString(string(raw))
 		require.NoError(t, err)
 		require.Equal(t, slow, fromString)
+	}
+}
+
+// proteanShapes are metadata as the reference writes it: nulls for absent
+// values, members the general decoder does not read, event store
+// positions and extensions, and their near misses.
+var proteanShapes = []string{
+	`{"data": {"a": 1}, "metadata": {"headers": {"id": "1", "time": null, "type": "A.B.v1", "stream": null, "traceparent": null, "idempotency_key": null, "deadline": null}, "envelope": {"specversion": "1.0", "checksum": null}, "domain": {"fqn": "a.B", "kind": "EVENT", "origin_stream": null, "stream_category": "a::b", "version": 1, "sequence_id": "1.1", "asynchronous": true, "expected_version": null, "priority": null, "correlation_id": null, "causation_id": null}, "event_store": {"global_position": 7, "position": 2}, "extensions": {}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","traceparent":null,"traceparent":{"trace_id":"a"}},"domain":{"kind":"EVENT"}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","id":null},"domain":{"kind":"EVENT"}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1","deadline":[1,{"x":null}],"deadline":2},"domain":{"kind":"EVENT","fqn":{"a":"\u00e9"}}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT","version":null,"priority":-5}},"extensions":{"laneway_replay_group":"g"}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"extensions":{"laneway_replay_group":"g","other":1}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"extensions":{"other":[1,2],"more":null}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"extensions":"not an object"}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"extensions":null,"extensions":{}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT"},"event_store":null,"event_store":{}}}`,
+	`{"data":{},"metadata":{"headers":{"id":"1","type":"A.B.v1"},"domain":{"kind":"EVENT","priority":nul}}}`,
+}
+
+// TestDecodeFastTakesProteanEntries: an entry a Protean service wrote (its
+// own member names, nulls, event store positions, extensions) takes the
+// fast path, with the general decoder's result.
+func TestDecodeFastTakesProteanEntries(t *testing.T) {
+	python, err := os.ReadFile("testdata/python_envelope.json")
+	require.NoError(t, err)
+	for _, raw := range []string{string(python), proteanShapes[0], proteanShapes[6]} {
+		fast, ok := decodeFast([]byte(raw))
+		require.True(t, ok, "the general decoder ran for %s", raw)
+		slow, err := decodeSlow([]byte(raw))
+		require.NoError(t, err)
+		require.Equal(t, slow, fast)
 	}
 }
