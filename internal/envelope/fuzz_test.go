@@ -312,47 +312,43 @@ func TestDecodeStringAllocs(t *testing.T) {
 	require.LessOrEqual(t, n, 2.0)
 }
 
-// TestDecodeFastPathTaken: the entries the engine writes take the fast path.
+// TestDecodeFastPathTaken: the entries the engine writes take the fast
+// path, whether their payload is canonical as written or not (then only its
+// checksum needs the canonical form), with the general decoder's result.
 func TestDecodeFastPathTaken(t *testing.T) {
-	e := sampleEnvelope()
-	e.Data = json.RawMessage(`{"customer_id":"c-1","email":"a@example.com","tier":"gold"}`)
-	raw, err := Encode(e)
+	payloads := append([]string{`{"customer_id":"c-1","email":"a@example.com","tier":"gold"}`}, nonCanonicalPayloads...)
+	for _, data := range payloads {
+		e := sampleEnvelope()
+		e.Data = json.RawMessage(data)
+		raw, err := Encode(e)
+		require.NoError(t, err)
+		requireFastPath(t, raw)
+	}
+}
+
+// requireFastPath asserts that raw takes the fast path, from bytes and from
+// a string, with the general decoder's result.
+func requireFastPath(t *testing.T, raw []byte) {
+	t.Helper()
+	fast, ok := decodeFast(raw)
+	require.True(t, ok, "the general decoder ran for %s", raw)
+	slow, err := decodeSlow(raw)
 	require.NoError(t, err)
-	got, ok := decodeFast(raw)
-	require.True(t, ok, "%s", raw)
-	want, err := decodeSlow(raw)
+	require.Equal(t, slow, fast)
+	fromString, err := DecodeString(string(raw))
 	require.NoError(t, err)
-	require.Equal(t, want, got)
+	require.Equal(t, slow, fromString)
 }
 
 // nonCanonicalPayloads are payloads a Go producer writes that are not in
 // the checksum's canonical form as written: a float and non-ASCII text,
-// keys out of order, whitespace, escapes, a duplicate key.
+// keys out of order, whitespace, escapes, a duplicate key. Encode writes
+// them as they are.
 var nonCanonicalPayloads = []string{
 	string(benchPayload),
 	`{ "b": "line\nbreak \"quoted\"", "a": [1.5, -0.0, 2e3] }`,
 	`{"z":{"y":1,"x":"\u00e9t\u00e9"},"a":"caf\u00e9"}`,
 	`{"a":1,"a":2}`,
-}
-
-// TestDecodeFastTakesNonCanonicalPayloads: an entry whose payload is not
-// in canonical form as written still takes the fast path (only its
-// checksum needs the canonical form), with the general decoder's result.
-func TestDecodeFastTakesNonCanonicalPayloads(t *testing.T) {
-	for _, data := range nonCanonicalPayloads {
-		e := sampleEnvelope()
-		e.Data = json.RawMessage(data)
-		raw, err := Encode(e)
-		require.NoError(t, err)
-		fast, ok := decodeFast(raw)
-		require.True(t, ok, "the general decoder ran for %s", data)
-		slow, err := decodeSlow(raw)
-		require.NoError(t, err)
-		require.Equal(t, slow, fast)
-		fromString, err := DecodeString(string(raw))
-		require.NoError(t, err)
-		require.Equal(t, slow, fromString)
-	}
 }
 
 // proteanShapes are metadata as the reference writes it: nulls for absent
@@ -379,10 +375,6 @@ func TestDecodeFastTakesProteanEntries(t *testing.T) {
 	python, err := os.ReadFile("testdata/python_envelope.json")
 	require.NoError(t, err)
 	for _, raw := range []string{string(python), proteanShapes[0], proteanShapes[6]} {
-		fast, ok := decodeFast([]byte(raw))
-		require.True(t, ok, "the general decoder ran for %s", raw)
-		slow, err := decodeSlow([]byte(raw))
-		require.NoError(t, err)
-		require.Equal(t, slow, fast)
+		requireFastPath(t, []byte(raw))
 	}
 }
