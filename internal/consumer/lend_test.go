@@ -92,6 +92,12 @@ func TestBackfillYieldReportsLend(t *testing.T) {
 // A primary entry queued as the worker goes into its pause is either seen
 // by the worker (it does not pause) or lent the slot: never neither, and
 // never both a lend and a worker that goes on.
+//
+// The worker's pause is long and ends when the dispatcher's side is done
+// (wakeAll), so the entry is always queued before the pause or during it.
+// With a pause of a millisecond, a dispatcher goroutine started late on a
+// loaded machine found the pause already over, and the slot rightly free
+// (it failed so once in CI).
 func TestLendRace(t *testing.T) {
 	for range 2000 {
 		c := lendingConsumer()
@@ -101,7 +107,7 @@ func TestLendRace(t *testing.T) {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
-			_, p, l := c.backfillYield(minYield)
+			_, p, l := c.backfillYield(time.Minute)
 			paused.Store(p)
 			lent.Store(l)
 		}()
@@ -109,6 +115,7 @@ func TestLendRace(t *testing.T) {
 			defer wg.Done()
 			c.preempt.Store(true) // queued, then dispatched
 			dispatcherLent.Store(c.lendSlot())
+			c.yield.wakeAll()
 		}()
 		wg.Wait()
 		require.Equal(t, dispatcherLent.Load(), lent.Load(), "the worker and the dispatcher disagree on the lend")
