@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"slices"
 	"strconv"
 	"unicode/utf8"
 
@@ -23,12 +22,14 @@ import (
 // (no escapes in member names or metadata strings, no duplicate members, no
 // _dlq_metadata; the reference's nulls, and its members the general decoder
 // does not read, skipped). It hashes the payload as it is when it is
-// already in canonical form, and otherwise (floats, escapes, non-ASCII
-// text, keys out of order, whitespace) its canonical form, for about a
-// quarter of the general decoder's cost. Whenever the entry strays from
-// that shape it gives up and Decode runs the general decoder, so both paths
-// accept and return exactly the same (FuzzDecodeFastMatchesSlow holds them
-// to it). Members the fast path does not know send the entry to the general
+// already in canonical form, as Laneway stores it, and otherwise (keys out
+// of order, whitespace, raw non-ASCII text, escapes or floats spelled
+// otherwise) its canonical form, for about a quarter of the general
+// decoder's cost. Whenever the entry strays from that shape it gives up
+// and Decode runs the general decoder, so both paths accept and return
+// exactly the same (FuzzDecodeFastMatchesSlow holds them to it, and
+// FuzzCanonicalAsWritten holds what is hashed as written to the canonical
+// form). Members the fast path does not know send the entry to the general
 // decoder too (at the top level and in metadata); the reference's members
 // it skips are named one by one (protean), so a member the general decoder
 // learns to read later can never be skipped here unnoticed: the fuzz
@@ -100,9 +101,9 @@ func (s *scanner) plainString() ([]byte, bool) {
 
 // skipValue consumes any JSON value, validating it. canon reports whether
 // the value is in the reference's canonical form as written (no
-// whitespace, object keys in increasing order, strings of printable ASCII
-// without escapes, integers other than -0, no floats), in which case its
-// bytes are their own canonical form.
+// whitespace, object keys of printable ASCII without escapes in increasing
+// order, strings and numbers as skipString and skipNumber take them), in
+// which case its bytes are their own canonical form.
 func (s *scanner) skipValue(depth int) (canon, ok bool) {
 	if depth > maxDepth {
 		return false, false
@@ -165,8 +166,11 @@ func (s *scanner) skipObject(depth int) (canon, ok bool) {
 			return false, false
 		}
 		key := s.b[keyStart+1 : s.pos-1]
-		if !c || (prev != nil && bytes.Compare(prev, key) >= 0) {
-			canon = false // escapes, unsorted, or a duplicate the general decoder resolves
+		if !c || bytes.IndexByte(key, '\\') >= 0 || (prev != nil && bytes.Compare(prev, key) >= 0) {
+			// Escapes (the canonical form orders keys by the characters
+			// they stand for), unsorted, or a duplicate the general
+			// decoder resolves.
+			canon = false
 		}
 		prev = key
 		if !s.consume(':') {
@@ -187,8 +191,13 @@ func (s *scanner) skipObject(depth int) (canon, ok bool) {
 	}
 }
 
-// skipString consumes a string; escapes and non-ASCII are valid but not
-// canonical as written (the reference escapes differently from Go).
+// skipString consumes a string. It is canonical as written when it is
+// printable ASCII with the reference's escapes: \" \\ \b \f \n \r \t, and
+// \u with four lowercase hex digits for the other control characters, DEL
+// and non-ASCII characters outside the surrogates (which the canonical
+// form pairs up, so they are left to it). Laneway stores payloads in that
+// form, so their text with accents or quotes hashes as written. Raw
+// non-ASCII bytes and other escapes are valid but not canonical.
 func (s *scanner) skipString() (canon, ok bool) {
 	canon = true
 	i := plainbytes.Skip(s.b, s.pos+1)
@@ -201,12 +210,14 @@ func (s *scanner) skipString() (canon, ok bool) {
 		case c < 0x20:
 			return false, false
 		case c == '\\':
-			canon = false
 			if i+1 >= len(s.b) {
 				return false, false
 			}
 			switch s.b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case '"', '\\', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case '/':
+				canon = false // the reference writes it bare
 				i += 2
 			case 'u':
 				if i+6 > len(s.b) {
@@ -217,6 +228,7 @@ func (s *scanner) skipString() (canon, ok bool) {
 						return false, false
 					}
 				}
+				canon = canon && canonicalEscape(s.b[i+2:i+6])
 				i += 6
 			default:
 				return false, false
@@ -230,6 +242,30 @@ func (s *scanner) skipString() (canon, ok bool) {
 		}
 	}
 	return false, false
+}
+
+// canonicalEscape reports whether \u followed by the four hex digits h is
+// how the canonical form writes that character.
+func canonicalEscape(h []byte) bool {
+	v := 0
+	for _, c := range h {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | int(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | int(c-'a'+10)
+		default:
+			return false // upper case: the canonical form writes lower case
+		}
+	}
+	switch {
+	case v < 0x20:
+		return v != '\b' && v != '\t' && v != '\n' && v != '\f' && v != '\r' // those have short forms
+	case v < 0x7f:
+		return false // printable ASCII is written bare
+	default:
+		return v < 0xd800 || v > 0xdfff
+	}
 }
 
 func isHex(c byte) bool {
@@ -250,8 +286,8 @@ func (s *scanner) literal(word string) bool {
 	return true
 }
 
-// skipNumber consumes a number; only integers other than -0 are canonical
-// as written (the reference re-prints floats).
+// skipNumber consumes a number. Integers other than -0 are canonical as
+// written, and floats printed as the reference's float repr prints them.
 func (s *scanner) skipNumber() (canon, ok bool) {
 	start := s.pos
 	i := s.pos
@@ -271,13 +307,13 @@ func (s *scanner) skipNumber() (canon, ok bool) {
 	if n == 0 || (n > 1 && s.b[intStart] == '0') {
 		return false, false
 	}
-	canon = true
+	isFloat := false
 	if i < len(s.b) && s.b[i] == '.' {
 		i++
 		if digits() == 0 {
 			return false, false
 		}
-		canon = false
+		isFloat = true
 	}
 	if i < len(s.b) && (s.b[i] == 'e' || s.b[i] == 'E') {
 		i++
@@ -287,162 +323,18 @@ func (s *scanner) skipNumber() (canon, ok bool) {
 		if digits() == 0 {
 			return false, false
 		}
-		canon = false
-	}
-	if canon && s.b[start] == '-' && n == 1 && s.b[intStart] == '0' {
-		canon = false // -0: the reference reads it as 0
+		isFloat = true
 	}
 	s.pos = i
-	return canon, true
-}
-
-// fields is one metadata object's string members the fast path fills.
-type fields []struct {
-	key string
-	dst *string
-}
-
-// members reads an object whose members named in strs are strings without
-// escapes, null or absent; when prio and ver are set, "priority" and
-// "version" are integer members (or null); when tp is set, "traceparent" is
-// a trace context object or null. Members named in ignored, which the
-// general decoder does not read, are skipped whatever their value. Other
-// members, duplicates and anything else give up.
-func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **TraceParent) bool {
-	if !s.consume('{') {
-		return false
+	if isFloat {
+		// Canonical when it is already the way Python's repr prints it,
+		// as Laneway stores it.
+		text := string(s.b[start:i])
+		f, err := strconv.ParseFloat(text, 64)
+		return err == nil && pythonFloatRepr(f) == text, true
 	}
-	seen := 0 // bit per known member
-	if s.consume('}') {
-		return true
-	}
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
-		bit := -1
-		for i, f := range strs {
-			if string(key) == f.key {
-				bit = i
-				if s.null() {
-					*f.dst = "" // as the general decoder reads null
-					break
-				}
-				v, ok := s.plainString()
-				if !ok {
-					return false
-				}
-				*f.dst = s.text(v)
-				break
-			}
-		}
-		if bit < 0 && tp != nil && string(key) == "traceparent" {
-			bit = len(strs) + 2
-			if seen&(1<<bit) != 0 {
-				return false
-			}
-			if s.null() {
-				*tp = nil // the reference writes null when it has no trace
-			} else if *tp = new(TraceParent); !s.traceParent(*tp) {
-				return false
-			}
-		}
-		if bit < 0 && slices.Contains(ignored, string(key)) {
-			if _, ok := s.skipValue(2); !ok {
-				return false
-			}
-			if s.consume(',') {
-				continue
-			}
-			return s.consume('}')
-		}
-		if bit < 0 {
-			dst := (*int)(nil)
-			switch {
-			case prio != nil && string(key) == "priority":
-				dst, bit = prio, len(strs)
-			case ver != nil && string(key) == "version":
-				dst, bit = ver, len(strs)+1
-			}
-			if dst != nil && s.null() {
-				*dst = 0 // as the general decoder reads null
-			} else if dst != nil {
-				s.ws()
-				start := s.pos
-				canon, ok := s.skipNumber()
-				if !ok || !canon {
-					return false
-				}
-				n, err := strconv.ParseInt(string(s.b[start:s.pos]), 10, 0)
-				if err != nil {
-					return false
-				}
-				*dst = int(n)
-			} else {
-				return false // a member the engine does not write: the general decoder
-			}
-		}
-		if seen&(1<<bit) != 0 {
-			return false
-		}
-		seen |= 1 << bit
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
-}
-
-// traceParent reads a headers.traceparent object of the shape the engine
-// writes: trace_id and parent_id strings without escapes and a boolean
-// sampled, each at most once. Anything else (null included) gives up, and
-// the general decoder decides.
-func (s *scanner) traceParent(tp *TraceParent) bool {
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
-	var seen [3]bool
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
-		s.ws()
-		switch string(key) {
-		case "trace_id", "parent_id":
-			i, dst := 0, &tp.TraceID
-			if string(key) == "parent_id" {
-				i, dst = 1, &tp.ParentID
-			}
-			v, ok := s.plainString()
-			if seen[i] || !ok {
-				return false
-			}
-			seen[i], *dst = true, s.text(v)
-		case "sampled":
-			switch {
-			case seen[2]:
-				return false
-			case s.literal("true"):
-				tp.Sampled = true
-			case s.literal("false"):
-				tp.Sampled = false
-			default:
-				return false
-			}
-			seen[2] = true
-		default:
-			return false
-		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
+	// -0 is not canonical: the reference reads it as 0.
+	return s.b[start] != '-' || n != 1 || s.b[intStart] != '0', true
 }
 
 // decodeFast is Decode for the common shape; ok false means "use the
@@ -542,10 +434,11 @@ func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 
 // compactData returns a copy of a payload the scanner has read whole,
 // without its insignificant whitespace, as the general decoder returns it.
-// A payload with floats, escapes, non-ASCII text or keys out of order is
-// not canonical as written but still takes the fast path: only its
-// checksum needs the canonical form. The general decoder costs about four
-// times as much, most of it in its maps of the envelope (docs/BENCHMARKS.md).
+// A payload a Go producer wrote (keys in field order, raw non-ASCII text,
+// floats as Go prints them) is not canonical as written but still takes
+// the fast path: only its checksum needs the canonical form. The general
+// decoder costs about four times as much, most of it in its maps of the
+// envelope (docs/BENCHMARKS.md).
 func compactData(data []byte) ([]byte, bool) {
 	var buf bytes.Buffer
 	buf.Grow(len(data))
@@ -553,103 +446,4 @@ func compactData(data []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return buf.Bytes(), true
-}
-
-func (s *scanner) metadata(md *Metadata) bool {
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
-	var seen [len(metadataMembers)]bool
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') || !s.metadataMember(string(key), md, &seen) {
-			return false
-		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
-}
-
-// metadataMembers are the members of metadata the fast path reads.
-var metadataMembers = [...]string{"headers", "envelope", "domain", "event_store", "extensions"}
-
-// metadataMember reads the value of metadata's member key; seen marks the
-// members of metadataMembers already read.
-func (s *scanner) metadataMember(key string, md *Metadata, seen *[len(metadataMembers)]bool) bool {
-	i := slices.Index(metadataMembers[:], key)
-	if i < 0 || seen[i] {
-		return false // another member, or a duplicate: the general decoder
-	}
-	seen[i] = true
-	switch key {
-	case "event_store":
-		// The reference's event store positions, which the general
-		// decoder does not read.
-		_, ok := s.skipValue(2)
-		return ok
-	case "extensions":
-		return s.extensions()
-	}
-	s.ws()
-	if s.pos < len(s.b) && s.b[s.pos] != '{' {
-		return false // null or a wrong type: the general decoder
-	}
-	switch key {
-	case "headers":
-		h := &md.Headers
-		return s.members(fields{{"id", &h.ID}, {"time", &h.Time}, {"type", &h.Type}, {"stream", &h.Stream}}, protean.headers, nil, nil, &h.TraceParent)
-	case "envelope":
-		in := &md.Envelope
-		return s.members(fields{{"specversion", &in.SpecVersion}, {"checksum", &in.Checksum}}, nil, nil, nil, nil)
-	default: // domain
-		d := &md.Domain
-		return s.members(fields{
-			{"kind", &d.Class}, {"stream_category", &d.StreamCategory}, {"sequence_id", &d.SequenceID},
-			{"correlation_id", &d.CorrelationID}, {"causation_id", &d.CausationID},
-		}, protean.domain, &d.Priority, &d.Version, nil)
-	}
-}
-
-// protean names the metadata members the reference writes and the general
-// decoder does not read (docs/protean.md): the fast path skips them, so an
-// entry a Protean service wrote takes it too.
-var protean = struct{ headers, domain []string }{
-	headers: []string{"idempotency_key", "deadline"},
-	domain:  []string{"fqn", "origin_stream", "asynchronous", "expected_version"},
-}
-
-// extensions reads metadata.extensions when it holds none of the members
-// the general decoder reads from it (null, {} or a producer's own members,
-// which are skipped); with one of those it gives up.
-func (s *scanner) extensions() bool {
-	if s.null() {
-		return true
-	}
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
-		if k := string(key); k == ReplayGroupExtension || k == TraceStateExtension {
-			return false
-		}
-		if _, ok := s.skipValue(2); !ok {
-			return false
-		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
 }

@@ -174,15 +174,20 @@ func workloadAPayload() json.RawMessage {
 	return raw
 }
 
-// BenchmarkDecode decodes an entry the engine wrote: "customer" is a
-// payload with a float and non-ASCII text (not canonical as written, so the
-// general decoder runs), "bytes256" workload A's entry (about 840 bytes,
-// the fast path).
+// BenchmarkDecode decodes an entry: "customer" is a payload with a float
+// and non-ASCII text as a Go producer writes it (not canonical as written:
+// its canonical form is computed), "customer-stored" the same payload as
+// Laneway stores it (canonical: hashed as written), "bytes256" workload A's
+// entry (about 840 bytes).
 func BenchmarkDecode(b *testing.B) {
+	stored, err := Canonical(benchPayload)
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		data json.RawMessage
-	}{{"customer", benchPayload}, {"bytes256", workloadAPayload()}} {
+	}{{"customer", benchPayload}, {"customer-stored", stored}, {"bytes256", workloadAPayload()}} {
 		e := sampleEnvelope()
 		e.Data = c.data
 		raw, err := Encode(e)
@@ -377,4 +382,31 @@ func TestDecodeFastTakesProteanEntries(t *testing.T) {
 	for _, raw := range []string{string(python), proteanShapes[0], proteanShapes[6]} {
 		requireFastPath(t, []byte(raw))
 	}
+}
+
+// FuzzCanonicalAsWritten: whatever the fast path's scanner takes for
+// canonical as written is byte for byte its own canonical form, so hashing
+// it as written gives the checksum the general decoder computes.
+func FuzzCanonicalAsWritten(f *testing.F) {
+	for _, tc := range canonicalGolden {
+		f.Add([]byte(tc.in))
+		f.Add([]byte(tc.want))
+	}
+	for _, seed := range []string{
+		`{"s":"caf\u00e9 \"quoted\" \\ \n\r\t\b\f \u0000 \u001f \u007f \uffff"}`,
+		`{"s":"\u0041"}`, `{"s":"\u000a"}`, `{"s":"\u00E9"}`, `{"s":"\/"}`, `{"s":"\ud83d\ude00"}`,
+		`{"a\u00e9":1,"b":2}`, `{"\"":1,"a":2}`, "{\"s\":\"\x7f\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		s := &scanner{b: raw}
+		canon, ok := s.skipValue(1)
+		if !ok || !canon || s.sawWS || s.pos != len(raw) {
+			return
+		}
+		got, err := Canonical(raw)
+		require.NoError(t, err, "%s", raw)
+		require.Equal(t, string(raw), string(got), "taken for canonical as written")
+	})
 }
