@@ -351,51 +351,39 @@ func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 		return e, false
 	}
 	s := &scanner{b: raw, src: src}
-	if !s.consume('{') {
-		return e, false
-	}
 	var dataStart, dataEnd int
 	var dataCanon, haveData, haveMeta bool
 	md := &e.Metadata
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return e, false
-		}
+	top := s.eachMember(func(key []byte) bool {
 		switch string(key) {
 		case "data":
 			if haveData {
-				return e, false
+				return false
 			}
 			haveData = true
 			s.ws()
 			if s.pos >= len(s.b) || s.b[s.pos] != '{' {
-				return e, false
+				return false
 			}
 			dataStart = s.pos
 			s.sawWS = false
 			c, ok := s.skipValue(1)
-			if !ok {
-				return e, false
-			}
 			dataEnd, dataCanon = s.pos, c && !s.sawWS
+			return ok
 		case "metadata":
 			if haveMeta || !s.metadata(md) {
-				return e, false
+				return false
 			}
 			haveMeta = true
+			return true
 		default:
 			// _dlq_metadata, or a member the general decoder may read:
 			// only the two members the engine writes take the fast path.
-			return e, false
+			return false
 		}
-		if s.consume(',') {
-			continue
-		}
-		if !s.consume('}') {
-			return e, false
-		}
-		break
+	})
+	if !top {
+		return e, false
 	}
 	s.ws()
 	if s.pos != len(s.b) || !haveData || !haveMeta {

@@ -22,18 +22,8 @@ type fields []struct {
 // general decoder does not read, are skipped whatever their value. Other
 // members, duplicates and anything else give up.
 func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **TraceParent) bool {
-	if !s.consume('{') {
-		return false
-	}
 	seen := 0 // bit per known member
-	if s.consume('}') {
-		return true
-	}
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
+	return s.eachMember(func(key []byte) bool {
 		bit := -1
 		for i, f := range strs {
 			if string(key) == f.key {
@@ -62,13 +52,8 @@ func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **Tr
 			}
 		}
 		if bit < 0 && slices.Contains(ignored, string(key)) {
-			if _, ok := s.skipValue(2); !ok {
-				return false
-			}
-			if s.consume(',') {
-				continue
-			}
-			return s.consume('}')
+			_, ok := s.skipValue(2)
+			return ok
 		}
 		if bit < 0 {
 			dst := (*int)(nil)
@@ -77,29 +62,57 @@ func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **Tr
 				dst, bit = prio, len(strs)
 			case ver != nil && string(key) == "version":
 				dst, bit = ver, len(strs)+1
-			}
-			if dst != nil && s.null() {
-				*dst = 0 // as the general decoder reads null
-			} else if dst != nil {
-				s.ws()
-				start := s.pos
-				canon, ok := s.skipNumber()
-				if !ok || !canon {
-					return false
-				}
-				n, err := strconv.ParseInt(string(s.b[start:s.pos]), 10, 0)
-				if err != nil {
-					return false
-				}
-				*dst = int(n)
-			} else {
+			default:
 				return false // a member the engine does not write: the general decoder
+			}
+			if !s.integer(dst) {
+				return false
 			}
 		}
 		if seen&(1<<bit) != 0 {
 			return false
 		}
 		seen |= 1 << bit
+		return true
+	})
+}
+
+// integer reads an integer member's value, or null as the general decoder
+// reads it (0).
+func (s *scanner) integer(dst *int) bool {
+	if s.null() {
+		*dst = 0
+		return true
+	}
+	s.ws()
+	start := s.pos
+	canon, ok := s.skipNumber()
+	if !ok || !canon {
+		return false
+	}
+	n, err := strconv.ParseInt(string(s.b[start:s.pos]), 10, 0)
+	if err != nil {
+		return false
+	}
+	*dst = int(n)
+	return true
+}
+
+// eachMember reads an object whose member names are strings without
+// escapes, calling member with each name once the colon is read: member
+// reads the value, and false from it gives up.
+func (s *scanner) eachMember(member func(key []byte) bool) bool {
+	if !s.consume('{') {
+		return false
+	}
+	if s.consume('}') {
+		return true
+	}
+	for {
+		key, ok := s.plainString()
+		if !ok || !s.consume(':') || !member(key) {
+			return false
+		}
 		if s.consume(',') {
 			continue
 		}
@@ -112,18 +125,8 @@ func (s *scanner) members(strs fields, ignored []string, prio, ver *int, tp **Tr
 // sampled, each at most once. Anything else (null included) gives up, and
 // the general decoder decides.
 func (s *scanner) traceParent(tp *TraceParent) bool {
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
 	var seen [3]bool
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
+	return s.eachMember(func(key []byte) bool {
 		s.ws()
 		switch string(key) {
 		case "trace_id", "parent_id":
@@ -151,31 +154,13 @@ func (s *scanner) traceParent(tp *TraceParent) bool {
 		default:
 			return false
 		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
+		return true
+	})
 }
 
 func (s *scanner) metadata(md *Metadata) bool {
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
 	var seen [len(metadataMembers)]bool
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') || !s.metadataMember(string(key), md, &seen) {
-			return false
-		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
+	return s.eachMember(func(key []byte) bool { return s.metadataMember(string(key), md, &seen) })
 }
 
 // metadataMembers are the members of metadata the fast path reads.
@@ -234,26 +219,11 @@ func (s *scanner) extensions() bool {
 	if s.null() {
 		return true
 	}
-	if !s.consume('{') {
-		return false
-	}
-	if s.consume('}') {
-		return true
-	}
-	for {
-		key, ok := s.plainString()
-		if !ok || !s.consume(':') {
-			return false
-		}
+	return s.eachMember(func(key []byte) bool {
 		if k := string(key); k == ReplayGroupExtension || k == TraceStateExtension {
 			return false
 		}
-		if _, ok := s.skipValue(2); !ok {
-			return false
-		}
-		if s.consume(',') {
-			continue
-		}
-		return s.consume('}')
-	}
+		_, ok := s.skipValue(2)
+		return ok
+	})
 }
