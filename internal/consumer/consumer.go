@@ -80,6 +80,7 @@ type runResult struct {
 	unstarted []*tracked
 	outage    error // Config.Outage's verdict on the first unstarted one's error
 	lent      bool  // the slot was lent to primary while the worker paused (lend.go)
+	inline    bool  // run by the primary reader (inline.go)
 }
 
 type readResult struct {
@@ -92,6 +93,9 @@ type readResult struct {
 	// arrival is the primary read's arrival when it was not sent ahead
 	// (a reply of less than a full read: primaryreader.go).
 	arrival *primaryArrival
+	// inlined is the reply's entry when the primary reader started it
+	// itself (inline.go).
+	inlined *tracked
 }
 
 // decoded is the outcome of Config.Decode for one stream's entries of a
@@ -138,7 +142,14 @@ type Consumer struct {
 	// handshake (lend.go).
 	lends     bool
 	lendState atomic.Int32
-	readDone  chan readResult
+	// inlines: an idle consumer's primary reader may start one entry
+	// itself (concurrency 1, lanes on, a primary reader, no gate); inline
+	// is the handshake, inlineRunning says the dispatcher has counted the
+	// inline run (inline.go).
+	inlines       bool
+	inline        atomic.Int32
+	inlineRunning bool
+	readDone      chan readResult
 
 	// dispatcher state
 	owned      map[string]*tracked
@@ -205,6 +216,7 @@ type Consumer struct {
 	nRetries       atomic.Int64
 	nDLQ           atomic.Int64
 	nDecode        atomic.Int64
+	nInline        atomic.Int64
 }
 
 // New validates cfg and returns a Consumer that has not started.
@@ -246,6 +258,7 @@ func New(b lanewaybroker.Broker, cfg Config) (*Consumer, error) {
 	if cfg.Gate != nil {
 		c.gate, c.primaryUnknown = cfg.Gate.join(), true
 	}
+	c.inlines = cfg.Concurrency == 1 && c.primaryReader && c.gate == nil
 	return c, nil
 }
 
@@ -324,6 +337,7 @@ func (c *Consumer) Stats() Stats {
 		Reads: map[ReadMode]int64{}, Entries: map[ReadMode]int64{},
 		Handled: map[Lane]int64{}, Failed: map[Lane]int64{},
 		Retries: c.nRetries.Load(), DeadLettered: c.nDLQ.Load(), DecodeErrors: c.nDecode.Load(),
+		Inline: c.nInline.Load(),
 	}
 	for k := ReadBlockingBoth; k < numReadModes; k++ {
 		s.Reads[k] = c.reads[k].Load()
@@ -394,6 +408,7 @@ func (c *Consumer) run() {
 		c.maybeRead()
 		c.maybeReadPrimary()
 		c.reportGate()
+		c.armInline()
 
 		timer.Reset(c.nextWake(time.Now()))
 		select {

@@ -56,7 +56,7 @@ func (c *Consumer) dispatch() (primary bool) {
 			br = false // primary goes first; grants are asked for when backfill may start
 		}
 		lane, ok := c.credit.pick(pr, br)
-		if !ok {
+		if !ok || c.inlineHeld() {
 			return primary
 		}
 		idx, most := pi, len(c.queue[Primary])
@@ -152,6 +152,15 @@ func (c *Consumer) start(lane Lane, ts []*tracked) {
 // idle for it, and with a backlog, runs of hundreds of messages, that was
 // a third of its time.
 func (c *Consumer) onRunResult(rr runResult) {
+	if rr.inline {
+		if !c.inlineRunning {
+			// The reader handed its entry over before it ran it, but the
+			// result was taken first.
+			c.onPrimaryReply(<-c.pReadDone)
+		}
+		c.inlineRunning = false
+		c.inlineDone()
+	}
 	c.inRuns[rr.lane] -= len(rr.done) + len(rr.unstarted)
 	if rr.lane == Backfill {
 		c.lastBackfillDone = time.Now()

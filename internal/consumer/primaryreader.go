@@ -100,8 +100,15 @@ func (c *Consumer) maybeReadPrimary() {
 		}
 		rr.decoded = c.decodeAll(res)
 		<-prev
+		var inline *tracked
+		if rr.arrival != nil {
+			inline = c.takeInline(&rr)
+		}
 		c.pReadDone <- rr
 		close(sent)
+		if inline != nil {
+			c.runInline(inline)
+		}
 	}()
 }
 
@@ -142,12 +149,32 @@ func (c *Consumer) onPrimaryRead(rr readResult) {
 	if !rr.cut {
 		c.sawPrimary(n, rr.full)
 	}
+	if rr.inlined != nil {
+		c.onInlineStarted(rr)
+		return
+	}
 	// When the lane is drained (rr.arrival set), the next, blocking, read
 	// goes out after these entries are handed to their worker, in the same
 	// round of the dispatcher (run): issuing it first (a goroutine, a
 	// context, a channel) put a few microseconds before every idle
 	// production entry's handler.
 	c.addDecoded(rr.streams, nil, rr.decoded)
+}
+
+// onPrimaryReply takes a primary read's result: queued, or kept for the
+// hand-back while stopping.
+func (c *Consumer) onPrimaryReply(rr readResult) {
+	if !c.stopping {
+		c.onPrimaryRead(rr)
+		return
+	}
+	c.primaryDelivered(rr)
+	switch {
+	case rr.inlined != nil:
+		c.onInlineStarted(rr) // its result is awaited like a worker's
+	case rr.err == nil:
+		c.addDecoded(rr.streams, nil, rr.decoded) // pending on us now: handed back at the end
+	}
 }
 
 // primaryDelivered takes a primary read's result out of the pipeline's

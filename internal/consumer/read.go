@@ -175,9 +175,7 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 		c.touch([]*tracked{old})
 		return
 	}
-	env := t.msg.Envelope
-	*t = tracked{key: key, lane: lane, entry: e, deliveries: deliveries, lastTouch: now,
-		msg: Message{Stream: stream, EntryID: e.ID, Lane: lane, Attempt: deliveries, Envelope: env}}
+	fill(t, lane, stream, e, deliveries, now)
 	c.owned[key] = t
 	if err != nil {
 		c.nDecode.Add(1)

@@ -9,6 +9,7 @@ import (
 func (c *Consumer) shutdown() {
 	c.stopping = true
 	c.halt.Store(true)
+	c.inline.CompareAndSwap(inlineArmed, inlineOff)
 	c.yield.wakeAll() // a pausing backfill worker stops pausing
 	if c.gate != nil {
 		c.gate.leave() // a stopping consumer starts nothing, and holds no one
@@ -32,10 +33,7 @@ func (c *Consumer) shutdown() {
 		case a := <-c.pArrived:
 			c.onPrimaryArrived(a)
 		case rr := <-c.pReadDone:
-			c.primaryDelivered(rr)
-			if rr.err == nil {
-				c.addDecoded(rr.streams, nil, rr.decoded)
-			}
+			c.onPrimaryReply(rr)
 		case <-timeout.C:
 			cancelHandlers()
 		case <-c.hardStop:

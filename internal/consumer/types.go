@@ -296,4 +296,7 @@ type Stats struct {
 	Retries      int64
 	DeadLettered int64
 	DecodeErrors int64
+	// Inline counts the primary entries an idle consumer's primary reader
+	// started itself, without the dispatcher's hand-offs.
+	Inline int64
 }
