@@ -9,7 +9,8 @@
 // Concurrency long-lived worker goroutines and report back over a channel;
 // the one blocking read runs on a helper goroutine, which also decodes what
 // it read, so finished handlers are acked while it waits and decoding
-// overlaps handling.
+// overlaps handling. An idle consumer's primary reader runs a lone entry's
+// handler itself (inline.go).
 package consumer
 
 import (
