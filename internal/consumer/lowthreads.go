@@ -16,8 +16,13 @@ import "sync"
 
 type lowThread struct {
 	nice int
-	jobs chan func()
+	jobs chan lowJob
 }
+
+// lowJob is a borrower's work: run on the thread, then, once the thread is
+// back in the pool, after (nil: nothing). A borrower that waits for after
+// finds the thread free again, so the next borrower reuses it.
+type lowJob struct{ run, after func() }
 
 var lowThreads = struct {
 	mu   sync.Mutex
@@ -25,26 +30,27 @@ var lowThreads = struct {
 }{idle: map[int][]*lowThread{}}
 
 // runLowPriority runs job on a goroutine locked to a thread whose nice
-// value is the process's + by, from the pool or new. It returns once job
-// is started, or the error that kept a new thread from being lowered (job
-// is then not run).
-func runLowPriority(by int, job func()) error {
+// value is the process's + by, from the pool or new, and after once the
+// thread is back in the pool. It returns once job is started, or the error
+// that kept a new thread from being lowered (neither is then run).
+func runLowPriority(by int, job, after func()) error {
+	j := lowJob{run: job, after: after}
 	lowThreads.mu.Lock()
 	if list := lowThreads.idle[by]; len(list) > 0 {
 		t := list[len(list)-1]
 		lowThreads.idle[by] = list[:len(list)-1]
 		lowThreads.mu.Unlock()
-		t.jobs <- job
+		t.jobs <- j
 		return nil
 	}
 	lowThreads.mu.Unlock()
-	t := &lowThread{nice: by, jobs: make(chan func())}
+	t := &lowThread{nice: by, jobs: make(chan lowJob)}
 	ready := make(chan error, 1)
 	go t.serve(ready)
 	if err := <-ready; err != nil {
 		return err
 	}
-	t.jobs <- job
+	t.jobs <- j
 	return nil
 }
 
@@ -56,10 +62,13 @@ func (t *lowThread) serve(ready chan<- error) {
 		return
 	}
 	ready <- nil
-	for job := range t.jobs {
-		job()
+	for j := range t.jobs {
+		j.run()
 		lowThreads.mu.Lock()
 		lowThreads.idle[t.nice] = append(lowThreads.idle[t.nice], t)
 		lowThreads.mu.Unlock()
+		if j.after != nil {
+			j.after()
+		}
 	}
 }

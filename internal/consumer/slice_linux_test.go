@@ -54,7 +54,7 @@ func TestShortenSliceKeepsARaisedNiceValue(t *testing.T) {
 			restoreSlice(shortened)
 		}
 		after, _ = unix.SchedGetAttr(0, 0)
-	}))
+	}, nil))
 	<-done
 	require.NotNil(t, before, "the thread's priority could be lowered")
 	require.NotNil(t, during)

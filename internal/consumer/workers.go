@@ -45,7 +45,9 @@ func (c *Consumer) startWorkers() {
 	c.hwg.Add(c.bfCap)
 	for i := range c.bfCap {
 		if c.cfg.BackfillNice > 0 {
-			err := runLowPriority(c.cfg.BackfillNice, func() { c.worker(Backfill) })
+			// The worker is counted done only once its thread is back in
+			// the pool: a consumer started after Stop then borrows it.
+			err := runLowPriority(c.cfg.BackfillNice, func() { c.runWorker(Backfill) }, c.hwg.Done)
 			if err == nil {
 				continue
 			}
@@ -64,6 +66,11 @@ func (c *Consumer) startWorkers() {
 // worker runs lane's handlers until the dispatcher closes its work.
 func (c *Consumer) worker(lane Lane) {
 	defer c.hwg.Done()
+	c.runWorker(lane)
+}
+
+// runWorker is worker's loop, for a caller that counts it done itself.
+func (c *Consumer) runWorker(lane Lane) {
 	st := workerState{probeGap: 1} // the first handler is a probe
 	for r := range c.work[lane] {
 		c.results <- c.runOne(r, &st)
