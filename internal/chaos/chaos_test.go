@@ -200,7 +200,7 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	admin.Close(ctx)
 	require.NoError(t, os.WriteFile(filepath.Join(c.dir, "domain.toml"), []byte(c.config()), 0o644))
 
-	dom, err := chaosdomain.New(func() int64 { return time.Now().UnixNano() }, 0)
+	dom, err := chaosdomain.New(func() int64 { return time.Now().UnixNano() }, 0, "suite")
 	require.NoError(t, err)
 	cfg := lanewayconfig.Default()
 	cfg.Databases["default"] = lanewayconfig.Database{Provider: lanewayconfig.DatabaseProviderPostgres, URL: w.pg.url(w.pg.port, c.db) + "&connect_timeout=5"}
@@ -292,7 +292,10 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	if sp.converge {
 		require.NotZero(t, baseline, "no baseline: run the no-fault case too (-run 'TestFaults/(0|a)')")
 		ratio := r.drainRatio(baseline)
-		assert.LessOrEqual(t, ratio, convergeWithin, "the bulk drain took %.1f s, %.2f × the no-fault %.1f s", r.drain.Seconds(), ratio, baseline.Seconds())
+		if !assert.LessOrEqual(t, ratio, convergeWithin, "the bulk drain took %.1f s, %.2f × the no-fault %.1f s", r.drain.Seconds(), ratio, baseline.Seconds()) {
+			t.Logf("bulk events handled per engine, by 2 s from the bulk's issue (fault at %.1f s):\n%s",
+				c.faultFrom.Sub(bulkFrom).Seconds(), c.drainTimeline(bulkFrom, 2*time.Second))
+		}
 	}
 
 	assert.Zero(t, r.lost, "lost")
@@ -451,6 +454,36 @@ func (c *kase) bulkDrain(from time.Time) time.Duration {
 	require.NoError(c.t, c.conn.QueryRow(context.Background(),
 		`SELECT coalesce(max(h), 0) FROM (SELECT min(handled_ns) AS h FROM chaos_effects WHERE lane = 'bulk' GROUP BY item_id) f`).Scan(&last))
 	return time.Duration(last - from.UnixNano())
+}
+
+// drainTimeline tells how many bulk events each engine handled in each
+// step from from: a slow drain shows whether one engine stalled (and
+// when) or all of them did (the machine).
+func (c *kase) drainTimeline(from time.Time, step time.Duration) string {
+	rows, err := c.conn.Query(context.Background(), `SELECT ((handled_ns - $1) / $2)::int AS b, handled_by, count(*)
+		FROM chaos_effects WHERE lane = 'bulk' GROUP BY b, handled_by ORDER BY b, handled_by`, from.UnixNano(), step.Nanoseconds())
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	var out strings.Builder
+	last := -1
+	for rows.Next() {
+		var b, n int
+		var by string
+		if err := rows.Scan(&b, &by, &n); err != nil {
+			return err.Error()
+		}
+		if b != last {
+			if last >= 0 {
+				out.WriteByte('\n')
+			}
+			fmt.Fprintf(&out, "%5.0f s:", (time.Duration(b) * step).Seconds())
+			last = b
+		}
+		fmt.Fprintf(&out, " %s %d", by, n)
+	}
+	return out.String()
 }
 
 func (c *kase) duplicates() int {

@@ -216,7 +216,7 @@ func startEngine(t *testing.T, bin, domainDir, name string) *engine {
 	f, err := os.Create(e.log)
 	require.NoError(t, err)
 	e.cmd = exec.Command(bin, "server", "--domain", domainDir, "--log-level", "info")
-	e.cmd.Env = append(os.Environ(), "LANEWAY_ENV=", "CHAOS_HTTP="+e.http, "CHAOS_BULK_COST="+bulkCost.String())
+	e.cmd.Env = append(os.Environ(), "LANEWAY_ENV=", "CHAOS_HTTP="+e.http, "CHAOS_BULK_COST="+bulkCost.String(), "CHAOS_ENGINE="+name)
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	e.cmd.Stdout, e.cmd.Stderr = f, f
 	require.NoError(t, e.cmd.Start())

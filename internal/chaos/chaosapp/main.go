@@ -22,6 +22,6 @@ func main() {
 		}
 	}
 	cli.Main(func() (*laneway.Domain, error) {
-		return chaosdomain.New(func() int64 { return time.Now().UnixNano() }, bulkCost)
+		return chaosdomain.New(func() int64 { return time.Now().UnixNano() }, bulkCost, os.Getenv("CHAOS_ENGINE"))
 	})
 }

@@ -23,7 +23,7 @@ const CounterName = "Counter"
 // EffectsTable is created by the suite: one row per committed handler run.
 const EffectsTable = `CREATE TABLE IF NOT EXISTS chaos_effects (
 	event_id text NOT NULL, item_id text NOT NULL, lane text NOT NULL,
-	created_ns bigint NOT NULL, handled_ns bigint NOT NULL)`
+	created_ns bigint NOT NULL, handled_ns bigint NOT NULL, handled_by text NOT NULL DEFAULT '')`
 
 // Item is the aggregate.
 type Item struct {
@@ -57,8 +57,9 @@ func (Touched) Kind() string { return "Touched" }
 
 // New builds the domain. now returns the handler's clock in nanoseconds;
 // bulkCost is slept by the handler for each bulk event, so a backlog takes
-// long enough to drain for faults to hit it mid-way.
-func New(now func() int64, bulkCost time.Duration) (*laneway.Domain, error) {
+// long enough to drain for faults to hit it mid-way; engine names the
+// process in each effect row, so a slow drain shows which engine stalled.
+func New(now func() int64, bulkCost time.Duration, engine string) (*laneway.Domain, error) {
 	b := laneway.NewDomain(Name)
 	laneway.RegisterAggregate[Item](b, laneway.AggregateOptions{Category: "item"})
 	laneway.RegisterEvent[Item, Touched](b)
@@ -87,8 +88,8 @@ func New(now func() int64, bulkCost time.Duration) (*laneway.Domain, error) {
 		}
 		// Not idempotent on purpose: every committed run adds a row, so a
 		// duplicate delivery shows as a second row.
-		_, err := tx.Exec(ctx, `INSERT INTO chaos_effects (event_id, item_id, lane, created_ns, handled_ns) VALUES ($1, $2, $3, $4, $5)`,
-			meta.ID, ev.ItemID, ev.Lane, ev.CreatedNS, now())
+		_, err := tx.Exec(ctx, `INSERT INTO chaos_effects (event_id, item_id, lane, created_ns, handled_ns, handled_by) VALUES ($1, $2, $3, $4, $5, $6)`,
+			meta.ID, ev.ItemID, ev.Lane, ev.CreatedNS, now(), engine)
 		return err
 	})
 	b.AddHandler(h)
