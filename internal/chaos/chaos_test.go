@@ -301,7 +301,9 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 	assert.Zero(t, r.lost, "lost")
 	assert.Zero(t, r.abd, "abandoned outbox rows")
 	assert.Equal(t, len(c.poison), r.dlq, "DLQ entries other than the handler's own failures")
-	c.step = "stopping the engines"
+	if !t.Failed() { // the report names the step a check failed at
+		c.step = "stopping the engines"
+	}
 	for _, e := range c.engines {
 		e.stop(t, 60*time.Second)
 	}
