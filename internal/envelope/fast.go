@@ -426,7 +426,7 @@ func decodeFastFrom(raw []byte, src string) (e Envelope, ok bool) {
 // floats as Go prints them) is not canonical as written but still takes
 // the fast path: only its checksum needs the canonical form. The general
 // decoder costs about four times as much, most of it in its maps of the
-// envelope (docs/BENCHMARKS.md).
+// envelope (docs/benchmarks-production-lane.md).
 func compactData(data []byte) ([]byte, bool) {
 	var buf bytes.Buffer
 	buf.Grow(len(data))

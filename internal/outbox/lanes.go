@@ -42,7 +42,7 @@ import (
 // backfill statements and broker pipelines still take less of the
 // machine's CPU and of the broker's single thread at a time: there the
 // smaller cap lowered the production tail too, and the migration drained
-// sooner (docs/BENCHMARKS.md).
+// sooner (docs/benchmarks-production-lane.md).
 //
 // Smaller batches are not enough when the machine's cores are all busy:
 // the backfill worker's claims and marks, its broker pipelines, the
@@ -107,7 +107,7 @@ const maxYield = 100 * time.Millisecond
 // production row still waited for a core behind the backfill's work end to
 // end on SQLite; at 2 the production p99 behind a migration fell by about
 // a sixth, and the migration drained as fast, its pace being set by the
-// engines' handlers (docs/BENCHMARKS.md).
+// engines' handlers (docs/benchmarks-production-lane.md).
 const yieldFactor = 2
 
 // yields reports whether w is the backfill worker and production rows are

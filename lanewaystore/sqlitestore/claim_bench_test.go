@@ -43,7 +43,7 @@ func BenchmarkClaimOne(b *testing.B) {
 // BenchmarkClaimByTurns is the relay with lanes on behind a migration: the
 // backfill worker claims and marks 10 rows, then the production worker
 // claims with its own, larger limit. Before the claim's LIMIT became a cast
-// each of those claims compiled the statement again (docs/BENCHMARKS.md).
+// each of those claims compiled the statement again (docs/benchmarks-production-lane.md).
 func BenchmarkClaimByTurns(b *testing.B) {
 	s := benchStore(b)
 	ctx := b.Context()

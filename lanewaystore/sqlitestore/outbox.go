@@ -41,7 +41,7 @@ const outboxColumns = outboxsql.Columns
 // previous one compiled the statement anew inside the write transaction.
 // With lanes on the production and backfill workers claim with different
 // limits by turns, and that compilation was half of each claim's CPU
-// (docs/BENCHMARKS.md, "The claim compiled once, and the decoder's fast path
+// (docs/benchmarks-production-lane.md, "The claim compiled once, and the decoder's fast path
 // for every payload").
 const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2
 WHERE id IN (
