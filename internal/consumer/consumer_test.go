@@ -445,11 +445,16 @@ func TestGracefulStop(t *testing.T) {
 		publish(t, k.b, cat, datas...)
 
 		var first recorder
+		// Handlers past the 300th wait for the stop, so the flood is still
+		// on when Stop is called however slowly this goroutine is scheduled.
+		stopping := make(chan struct{})
 		c1, err := consumer.New(k.b, consumer.Config{
 			Group: "Projector", Consumer: "first", Primary: cat, Concurrency: 4, Count: 50, Logger: quietLogger(),
 			ClaimIdle: 200 * time.Millisecond,
 			Handle: func(ctx context.Context, m *consumer.Message) error {
-				first.add(m)
+				if first.add(m) > 300 {
+					<-stopping
+				}
 				time.Sleep(time.Millisecond)
 				return nil
 			},
@@ -457,6 +462,7 @@ func TestGracefulStop(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, c1.Start(ctx))
 		require.Eventually(t, func() bool { return first.len() >= 200 }, waitFor, time.Millisecond)
+		close(stopping)
 		require.NoError(t, c1.Stop(ctx))
 
 		handled := map[string]bool{}
