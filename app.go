@@ -14,6 +14,7 @@ import (
 	"github.com/laneway/laneway/internal/backend"
 	"github.com/laneway/laneway/internal/envelope"
 	"github.com/laneway/laneway/internal/lanes"
+	"github.com/laneway/laneway/internal/outbox"
 	"github.com/laneway/laneway/internal/tracing"
 	"github.com/laneway/laneway/lanewayconfig"
 	"github.com/laneway/laneway/lanewaystore"
@@ -33,6 +34,10 @@ type App struct {
 	// onCommitRows are told the priorities a commit wrote (the engine's
 	// relay wakes only the claim loops that have rows to claim).
 	onCommitRows []*func(lo, hi int)
+	// leaser is the running engine's relay, which takes this app's
+	// production rows over in memory instead of claiming them (the
+	// production hand-off, internal/outbox); nil without one.
+	leaser *outbox.Relay
 }
 
 // Options for Open. The zero value opens the database named by
@@ -106,6 +111,45 @@ func (a *App) OnCommit(fn func()) (remove func()) {
 // and highest priority of the rows the unit of work wrote.
 func (a *App) onCommitPriorities(fn func(lo, hi int)) (remove func()) {
 	return register(&a.mu, &a.onCommitRows, fn)
+}
+
+// handOffTo lets r take this app's production rows over in memory. An app
+// hands off to one relay at a time: a second engine's relay claims.
+func (a *App) handOffTo(r *outbox.Relay) (remove func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.leaser != nil {
+		return func() {}
+	}
+	a.leaser = r
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.leaser == r {
+			a.leaser = nil
+		}
+	}
+}
+
+// lease registers a unit of work's rows with the relay just before their
+// insert (outbox.Relay.Lease); settle must follow with the outcome.
+func (a *App) lease(rows []lanewaystore.OutboxRow) *outbox.Ticket {
+	a.mu.RLock()
+	r := a.leaser
+	a.mu.RUnlock()
+	if r == nil {
+		return nil
+	}
+	return r.Lease(rows)
+}
+
+// settle ends a unit of work that wrote rows under ticket t: the relay
+// learns the outcome, and the commit callbacks run after a commit.
+func (a *App) settle(t *outbox.Ticket, rows []lanewaystore.OutboxRow, err error) {
+	t.Settle(err)
+	if err == nil && len(rows) > 0 {
+		a.committed(rows, t.Leased())
+	}
 }
 
 // register adds fn to *list under mu and returns its removal.
@@ -289,7 +333,10 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 		top = max(top, c.priority)
 	}
 	var rows []lanewaystore.OutboxRow
+	var ticket *outbox.Ticket
 	err := a.store.InTx(a.storeCtx(ctx, top), func(ctx context.Context, st lanewaystore.Tx) error {
+		ticket.Settle(errRetried) // an earlier attempt's
+		ticket = nil
 		rows = rows[:0]
 		for _, c := range cmds {
 			if c.async {
@@ -309,11 +356,10 @@ func (a *App) batchInTx(ctx context.Context, cmds []preparedCommand) error {
 		if len(rows) == 0 {
 			return nil
 		}
+		ticket = a.lease(rows)
 		return st.InsertOutbox(ctx, rows)
 	})
-	if err == nil && len(rows) > 0 {
-		a.committed(rows)
-	}
+	a.settle(ticket, rows, err)
 	return err
 }
 
@@ -370,12 +416,13 @@ func (a *App) commandRow(c preparedCommand) (lanewaystore.OutboxRow, error) {
 }
 
 func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) error {
+	var ticket *outbox.Ticket
 	err := a.store.InTx(ctx, func(ctx context.Context, st lanewaystore.Tx) error {
+		ticket.Settle(errRetried) // an earlier attempt's
+		ticket = a.lease(rows)
 		return st.InsertOutbox(ctx, rows)
 	})
-	if err == nil && len(rows) > 0 {
-		a.committed(rows)
-	}
+	a.settle(ticket, rows, err)
 	return err
 }
 
@@ -386,8 +433,10 @@ func (a *App) insertRows(ctx context.Context, rows []lanewaystore.OutboxRow) err
 func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn func(ctx context.Context, tx *Tx) error) error {
 	ctx = WithPriority(ctx, p)
 	var written []lanewaystore.OutboxRow
+	var ticket *outbox.Ticket
 	err := a.store.InTx(a.storeCtx(ctx, p), func(ctx context.Context, st lanewaystore.Tx) error {
-		written = nil
+		ticket.Settle(errRetried) // an earlier attempt's
+		ticket, written = nil, nil
 		tx := &Tx{app: a, dom: a.dom, st: st, priority: p, corrID: corr, causeID: cause, traced: a.traced(ctx)}
 		defer func() { tx.st = nil }() // a Tx kept past its unit of work fails instead of writing
 		if err := fn(ctx, tx); err != nil {
@@ -397,11 +446,10 @@ func (a *App) runInTx(ctx context.Context, p Priority, corr, cause string, fn fu
 			return nil
 		}
 		written = tx.rows
+		ticket = a.lease(tx.rows)
 		return st.InsertOutbox(ctx, tx.rows)
 	})
-	if err == nil && len(written) > 0 {
-		a.committed(written)
-	}
+	a.settle(ticket, written, err)
 	return err
 }
 
@@ -442,23 +490,28 @@ func (a *App) runInLazyTx(ctx context.Context, p Priority, corr, cause string, f
 		}
 	}()
 	err = fn(ctx, tx)
+	var ticket *outbox.Ticket
 	if err == nil && len(tx.rows) > 0 {
 		var st lanewaystore.Tx
 		if st, err = tx.store(); err == nil {
+			ticket = a.lease(tx.rows)
 			err = st.InsertOutbox(ctx, tx.rows)
 		}
 	}
 	finished = true
 	err = lz.finish(err)
 	tx.st, tx.lazy = nil, nil
-	if err == nil && len(tx.rows) > 0 {
-		a.committed(tx.rows)
-	}
+	a.settle(ticket, tx.rows, err)
 	return err
 }
 
+// errRetried settles the ticket of a unit of work's attempt that the store
+// runs again (its rows were not committed).
+var errRetried = errors.New("laneway: unit of work retried")
+
 // committed runs the commit callbacks after a unit of work wrote rows.
-func (a *App) committed(rows []lanewaystore.OutboxRow) {
+// Rows handed to the relay in memory do not wake its claim loops.
+func (a *App) committed(rows []lanewaystore.OutboxRow, handedOff bool) {
 	lo, hi := rows[0].Priority, rows[0].Priority
 	for _, r := range rows[1:] {
 		lo, hi = min(lo, r.Priority), max(hi, r.Priority)
@@ -467,6 +520,9 @@ func (a *App) committed(rows []lanewaystore.OutboxRow) {
 	defer a.mu.RUnlock()
 	for _, fn := range a.onCommit {
 		(*fn)()
+	}
+	if handedOff {
+		return
 	}
 	for _, fn := range a.onCommitRows {
 		(*fn)(lo, hi)

@@ -262,7 +262,9 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	rcfg.Observer = m
 	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
-	e.offCommit = e.app.onCommitPriorities(e.relay.NotifyPriorities)
+	offNotify := e.app.onCommitPriorities(e.relay.NotifyPriorities)
+	offHandOff := e.app.handOffTo(e.relay)
+	e.offCommit = func() { offHandOff(); offNotify() }
 	return nil
 }
 

@@ -68,12 +68,17 @@ type RelayStats struct {
 	Wakeups struct{ Notify, Listen, Poll int64 }
 	// Published, Failed and Abandoned count outbox rows.
 	Published, Failed, Abandoned int64
+	// HandedOff counts the production rows of this process's units of work
+	// that the relay published without claiming them: they were leased to
+	// it at insert and handed over in memory (docs/architecture.md).
+	HandedOff int64
 }
 
 func relayStatsFrom(s outbox.Stats) RelayStats {
 	var out RelayStats
 	out.Wakeups.Notify, out.Wakeups.Listen, out.Wakeups.Poll = s.Wakeups.Notify, s.Wakeups.Listen, s.Wakeups.Poll
 	out.Published, out.Failed, out.Abandoned = s.Published, s.Failed, s.Abandoned
+	out.HandedOff = s.HandedOff
 	return out
 }
 

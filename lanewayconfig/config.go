@@ -95,6 +95,7 @@ const (
 	TickIntervalMSDefault    = 10
 	MaxTickIntervalMSDefault = 1000
 	LeaseSecondsDefault      = 30.0
+	HandOffDefault           = true
 
 	RetryMaxAttemptsDefault       = 5
 	RetryBaseDelaySecondsDefault  = 1.0
@@ -261,6 +262,7 @@ func Default() *Config {
 			TickIntervalMS:    TickIntervalMSDefault,
 			MaxTickIntervalMS: MaxTickIntervalMSDefault,
 			LeaseSeconds:      LeaseSecondsDefault,
+			HandOff:           HandOffDefault,
 			Retry: OutboxRetry{
 				MaxAttempts:       RetryMaxAttemptsDefault,
 				BaseDelaySeconds:  RetryBaseDelaySecondsDefault,

@@ -51,7 +51,7 @@ func TestDefault(t *testing.T) {
 		HTTP: lanewayconfig.HTTP{Listen: "127.0.0.1:9464"},
 	}, c.Server)
 	require.Equal(t, lanewayconfig.Outbox{
-		BatchSize: 500, TickIntervalMS: 10, MaxTickIntervalMS: 1000, LeaseSeconds: 30,
+		BatchSize: 500, TickIntervalMS: 10, MaxTickIntervalMS: 1000, LeaseSeconds: 30, HandOff: true,
 		Retry:   lanewayconfig.OutboxRetry{MaxAttempts: 5, BaseDelaySeconds: 1, MaxBackoffSeconds: 60, Jitter: true},
 		Cleanup: lanewayconfig.OutboxCleanup{PublishedRetentionHours: 168, AbandonedRetentionHours: 720, IntervalSeconds: 60},
 	}, c.Outbox)

@@ -213,6 +213,12 @@ type Outbox struct {
 	// worker before another may claim it; positive. Defaults to 30.
 	LeaseSeconds float64 `toml:"lease_seconds" json:"lease_seconds"`
 
+	// HandOff lets the relay of an engine take the production
+	// rows its own app's units of work commit over in memory, leased to it
+	// at insert, instead of claiming them (priority lanes on). Defaults to
+	// true.
+	HandOff bool `toml:"handoff" json:"handoff"`
+
 	// Retry configures publish retries. Defaults to the defaults of its
 	// fields.
 	Retry OutboxRetry `toml:"retry" json:"retry"`

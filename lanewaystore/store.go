@@ -97,8 +97,14 @@ type Tx interface {
 	LoadAggregate(ctx context.Context, category, id string) (AggregateRecord, error)
 	SaveAggregate(ctx context.Context, p SaveAggregateParams) error
 	// InsertOutbox writes rows with status pending. CreatedAt is set by the
-	// store when zero. Stores that support cross-process wake-ups (PostgreSQL
-	// NOTIFY) signal listeners when the transaction commits.
+	// store when zero. A row with both LockedBy and LockedUntil set is
+	// inserted leased to that relay, as if it had claimed it: no other
+	// claim takes it before the lease ends. Every row's ID is set once the
+	// database has assigned it, which a store that sends its writes with
+	// the commit (PostgreSQL) does when the transaction commits; the store
+	// keeps rows until then. Stores that support cross-process wake-ups
+	// (PostgreSQL NOTIFY) signal listeners when the transaction commits,
+	// unless every row was inserted leased.
 	InsertOutbox(ctx context.Context, rows []OutboxRow) error
 	// MarkProcessed records that handler has processed messageID, for
 	// effectively-once handlers. It returns false when the marker already

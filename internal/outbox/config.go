@@ -56,6 +56,10 @@ type Config struct {
 	// Lease is how long claimed rows stay leased to this relay. Defaults
 	// to 30s.
 	Lease time.Duration
+	// NoHandOff turns the production hand-off off (handoff.go): every row
+	// is claimed. Zero value false: with lanes on, production rows of this
+	// process's units of work are handed over in memory.
+	NoHandOff bool
 	// TickInterval is the first idle poll interval. Defaults to 10ms.
 	TickInterval time.Duration
 	// MaxTickInterval caps the doubling idle poll interval. Defaults to 1s;
@@ -186,6 +190,7 @@ func ConfigFrom(c *lanewayconfig.Config, domain string) (Config, error) {
 		ReplicasTimeout:  time.Duration(br.MinReplicasTimeoutMS) * time.Millisecond,
 		BatchSize:        o.BatchSize,
 		Lease:            o.Lease(),
+		NoHandOff:        !o.HandOff,
 		TickInterval:     o.TickInterval(),
 		MaxTickInterval:  o.MaxTickInterval(),
 		Retry: Retry{

@@ -78,6 +78,18 @@ type worker struct {
 
 	notifyCh chan struct{}
 	listenCh chan struct{}
+	// handoff, on the production worker, holds the rows handed over in
+	// memory (handoff.go).
+	handoff *handoff
+}
+
+// handoffReady is what the loop waits on for committed hand-offs: nil
+// (never ready) for a worker without a hand-off.
+func (w *worker) handoffReady() <-chan struct{} {
+	if w.handoff == nil {
+		return nil
+	}
+	return w.handoff.ready
 }
 
 func newWorker(name string, p *lanewaystore.PriorityRange) *worker {
@@ -93,6 +105,10 @@ func (r *Relay) newWorkers() []*worker {
 	t := int(r.cfg.Lanes.Threshold)
 	prod := newWorker("production", &lanewaystore.PriorityRange{Min: t, Max: math.MaxInt})
 	prod.production = true
+	if !r.cfg.NoHandOff {
+		prod.handoff = &handoff{ready: make(chan struct{}, 1)}
+		r.handoff = prod.handoff
+	}
 	back := newWorker("backfill", &lanewaystore.PriorityRange{Min: math.MinInt, Max: t - 1})
 	back.backfill = true
 	return []*worker{prod, back}

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -28,6 +29,9 @@ type Stats struct {
 	Published int64
 	Failed    int64
 	Abandoned int64
+	// HandedOff counts production rows published without a claim, handed
+	// over in memory by the unit of work that wrote them (handoff.go).
+	HandedOff int64
 }
 
 // Relay publishes outbox rows. Create it with New.
@@ -53,8 +57,12 @@ type Relay struct {
 	brokerDown atomic.Bool  // paused on an unreachable broker (unreachable.go)
 	downLogged atomic.Bool  // the outage's WARN is out, its INFO not yet
 
-	wakeNotify, wakeListen, wakePoll atomic.Int64
-	published, failed, abandoned     atomic.Int64
+	// handoff is the production worker's queue of rows handed over in
+	// memory (handoff.go); nil with lanes off.
+	handoff *handoff
+
+	wakeNotify, wakeListen, wakePoll        atomic.Int64
+	published, failed, abandoned, handedOff atomic.Int64
 
 	life startstop.Runner
 }
@@ -119,6 +127,7 @@ func (r *Relay) Stats() Stats {
 		Published: r.published.Load(),
 		Failed:    r.failed.Load(),
 		Abandoned: r.abandoned.Load(),
+		HandedOff: r.handedOff.Load(),
 	}
 }
 
@@ -169,6 +178,9 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	}
 	interval := r.cfg.TickInterval
 	errStreak := 0
+	if w.handoff != nil {
+		defer r.stopHandoff(w)
+	}
 
 	// Rows may have committed before the relay started: drain once at once.
 	wait := time.Duration(0)
@@ -176,6 +188,7 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		handedOnly := false
 		if !first {
 			timer.Reset(wait)
 			if errStreak > 0 {
@@ -196,6 +209,8 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 					r.wakeListen.Add(1)
 				case <-timer.C:
 					r.wakePoll.Add(1)
+				case <-w.handoffReady():
+					handedOnly = true
 				}
 			}
 			if !timer.Stop() {
@@ -210,7 +225,7 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
 			return
 		}
-		n, err := r.drain(ctx, w)
+		n, err := r.work(ctx, w, handedOnly)
 		if err == nil {
 			r.brokerBack()
 		}
@@ -221,6 +236,12 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 			errStreak++
 			wait = errorBackoff(r.cfg.TickInterval, errStreak)
 			interval = r.cfg.TickInterval
+		case handedOnly:
+			// Nothing was claimed: the poll keeps its pace, so production
+			// handed over in memory does not bring the claims back to the
+			// shortest interval (each an empty write transaction).
+			errStreak = 0
+			wait = interval
 		case n > 0:
 			errStreak = 0
 			interval = r.cfg.TickInterval
@@ -230,6 +251,42 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 			wait = interval
 			interval = min(interval*2, r.cfg.MaxTickInterval)
 		}
+	}
+}
+
+// work publishes w's rows: first those handed over in memory, then
+// (unless only a hand-off woke the worker) those it claims.
+func (r *Relay) work(ctx context.Context, w *worker, handedOnly bool) (int, error) {
+	if w.handoff == nil {
+		return r.drain(ctx, w)
+	}
+	n, err := r.publishHandoffs(ctx, w)
+	if err != nil || handedOnly {
+		return n, err
+	}
+	since := w.handoff.mark()
+	m, err := r.drain(ctx, w)
+	if err == nil {
+		w.handoff.resume(since, r.brokerDown.Load())
+	}
+	return n + m, err
+}
+
+// stopHandoff refuses further hand-offs when w's loop ends, and publishes
+// the rows that have committed (rows that commit later are handed back).
+func (r *Relay) stopHandoff(w *worker) {
+	w.handoff.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), batchFinishTimeout)
+	defer cancel()
+	_, err := r.publishHandoffs(ctx, w)
+	if rows := w.handoff.takeSettled(); len(rows) > 0 {
+		// Committed, but behind a unit of work of the same stream still
+		// open: hand them back rather than leave them leased.
+		err = errors.Join(err, r.release(ctx, rows, errRelayStopped))
+	}
+	if err != nil {
+		r.log.Warn("outbox relay stopping: rows handed over in memory were not all published; they are claimed when their lease ends",
+			"error", err)
 	}
 }
 

@@ -211,18 +211,21 @@ func (t *uow) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregatePar
 // order; rows without a created_at get the server's clock_timestamp(), one
 // clock for every process.
 const insertOutboxSQL = `INSERT INTO outbox
-	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at)
-SELECT m, sn, sc, ty, d::json, md::json, pr, 'pending', coalesce(ca, clock_timestamp())
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[])
-	WITH ORDINALITY AS u(m, sn, sc, ty, d, md, pr, ca, ord)
-ORDER BY ord`
+	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at, locked_by, locked_until)
+SELECT m, sn, sc, ty, d::json, md::json, pr, 'pending', coalesce(ca, clock_timestamp()), lb, lu
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::int[], $8::timestamptz[],
+	$9::text[], $10::timestamptz[])
+	WITH ORDINALITY AS u(m, sn, sc, ty, d, md, pr, ca, lb, lu, ord)
+ORDER BY ord
+RETURNING id, message_id`
 
 // insertOneOutboxSQL is insertOutboxSQL for the common single row (a
 // command raising one event): plain parameters cost the server less than
 // eight one-element arrays and a sort.
 const insertOneOutboxSQL = `INSERT INTO outbox
-	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at)
-VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, 'pending', coalesce($8, clock_timestamp()))`
+	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at, locked_by, locked_until)
+VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, 'pending', coalesce($8, clock_timestamp()), $9, $10)
+RETURNING id, message_id`
 
 // QueueSaveAggregate is SaveAggregate sent with the transaction's next
 // statement or its commit (see uow), which saves a command its own round
@@ -276,6 +279,9 @@ func (t *uow) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) e
 		ids, streams, cats, types, data, meta = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		prios                                 = make([]int64, n)
 		created                               = make([]*time.Time, n)
+		lockedBy                              = make([]*string, n)
+		lockedUntil                           = make([]*time.Time, n)
+		leased                                = 0
 	)
 	for i := range rows {
 		r := &rows[i]
@@ -289,17 +295,56 @@ func (t *uow) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) e
 			c := pgTime(r.CreatedAt)
 			created[i] = &c
 		}
+		if r.LockedBy != "" && r.LockedUntil != nil {
+			u := pgTime(*r.LockedUntil)
+			lockedBy[i], lockedUntil[i] = &r.LockedBy, &u
+			leased++
+		}
 	}
-	t.notify = true
-	sql, args := insertOutboxSQL, []any{ids, streams, cats, types, data, meta, prios, created}
+	// Rows leased at insert are for the relay that leased them, which
+	// learns of them in its own process; no other relay may claim them
+	// before the lease ends, so waking the other relays would only send
+	// them to claim nothing.
+	if leased < n {
+		t.notify = true
+	}
+	sql, args := insertOutboxSQL, []any{ids, streams, cats, types, data, meta, prios, created, lockedBy, lockedUntil}
 	if n == 1 {
-		sql, args = insertOneOutboxSQL, []any{ids[0], streams[0], cats[0], types[0], data[0], meta[0], prios[0], created[0]}
+		sql, args = insertOneOutboxSQL, []any{ids[0], streams[0], cats[0], types[0], data[0], meta[0], prios[0], created[0], lockedBy[0], lockedUntil[0]}
 	}
 	t.deferred = append(t.deferred, deferredStmt{
-		sql:  sql,
-		args: args,
-		what: fmt.Sprintf("insert %d outbox rows (first %s)", n, rows[0].MessageID),
+		sql:       sql,
+		args:      args,
+		what:      fmt.Sprintf("insert %d outbox rows (first %s)", n, rows[0].MessageID),
+		returning: func(res pgx.Rows) error { return scanInsertedIDs(res, rows) },
 	})
+	return nil
+}
+
+// scanInsertedIDs sets each row's ID from the insert's RETURNING id,
+// message_id. The rows are matched by message id, which is unique, so the
+// order RETURNING gives them in does not matter.
+func scanInsertedIDs(res pgx.Rows, rows []lanewaystore.OutboxRow) error {
+	defer res.Close()
+	byMessage := make(map[string]int64, len(rows))
+	for res.Next() {
+		var id int64
+		var msg string
+		if err := res.Scan(&id, &msg); err != nil {
+			return err
+		}
+		byMessage[msg] = id
+	}
+	if err := res.Err(); err != nil {
+		return err
+	}
+	for i := range rows {
+		id, ok := byMessage[rows[i].MessageID]
+		if !ok {
+			return fmt.Errorf("the insert returned no id for message %s", rows[i].MessageID)
+		}
+		rows[i].ID = id
+	}
 	return nil
 }
 

@@ -45,6 +45,8 @@ type deferredStmt struct {
 	// conflict, when set, marks a queued aggregate save: its
 	// division_by_zero is a version conflict, described by this text.
 	conflict string
+	// returning, when set, reads the statement's rows (and closes them).
+	returning func(pgx.Rows) error
 }
 
 // send runs the queued statements, preceded by BEGIN if it has not been
@@ -83,7 +85,16 @@ func (t *uow) sendArgs(ctx context.Context, last string, args []any, tail ...str
 		}
 	}
 	for _, d := range queued {
-		if _, err := br.Exec(); err != nil {
+		var err error
+		if d.returning != nil {
+			var res pgx.Rows
+			if res, err = br.Query(); err == nil {
+				err = d.returning(res)
+			}
+		} else {
+			_, err = br.Exec()
+		}
+		if err != nil {
 			_ = br.Close()
 			var pe *pgconn.PgError
 			if d.conflict != "" && errors.As(err, &pe) && pe.Code == sqlstateDivisionByZero {

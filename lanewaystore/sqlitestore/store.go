@@ -262,8 +262,8 @@ func (t *tx) SaveAggregate(ctx context.Context, p lanewaystore.SaveAggregatePara
 }
 
 const insertOutboxSQL = `INSERT INTO outbox
-	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)`
+	(message_id, stream_name, stream_category, type, data, metadata, priority, status, created_at, locked_by, locked_until)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)`
 
 func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) error {
 	if len(rows) == 0 {
@@ -293,17 +293,33 @@ func (t *tx) InsertOutbox(ctx context.Context, rows []lanewaystore.OutboxRow) er
 		return t.tx.ExecContext(ctx, insertOutboxSQL, args...)
 	}
 	now := time.Now()
-	for _, r := range rows {
+	for i := range rows {
+		r := &rows[i]
 		created := r.CreatedAt
 		if created.IsZero() {
 			created = now
 		}
-		if _, err := exec(ctx, r.MessageID, r.StreamName, r.StreamCategory, r.Type,
-			jsonText(r.Data), jsonText(r.Metadata), r.Priority, formatTime(created)); err != nil {
+		lockedBy, lockedUntil := insertLease(r)
+		res, err := exec(ctx, r.MessageID, r.StreamName, r.StreamCategory, r.Type,
+			jsonText(r.Data), jsonText(r.Metadata), r.Priority, formatTime(created), lockedBy, lockedUntil)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: insert outbox row %s: %w", r.MessageID, err)
+		}
+		if r.ID, err = res.LastInsertId(); err != nil {
 			return fmt.Errorf("sqlitestore: insert outbox row %s: %w", r.MessageID, err)
 		}
 	}
 	return nil
+}
+
+// insertLease is the lease a row is inserted with (see
+// lanewaystore.Tx.InsertOutbox): none unless both LockedBy and LockedUntil
+// are set.
+func insertLease(r *lanewaystore.OutboxRow) (by, until any) {
+	if r.LockedBy == "" || r.LockedUntil == nil {
+		return nil, nil
+	}
+	return r.LockedBy, formatTime(*r.LockedUntil)
 }
 
 func (t *tx) MarkProcessed(ctx context.Context, handler, messageID string) (bool, error) {

@@ -36,6 +36,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"MarkProcessed", testMarkProcessed},
 		{"OutboxInsertAndSeedQuery", testOutboxInsert},
 		{"OutboxInsertInvalid", testOutboxInsertInvalid},
+		{"OutboxInsertLeased", testInsertLeased},
 		{"ClaimOrder", testClaimOrder},
 		{"ClaimLimit", testClaimLimit},
 		{"ClaimLease", testClaimLease},

@@ -1,0 +1,228 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway/internal/outbox"
+	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/lanewaybroker"
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+var errRolledBack = errors.New("rolled back")
+
+// unitOfWork inserts rows as the app's units of work do: registered with
+// the relay before the insert, settled with the transaction's outcome.
+func unitOfWork(t testing.TB, s lanewaystore.Store, r *outbox.Relay, rows ...lanewaystore.OutboxRow) *outbox.Ticket {
+	t.Helper()
+	ticket := r.Lease(rows)
+	err := s.InTx(context.Background(), func(ctx context.Context, tx lanewaystore.Tx) error {
+		return tx.InsertOutbox(ctx, rows)
+	})
+	require.NoError(t, err)
+	ticket.Settle(nil)
+	return ticket
+}
+
+// waitHandOff waits until the relay leases production rows, which it does
+// once a claim pass after its start has found nothing of this process
+// waiting.
+func waitHandOff(t testing.TB, r *outbox.Relay, cat string) {
+	t.Helper()
+	probe, _ := newRow(t, cat, 0, "probe")
+	require.Eventually(t, func() bool {
+		rows := []lanewaystore.OutboxRow{probe}
+		ticket := r.Lease(rows)
+		ticket.Settle(errRolledBack) // never inserted
+		return ticket.Leased()
+	}, 30*time.Second, time.Millisecond, "the relay never turned the hand-off on")
+}
+
+func streamIDs(t testing.TB, b lanewaybroker.Broker, stream string) []string {
+	t.Helper()
+	var ids []string
+	for _, e := range decodeStream(t, b, stream) {
+		ids = append(ids, e.Metadata.Headers.ID)
+	}
+	return ids
+}
+
+// Production rows written by this process's units of work are published
+// without a claim, in the order they were written, and marked published;
+// backfill rows and rows of a mixed unit of work are claimed as before.
+func TestHandOffPublishesWithoutClaim(t *testing.T) {
+	for _, sc := range storeCases() {
+		t.Run(sc.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := sc.open(t)
+			b := openEmbedded(t)
+			cat := testsvc.Prefix() + "customer"
+			r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
+			require.NoError(t, r.Start(ctx))
+			defer stop(t, r)
+			waitHandOff(t, r, cat)
+
+			var want []string
+			for i := range 5 {
+				var rows []lanewaystore.OutboxRow
+				for range i + 1 {
+					row, _ := newRow(t, cat, 50*(i%2), "prod") // NORMAL and HIGH
+					rows = append(rows, row)
+					want = append(want, row.MessageID)
+				}
+				ticket := unitOfWork(t, s, r, rows...)
+				assert.True(t, ticket.Leased())
+				for _, row := range rows {
+					assert.NotZero(t, row.ID, "the insert gives the row its id")
+				}
+			}
+			require.Eventually(t, func() bool { return r.Stats().Published == int64(len(want)) }, 30*time.Second, time.Millisecond)
+			assert.Equal(t, int64(len(want)), r.Stats().HandedOff)
+			assert.Equal(t, want, streamIDs(t, b, cat), "published in the order written")
+			for _, id := range want {
+				row := listAll(t, s)[id]
+				assert.Equal(t, lanewaystore.StatusPublished, row.Status, id)
+				assert.Equal(t, cat, row.PublishedStream, id)
+			}
+
+			// A backfill row, and a unit of work that writes both, are not
+			// leased: the claim loops publish them.
+			low, _ := newRow(t, cat, -50, "low")
+			assert.Nil(t, r.Lease([]lanewaystore.OutboxRow{low}), "no production row: nothing to register")
+			mixedProd, _ := newRow(t, cat, 0, "mixed")
+			mixedLow, _ := newRow(t, cat, -50, "mixed")
+			mixed := []lanewaystore.OutboxRow{mixedProd, mixedLow}
+			ticket := unitOfWork(t, s, r, mixed...)
+			assert.False(t, ticket.Leased())
+			assert.Empty(t, mixed[0].LockedBy)
+			r.Notify()
+			require.Eventually(t, func() bool { return r.Stats().Published == int64(len(want)+2) }, 30*time.Second, time.Millisecond)
+			assert.Equal(t, int64(len(want)), r.Stats().HandedOff, "the mixed unit of work was claimed")
+		})
+	}
+}
+
+// Two units of work on one stream are published in the order they were
+// registered even when the second commits first; other streams do not wait
+// for them, and a rolled-back unit of work holds nothing up.
+func TestHandOffOrderPerStream(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
+	require.NoError(t, r.Start(ctx))
+	defer stop(t, r)
+	waitHandOff(t, r, cat)
+
+	first, _ := newRow(t, cat, 0, "first")
+	second, _ := newRow(t, cat, 0, "second")
+	other, _ := newRow(t, cat, 0, "other")
+	other.StreamName = cat + "-7"
+	rolledBack, _ := newRow(t, cat, 0, "rolled back")
+
+	firstRows := []lanewaystore.OutboxRow{first}
+	firstTicket := r.Lease(firstRows) // registered, not yet committed
+	require.True(t, firstTicket.Leased())
+	gone := r.Lease([]lanewaystore.OutboxRow{rolledBack})
+	require.True(t, gone.Leased())
+	gone.Settle(errRolledBack)
+	unitOfWork(t, s, r, second)
+	unitOfWork(t, s, r, other)
+
+	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, []string{other.MessageID}, streamIDs(t, b, cat),
+		"the other stream's row is published; the second row waits for the first of its stream")
+
+	insert(t, s, firstRows...)
+	firstTicket.Settle(nil)
+	require.Eventually(t, func() bool { return r.Stats().Published == 3 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, []string{other.MessageID, first.MessageID, second.MessageID}, streamIDs(t, b, cat))
+	assert.Equal(t, int64(3), r.Stats().HandedOff)
+	_, ok := listAll(t, s)[rolledBack.MessageID]
+	assert.False(t, ok, "the rolled-back row was never written")
+}
+
+// A stopped relay loses nothing: rows that committed before the stop are
+// published, and rows whose unit of work commits after it are handed back
+// at once, so the next relay claims them without waiting for the lease.
+func TestHandOffStop(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
+	require.NoError(t, r.Start(ctx))
+	waitHandOff(t, r, cat)
+
+	before, _ := newRow(t, cat, 0, "before")
+	unitOfWork(t, s, r, before)
+	late, _ := newRow(t, cat, 0, "late")
+	lateRows := []lanewaystore.OutboxRow{late}
+	lateTicket := r.Lease(lateRows)
+	require.True(t, lateTicket.Leased())
+	insert(t, s, lateRows...)
+	stop(t, r)
+	lateTicket.Settle(nil)
+
+	rows := listAll(t, s)
+	assert.Equal(t, lanewaystore.StatusPublished, rows[before.MessageID].Status)
+	assert.Equal(t, lanewaystore.StatusPending, rows[late.MessageID].Status, "handed back: no lease")
+	assert.Empty(t, rows[late.MessageID].LockedBy)
+	refused := r.Lease([]lanewaystore.OutboxRow{late})
+	assert.False(t, refused.Leased(), "a stopped relay leases nothing")
+	refused.Settle(errRolledBack)
+
+	next := outbox.New(s, b, outbox.Config{Lanes: lanesOn()})
+	n, err := next.RunOnce(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n, "the next relay claims the late row at once")
+	assert.Equal(t, []string{before.MessageID, late.MessageID}, streamIDs(t, b, cat))
+}
+
+// failingBroker fails every publish while failing is set.
+type failingBroker struct {
+	lanewaybroker.Broker
+	failing chan struct{} // closed: publishes succeed again
+}
+
+func (f *failingBroker) Publish(ctx context.Context, pubs []lanewaybroker.Publication) ([]string, error) {
+	select {
+	case <-f.failing:
+		return f.Broker.Publish(ctx, pubs)
+	default:
+		return nil, errors.New("ERR rejected by the test")
+	}
+}
+
+// A failed publish of handed-off rows marks them failed like claimed rows:
+// they are retried through the claim path and published once the broker
+// takes them, and the hand-off turns on again after that.
+func TestHandOffPublishFailure(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	fb := &failingBroker{Broker: openEmbedded(t), failing: make(chan struct{})}
+	cat := testsvc.Prefix() + "customer"
+	r := outbox.New(s, fb, outbox.Config{Lanes: lanesOn(), Retry: outbox.Retry{BaseDelay: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 1000}})
+	require.NoError(t, r.Start(ctx))
+	defer stop(t, r)
+	waitHandOff(t, r, cat)
+
+	row, _ := newRow(t, cat, 0, "prod")
+	require.True(t, unitOfWork(t, s, r, row).Leased())
+	require.Eventually(t, func() bool { return r.Stats().Failed >= 1 }, 30*time.Second, time.Millisecond)
+	next, _ := newRow(t, cat, 0, "while failing")
+	assert.False(t, unitOfWork(t, s, r, next).Leased(), "after a failed publish production rows are claimed")
+
+	close(fb.failing)
+	require.Eventually(t, func() bool { return r.Stats().Published == 2 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, []string{row.MessageID, next.MessageID}, streamIDs(t, fb, cat))
+	assert.GreaterOrEqual(t, listAll(t, s)[row.MessageID].RetryCount, 1)
+	waitHandOff(t, r, cat)
+}
