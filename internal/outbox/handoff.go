@@ -59,6 +59,9 @@ type handoff struct {
 	seq         uint64
 	lastRefused uint64
 	ready       chan struct{} // a ticket settled: the worker has work
+	// inFlight is the last hand-off batch's mark, still running; only the
+	// production worker's goroutine touches it.
+	inFlight *pendingMark
 }
 
 // Ticket is one unit of work's production rows registered with the relay.
@@ -274,24 +277,23 @@ func (ho *handoff) resume(since uint64, brokerDown bool) {
 }
 
 // publishHandoffs publishes the settled tickets' rows, in batches of at most
-// BatchSize rows, and marks them published.
+// BatchSize rows, and marks them published. The last batch's mark is left
+// in flight: the worker does not wait for it before it takes the next rows
+// handed over (on SQLite a mark waits for the one writer, behind a
+// migration for a millisecond or more), only before it starts the next
+// mark, so at most one is in flight. finishMark waits for it.
 func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 	ho := r.handoff
 	total := 0
-	var mark *pendingMark
 	waitMark := func() error {
-		if mark == nil {
-			return nil
-		}
-		n, err := mark.wait()
-		mark = nil
+		n, err := ho.finishMark()
 		total += n
 		return err
 	}
 	for {
 		rows, stale := ho.take(r.cfg.BatchSize, r.cfg.Now(), r.cfg.Lease)
 		if len(rows) == 0 {
-			return total, waitMark()
+			return total, nil
 		}
 		if stale || r.brokerDown.Load() {
 			// Held in memory for half their lease (an outage): hand them
@@ -315,9 +317,19 @@ func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 			ho.turnOff()
 			return total, errors.Join(merr, err)
 		}
-		mark = m
+		ho.inFlight = m
 		if merr != nil {
-			return total, errors.Join(merr, waitMark())
+			return total, merr
 		}
 	}
+}
+
+// finishMark waits for the hand-off's mark in flight, if any.
+func (ho *handoff) finishMark() (int, error) {
+	if ho.inFlight == nil {
+		return 0, nil
+	}
+	n, err := ho.inFlight.wait()
+	ho.inFlight = nil
+	return n, err
 }

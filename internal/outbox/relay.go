@@ -279,6 +279,8 @@ func (r *Relay) stopHandoff(w *worker) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchFinishTimeout)
 	defer cancel()
 	_, err := r.publishHandoffs(ctx, w)
+	_, merr := w.handoff.finishMark()
+	err = errors.Join(err, merr)
 	if rows := w.handoff.takeSettled(); len(rows) > 0 {
 		// Committed, but behind a unit of work of the same stream still
 		// open: hand them back rather than leave them leased.
