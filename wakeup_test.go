@@ -28,6 +28,11 @@ func (silentNotifier) ListenOutbox(ctx context.Context, _ func()) (func(), error
 	return func() {}, nil
 }
 
+func (s silentNotifier) LeasesOnInsert() bool {
+	li, ok := s.Store.(lanewaystore.LeasingInserter)
+	return ok && li.LeasesOnInsert()
+}
+
 // A commit wakes the relay at once, never after a poll: a production
 // commit through App.Process hands its rows to the engine's relay in
 // memory, and a backfill commit wakes the relay's backfill claim loop

@@ -255,6 +255,16 @@ type Notifier interface {
 	ListenOutbox(ctx context.Context, notify func()) (stop func(), err error)
 }
 
+// LeasingInserter is implemented by stores whose transactions' InsertOutbox
+// writes the lease a row carries and sets every row's ID (see
+// Tx.InsertOutbox), as both of Laneway's stores do. Found by type
+// assertion: the relay hands production rows over in memory only on a
+// store that reports true, and claims every row on any other, so a store
+// written before leases at insert existed keeps working unchanged.
+type LeasingInserter interface {
+	LeasesOnInsert() bool
+}
+
 // QueuedSaver is implemented by store transactions that can send an
 // aggregate write together with the transaction's next statement or its
 // commit instead of in a round trip of its own (PostgreSQL pipelines it).

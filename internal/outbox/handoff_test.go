@@ -108,6 +108,29 @@ func TestHandOffPublishesWithoutClaim(t *testing.T) {
 	}
 }
 
+// plainStore hides the store's LeasingInserter: a store that does not say
+// it writes leases at insert.
+type plainStore struct{ lanewaystore.Store }
+
+// On a store that does not report writing leases at insert, every row is
+// claimed: leasing a row such a store would insert unleased, or without
+// giving its id, would publish it twice.
+func TestHandOffNeedsLeasingStore(t *testing.T) {
+	ctx := context.Background()
+	s := plainStore{openSQLite(t)}
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn()})
+	require.NoError(t, r.Start(ctx))
+	defer stop(t, r)
+	row, _ := newRow(t, cat, 0, "prod")
+	assert.Nil(t, r.Lease([]lanewaystore.OutboxRow{row}))
+	insert(t, s, row)
+	r.Notify()
+	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, time.Millisecond)
+	assert.Zero(t, r.Stats().HandedOff)
+}
+
 // Two units of work on one stream are published in the order they were
 // registered even when the second commits first; other streams do not wait
 // for them, and a rolled-back unit of work holds nothing up.

@@ -72,6 +72,9 @@ type Relay struct {
 func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
 	_, hasNotifier := store.(lanewaystore.Notifier)
 	cfg = cfg.withDefaults(hasNotifier)
+	if li, ok := store.(lanewaystore.LeasingInserter); !ok || !li.LeasesOnInsert() {
+		cfg.NoHandOff = true // the store would drop the lease or not give the ids
+	}
 	r := &Relay{
 		store:  store,
 		broker: broker,

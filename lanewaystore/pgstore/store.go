@@ -79,6 +79,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 func (s *Store) Dialect() string { return "postgres" }
 
 // Ping checks that the server answers.
+// LeasesOnInsert reports that InsertOutbox writes a row's lease and sets
+// its ID (lanewaystore.LeasingInserter).
+func (s *Store) LeasesOnInsert() bool { return true }
+
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.with(ctx, func(c *pgx.Conn) error { return c.Ping(ctx) }); err != nil {
 		return fmt.Errorf("pgstore: ping PostgreSQL at %s: %w", s.addr, err)

@@ -15,6 +15,8 @@ import (
 // if it had claimed it, and the insert gives every row its id.
 func testInsertLeased(t *testing.T, open Opener) {
 	ctx, s := setup(t, open)
+	li, ok := s.(lanewaystore.LeasingInserter)
+	require.True(t, ok && li.LeasesOnInsert(), "the store reports that it writes leases at insert (lanewaystore.LeasingInserter)")
 	until := t0.Add(time.Minute)
 	leased := row("leased", 50, t0)
 	leased.LockedBy, leased.LockedUntil = "w1", &until
