@@ -78,11 +78,11 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // Dialect returns "postgres".
 func (s *Store) Dialect() string { return "postgres" }
 
-// Ping checks that the server answers.
 // LeasesOnInsert reports that InsertOutbox writes a row's lease and sets
 // its ID (lanewaystore.LeasingInserter).
 func (s *Store) LeasesOnInsert() bool { return true }
 
+// Ping checks that the server answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.with(ctx, func(c *pgx.Conn) error { return c.Ping(ctx) }); err != nil {
 		return fmt.Errorf("pgstore: ping PostgreSQL at %s: %w", s.addr, err)

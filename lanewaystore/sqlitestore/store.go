@@ -148,11 +148,11 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // Dialect returns "sqlite".
 func (s *Store) Dialect() string { return "sqlite" }
 
-// Ping checks that the database answers.
 // LeasesOnInsert reports that InsertOutbox writes a row's lease and sets
 // its ID (lanewaystore.LeasingInserter).
 func (s *Store) LeasesOnInsert() bool { return true }
 
+// Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.read.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlitestore: ping %s: %w", s.path, err)
