@@ -44,6 +44,16 @@ func waitHandOff(t testing.TB, r *outbox.Relay, cat string) {
 	}, 30*time.Second, time.Millisecond, "the relay never turned the hand-off on")
 }
 
+// startHandOff starts a relay with lanes on and no polls, and waits until
+// it hands production rows off. The caller stops it.
+func startHandOff(t testing.TB, s lanewaystore.Store, b lanewaybroker.Broker, cat string) *outbox.Relay {
+	t.Helper()
+	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
+	require.NoError(t, r.Start(context.Background()))
+	waitHandOff(t, r, cat)
+	return r
+}
+
 func streamIDs(t testing.TB, b lanewaybroker.Broker, stream string) []string {
 	t.Helper()
 	var ids []string
@@ -59,14 +69,11 @@ func streamIDs(t testing.TB, b lanewaybroker.Broker, stream string) []string {
 func TestHandOffPublishesWithoutClaim(t *testing.T) {
 	for _, sc := range storeCases() {
 		t.Run(sc.name, func(t *testing.T) {
-			ctx := context.Background()
 			s := sc.open(t)
 			b := openEmbedded(t)
 			cat := testsvc.Prefix() + "customer"
-			r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
-			require.NoError(t, r.Start(ctx))
+			r := startHandOff(t, s, b, cat)
 			defer stop(t, r)
-			waitHandOff(t, r, cat)
 
 			var want []string
 			for i := range 5 {
@@ -135,14 +142,11 @@ func TestHandOffNeedsLeasingStore(t *testing.T) {
 // registered even when the second commits first; other streams do not wait
 // for them, and a rolled-back unit of work holds nothing up.
 func TestHandOffOrderPerStream(t *testing.T) {
-	ctx := context.Background()
 	s := openSQLite(t)
 	b := openEmbedded(t)
 	cat := testsvc.Prefix() + "customer"
-	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
-	require.NoError(t, r.Start(ctx))
+	r := startHandOff(t, s, b, cat)
 	defer stop(t, r)
-	waitHandOff(t, r, cat)
 
 	first, _ := newRow(t, cat, 0, "first")
 	second, _ := newRow(t, cat, 0, "second")
@@ -180,9 +184,7 @@ func TestHandOffStop(t *testing.T) {
 	s := openSQLite(t)
 	b := openEmbedded(t)
 	cat := testsvc.Prefix() + "customer"
-	r := outbox.New(s, b, outbox.Config{Lanes: lanesOn(), TickInterval: time.Hour, MaxTickInterval: time.Hour})
-	require.NoError(t, r.Start(ctx))
-	waitHandOff(t, r, cat)
+	r := startHandOff(t, s, b, cat)
 
 	before, _ := newRow(t, cat, 0, "before")
 	unitOfWork(t, s, r, before)
