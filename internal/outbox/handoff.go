@@ -109,6 +109,9 @@ func (r *Relay) Lease(rows []lanewaystore.OutboxRow) *Ticket {
 	if !ho.on || ho.closed || !all || r.brokerDown.Load() || ho.rows+len(rows) > maxHandoffRows {
 		ho.on = false
 		ho.open++
+		for i := range rows { // rows an earlier attempt leased are claimed now
+			rows[i].LockedBy, rows[i].LockedUntil = "", nil
+		}
 		return t
 	}
 	t.leased = true

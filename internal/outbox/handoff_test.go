@@ -200,8 +200,11 @@ func TestHandOffStop(t *testing.T) {
 	assert.Equal(t, lanewaystore.StatusPublished, rows[before.MessageID].Status)
 	assert.Equal(t, lanewaystore.StatusPending, rows[late.MessageID].Status, "handed back: no lease")
 	assert.Empty(t, rows[late.MessageID].LockedBy)
-	refused := r.Lease([]lanewaystore.OutboxRow{late})
+	require.NotEmpty(t, lateRows[0].LockedBy)
+	refused := r.Lease(lateRows)
 	assert.False(t, refused.Leased(), "a stopped relay leases nothing")
+	assert.Empty(t, lateRows[0].LockedBy, "a lease from an earlier attempt is taken off the rows")
+	assert.Nil(t, lateRows[0].LockedUntil)
 	refused.Settle(errRolledBack)
 
 	next := outbox.New(s, b, outbox.Config{Lanes: lanesOn()})
