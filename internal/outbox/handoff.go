@@ -183,13 +183,13 @@ func (ho *handoff) remove(t *Ticket) {
 
 // take removes and returns the rows of settled tickets, at most about limit
 // rows, in registration order, skipping a settled ticket only when an
-// earlier unsettled one has a row of the same stream. stale reports a
+// earlier ticket left in the queue has a row of the same stream. stale reports a
 // taken ticket whose lease is about to end: its rows may be claimed by now,
 // so the caller hands everything back instead of publishing.
 func (ho *handoff) take(limit int, now time.Time, lease time.Duration) (rows []lanewaystore.OutboxRow, stale bool) {
 	ho.mu.Lock()
 	defer ho.mu.Unlock()
-	var waiting map[string]bool // streams of unsettled tickets ahead
+	var waiting map[string]bool // streams of the tickets left behind
 	kept := ho.queue[:0]
 	for i, t := range ho.queue {
 		if len(rows) > 0 && len(rows)+len(t.rows) > limit {
@@ -206,13 +206,14 @@ func (ho *handoff) take(limit int, now time.Time, lease time.Duration) (rows []l
 			}
 		}
 		if blocked {
-			if !t.settled {
-				if waiting == nil {
-					waiting = map[string]bool{}
-				}
-				for j := range t.rows {
-					waiting[t.rows[j].StreamName] = true
-				}
+			// Every stream of a ticket left behind waits for it, also the
+			// streams it was not blocked on: a unit of work may write to
+			// two aggregates.
+			if waiting == nil {
+				waiting = map[string]bool{}
+			}
+			for j := range t.rows {
+				waiting[t.rows[j].StreamName] = true
 			}
 			kept = append(kept, ho.queue[i])
 			continue
@@ -261,9 +262,9 @@ func (ho *handoff) turnOff() {
 	ho.mu.Unlock()
 }
 
-// mark returns the sequence number a claim pass beginning now is compared
+// seqNow returns the sequence number a claim pass beginning now is compared
 // with by resume.
-func (ho *handoff) mark() uint64 {
+func (ho *handoff) seqNow() uint64 {
 	ho.mu.Lock()
 	defer ho.mu.Unlock()
 	return ho.seq

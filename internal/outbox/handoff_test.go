@@ -176,6 +176,43 @@ func TestHandOffOrderPerStream(t *testing.T) {
 	assert.False(t, ok, "the rolled-back row was never written")
 }
 
+// A unit of work that writes to two streams holds both: a later unit of
+// work on its second stream waits for it even when it waits only on its
+// first.
+func TestHandOffOrderAcrossStreams(t *testing.T) {
+	s := openSQLite(t)
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	r := startHandOff(t, s, b, cat)
+	defer stop(t, r)
+
+	row := func(tag, stream string) lanewaystore.OutboxRow {
+		x, _ := newRow(t, cat, 0, tag)
+		x.StreamName = cat + "-" + stream
+		return x
+	}
+	first := row("first", "1")
+	both1, both2 := row("both", "1"), row("both", "2")
+	onTwo := row("on two", "2")
+	other := row("other", "3")
+
+	firstRows := []lanewaystore.OutboxRow{first}
+	firstTicket := r.Lease(firstRows) // registered, not yet committed
+	require.True(t, firstTicket.Leased())
+	unitOfWork(t, s, r, both1, both2)
+	unitOfWork(t, s, r, onTwo)
+	unitOfWork(t, s, r, other)
+
+	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, []string{other.MessageID}, streamIDs(t, b, cat),
+		"the row on stream 2 waits for the unit of work that also wrote stream 1")
+
+	insert(t, s, firstRows...)
+	firstTicket.Settle(nil)
+	require.Eventually(t, func() bool { return r.Stats().Published == 5 }, 30*time.Second, time.Millisecond)
+	assert.Equal(t, []string{other.MessageID, first.MessageID, both1.MessageID, both2.MessageID, onTwo.MessageID}, streamIDs(t, b, cat))
+}
+
 // A stopped relay loses nothing: rows that committed before the stop are
 // published, and rows whose unit of work commits after it are handed back
 // at once, so the next relay claims them without waiting for the lease.

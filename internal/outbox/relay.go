@@ -267,7 +267,7 @@ func (r *Relay) work(ctx context.Context, w *worker, handedOnly bool) (int, erro
 	if err != nil || handedOnly {
 		return n, err
 	}
-	since := w.handoff.mark()
+	since := w.handoff.seqNow()
 	m, err := r.drain(ctx, w)
 	if err == nil {
 		w.handoff.resume(since, r.brokerDown.Load())
