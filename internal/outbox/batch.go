@@ -22,7 +22,11 @@ import (
 //
 // Every batch that has been claimed is published and marked (or marked
 // failed) before drain returns, also when ctx is cancelled: see cycle.
-func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
+// On the production worker, the rows handed over that have committed are
+// published before each claimed batch; a pass beside the hand-off
+// (beside.go) instead gives a batch back, and returns errHandoffOff, when
+// it finds the hand-off off after the claim.
+func (r *Relay) drain(ctx context.Context, w *worker, beside bool) (int, error) {
 	total := 0
 	var firstErr error
 	var mark *pendingMark
@@ -53,6 +57,25 @@ func (r *Relay) drain(ctx context.Context, w *worker) (int, error) {
 			r.setHealth(nil, false) // the database answers; says nothing of the broker
 			waitMark()
 			return total, firstErr
+		}
+		if w.handoff != nil {
+			// Rows of this process refused a lease may be in this batch:
+			// the rows handed over before them go first (beside.go).
+			if beside && !w.handoff.isOn() {
+				rerr := r.releaseClaimed(ctx, rows, errHandoffOff)
+				waitMark()
+				if firstErr == nil && rerr == nil {
+					return total, errHandoffOff
+				}
+				return total, errors.Join(firstErr, rerr)
+			}
+			if !beside {
+				n, herr := r.publishHandoffs(ctx, w)
+				total += n
+				if herr != nil && firstErr == nil {
+					firstErr = herr
+				}
+			}
 		}
 		// Claim the next batch while this one is published, unless this
 		// claim was short (the outbox is drained), a step failed (the

@@ -20,22 +20,28 @@ import (
 	"github.com/laneway/laneway/lanewaystore"
 )
 
-// gateBroker holds every publish that carries a backfill entry until open
-// is closed: a backfill batch stuck on its way to the broker.
+// gateBroker holds every publish that carries an entry it holds (by
+// default a backfill entry) until open is closed: a batch stuck on its way
+// to the broker.
 type gateBroker struct {
 	lanewaybroker.Broker
+	holds   func(lanewaybroker.Publication) bool
 	entered chan struct{} // closed when the first publish is held
 	open    chan struct{}
 	once    sync.Once
 }
 
 func newGate(b lanewaybroker.Broker) *gateBroker {
-	return &gateBroker{Broker: b, entered: make(chan struct{}), open: make(chan struct{})}
+	return newGateOn(b, func(p lanewaybroker.Publication) bool { return strings.HasSuffix(p.Stream, ":backfill") })
+}
+
+func newGateOn(b lanewaybroker.Broker, holds func(lanewaybroker.Publication) bool) *gateBroker {
+	return &gateBroker{Broker: b, holds: holds, entered: make(chan struct{}), open: make(chan struct{})}
 }
 
 func (g *gateBroker) Publish(ctx context.Context, pubs []lanewaybroker.Publication) ([]string, error) {
 	for _, p := range pubs {
-		if strings.HasSuffix(p.Stream, ":backfill") {
+		if g.holds(p) {
 			g.once.Do(func() { close(g.entered) })
 			select {
 			case <-g.open:
@@ -63,7 +69,7 @@ func (g *gateBroker) waitHeld(t *testing.T) {
 	select {
 	case <-g.entered:
 	case <-time.After(30 * time.Second):
-		t.Fatal("no backfill batch reached the broker")
+		t.Fatal("no held batch reached the broker")
 	}
 }
 

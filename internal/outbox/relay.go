@@ -181,8 +181,10 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	}
 	interval := r.cfg.TickInterval
 	errStreak := 0
+	var bg besideClaim
 	if w.handoff != nil {
 		defer r.stopHandoff(w)
+		defer bg.wait() // before stopHandoff: deferred calls run last first
 	}
 
 	// Rows may have committed before the relay started: drain once at once.
@@ -191,32 +193,37 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		handedOnly := false
+		wake := wakeClaim
+		var pass claimPass
 		if !first {
-			timer.Reset(wait)
+			// While a claim pass runs beside the hand-off the poll waits for
+			// it: its end sets the next wait.
+			var tick <-chan time.Time
+			if !bg.running() {
+				timer.Reset(wait)
+				tick = timer.C
+			}
+			notifyC, listenC, readyC := w.notifyCh, w.listenCh, w.handoffReady()
 			if errStreak > 0 {
 				// Broker or database down: wait out the back-off, ignoring
 				// wake-ups so a busy writer cannot drive a hot loop.
-				select {
-				case <-ctx.Done():
-					return
-				case <-timer.C:
-				}
-			} else {
-				select {
-				case <-ctx.Done():
-					return
-				case <-w.notifyCh:
-					r.wakeNotify.Add(1)
-				case <-w.listenCh:
-					r.wakeListen.Add(1)
-				case <-timer.C:
-					r.wakePoll.Add(1)
-				case <-w.handoffReady():
-					handedOnly = true
-				}
+				notifyC, listenC, readyC = nil, nil, nil
 			}
-			if !timer.Stop() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-notifyC:
+				r.wakeNotify.Add(1)
+			case <-listenC:
+				r.wakeListen.Add(1)
+			case <-tick:
+				r.wakePoll.Add(1)
+			case <-readyC:
+				wake = wakeHandOff
+			case pass = <-bg.done:
+				wake = wakeClaimed
+			}
+			if tick != nil && !timer.Stop() {
 				select {
 				case <-timer.C:
 				default:
@@ -228,18 +235,46 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
 			return
 		}
-		n, err := r.work(ctx, w, handedOnly)
+		var n int
+		var err error
+		switch wake {
+		case wakeHandOff:
+			n, err = r.publishHandoffs(ctx, w)
+		case wakeClaimed:
+			n, err = pass.n, pass.err
+			if again := bg.ended(); again && err == nil {
+				// Woken while it ran: claim again now.
+				r.brokerBack()
+				errStreak, wait = 0, 0
+				continue
+			}
+		default:
+			if bg.running() {
+				bg.again = true
+				continue
+			}
+			var started bool
+			n, started, err = r.work(ctx, w, &bg)
+			if started && err == nil {
+				continue
+			}
+		}
 		if err == nil {
 			r.brokerBack()
 		}
 		switch {
 		case ctx.Err() != nil:
 			return
+		case errors.Is(err, errHandoffOff):
+			// A claim pass beside the hand-off gave its rows back: claim
+			// them again at once, after the hand-off's (work).
+			errStreak = 0
+			wait = 0
 		case err != nil:
 			errStreak++
 			wait = errorBackoff(r.cfg.TickInterval, errStreak)
 			interval = r.cfg.TickInterval
-		case handedOnly:
+		case wake == wakeHandOff:
 			// Nothing was claimed: the poll keeps its pace, so production
 			// handed over in memory does not bring the claims back to the
 			// shortest interval (each an empty write transaction).
@@ -257,22 +292,36 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	}
 }
 
-// work publishes w's rows: first those handed over in memory, then
-// (unless only a hand-off woke the worker) those it claims.
-func (r *Relay) work(ctx context.Context, w *worker, handedOnly bool) (int, error) {
+// What woke the relay loop.
+const (
+	wakeClaim   = iota // a notification, the poll, or the start: claim rows
+	wakeHandOff        // rows handed over in memory have committed
+	wakeClaimed        // the claim pass beside the hand-off ended
+)
+
+// work publishes w's rows: first those handed over in memory, then those
+// it claims. While the hand-off is on, the claim pass runs beside it
+// (beside.go): started reports that it was started in bg, and n then
+// counts only the rows handed over.
+func (r *Relay) work(ctx context.Context, w *worker, bg *besideClaim) (n int, started bool, err error) {
 	if w.handoff == nil {
-		return r.drain(ctx, w)
+		n, err = r.drain(ctx, w, false)
+		return n, false, err
 	}
-	n, err := r.publishHandoffs(ctx, w)
-	if err != nil || handedOnly {
-		return n, err
+	n, err = r.publishHandoffs(ctx, w)
+	if err != nil {
+		return n, false, err
 	}
 	since := w.handoff.seqNow()
-	m, err := r.drain(ctx, w)
+	if w.handoff.isOn() {
+		bg.start(func() (int, error) { return r.claimBeside(ctx, w, since) })
+		return n, true, nil
+	}
+	m, err := r.drain(ctx, w, false)
 	if err == nil {
 		w.handoff.resume(since, r.brokerDown.Load())
 	}
-	return n + m, err
+	return n + m, false, err
 }
 
 // stopHandoff refuses further hand-offs when w's loop ends, and publishes
