@@ -73,15 +73,24 @@ func (g *claimGate) release() {
 	}
 }
 
+// startGated starts a relay that hands production rows off, over a SQLite
+// store whose production claims can be held, and stops it when the test
+// ends (the gate opened first).
+func startGated(t *testing.T, b lanewaybroker.Broker, cat string) (*claimGate, *outbox.Relay) {
+	t.Helper()
+	g := newClaimGate(openSQLite(t))
+	r := startHandOff(t, g, b, cat)
+	t.Cleanup(func() { stop(t, r) })
+	t.Cleanup(g.release)
+	return g, r
+}
+
 // A production claim waiting for the database does not hold up the rows
 // handed over: they are published while it waits.
 func TestHandOffBesideClaim(t *testing.T) {
-	g := newClaimGate(openSQLite(t))
 	b := openEmbedded(t)
 	cat := testsvc.Prefix() + "customer"
-	r := startHandOff(t, g, b, cat)
-	defer stop(t, r)
-	defer g.release()
+	g, r := startGated(t, b, cat)
 
 	g.hold(t, r)
 	row, _ := newRow(t, cat, 0, "prod")
@@ -105,15 +114,12 @@ func TestHandOffBesideClaim(t *testing.T) {
 // pass gives its rows back, and they are claimed again after the rows
 // handed over are published.
 func TestHandOffBesideClaimKeepsOrder(t *testing.T) {
-	g := newClaimGate(openSQLite(t))
 	cat := testsvc.Prefix() + "customer"
 	first, _ := newRow(t, cat, 0, "first")
 	gb := newGateOn(openEmbedded(t), func(p lanewaybroker.Publication) bool {
 		return strings.Contains(p.Data, first.MessageID)
 	})
-	r := startHandOff(t, g, gb, cat)
-	defer stop(t, r)
-	defer g.release()
+	g, r := startGated(t, gb, cat)
 	defer gb.release()
 
 	g.hold(t, r)
@@ -142,12 +148,9 @@ func TestHandOffBesideClaimKeepsOrder(t *testing.T) {
 // over before the hand-off turned off, which commits while the pass waits
 // for the database, is still published before the refused rows it claims.
 func TestHandOffClaimInTurnKeepsOrder(t *testing.T) {
-	g := newClaimGate(openSQLite(t))
 	b := openEmbedded(t)
 	cat := testsvc.Prefix() + "customer"
-	r := startHandOff(t, g, b, cat)
-	defer stop(t, r)
-	defer g.release()
+	g, r := startGated(t, b, cat)
 
 	first, _ := newRow(t, cat, 0, "first")
 	firstRows := []lanewaystore.OutboxRow{first}
