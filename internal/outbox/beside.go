@@ -16,9 +16,8 @@ import (
 // claim pass, which on SQLite waits for the one writer behind a
 // migration's writes, runs on a goroutine of its own, and the worker goes
 // on publishing the rows handed over meanwhile. Run in turn, a row that
-// committed just after a poll began waited for that poll's claim (on a
-// small machine up to half a millisecond at p99 behind a migration,
-// docs/benchmarks-production-lane.md).
+// committed while a poll's claim waited for the database (a lock, a slow
+// disk, a long transaction) waited with it.
 //
 // One order must hold: a unit of work of this process refused a lease
 // (the hand-off turned off) goes to the claim path, and must not be
