@@ -41,7 +41,7 @@ func (r *Runner) e2eScenario(ctx context.Context) (err error) {
 		return fmt.Errorf("backfill: %w", err)
 	}
 	res.Config = "backfill"
-	res.IdlePrimary = idle.Primary
+	res.IdlePrimary, res.IdleWrite = idle.Primary, idle.Write
 	res.Compare = map[string]float64{"p99_vs_idle_p99": latency.Ratio(res.Primary.P99, idle.Primary.P99)}
 	res.Targets = []Target{atMost("p99 <= 2x idle p99", res.Compare["p99_vs_idle_p99"], 2)}
 	return r.emit(res)
@@ -90,7 +90,11 @@ func (r *Runner) e2ePhase(ctx context.Context, e *env, backfill, n int, prodRate
 	}
 	sent, perr := paced(ctx, n, prodRate, func(ctx context.Context, i int) error {
 		pr.stamp(i + 1)
-		return app.Process(ctx, Stamp{ID: fmt.Sprintf("%s-%d", tag, i), Seq: i + 1})
+		if err := app.Process(ctx, Stamp{ID: fmt.Sprintf("%s-%d", tag, i), Seq: i + 1}); err != nil {
+			return err
+		}
+		pr.wrote(i + 1)
+		return nil
 	})
 	if perr != nil {
 		return res, fmt.Errorf("production: %w", perr)
@@ -103,7 +107,7 @@ func (r *Runner) e2ePhase(ctx context.Context, e *env, backfill, n int, prodRate
 		return res, fmt.Errorf("%w (production %d/%d, backfill %d/%d)", err, pr.nPrimary.Load(), n, pr.nBack.Load(), backfill)
 	}
 	sum := pr.rec.Summary()
-	res = Result{Scenario: "e2e", Lanes: "on", Primary: &sum,
+	res = Result{Scenario: "e2e", Lanes: "on", Primary: &sum, Write: pr.writeSummary(),
 		Concurrency: 1, HandlerCostMS: costMS(r.p.HandlerCost), HandlerKind: "cpu", ProductionRate: prodRate,
 		PrimarySent: sent, Seconds: latency.Round3(time.Since(start).Seconds()),
 	}

@@ -184,7 +184,7 @@ func (r *Runner) floodScenario(ctx context.Context) (err error) {
 	}
 
 	sum, rawSum := pr.rec.Summary(), raw.rec.Summary()
-	res := Result{Scenario: "flood", Lanes: "on", Primary: &sum, RawPrimary: &rawSum,
+	res := Result{Scenario: "flood", Lanes: "on", Primary: &sum, RawPrimary: &rawSum, Write: pr.writeSummary(), RawWrite: raw.writeSummary(),
 		Backfill:    &Backfill{Sent: p.Backfill, Handled: int(pr.nBack.Load()), DrainSeconds: pr.drainSeconds(start)},
 		RawBackfill: &Backfill{Sent: p.Backfill, Handled: int(raw.nBack.Load()), DrainSeconds: raw.drainSeconds(rawStart)},
 		Concurrency: 1, HandlerCostMS: costMS(p.HandlerCost), HandlerKind: "cpu", ProductionRate: p.Rate,
@@ -260,7 +260,7 @@ func (r *Runner) quietScenario(ctx context.Context) (err error) {
 		return fmt.Errorf("engine: %w (%d of %d handled)", err, pr.handled(), n)
 	}
 	sum, rawSum := pr.rec.Summary(), raw.rec.Summary()
-	res := Result{Scenario: "quiet", Lanes: "on", Primary: &sum, RawPrimary: &rawSum,
+	res := Result{Scenario: "quiet", Lanes: "on", Primary: &sum, RawPrimary: &rawSum, Write: pr.writeSummary(), RawWrite: raw.writeSummary(),
 		Concurrency: 1, HandlerCostMS: costMS(p.HandlerCost), HandlerKind: "cpu", ProductionRate: quietRate,
 		PrimarySent: sent, RawPrimarySent: sentRaw, Seconds: latency.Round3(time.Since(start).Seconds()),
 	}

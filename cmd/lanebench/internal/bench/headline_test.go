@@ -92,6 +92,8 @@ func checkHeadline(t *testing.T, rs []Result, broker string) {
 		case "flood":
 			requireSummary(t, r.Primary, samples)
 			requireSummary(t, r.RawPrimary, samples)
+			requireSummary(t, r.Write, samples)
+			requireSummary(t, r.RawWrite, samples)
 			require.Equal(t, samples, r.PrimarySent)
 			require.Equal(t, samples, r.RawPrimarySent)
 			for _, b := range []*Backfill{r.Backfill, r.RawBackfill} {
@@ -104,15 +106,20 @@ func checkHeadline(t *testing.T, rs []Result, broker string) {
 		case "quiet":
 			requireSummary(t, r.Primary, idleSamples)
 			requireSummary(t, r.RawPrimary, idleSamples)
+			requireSummary(t, r.Write, idleSamples)
+			requireSummary(t, r.RawWrite, idleSamples)
 			require.Len(t, r.Targets, 2)
 		case "e2e":
 			switch r.Config {
 			case "idle":
 				requireSummary(t, r.Primary, idleSamples)
+				requireSummary(t, r.Write, idleSamples)
 				require.Nil(t, r.Backfill)
 			case "backfill":
 				requireSummary(t, r.Primary, samples)
 				requireSummary(t, r.IdlePrimary, idleSamples)
+				requireSummary(t, r.Write, samples)
+				requireSummary(t, r.IdleWrite, idleSamples)
 				require.Nil(t, r.RawPrimary)
 				require.NotNil(t, r.Backfill)
 				require.Equal(t, backfill, r.Backfill.Sent)
@@ -171,7 +178,7 @@ func TestHeadlineTable(t *testing.T) {
 	rs := []Result{
 		{Scenario: "consume", RatePerS: f64(60), CeilingPerS: f64(100), Ratio: f64(0.6), Handled: 9, RawHandled: 9,
 			Targets: []Target{atLeast("rate >= 50% of raw", 0.6, 0.5)}},
-		{Scenario: "quiet", Primary: sum(0.5, 2), RawPrimary: sum(0.3, 1),
+		{Scenario: "quiet", Primary: sum(0.5, 2), RawPrimary: sum(0.3, 1), Write: sum(0.2, 1.5), RawWrite: sum(0.1, 0.7),
 			Targets: []Target{atMost("p99 <= 1.2x raw p99", 2, 1.2)}},
 		{Scenario: "isolation", Primary: sum(1, 1), Backfill: &Backfill{}},
 	}
@@ -180,6 +187,9 @@ func TestHeadlineTable(t *testing.T) {
 	out := b.String()
 	require.Regexp(t, `consume +msg/s +60\.000 +100\.000`, out)
 	require.Regexp(t, `quiet +production p99 ms +2\.000 +1\.000`, out)
+	require.Regexp(t, `quiet +write p50 ms +0\.200 +0\.100`, out)
+	require.Regexp(t, `quiet +write p99 ms +1\.500 +0\.700`, out)
+	require.NotRegexp(t, `consume +write`, out)
 	require.Regexp(t, `consume +rate >= 50% of raw +0\.600 >= 0\.500 +met`, out)
 	require.Regexp(t, `quiet +p99 <= 1\.2x raw p99 +2\.000 <= 1\.200 +NOT met`, out)
 	require.NotContains(t, out, "isolation")

@@ -45,7 +45,8 @@ func printHeadline(w io.Writer, rs []Result) {
 		return
 	}
 	fmt.Fprintf(w, "\nproduction lane headline (issue 14): Laneway beside a raw go-redis consumer, same entries, same run\n")
-	fmt.Fprintf(w, "(e2e backfill: the raw column is the e2e idle phase of this run)\n")
+	fmt.Fprintf(w, "(e2e backfill: the raw column is the e2e idle phase of this run; write: in the same phase,\n")
+	fmt.Fprintf(w, " the producer's own XADD round trip, end to end the Process call)\n")
 	fmt.Fprintf(w, "%-8s %-9s %-26s %12s %12s\n", "scenario", "config", "measure", "laneway", "raw")
 	row := func(r Result, measure string, lw, raw float64, hasRaw bool) {
 		rawS := "-"
@@ -73,6 +74,18 @@ func printHeadline(w io.Writer, rs []Result) {
 			row(r, "production p99 ms", r.Primary.P99, rp99, hasRaw)
 			row(r, "production max ms", r.Primary.Max, rmax, hasRaw)
 			row(r, "production handled", float64(r.Primary.Count), float64(countOf(base)), hasRaw)
+			if r.Write != nil {
+				bw := r.RawWrite
+				if r.IdlePrimary != nil {
+					bw = r.IdleWrite
+				}
+				var wp50, wp99 float64
+				if bw != nil {
+					wp50, wp99 = bw.P50, bw.P99
+				}
+				row(r, "write p50 ms", r.Write.P50, wp50, bw != nil)
+				row(r, "write p99 ms", r.Write.P99, wp99, bw != nil)
+			}
 			if r.Backfill != nil {
 				rb := r.RawBackfill
 				row(r, "backfill drain s", r.Backfill.DrainSeconds, drainOf(rb), rb != nil)

@@ -76,11 +76,17 @@ type headProbe struct {
 	cost time.Duration
 	// backfillIO, when set, runs first in each backfill handler, and
 	// backfillCost replaces cost there (busycores: a handler that waits).
-	backfillIO        func() error
-	backfillCost      time.Duration
-	firstIOErr        atomic.Pointer[error]
-	sentAt            []atomic.Int64
-	rec               latency.Recorder
+	backfillIO   func() error
+	backfillCost time.Duration
+	firstIOErr   atomic.Pointer[error]
+	sentAt       []atomic.Int64
+	rec          latency.Recorder
+	// writes is each production write's own time, from the stamp to the
+	// producer's reply: the broker's round trip (XADD), or the Process call
+	// (end to end). An entry reaches the consumer about when that reply
+	// reaches the producer, so it is the part of the latency the machine
+	// and the broker take before the engine can see the entry.
+	writes            latency.Recorder
 	nPrimary, nBack   atomic.Int64
 	lastBack, lastAny atomic.Int64
 }
@@ -93,6 +99,20 @@ func (p *headProbe) handled() int64 { return p.nPrimary.Load() + p.nBack.Load() 
 
 // stamp records that sample seq is about to be written.
 func (p *headProbe) stamp(seq int) { p.sentAt[seq-1].Store(time.Now().UnixNano()) }
+
+// wrote records that sample seq's write has returned.
+func (p *headProbe) wrote(seq int) {
+	p.writes.Add(time.Since(time.Unix(0, p.sentAt[seq-1].Load())))
+}
+
+// writeSummary is the writes' summary, nil when none was recorded.
+func (p *headProbe) writeSummary() *latency.Summary {
+	if p.writes.Len() == 0 {
+		return nil
+	}
+	s := p.writes.Summary()
+	return &s
+}
 
 // handle is the handler body of both consumers: the latency of a
 // production sample at the handler's start, then the CPU cost (a busy
@@ -243,11 +263,15 @@ func paced(ctx context.Context, n int, rate float64, send func(ctx context.Conte
 }
 
 // produce writes the pre-encoded production entries pubs at rate, each
-// stamped just before its XADD.
+// stamped just before its XADD, its round trip recorded after.
 func produce(ctx context.Context, c *redis.Client, p *headProbe, pubs []lanewaybroker.Publication, rate float64) (int, error) {
 	return paced(ctx, len(pubs), rate, func(ctx context.Context, i int) error {
 		p.stamp(i + 1)
-		return c.XAdd(ctx, &redis.XAddArgs{Stream: pubs[i].Stream, Values: []string{"data", pubs[i].Data}}).Err()
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: pubs[i].Stream, Values: []string{"data", pubs[i].Data}}).Err(); err != nil {
+			return err
+		}
+		p.wrote(i + 1)
+		return nil
 	})
 }
 

@@ -73,8 +73,17 @@ type Result struct {
 	// phase of the same run.
 	IdlePrimary    *latency.Summary `json:"idle_primary,omitempty"`
 	RawPrimarySent int              `json:"raw_primary_sent,omitempty"`
-	LoadSeconds    float64          `json:"load_seconds,omitempty"`
-	Targets        []Target         `json:"targets,omitempty"`
+	// Write is the production writes' own time in the same phase as
+	// Primary (the producer's XADD round trip; end to end, the Process
+	// call), and RawWrite and IdleWrite the same for the raw consumer's
+	// phase and the e2e idle phase: when a latency target misses, they
+	// say how much of it the broker and the machine took before the
+	// engine could see the entry.
+	Write       *latency.Summary `json:"write,omitempty"`
+	RawWrite    *latency.Summary `json:"raw_write,omitempty"`
+	IdleWrite   *latency.Summary `json:"idle_write,omitempty"`
+	LoadSeconds float64          `json:"load_seconds,omitempty"`
+	Targets     []Target         `json:"targets,omitempty"`
 
 	// Compare holds ratios with other configurations of the same run,
 	// named "<what>_vs_<reference>" (see docs/BENCHMARKS.md).
