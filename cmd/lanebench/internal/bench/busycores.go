@@ -155,11 +155,7 @@ func produceUntil(ctx context.Context, c *redis.Client, cfg *lanewayconfig.Confi
 				return errDrained
 			}
 			pr.stamp(sent + i + 1)
-			if err := c.XAdd(ctx, &redis.XAddArgs{Stream: pubs[i].Stream, Values: []string{"data", pubs[i].Data}}).Err(); err != nil {
-				return err
-			}
-			pr.wrote(sent + i + 1)
-			return nil
+			return c.XAdd(ctx, &redis.XAddArgs{Stream: pubs[i].Stream, Values: []string{"data", pubs[i].Data}}).Err()
 		})
 		sent += k
 		if errors.Is(err, errDrained) {

@@ -83,9 +83,10 @@ type headProbe struct {
 	rec          latency.Recorder
 	// writes is each production write's own time, from the stamp to the
 	// producer's reply: the broker's round trip (XADD), or the Process call
-	// (end to end). An entry reaches the consumer about when that reply
-	// reaches the producer, so it is the part of the latency the machine
-	// and the broker take before the engine can see the entry.
+	// (end to end, the commit). A consumer's blocked read is answered about
+	// when the XADD's reply goes out, so that round trip is the part of the
+	// latency the machine and the broker take before any consumer can see
+	// the entry.
 	writes            latency.Recorder
 	nPrimary, nBack   atomic.Int64
 	lastBack, lastAny atomic.Int64
