@@ -53,6 +53,12 @@ type Config struct {
 	// or broker pipeline never holds a production row up for long (see
 	// lanes.go). Defaults to 10; never above BatchSize.
 	BackfillBatchSize int
+	// BackfillQuietBatchSize caps the claims of backfill rows (with lanes
+	// on) while production is quiet: the next production row's commit may
+	// have to wait for the backfill transaction in flight, so no backfill
+	// claim or mark is ever a full BatchSize (lanes.go). Defaults to 100;
+	// never above BatchSize, never below BackfillBatchSize.
+	BackfillQuietBatchSize int
 	// Lease is how long claimed rows stay leased to this relay. Defaults
 	// to 30s.
 	Lease time.Duration
@@ -109,6 +115,10 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	if c.BackfillBatchSize <= 0 {
 		c.BackfillBatchSize = BackfillBatchSizeDefault
 	}
+	if c.BackfillQuietBatchSize <= 0 {
+		c.BackfillQuietBatchSize = BackfillQuietBatchSizeDefault
+	}
+	c.BackfillQuietBatchSize = max(c.BackfillQuietBatchSize, c.BackfillBatchSize)
 	if c.Lease <= 0 {
 		c.Lease = LeaseDefault
 	}

@@ -35,14 +35,21 @@ import (
 // (the production worker claimed rows within productionActive) the backfill
 // worker claims at most BackfillBatchSize rows, which keeps its
 // transactions, and its pipelined writes to the broker, short; alone it
-// claims full batches again. The cap is 10 rows (50 until 2026-12-06): on
-// a small machine a claim or mark of 50 rows held SQLite's one writer for
-// about a millisecond, and a production row's commit and claim could each
-// wait for one. PostgreSQL does not serialize the writers, but smaller
-// backfill statements and broker pipelines still take less of the
-// machine's CPU and of the broker's single thread at a time: there the
-// smaller cap lowered the production tail too, and the migration drained
-// sooner (docs/benchmarks-production-lane.md).
+// claims at most BackfillQuietBatchSize rows, not a full BatchSize: the first
+// production row after a quiet spell cannot warn the worker ahead of its
+// commit, and on SQLite that commit waits for the backfill transaction in
+// flight. The caps are 10 rows while production flows (50 until
+// 2026-12-06: on a small machine a claim or mark of 50 rows held SQLite's
+// one writer for about a millisecond, and a production row's commit and
+// claim could each wait for one) and 100 while it is quiet (a claim of 500
+// held the writer 10-15 ms, up to 40 ms, and the production commits that
+// came next waited for it; 100 rows hold it 2-3 ms, and on the small
+// machine the migration's relay, where it alone set the pace, was 10-20 %
+// slower). PostgreSQL does not serialize the writers, but smaller backfill
+// statements and broker pipelines still take less of the machine's CPU
+// and of the broker's single thread at a time: there the smaller cap
+// lowered the production tail too, and the migration drained sooner
+// (docs/benchmarks-production-lane.md).
 //
 // Smaller batches are not enough when the machine's cores are all busy:
 // the backfill worker's claims and marks, its broker pipelines, the
@@ -64,7 +71,7 @@ import (
 // in priority order, as before.
 
 // productionActive is how long after the production worker's last
-// non-empty claim the backfill worker keeps its batches small.
+// non-empty claim the backfill worker keeps its batches at the smaller cap.
 const productionActive = time.Second
 
 // worker is one claim loop of the relay.
@@ -144,10 +151,14 @@ func pause(ctx context.Context, d time.Duration) bool {
 
 // limit is the size of w's next claim.
 func (r *Relay) limit(w *worker) int {
-	if w.backfill && r.productionBusy() {
+	switch {
+	case !w.backfill:
+		return r.cfg.BatchSize
+	case r.productionBusy():
 		return min(r.cfg.BatchSize, r.cfg.BackfillBatchSize)
+	default:
+		return min(r.cfg.BatchSize, r.cfg.BackfillQuietBatchSize)
 	}
-	return r.cfg.BatchSize
 }
 
 // claimed records a claim of n rows by w.

@@ -273,6 +273,61 @@ func TestBackfillBatchDefault(t *testing.T) {
 	}
 }
 
+// While production is quiet the backfill worker claims at most
+// BackfillQuietBatchSize rows, not a full batch: on SQLite the first
+// production commit after a quiet spell waits for the backfill transaction
+// in flight, so none may be long. The quiet cap defaults to 100, yields to
+// a smaller BatchSize and is never below BackfillBatchSize.
+func TestBackfillQuietBatches(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  outbox.Config
+		want int
+	}{
+		{"default", outbox.Config{}, outbox.BackfillQuietBatchSizeDefault},
+		{"set", outbox.Config{BatchSize: 20, BackfillBatchSize: 3, BackfillQuietBatchSize: 7}, 7},
+		{"batch size below it", outbox.Config{BatchSize: 5, BackfillQuietBatchSize: 7}, 5},
+		{"raised to the busy cap", outbox.Config{BatchSize: 20, BackfillBatchSize: 9, BackfillQuietBatchSize: 4}, 9},
+	}
+	for _, sc := range storeCases() {
+		for _, tc := range cases {
+			t.Run(sc.name+"/"+tc.name, func(t *testing.T) {
+				log := &claimLog{Store: sc.open(t)}
+				b := openRedis(t)
+				cat := testsvc.Prefix() + "customer"
+				dropStream(t, b, cat)
+				dropStream(t, b, cat+":backfill")
+				backlog := 2*tc.want + tc.want/2
+				var ids []string
+				rows := make([]lanewaystore.OutboxRow, backlog)
+				for i := range rows {
+					rows[i], _ = newRow(t, cat, -50, "low")
+					ids = append(ids, rows[i].MessageID)
+				}
+				insert(t, log, rows...)
+
+				cfg := tc.cfg
+				cfg.Lanes = lanesOn()
+				r := outbox.New(log, b, cfg)
+				require.NoError(t, r.Start(context.Background()))
+				t.Cleanup(func() { stop(t, r) })
+				require.Eventually(t, func() bool { return r.Stats().Published == int64(backlog) }, 30*time.Second, 5*time.Millisecond)
+
+				limits := log.snapshot()
+				require.GreaterOrEqual(t, len(limits), 3, "three claims at least: two full, one short (%v)", limits)
+				for i, l := range limits {
+					assert.Equal(t, tc.want, l, "claim %d, production quiet", i)
+				}
+				var order []string
+				for _, e := range decodeStream(t, b, cat+":backfill") {
+					order = append(order, e.Metadata.Headers.ID)
+				}
+				assert.Equal(t, ids, order, "every row once, FIFO")
+			})
+		}
+	}
+}
+
 // With lanes on, an unreachable broker pauses both workers: every row keeps
 // its attempts and stays pending, claims stop (one publish at most per
 // worker), and after the broker answers again both lanes are published,

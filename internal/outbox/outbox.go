@@ -25,17 +25,19 @@ import (
 // Defaults of Config's fields: the defaults of domain.toml (lanewayconfig),
 // so a relay built without a file behaves as one built from a default file.
 const (
-	BatchSizeDefault          = lanewayconfig.BatchSizeDefault
-	BackfillBatchSizeDefault  = 10
-	LeaseDefault              = time.Duration(lanewayconfig.LeaseSecondsDefault * float64(time.Second))
-	TickIntervalDefault       = lanewayconfig.TickIntervalMSDefault * time.Millisecond
-	MaxTickIntervalDefault    = lanewayconfig.MaxTickIntervalMSDefault * time.Millisecond
-	MaxAttemptsDefault        = lanewayconfig.RetryMaxAttemptsDefault
-	BaseDelayDefault          = time.Duration(lanewayconfig.RetryBaseDelaySecondsDefault * float64(time.Second))
-	MaxBackoffDefault         = time.Duration(lanewayconfig.RetryMaxBackoffSecondsDefault * float64(time.Second))
-	CleanupIntervalDefault    = time.Duration(lanewayconfig.CleanupIntervalSecondsDefault * float64(time.Second))
-	PublishedRetentionDefault = time.Duration(lanewayconfig.PublishedRetentionHoursDefault * float64(time.Hour))
-	AbandonedRetentionDefault = time.Duration(lanewayconfig.AbandonedRetentionHoursDefault * float64(time.Hour))
+	BatchSizeDefault         = lanewayconfig.BatchSizeDefault
+	BackfillBatchSizeDefault = 10
+	// BackfillQuietBatchSizeDefault has no key in domain.toml either.
+	BackfillQuietBatchSizeDefault = 100
+	LeaseDefault                  = time.Duration(lanewayconfig.LeaseSecondsDefault * float64(time.Second))
+	TickIntervalDefault           = lanewayconfig.TickIntervalMSDefault * time.Millisecond
+	MaxTickIntervalDefault        = lanewayconfig.MaxTickIntervalMSDefault * time.Millisecond
+	MaxAttemptsDefault            = lanewayconfig.RetryMaxAttemptsDefault
+	BaseDelayDefault              = time.Duration(lanewayconfig.RetryBaseDelaySecondsDefault * float64(time.Second))
+	MaxBackoffDefault             = time.Duration(lanewayconfig.RetryMaxBackoffSecondsDefault * float64(time.Second))
+	CleanupIntervalDefault        = time.Duration(lanewayconfig.CleanupIntervalSecondsDefault * float64(time.Second))
+	PublishedRetentionDefault     = time.Duration(lanewayconfig.PublishedRetentionHoursDefault * float64(time.Hour))
+	AbandonedRetentionDefault     = time.Duration(lanewayconfig.AbandonedRetentionHoursDefault * float64(time.Hour))
 	// CleanupLimitDefault has no key in domain.toml.
 	CleanupLimitDefault = 5000
 
