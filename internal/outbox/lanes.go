@@ -44,7 +44,7 @@ import (
 // claim could each wait for one) and 100 while it is quiet (a claim of 500
 // held the writer 10-15 ms, up to 40 ms, and the production commits that
 // came next waited for it; 100 rows hold it 2-3 ms, and on the small
-// machine the migration's relay, where it alone set the pace, was 10-20 %
+// machine the migration's relay, where it alone set the pace, was about 20 %
 // slower). PostgreSQL does not serialize the writers, but smaller backfill
 // statements and broker pipelines still take less of the machine's CPU
 // and of the broker's single thread at a time: there the smaller cap
