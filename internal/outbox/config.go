@@ -55,9 +55,10 @@ type Config struct {
 	BackfillBatchSize int
 	// BackfillQuietBatchSize caps the claims of backfill rows (with lanes
 	// on) while production is quiet: the next production row's commit may
-	// have to wait for the backfill transaction in flight, so no backfill
-	// claim or mark is ever a full BatchSize (lanes.go). Defaults to 100;
-	// never above BatchSize, never below BackfillBatchSize.
+	// have to wait for the backfill transaction in flight, so a backfill
+	// claim or mark stays short however large BatchSize is (lanes.go).
+	// Defaults to 100; never above BatchSize, never below
+	// BackfillBatchSize.
 	BackfillQuietBatchSize int
 	// Lease is how long claimed rows stay leased to this relay. Defaults
 	// to 30s.
