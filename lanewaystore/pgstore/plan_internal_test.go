@@ -15,25 +15,32 @@ import (
 	"github.com/laneway/laneway/lanewaystore/internal/outboxsql"
 )
 
+// openOneSession opens a migrated store on a fresh schema with one
+// connection, so every statement of a test shares a session (prepared
+// statements, their plan counters and SET LOCAL are per session).
+func openOneSession(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(t.Context(), testsvc.PostgresURL(t)+"&pool_max_conns=1")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Migrate(t.Context()))
+	return s
+}
+
 // The relay's claim is planned for its own arguments every time: a generic
 // plan PostgreSQL would pick after five runs on an empty outbox made
 // production claims slow once a backfill filled it (see relayTx).
 func TestClaimIsNeverGenericallyPlanned(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	// One connection, so every claim and the check below share a session
-	// (prepared statements and their plan counters are per session).
-	s, err := Open(ctx, testsvc.PostgresURL(t)+"&pool_max_conns=1")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Migrate(ctx))
+	s := openOneSession(t)
 	prod := &lanewaystore.PriorityRange{Min: 0, Max: math.MaxInt}
 	for range 12 {
 		_, err := s.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: "w", Limit: 10, Priorities: prod, Lease: time.Second})
 		require.NoError(t, err)
 	}
 	var generic, custom int64
-	err = s.pool.with(ctx, func(c *pgx.Conn) error {
+	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		return c.QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
 			WHERE statement LIKE 'WITH c AS MATERIALIZED%'`).Scan(&generic, &custom)
 	})
@@ -50,10 +57,7 @@ func TestClaimIsNeverGenericallyPlanned(t *testing.T) {
 func TestClaimPlanWithoutStatistics(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	s, err := Open(ctx, testsvc.PostgresURL(t)+"&pool_max_conns=1")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Migrate(ctx))
+	s := openOneSession(t)
 
 	// Rows of the size of an engine's envelope: with fewer or smaller ones
 	// the planner's guess from the table's size still favours the index.
@@ -85,7 +89,7 @@ func TestClaimPlanWithoutStatistics(t *testing.T) {
 		require.NoError(t, err)
 		return strings.Join(lines, "\n")
 	}
-	err = s.pool.with(ctx, func(c *pgx.Conn) error {
+	err := s.pool.with(ctx, func(c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, `ALTER TABLE outbox SET (autovacuum_enabled = off)`); err != nil {
 			return err
 		}
