@@ -255,6 +255,20 @@ type Notifier interface {
 	ListenOutbox(ctx context.Context, notify func()) (stop func(), err error)
 }
 
+// CommitWatcher is implemented by stores that cannot wake a relay in
+// another process (no Notifier) but can tell cheaply whether anything has
+// committed to the database (SQLite's data_version). Without either the
+// relay finds other processes' rows by claiming every 25 ms, a write
+// transaction each time; with a CommitWatcher it reads the commit mark
+// that often instead, and claims when it moves. Found by type assertion.
+type CommitWatcher interface {
+	// CommitMark returns a value that differs from the one the previous
+	// call returned whenever a transaction, of any connection in any
+	// process, has committed to the database in between. It may also
+	// differ when nothing has (the relay then claims for nothing).
+	CommitMark(ctx context.Context) (uint64, error)
+}
+
 // LeasingInserter is implemented by stores whose transactions' InsertOutbox
 // writes the lease a row carries and sets every row's ID (see
 // Tx.InsertOutbox), as both of Laneway's stores do. Found by type

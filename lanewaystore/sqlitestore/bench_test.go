@@ -83,3 +83,27 @@ func runBench(b *testing.B, op func(context.Context) error) {
 		})
 	})
 }
+
+// BenchmarkCommitMark is one read of the commit mark, which an idle relay
+// makes every 25 ms instead of a claim (BenchmarkClaimEmpty).
+func BenchmarkCommitMark(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	for b.Loop() {
+		if _, err := s.CommitMark(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkClaimEmpty is a claim that finds nothing: a write transaction.
+func BenchmarkClaimEmpty(b *testing.B) {
+	s := benchStore(b)
+	ctx := b.Context()
+	for b.Loop() {
+		rows, err := s.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: "w", Limit: 500})
+		if err != nil || len(rows) != 0 {
+			b.Fatal(rows, err)
+		}
+	}
+}

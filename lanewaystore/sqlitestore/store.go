@@ -55,9 +55,12 @@ type Store struct {
 	checkpointsDone chan struct{}
 	checkpointed    atomic.Int64 // complete checkpoints (for tests)
 	// stmts are the writer's statements, each prepared once (stmt.go).
-	stmts  stmtCache
-	path   string // for error messages
-	memory bool
+	stmts stmtCache
+	// watch is CommitMark's connection (watch.go); readDSN opens it.
+	watch   commitWatch
+	readDSN string
+	path    string // for error messages
+	memory  bool
 }
 
 var _ lanewaystore.Store = (*Store)(nil)
@@ -132,7 +135,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.write, s.read = w, w
 	if !memory {
-		r, err := sql.Open("sqlite", build(""))
+		s.readDSN = build("")
+		r, err := sql.Open("sqlite", s.readDSN)
 		if err != nil {
 			_ = w.Close()
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", base, err)
@@ -164,7 +168,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // connection to close checkpoints what is left in the WAL).
 func (s *Store) Close() error {
 	s.stopCheckpointing()
-	err := errors.Join(s.stmts.close(), s.write.Close())
+	err := errors.Join(s.closeWatch(), s.stmts.close(), s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}

@@ -1,0 +1,90 @@
+package sqlitestore_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway/lanewaystore"
+	"github.com/laneway/laneway/lanewaystore/sqlitestore"
+)
+
+// The commit mark moves for every commit that changed something, from this
+// store or from another one on the same file (another process, for
+// SQLite), and stays put for reads and for a claim that found nothing: the
+// relay's idle polls depend on both.
+func TestCommitMark(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "laneway.db")
+	s := openMigrated(t, path)
+	other := openMigrated(t, path)
+	checkCommitMark(t, s, func(ctx context.Context) error {
+		return other.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+			return tx.InsertOutbox(ctx, []lanewaystore.OutboxRow{watchRow("from-another-store")})
+		})
+	})
+}
+
+func TestCommitMarkInMemory(t *testing.T) {
+	t.Parallel()
+	checkCommitMark(t, openMigrated(t, ":memory:"), nil)
+}
+
+func checkCommitMark(t *testing.T, s *sqlitestore.Store, otherWrite func(context.Context) error) {
+	ctx := t.Context()
+	mark := func() uint64 {
+		t.Helper()
+		m, err := s.CommitMark(ctx)
+		require.NoError(t, err)
+		return m
+	}
+	m := mark()
+	require.Equal(t, m, mark(), "nothing committed")
+
+	claimed, err := s.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: "w", Limit: 10})
+	require.NoError(t, err)
+	require.Empty(t, claimed)
+	_, err = s.OutboxStats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, m, mark(), "an empty claim and a read change nothing")
+
+	require.NoError(t, s.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
+		return tx.InsertOutbox(ctx, []lanewaystore.OutboxRow{watchRow("mine")})
+	}))
+	m2 := mark()
+	require.NotEqual(t, m, m2, "a row inserted by this store")
+
+	claimed, err = s.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: "w", Limit: 10})
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	m3 := mark()
+	require.NotEqual(t, m2, m3, "a claim that leased a row")
+
+	if otherWrite != nil {
+		require.NoError(t, otherWrite(ctx))
+		require.NotEqual(t, m3, mark(), "a row inserted by another store on the file")
+	}
+
+	require.NoError(t, s.Close())
+	_, err = s.CommitMark(ctx)
+	require.Error(t, err, "closed")
+}
+
+func openMigrated(t *testing.T, dsn string) *sqlitestore.Store {
+	t.Helper()
+	s, err := sqlitestore.Open(t.Context(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	require.NoError(t, s.Migrate(t.Context()))
+	return s
+}
+
+func watchRow(msgID string) lanewaystore.OutboxRow {
+	return lanewaystore.OutboxRow{
+		MessageID: msgID, StreamName: "customer-42", StreamCategory: "customer", Type: "Shop.CustomerRegistered.v1",
+		Data: []byte(`{"id":"42"}`), Metadata: []byte(`{"headers":{"id":"` + msgID + `"}}`), CreatedAt: time.Now(),
+	}
+}
