@@ -70,7 +70,8 @@ type Config struct {
 	// TickInterval is the first idle poll interval. Defaults to 10ms.
 	TickInterval time.Duration
 	// MaxTickInterval caps the doubling idle poll interval. Defaults to 1s;
-	// at most 25ms on a store without a Notifier.
+	// at most 25ms on a store that is neither a Notifier nor a
+	// CommitWatcher.
 	MaxTickInterval time.Duration
 	// Retry configures publish retries.
 	Retry Retry

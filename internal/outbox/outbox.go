@@ -3,11 +3,13 @@
 // pipelined round trip per batch and marks them published, recording the
 // physical stream.
 //
-// The relay is woken at once when rows commit, never only by a poll: by Notify from the unit of work in the same process, and by
-// the store's Notifier (PostgreSQL LISTEN/NOTIFY) across processes. Polling
-// with an idle back-off is only the fallback; on a store without a Notifier
-// (SQLite) the back-off is capped at 25ms so writers in other processes are
-// still seen quickly.
+// The relay is woken at once when rows commit, never only by a poll: by
+// Notify from the unit of work in the same process, and across processes by
+// the store's Notifier (PostgreSQL LISTEN/NOTIFY) or, on a CommitWatcher
+// store (SQLite), when the commit mark it reads every CommitPollInterval
+// moves (commitwatch.go). Polling with an idle back-off is only the
+// fallback; on a store that is neither the back-off is capped at 25ms so
+// writers in other processes are still seen quickly.
 //
 // Failures never lose rows: a failed publish marks the batch failed with an
 // exponential, capped, optionally jittered next_retry_at, and rows are
@@ -41,8 +43,9 @@ const (
 	// CleanupLimitDefault has no key in domain.toml.
 	CleanupLimitDefault = 5000
 
-	// NoNotifierMaxTick caps the idle poll interval on stores that cannot
-	// wake the relay across processes (SQLite).
+	// NoNotifierMaxTick caps the idle poll interval on stores that can
+	// neither wake the relay across processes nor say whether anything
+	// has committed.
 	NoNotifierMaxTick = 25 * time.Millisecond
 
 	// errorBackoffCap bounds the loop's back-off while the broker or the

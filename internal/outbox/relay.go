@@ -71,7 +71,8 @@ type Relay struct {
 // (or RunOnce).
 func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
 	_, hasNotifier := store.(lanewaystore.Notifier)
-	cfg = cfg.withDefaults(hasNotifier)
+	_, watchable := store.(lanewaystore.CommitWatcher)
+	cfg = cfg.withDefaults(hasNotifier || watchable)
 	if li, ok := store.(lanewaystore.LeasingInserter); !ok || !li.LeasesOnInsert() {
 		cfg.NoHandOff = true // the store would drop the lease or not give the ids
 	}
@@ -136,7 +137,8 @@ func (r *Relay) Stats() Stats {
 
 // Start starts the relay loop and the cleanup loop, and listens for the
 // store's cross-process notifications when it has a Notifier (failing
-// when listening cannot start). It does not block. The loops run until
+// when listening cannot start), or watches its commits when it is a
+// CommitWatcher (commitwatch.go). It does not block. The loops run until
 // Stop or until ctx is done.
 func (r *Relay) Start(ctx context.Context) error {
 	if err := r.checkReplicated(); err != nil {
@@ -146,20 +148,26 @@ func (r *Relay) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("outbox: relay: %w", err)
 	}
-	if n, ok := r.store.(lanewaystore.Notifier); ok {
-		stop, err := n.ListenOutbox(rctx, r.listenNotify)
+	across := "poll" // how rows of other processes are found
+	switch st := r.store.(type) {
+	case lanewaystore.Notifier:
+		across = "notify"
+		stop, err := st.ListenOutbox(rctx, r.listenNotify)
 		if err != nil {
 			_ = r.life.Stop(ctx)
 			return fmt.Errorf("outbox: start relay: %w", err)
 		}
 		r.life.OnStop(stop)
+	case lanewaystore.CommitWatcher:
+		across = "commit_watch"
+		r.watchCommits(rctx, st) // before the loops: their first claim follows its first mark
 	}
 	for _, w := range r.workers {
 		r.life.Go(func() { r.loop(rctx, w) })
 	}
 	r.life.GoEvery(rctx, r.cfg.CleanupInterval, r.cleanup)
 	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval,
-		"workers", len(r.workers))
+		"other_processes", across, "workers", len(r.workers))
 	return nil
 }
 
