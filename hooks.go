@@ -63,8 +63,8 @@ func metaOf(id, typ, stream string, priority int, corr, cause string) Meta {
 // RelayStats are the outbox relay's counters since the engine started.
 type RelayStats struct {
 	// Wakeups counts what woke the relay: an in-process commit (Notify),
-	// the database's cross-process notification (Listen), the fallback
-	// poll timer (Poll).
+	// a commit of another process (Listen: PostgreSQL's notification, or
+	// SQLite's commit mark seen to move), the fallback poll timer (Poll).
 	Wakeups struct{ Notify, Listen, Poll int64 }
 	// Published, Failed and Abandoned count outbox rows.
 	Published, Failed, Abandoned int64

@@ -19,7 +19,7 @@ import (
 // Wakeups counts what woke the relay loop.
 type Wakeups struct {
 	Notify int64 // in-process Notify
-	Listen int64 // the store's cross-process notification
+	Listen int64 // the store's cross-process notification, or its commit mark moved
 	Poll   int64 // the fallback poll timer
 }
 
