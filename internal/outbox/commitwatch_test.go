@@ -42,15 +42,6 @@ type blindStore struct{ *claimCountingStore }
 
 func (blindStore) CommitMark() {} // not lanewaystore.CommitWatcher's signature
 
-func openSQLiteFile(t *testing.T, path string) *sqlitestore.Store {
-	t.Helper()
-	s, err := sqlitestore.Open(context.Background(), path)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Migrate(context.Background()))
-	return s
-}
-
 // An idle relay on SQLite reads the store's commit mark every 25 ms, to
 // find rows other processes commit, and claims (a write transaction) only
 // when it moves and on its backed-off polls: not every 25 ms, as a relay

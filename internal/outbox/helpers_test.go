@@ -25,8 +25,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func openSQLite(t testing.TB) lanewaystore.Store {
 	t.Helper()
+	return openSQLiteFile(t, filepath.Join(t.TempDir(), "laneway.db"))
+}
+
+// openSQLiteFile opens the SQLite store on path, which other stores may
+// share (other processes, for SQLite).
+func openSQLiteFile(t testing.TB, path string) *sqlitestore.Store {
+	t.Helper()
 	ctx := context.Background()
-	s, err := sqlitestore.Open(ctx, filepath.Join(t.TempDir(), "laneway.db"))
+	s, err := sqlitestore.Open(ctx, path)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	require.NoError(t, s.Migrate(ctx))

@@ -19,8 +19,8 @@ import (
 func TestCommitMark(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "laneway.db")
-	s := openMigrated(t, path)
-	other := openMigrated(t, path)
+	s := migrated(t, path)
+	other := migrated(t, path)
 	checkCommitMark(t, s, func(ctx context.Context) error {
 		return other.InTx(ctx, func(ctx context.Context, tx lanewaystore.Tx) error {
 			return tx.InsertOutbox(ctx, []lanewaystore.OutboxRow{watchRow("from-another-store")})
@@ -30,7 +30,7 @@ func TestCommitMark(t *testing.T) {
 
 func TestCommitMarkInMemory(t *testing.T) {
 	t.Parallel()
-	checkCommitMark(t, openMigrated(t, ":memory:"), nil)
+	checkCommitMark(t, migrated(t, ":memory:"), nil)
 }
 
 func checkCommitMark(t *testing.T, s *sqlitestore.Store, otherWrite func(context.Context) error) {
@@ -71,15 +71,6 @@ func checkCommitMark(t *testing.T, s *sqlitestore.Store, otherWrite func(context
 	require.NoError(t, s.Close())
 	_, err = s.CommitMark(ctx)
 	require.Error(t, err, "closed")
-}
-
-func openMigrated(t *testing.T, dsn string) *sqlitestore.Store {
-	t.Helper()
-	s, err := sqlitestore.Open(t.Context(), dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = s.Close() })
-	require.NoError(t, s.Migrate(t.Context()))
-	return s
 }
 
 func watchRow(msgID string) lanewaystore.OutboxRow {
