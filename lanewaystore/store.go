@@ -256,16 +256,19 @@ type Notifier interface {
 }
 
 // CommitWatcher is implemented by stores that cannot wake a relay in
-// another process (no Notifier) but can tell cheaply whether anything has
-// committed to the database (SQLite's data_version). Without either the
-// relay finds other processes' rows by claiming every 25 ms, a write
-// transaction each time; with a CommitWatcher it reads the commit mark
-// that often instead, and claims when it moves. Found by type assertion.
+// another process (no Notifier) but can tell cheaply whether another
+// process has committed to the database (SQLite's data_version). Without
+// either the relay finds other processes' rows by claiming every 25 ms, a
+// write transaction each time; with a CommitWatcher it reads the commit
+// mark that often instead, and claims when it moves. Found by type
+// assertion.
 type CommitWatcher interface {
 	// CommitMark returns a value that differs from the one the previous
-	// call returned whenever a transaction, of any connection in any
-	// process, has committed to the database in between. It may also
-	// differ when nothing has (the relay then claims for nothing).
+	// call returned whenever another process, or another store on the
+	// same database, has committed a change in between. The store's own
+	// commits need not change it: the unit of work wakes its own
+	// process's relay. It may also differ when nothing was committed (the
+	// relay then claims for nothing).
 	CommitMark(ctx context.Context) (uint64, error)
 }
 

@@ -11,18 +11,19 @@ import (
 // process, so a relay on it used to poll with a claim every 25 ms per claim
 // loop: on an idle engine with lanes on, 80 write transactions a second
 // that found nothing, and most of the process's CPU. A store that can say
-// cheaply whether anything has committed (lanewaystore.CommitWatcher,
+// cheaply whether another process has committed (lanewaystore.CommitWatcher,
 // SQLite's data_version) is watched instead: one goroutine reads its
 // commit mark every CommitPollInterval and wakes the claim loops when it
 // moved, as PostgreSQL's notification does. The loops then back off to
 // MaxTickInterval like on PostgreSQL, which still finds the rows that
 // become claimable with no commit (a failed row's retry time, a dead
-// worker's lease).
+// worker's lease) and those written in this process outside a unit of
+// work (an operator's retry from the dashboard).
 //
-// The mark moves for any commit that changed something, this relay's own
-// claims and marks included (a loop then claims once more, for nothing);
-// an empty claim leaves it alone. A mark that cannot be read wakes the
-// loops, whose claims then report the database's state.
+// This process's own commits do not move the mark: its units of work wake
+// the loops themselves, and the relay's claims and marks need no wake-up.
+// A mark that cannot be read wakes the loops, whose claims then report the
+// database's state.
 
 // CommitPollInterval is how often the commit mark of a CommitWatcher store
 // is read: the longest a row another process commits waits to be claimed.

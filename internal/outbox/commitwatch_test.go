@@ -110,8 +110,8 @@ func TestIdlePollsClaimRetriesWithoutCommits(t *testing.T) {
 	defer stop(t, r)
 	require.Eventually(t, func() bool { return r.Stats().Failed == 1 }, time.Minute, time.Millisecond)
 	b.Heal()
-	// The failure's commit moves the mark: the claim it wakes finds the
-	// row not yet due. Nothing is written after it.
+	// Nothing is written after the failure, and the relay's own writes do
+	// not move the commit mark.
 	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, time.Minute, time.Millisecond)
 	assert.Equal(t, cat, publishedStream(t, s, row.MessageID))
 	assert.Positive(t, r.Stats().Wakeups.Poll, "found by a poll")

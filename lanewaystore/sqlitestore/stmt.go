@@ -25,8 +25,9 @@ type stmtCache struct {
 }
 
 // hotStatements are the writer statements of every unit of work and every
-// relay batch.
-var hotStatements = []string{claimSQL, markPublishedSQL, loadAggregateSQL, insertAggregateSQL, updateAggregateSQL, insertOutboxSQL, markProcessedSQL}
+// relay batch, and the commit mark's read (watch.go).
+var hotStatements = []string{claimSQL, markPublishedSQL, loadAggregateSQL, insertAggregateSQL, updateAggregateSQL, insertOutboxSQL, markProcessedSQL,
+	dataVersionSQL}
 
 // prepare prepares on db the hot statements not yet prepared. Failures are
 // left for the next call: the statements run unprepared meanwhile.

@@ -55,12 +55,9 @@ type Store struct {
 	checkpointsDone chan struct{}
 	checkpointed    atomic.Int64 // complete checkpoints (for tests)
 	// stmts are the writer's statements, each prepared once (stmt.go).
-	stmts stmtCache
-	// watch is CommitMark's connection (watch.go); readDSN opens it.
-	watch   commitWatch
-	readDSN string
-	path    string // for error messages
-	memory  bool
+	stmts  stmtCache
+	path   string // for error messages
+	memory bool
 }
 
 var _ lanewaystore.Store = (*Store)(nil)
@@ -135,8 +132,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.write, s.read = w, w
 	if !memory {
-		s.readDSN = build("")
-		r, err := sql.Open("sqlite", s.readDSN)
+		r, err := sql.Open("sqlite", build(""))
 		if err != nil {
 			_ = w.Close()
 			return nil, fmt.Errorf("sqlitestore: open %s: %w", base, err)
@@ -168,7 +164,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // connection to close checkpoints what is left in the WAL).
 func (s *Store) Close() error {
 	s.stopCheckpointing()
-	err := errors.Join(s.closeWatch(), s.stmts.close(), s.write.Close())
+	err := errors.Join(s.stmts.close(), s.write.Close())
 	if s.read != s.write {
 		err = errors.Join(err, s.read.Close())
 	}
