@@ -2,6 +2,7 @@ package sqlitestore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/laneway/laneway/lanewaystore"
@@ -47,7 +48,7 @@ func (s *Store) CommitMark(ctx context.Context) (uint64, error) {
 	// from a goroutine of its own per query, a thread's wake-up more for a
 	// read that only looks at shared memory, every 25 ms.
 	qctx := context.WithoutCancel(ctx)
-	var row interface{ Scan(...any) error }
+	var row *sql.Row
 	if st := s.stmts.get(dataVersionSQL); st != nil {
 		row = st.QueryRowContext(qctx)
 	} else {
