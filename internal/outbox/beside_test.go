@@ -167,3 +167,49 @@ func TestHandOffClaimInTurnKeepsOrder(t *testing.T) {
 	require.Eventually(t, func() bool { return len(streamIDs(t, b, cat)) == 2 }, 30*time.Second, time.Millisecond)
 	assert.Equal(t, []string{first.MessageID, mixedProd.MessageID}, streamIDs(t, b, cat))
 }
+
+// quietGate is a claimGate on a store with a cross-process notifier that
+// never fires, so the relay's configured hour-long poll holds, and it
+// counts the production worker's claims.
+type quietGate struct {
+	*claimGate
+	production atomic.Int64
+}
+
+func (*quietGate) ListenOutbox(context.Context, func()) (func(), error) { return func() {}, nil }
+
+func (q *quietGate) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
+	if p.Priorities != nil && p.Priorities.Max == math.MaxInt {
+		q.production.Add(1)
+	}
+	return q.claimGate.ClaimOutbox(ctx, p)
+}
+
+// A wake-up that arrives while a claim pass runs beside the hand-off makes
+// the worker claim again as soon as the pass ends, and that claim is not
+// counted as a poll: the relay's wake-up counts say what woke it.
+func TestWakeDuringBesideClaimClaimsAgainAtOnce(t *testing.T) {
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	q := &quietGate{claimGate: newClaimGate(openSQLite(t))}
+	r := startHandOff(t, q, b, cat)
+	t.Cleanup(func() { stop(t, r) })
+	t.Cleanup(q.release)
+
+	close(q.armed)
+	r.NotifyPriorities(math.MaxInt, math.MaxInt) // the production worker alone
+	select {
+	case <-q.entered:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the production worker did not claim")
+	}
+	before := r.Stats().Wakeups
+	claims := q.production.Load()
+
+	r.NotifyPriorities(math.MaxInt, math.MaxInt) // while the claim is held
+	require.Eventually(t, func() bool { return r.Stats().Wakeups.Notify == before.Notify+1 }, 30*time.Second, time.Millisecond)
+	q.release()
+	require.Eventually(t, func() bool { return q.production.Load() == claims+1 }, 30*time.Second, time.Millisecond,
+		"the wake-up during the pass was not followed by a claim")
+	assert.Zero(t, r.Stats().Wakeups.Poll, "the poll is an hour: the claim again at once is not a poll")
+}

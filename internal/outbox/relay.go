@@ -196,14 +196,16 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 	}
 
 	// Rows may have committed before the relay started: drain once at once.
-	wait := time.Duration(0)
-	first := true
+	// now skips the wait for a claim due at once (the start, a pass that
+	// must be claimed again), so it is not counted as a wake-up.
+	var wait time.Duration
+	now := true
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		wake := wakeClaim
 		var pass claimPass
-		if !first {
+		if !now {
 			// While a claim pass runs beside the hand-off the poll waits for
 			// it: its end sets the next wait.
 			var tick <-chan time.Time
@@ -238,7 +240,7 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 				}
 			}
 		}
-		first = false
+		now = false
 
 		if r.brokerDown.Load() && !r.waitForBroker(ctx) {
 			return
@@ -253,7 +255,7 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 			if again := bg.ended(); again && err == nil {
 				// Woken while it ran: claim again now.
 				r.brokerBack()
-				errStreak, wait = 0, 0
+				errStreak, now = 0, true
 				continue
 			}
 		default:
@@ -277,7 +279,7 @@ func (r *Relay) loop(ctx context.Context, w *worker) {
 			// A claim pass beside the hand-off gave its rows back: claim
 			// them again at once, after the hand-off's (work).
 			errStreak = 0
-			wait = 0
+			now = true
 		case err != nil:
 			errStreak++
 			wait = errorBackoff(r.cfg.TickInterval, errStreak)
