@@ -1,7 +1,6 @@
 package backend_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -19,7 +18,7 @@ func TestSecretsNotInErrors(t *testing.T) {
 	t.Parallel()
 	const pw, spw = "pw-S3cret-x", "sentinel-S3cret-y"
 	srv := testsvc.StartRedis(t, "--requirepass", "the-right-one")
-	closed := fmt.Sprintf("127.0.0.1:%d", testsvc.FreePort(t))
+	closed := testsvc.RefusedAddr(t) // stays refused while the packages run alongside
 	for name, br := range map[string]lanewayconfig.Broker{
 		"unreachable":        {Provider: "redis", URL: "redis://u:" + pw + "@" + closed + "/0"},
 		"wrong password":     {Provider: "redis", URL: "redis://:" + pw + "@" + srv.Addr() + "/0"},

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,18 +13,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/laneway/laneway/internal/testsvc"
 	"github.com/laneway/laneway/internal/tools/syncio"
 )
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	port := ln.Addr().(*net.TCPAddr).Port
-	require.NoError(t, ln.Close())
-	return port
-}
 
 // `laneway server` with Redis unreachable at start waits for it: one WARN
 // naming the address (password redacted), no exit, and a clean exit 0 on
@@ -34,7 +24,7 @@ func closedPort(t *testing.T) int {
 // after start are the relay's and consumers' business: they back off and
 // log once per state change (internal/outbox, internal/consumer tests).
 func TestServerRedisUnreachableAtStart(t *testing.T) {
-	port := closedPort(t)
+	addr := testsvc.RefusedAddr(t) // stays refused: no other test can take it
 	dir := t.TempDir()
 	toml := fmt.Sprintf(`name = "Customers"
 
@@ -44,11 +34,11 @@ url = "sqlite://%s"
 
 [brokers.default]
 provider = "redis"
-url = "redis://laneway:s3cret@127.0.0.1:%d/%d"
+url = "redis://laneway:s3cret@%s/%d"
 
 [server.http]
 listen = ""
-`, filepath.Join(dir, "laneway.db"), port, redisDB)
+`, filepath.Join(dir, "laneway.db"), addr, redisDB)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "domain.toml"), []byte(toml), 0o644))
 
 	cmd := exec.Command(binPath, "server", "--domain", dir, "--log-level", "debug")
@@ -65,7 +55,12 @@ listen = ""
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "redis unreachable; waiting") }, time.Minute, 10*time.Millisecond, errb.String())
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(errb.String(), "redis unreachable; waiting"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no WARN that Redis is unreachable within a minute; stderr: %s", errb.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	select {
 	case err := <-exited:
 		t.Fatalf("server exited while waiting for Redis: %v; stderr: %s", err, errb.String())
@@ -80,7 +75,7 @@ listen = ""
 	}
 	stderr := errb.String()
 	assert.Equal(t, 1, strings.Count(stderr, "redis unreachable; waiting"), "logged once: %q", stderr)
-	assert.Contains(t, stderr, fmt.Sprintf("cannot reach Redis at 127.0.0.1:%d", port))
+	assert.Contains(t, stderr, "cannot reach Redis at "+addr)
 	assert.NotContains(t, stderr, "s3cret")
 	assert.NotContains(t, stderr, "goroutine", "no stack trace")
 }
