@@ -85,17 +85,17 @@ func (c *stmtCache) queryRow(ctx context.Context, t *sql.Tx, q string, args ...a
 	return t.QueryRowContext(ctx, q, args...)
 }
 
-// close closes the prepared statements.
+// close closes the prepared statements. The map is left as it is: once
+// done, get reads it without the lock, and a store's goroutines may still
+// run statements while it closes (they then fail with the closed database).
 func (c *stmtCache) close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var first error
-	for q, st := range c.m {
+	for _, st := range c.m {
 		if err := st.Close(); err != nil && first == nil {
 			first = err
 		}
-		delete(c.m, q)
 	}
-	c.done.Store(false)
 	return first
 }
