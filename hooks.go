@@ -64,7 +64,8 @@ func metaOf(id, typ, stream string, priority int, corr, cause string) Meta {
 type RelayStats struct {
 	// Wakeups counts what woke the relay: an in-process commit (Notify),
 	// a commit of another process (Listen: PostgreSQL's notification, or
-	// SQLite's commit mark seen to move), the fallback poll timer (Poll).
+	// SQLite's write-ahead log written and its commit mark moved), the
+	// fallback poll timer (Poll).
 	Wakeups struct{ Notify, Listen, Poll int64 }
 	// Published, Failed and Abandoned count outbox rows.
 	Published, Failed, Abandoned int64

@@ -246,30 +246,16 @@ type Store interface {
 }
 
 // Notifier is implemented by stores that can wake an outbox relay in another
-// process when rows commit (PostgreSQL LISTEN/NOTIFY). Found by type assertion.
+// process when rows commit (PostgreSQL LISTEN/NOTIFY; SQLite's watch of its
+// write-ahead log). Found by type assertion.
 type Notifier interface {
-	// ListenOutbox calls notify (from one goroutine) after every commit that
-	// inserted outbox rows, in any process, until ctx is done. It returns
-	// once listening has started, with an error if it could not start; the
-	// listener reconnects by itself when the connection drops.
+	// ListenOutbox calls notify (from one goroutine) after every commit
+	// that inserted outbox rows in another process, until ctx is done. It
+	// may call it for other commits too (its own process's, or ones that
+	// inserted no outbox rows): the relay then claims for nothing. It
+	// returns once listening has started, with an error if it could not
+	// start; the listener reconnects by itself when the connection drops.
 	ListenOutbox(ctx context.Context, notify func()) (stop func(), err error)
-}
-
-// CommitWatcher is implemented by stores that cannot wake a relay in
-// another process (no Notifier) but can tell cheaply whether another
-// process has committed to the database (SQLite's data_version). Without
-// either the relay finds other processes' rows by claiming every 25 ms, a
-// write transaction each time; with a CommitWatcher it reads the commit
-// mark that often instead, and claims when it moves. Found by type
-// assertion.
-type CommitWatcher interface {
-	// CommitMark returns a value that differs from the one the previous
-	// call returned whenever another process, or another store on the
-	// same database, has committed a change in between. The store's own
-	// commits need not change it: the unit of work wakes its own
-	// process's relay. It may also differ when nothing was committed (the
-	// relay then claims for nothing).
-	CommitMark(ctx context.Context) (uint64, error)
 }
 
 // LeasingInserter is implemented by stores whose transactions' InsertOutbox

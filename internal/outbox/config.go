@@ -70,8 +70,7 @@ type Config struct {
 	// TickInterval is the first idle poll interval. Defaults to 10ms.
 	TickInterval time.Duration
 	// MaxTickInterval caps the doubling idle poll interval. Defaults to 1s;
-	// at most 25ms on a store that is neither a Notifier nor a
-	// CommitWatcher.
+	// at most 25ms on a store that is not a Notifier.
 	MaxTickInterval time.Duration
 	// Retry configures publish retries.
 	Retry Retry

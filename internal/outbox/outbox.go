@@ -5,11 +5,10 @@
 //
 // The relay is woken at once when rows commit, never only by a poll: by
 // Notify from the unit of work in the same process, and across processes by
-// the store's Notifier (PostgreSQL LISTEN/NOTIFY) or, on a CommitWatcher
-// store (SQLite), when the commit mark it reads every CommitPollInterval
-// moves (commitwatch.go). Polling with an idle back-off is only the
-// fallback; on a store that is neither the back-off is capped at 25ms so
-// writers in other processes are still seen quickly.
+// the store's Notifier (PostgreSQL LISTEN/NOTIFY; SQLite's watch of its
+// write-ahead log). Polling with an idle back-off is only the fallback; on
+// a store without a Notifier the back-off is capped at 25ms so writers in
+// other processes are still seen quickly.
 //
 // Failures never lose rows: a failed publish marks the batch failed with an
 // exponential, capped, optionally jittered next_retry_at, and rows are

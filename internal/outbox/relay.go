@@ -19,7 +19,7 @@ import (
 // Wakeups counts what woke the relay loop.
 type Wakeups struct {
 	Notify int64 // in-process Notify
-	Listen int64 // the store's cross-process notification, or its commit mark moved
+	Listen int64 // the store's cross-process notification
 	Poll   int64 // the fallback poll timer
 }
 
@@ -71,8 +71,7 @@ type Relay struct {
 // (or RunOnce).
 func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Relay {
 	_, hasNotifier := store.(lanewaystore.Notifier)
-	_, watchable := store.(lanewaystore.CommitWatcher)
-	cfg = cfg.withDefaults(hasNotifier || watchable)
+	cfg = cfg.withDefaults(hasNotifier)
 	if li, ok := store.(lanewaystore.LeasingInserter); !ok || !li.LeasesOnInsert() {
 		cfg.NoHandOff = true // the store would drop the lease or not give the ids
 	}
@@ -137,8 +136,7 @@ func (r *Relay) Stats() Stats {
 
 // Start starts the relay loop and the cleanup loop, and listens for the
 // store's cross-process notifications when it has a Notifier (failing
-// when listening cannot start), or watches its commits when it is a
-// CommitWatcher (commitwatch.go). It does not block. The loops run until
+// when listening cannot start). It does not block. The loops run until
 // Stop or until ctx is done.
 func (r *Relay) Start(ctx context.Context) error {
 	if err := r.checkReplicated(); err != nil {
@@ -149,8 +147,7 @@ func (r *Relay) Start(ctx context.Context) error {
 		return fmt.Errorf("outbox: relay: %w", err)
 	}
 	across := "poll" // how rows of other processes are found
-	switch st := r.store.(type) {
-	case lanewaystore.Notifier:
+	if st, ok := r.store.(lanewaystore.Notifier); ok {
 		across = "notify"
 		stop, err := st.ListenOutbox(rctx, r.listenNotify)
 		if err != nil {
@@ -158,9 +155,6 @@ func (r *Relay) Start(ctx context.Context) error {
 			return fmt.Errorf("outbox: start relay: %w", err)
 		}
 		r.life.OnStop(stop)
-	case lanewaystore.CommitWatcher:
-		across = "commit_watch"
-		r.watchCommits(rctx, st) // before the loops: their first claim follows its first mark
 	}
 	for _, w := range r.workers {
 		r.life.Go(func() { r.loop(rctx, w) })

@@ -84,8 +84,9 @@ func runBench(b *testing.B, op func(context.Context) error) {
 	})
 }
 
-// BenchmarkCommitMark is one read of the commit mark, which an idle relay
-// makes every 25 ms instead of a claim (BenchmarkClaimEmpty).
+// BenchmarkCommitMark is one read of the commit mark, which ListenOutbox
+// makes after the write-ahead log was written, instead of a claim
+// (BenchmarkClaimEmpty).
 func BenchmarkCommitMark(b *testing.B) {
 	s := benchStore(b)
 	ctx := b.Context()

@@ -54,6 +54,7 @@ type Store struct {
 	stopCheckpoints context.CancelFunc
 	checkpointsDone chan struct{}
 	checkpointed    atomic.Int64 // complete checkpoints (for tests)
+	markReads       atomic.Int64 // reads of the commit mark (for tests)
 	// stmts are the writer's statements, each prepared once (stmt.go).
 	stmts  stmtCache
 	path   string // for error messages

@@ -20,16 +20,10 @@ import (
 	"github.com/laneway/laneway/lanewaystore/sqlitestore"
 )
 
-// claimCountingStore counts the relay's claims and commit mark reads on a
-// SQLite store.
+// claimCountingStore counts the relay's claims on a SQLite store.
 type claimCountingStore struct {
 	*sqlitestore.Store
-	claims, marks atomic.Int64
-}
-
-func (s *claimCountingStore) CommitMark(ctx context.Context) (uint64, error) {
-	s.marks.Add(1)
-	return s.Store.CommitMark(ctx)
+	claims atomic.Int64
 }
 
 func (s *claimCountingStore) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
@@ -37,46 +31,46 @@ func (s *claimCountingStore) ClaimOutbox(ctx context.Context, p lanewaystore.Cla
 	return s.Store.ClaimOutbox(ctx, p)
 }
 
-// blindStore hides CommitMark: the relay cannot tell that nothing changed.
-type blindStore struct{ *claimCountingStore }
+// deafStore hides ListenOutbox: the relay cannot hear other processes'
+// commits and finds their rows by claiming.
+type deafStore struct{ *claimCountingStore }
 
-func (blindStore) CommitMark() {} // not lanewaystore.CommitWatcher's signature
+func (deafStore) ListenOutbox() {} // not lanewaystore.Notifier's signature
 
-// An idle relay on SQLite reads the store's commit mark every 25 ms, to
-// find rows other processes commit, and claims (a write transaction) only
-// when it moves and on its backed-off polls: not every 25 ms, as a relay
-// that cannot read the mark does. A row another process commits, with no
-// notification, is still published.
-func TestIdlePollsClaimOnlyAfterCommits(t *testing.T) {
+// An idle relay on SQLite is woken by the store when another process
+// commits (the store watches its write-ahead log) and claims (a write
+// transaction) only then and on its backed-off polls: not every 25 ms, as
+// a relay that cannot hear other processes does. A row another process
+// commits is published without a poll.
+func TestIdleRelayOnSQLiteClaimsOnlyAfterCommits(t *testing.T) {
 	for _, lanesOn := range []bool{false, true} {
 		t.Run(map[bool]string{false: "lanes off", true: "lanes on"}[lanesOn], func(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "laneway.db")
-			watched := &claimCountingStore{Store: openSQLiteFile(t, path)}
-			blind := blindStore{&claimCountingStore{Store: openSQLiteFile(t, filepath.Join(t.TempDir(), "blind.db"))}}
+			heard := &claimCountingStore{Store: openSQLiteFile(t, path)}
+			deaf := deafStore{&claimCountingStore{Store: openSQLiteFile(t, filepath.Join(t.TempDir(), "deaf.db"))}}
 			b := openEmbedded(t)
 			cfg := outbox.Config{Logger: slog.New(slog.DiscardHandler), Lanes: lanes.Config{Enabled: lanesOn},
 				MaxTickInterval: time.Hour} // no claim for time's sake within the test
-			r := outbox.New(watched, b, cfg)
-			control := outbox.New(blind, b, cfg)
+			r := outbox.New(heard, b, cfg)
+			control := outbox.New(deaf, b, cfg)
 			require.NoError(t, r.Start(ctx))
 			defer stop(t, r)
 			require.NoError(t, control.Start(ctx))
 			defer stop(t, control)
 
-			const reads = 80
-			require.Eventually(t, func() bool {
-				return watched.marks.Load() >= reads && control.Stats().Wakeups.Poll >= reads
-			}, time.Minute, time.Millisecond)
+			const polls = 80
+			require.Eventually(t, func() bool { return control.Stats().Wakeups.Poll >= polls }, time.Minute, time.Millisecond)
 			workers := int64(1)
 			if lanesOn {
 				workers = 2
 			}
-			// Each loop claims at its start and on polls that double from
-			// 10 ms: fewer than 15 in the 100 s a slow machine might take.
-			assert.Less(t, watched.claims.Load(), 15*workers, "claims of the relay that watches commits")
-			assert.GreaterOrEqual(t, blind.claims.Load(), int64(reads), "claims of the relay that cannot")
-			assert.Zero(t, r.Stats().Wakeups.Listen, "the mark never moved")
+			// Each loop claims at its start, and then on polls that double
+			// from 10 ms up to the hour: fewer than 15 in the 100 s a slow
+			// machine might take.
+			assert.Less(t, heard.claims.Load(), 15*workers, "claims of the relay that hears other processes")
+			assert.GreaterOrEqual(t, deaf.claims.Load(), int64(polls), "claims of the relay that cannot")
+			assert.Zero(t, r.Stats().Wakeups.Listen, "no other process committed")
 
 			// Another process commits a row and notifies nobody.
 			other := openSQLiteFile(t, path)
@@ -85,7 +79,8 @@ func TestIdlePollsClaimOnlyAfterCommits(t *testing.T) {
 			row, _ := newRow(t, cat, 0, "other process")
 			insert(t, other, row)
 			require.Eventually(t, func() bool { return r.Stats().Published == 1 }, time.Minute, time.Millisecond)
-			require.Equal(t, cat, publishedStream(t, watched, row.MessageID))
+			require.Equal(t, cat, publishedStream(t, heard, row.MessageID))
+			assert.Positive(t, r.Stats().Wakeups.Listen, "woken by the store")
 		})
 	}
 }
@@ -111,7 +106,7 @@ func TestIdlePollsClaimRetriesWithoutCommits(t *testing.T) {
 	require.Eventually(t, func() bool { return r.Stats().Failed == 1 }, time.Minute, time.Millisecond)
 	b.Heal()
 	// Nothing is written after the failure, and the relay's own writes do
-	// not move the commit mark.
+	// not wake it.
 	require.Eventually(t, func() bool { return r.Stats().Published == 1 }, time.Minute, time.Millisecond)
 	assert.Equal(t, cat, publishedStream(t, s, row.MessageID))
 	assert.Positive(t, r.Stats().Wakeups.Poll, "found by a poll")
