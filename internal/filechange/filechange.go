@@ -27,11 +27,13 @@ type Watcher struct {
 }
 
 // Changes receives after one or more writes to a watched file. It holds at
-// most one pending signal: writes while one is pending add nothing.
+// most one pending signal: writes while one is pending add nothing. It is
+// closed if the watch fails (the kernel stops answering): the caller then
+// has to poll.
 func (w *Watcher) Changes() <-chan struct{} { return w.changes }
 
-// Close stops the watch and waits for its goroutine. Changes is not closed:
-// a caller selecting on it also selects on its own context.
+// Close stops the watch and waits for its goroutine. Changes is not closed
+// by Close: a caller selecting on it also selects on its own context.
 func (w *Watcher) Close() error {
 	w.once.Do(func() { w.err = w.close() })
 	return w.err

@@ -104,3 +104,41 @@ func TestMatches(t *testing.T) {
 		assert.Equal(t, c.hit, matches(c.buf, want), c.name)
 	}
 }
+
+// A watch whose descriptor fails for another reason than Close closes
+// Changes, so the caller knows to poll; one ended by Close does not.
+func TestFailedWatchClosesChanges(t *testing.T) {
+	want := map[string]bool{"app.db-wal": true}
+	reads := [][]byte{event(syscall.IN_MODIFY, "app.db-wal")}
+	failing := func(err error) func([]byte) (int, error) {
+		i := 0
+		return func(b []byte) (int, error) {
+			if i < len(reads) {
+				i++
+				return copy(b, reads[i-1]), nil
+			}
+			return 0, err
+		}
+	}
+
+	w := &Watcher{changes: make(chan struct{}, 1)}
+	w.read(failing(syscall.EBADF), want)
+	_, open := <-w.Changes()
+	assert.True(t, open, "the event before the failure")
+	select {
+	case _, open = <-w.Changes():
+		assert.False(t, open, "closed after the failure")
+	default:
+		t.Fatal("Changes still open after the watch failed")
+	}
+
+	w = &Watcher{changes: make(chan struct{}, 1)}
+	w.read(failing(os.ErrClosed), want)
+	_, open = <-w.Changes()
+	assert.True(t, open)
+	select {
+	case _, open = <-w.Changes():
+		t.Fatalf("Changes received again (open %v) after Close", open)
+	default:
+	}
+}

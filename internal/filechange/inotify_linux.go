@@ -36,19 +36,7 @@ func Watch(dir string, names ...string) (*Watcher, error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		buf := make([]byte, 64*(syscall.SizeofInotifyEvent+syscall.NAME_MAX+1))
-		for {
-			n, err := f.Read(buf)
-			if err != nil {
-				if !errors.Is(err, os.ErrClosed) {
-					w.signal() // the caller looks once more; its poll carries on
-				}
-				return
-			}
-			if matches(buf[:n], want) {
-				w.signal()
-			}
-		}
+		w.read(f.Read, want)
 	}()
 	w.close = func() error {
 		err := f.Close()
@@ -56,6 +44,25 @@ func Watch(dir string, names ...string) (*Watcher, error) {
 		return err
 	}
 	return w, nil
+}
+
+// read signals every batch of events that matches want, until read fails.
+// Close makes it fail with os.ErrClosed; any other failure closes Changes,
+// which tells the caller to poll from then on.
+func (w *Watcher) read(read func([]byte) (int, error), want map[string]bool) {
+	buf := make([]byte, 64*(syscall.SizeofInotifyEvent+syscall.NAME_MAX+1))
+	for {
+		n, err := read(buf)
+		if err != nil {
+			if !errors.Is(err, os.ErrClosed) {
+				close(w.changes)
+			}
+			return
+		}
+		if matches(buf[:n], want) {
+			w.signal()
+		}
+	}
 }
 
 // matches reports whether the inotify events in buf name a file of want, or

@@ -53,54 +53,15 @@ func (s *Store) ListenOutbox(ctx context.Context, notify func()) (stop func(), e
 	}
 	// The mark is read after the watch started: a commit between the two
 	// is either before the mark, or wakes the watch.
-	last, err := s.CommitMark(ctx)
-	known := err == nil
+	l := &commitListener{s: s, notify: notify}
+	l.last, err = s.CommitMark(ctx)
+	l.known = err == nil
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer func() { _ = closeWatch() }()
-		var tick <-chan time.Time
-		if changes == nil {
-			t := time.NewTicker(commitCheckGap)
-			defer t.Stop()
-			tick = t.C
-		}
-		gap := time.NewTimer(commitCheckGap)
-		gap.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-changes:
-			case <-tick:
-			}
-			mark, err := s.CommitMark(lctx)
-			switch {
-			case err != nil:
-				if lctx.Err() != nil {
-					return
-				}
-				// The relay's claim then reports the database's state.
-				notify()
-				known = false
-				continue
-			case !known || mark != last:
-				notify()
-			}
-			last, known = mark, true
-			if changes == nil {
-				continue
-			}
-			// Writes during the gap are one more signal, taken after it.
-			gap.Reset(commitCheckGap)
-			select {
-			case <-lctx.Done():
-				gap.Stop()
-				return
-			case <-gap.C:
-			}
-		}
+		l.run(lctx, changes)
 	}()
 	var once sync.Once
 	return func() {
@@ -109,6 +70,77 @@ func (s *Store) ListenOutbox(ctx context.Context, notify func()) (stop func(), e
 			<-done
 		})
 	}, nil
+}
+
+// commitListener calls notify when the commit mark moved.
+type commitListener struct {
+	s      *Store
+	notify func()
+	last   uint64 // the mark last read,
+	known  bool   // unless its read failed
+}
+
+// run reads the mark after each signal of changes, at most once per
+// commitCheckGap, or every commitCheckGap without a watch (changes nil)
+// and once the watch failed (changes closed).
+func (l *commitListener) run(ctx context.Context, changes <-chan struct{}) {
+	var ticker *time.Ticker
+	var tick <-chan time.Time
+	pollFromNow := func() {
+		ticker = time.NewTicker(commitCheckGap)
+		tick, changes = ticker.C, nil
+	}
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
+	if changes == nil {
+		pollFromNow()
+	}
+	gap := time.NewTimer(commitCheckGap)
+	gap.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case _, ok := <-changes:
+			if !ok {
+				pollFromNow() // and read the mark now: writes may have been missed
+			}
+		case <-tick:
+		}
+		if !l.check(ctx) || changes == nil {
+			continue
+		}
+		// Writes during the gap are one more signal, taken after it.
+		gap.Reset(commitCheckGap)
+		select {
+		case <-ctx.Done():
+			gap.Stop()
+			return
+		case <-gap.C:
+		}
+	}
+}
+
+// check reads the mark and notifies when it moved, or when it cannot be
+// read (the relay's claim then reports the database's state). It reports
+// whether the mark was read.
+func (l *commitListener) check(ctx context.Context) bool {
+	mark, err := l.s.CommitMark(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			l.notify()
+		}
+		l.known = false
+		return false
+	}
+	if !l.known || mark != l.last {
+		l.notify()
+	}
+	l.last, l.known = mark, true
+	return true
 }
 
 // watchLog watches the database's write-ahead log, named by SQLite itself

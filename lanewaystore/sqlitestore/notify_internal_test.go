@@ -101,3 +101,33 @@ func TestListenOutboxEnds(t *testing.T) {
 	require.NoError(t, err)
 	stop()
 }
+
+// Once the watch fails (its Changes closed), the listener reads the mark on
+// a ticker: another store's commit is still heard.
+func TestListenerPollsOnceTheWatchFails(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "laneway.db")
+	s, other := migratedFile(t, path), migratedFile(t, path)
+	var calls atomic.Int64
+	l := &commitListener{s: s, notify: func() { calls.Add(1) }}
+	var err error
+	l.last, err = s.CommitMark(t.Context())
+	require.NoError(t, err)
+	l.known = true
+	changes := make(chan struct{})
+	close(changes)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(ctx, changes)
+	}()
+	defer func() { cancel(); <-done }()
+
+	reads := s.markReads.Load()
+	require.Eventually(t, func() bool { return s.markReads.Load() >= reads+3 }, time.Minute, time.Millisecond,
+		"the mark read again and again with no signal")
+	assert.Zero(t, calls.Load(), "nothing committed")
+	insertRow(t, other, "theirs")
+	require.Eventually(t, func() bool { return calls.Load() == 1 }, time.Minute, time.Millisecond)
+}
