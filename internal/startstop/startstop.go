@@ -113,3 +113,23 @@ func (r *Runner) GoEvery(ctx context.Context, interval time.Duration, fn func(ct
 		}
 	})
 }
+
+// Background runs fn in a goroutine under a context of its own, cancelled
+// when ctx is done or when stop is called. stop cancels it and waits for fn
+// to return; calling it again does nothing. It is the shape of a listener
+// that a store hands its caller (lanewaystore.Notifier).
+func Background(ctx context.Context, fn func(ctx context.Context)) (stop func()) {
+	bctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn(bctx)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}

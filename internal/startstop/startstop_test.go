@@ -76,3 +76,26 @@ func TestGoEvery(t *testing.T) {
 	}
 	require.NoError(t, r.Stop(context.Background()))
 }
+
+// Background's stop cancels fn's context and returns only once fn has;
+// a second stop does nothing. The caller's context ends fn too.
+func TestBackground(t *testing.T) {
+	returned := false
+	stop := Background(context.Background(), func(ctx context.Context) {
+		<-ctx.Done()
+		returned = true // read after stop without a lock: stop waits for fn (-race checks it)
+	})
+	stop()
+	assert.True(t, returned)
+	stop()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	stop = Background(ctx, func(ctx context.Context) {
+		<-ctx.Done()
+		close(ended)
+	})
+	cancel()
+	<-ended
+	stop()
+}

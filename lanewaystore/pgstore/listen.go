@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/laneway/laneway/internal/startstop"
 )
 
 // NotifyChannel is the LISTEN/NOTIFY channel on which a commit that inserted
@@ -43,20 +44,8 @@ func (s *Store) ListenOutbox(ctx context.Context, notify func()) (stop func(), e
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: listen on %s at %s: %w", NotifyChannel, s.addr, err)
 	}
-	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
 	l := &listener{cfg: cfg, notify: notify}
-	go func() {
-		defer close(done)
-		l.run(lctx, conn, schema)
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}, nil
+	return startstop.Background(ctx, func(ctx context.Context) { l.run(ctx, conn, schema) }), nil
 }
 
 type listener struct {

@@ -3,10 +3,10 @@ package sqlitestore
 import (
 	"context"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/laneway/laneway/internal/filechange"
+	"github.com/laneway/laneway/internal/startstop"
 	"github.com/laneway/laneway/lanewaystore"
 )
 
@@ -56,20 +56,10 @@ func (s *Store) ListenOutbox(ctx context.Context, notify func()) (stop func(), e
 	l := &commitListener{s: s, notify: notify}
 	l.last, err = s.CommitMark(ctx)
 	l.known = err == nil
-	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+	return startstop.Background(ctx, func(ctx context.Context) {
 		defer func() { _ = closeWatch() }()
-		l.run(lctx, changes)
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}, nil
+		l.run(ctx, changes)
+	}), nil
 }
 
 // commitListener calls notify when the commit mark moved.

@@ -32,18 +32,26 @@ func insertRow(t *testing.T, s *Store, id string) {
 	}))
 }
 
+// listening opens two stores on one new file and listens on the first,
+// counting the calls; the listener stops at the test's end.
+func listening(t *testing.T) (s, other *Store, calls *atomic.Int64, stop func()) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "laneway.db")
+	s, other = migratedFile(t, path), migratedFile(t, path)
+	calls = new(atomic.Int64)
+	stop, err := s.ListenOutbox(t.Context(), func() { calls.Add(1) })
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	return s, other, calls, stop
+}
+
 // The store hears another store's commits on the same file (another
 // process, for SQLite) and never its own: each of the other store's
 // commits, waited for one at a time, is one call, however many of its own
 // commits come between.
 func TestListenOutboxHearsOtherStoresOnly(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "laneway.db")
-	s, other := migratedFile(t, path), migratedFile(t, path)
-	var calls atomic.Int64
-	stop, err := s.ListenOutbox(t.Context(), func() { calls.Add(1) })
-	require.NoError(t, err)
-	defer stop()
+	s, other, calls, stop := listening(t)
 
 	for round := int64(1); round <= 3; round++ {
 		for i := range 5 {
@@ -63,12 +71,7 @@ func TestListenOutboxHearsOtherStoresOnly(t *testing.T) {
 // a dozen reads in the wait below.)
 func TestListenOutboxReadsNothingWhileIdle(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "laneway.db")
-	s, other := migratedFile(t, path), migratedFile(t, path)
-	var calls atomic.Int64
-	stop, err := s.ListenOutbox(t.Context(), func() { calls.Add(1) })
-	require.NoError(t, err)
-	defer stop()
+	s, other, calls, _ := listening(t)
 	before := s.markReads.Load()
 
 	select {
