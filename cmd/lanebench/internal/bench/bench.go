@@ -256,6 +256,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		"scale": r.scale, "memory": r.memory, "contention": r.contention, "throttle": r.throttle,
 		"busycores": r.busyCoresScenario,
 		"consume":   r.consumeScenario, "flood": r.floodScenario, "quiet": r.quietScenario, "e2e": r.e2eScenario,
+		"quietpair": r.quietPairScenario,
 	}
 	scenarios := expandScenarios(r.p.Scenarios)
 	var err error

@@ -57,6 +57,11 @@ ceilings of this machine, measured in the same run:
               trip drains while production arrives at --rate throughout,
               with backfill_short_slice off and on (off, on, on, off): the
               drain and production latency of each
+  quietpair   (only when named) quiet with the raw consumer and the engine
+              waiting side by side, the production entries alternated
+              between them (--idle-samples each, 50/s each): the engine's
+              own cost over the raw consumer, without the change of the
+              machine between quiet's two phases (a diagnostic, no target)
 
 By default everything is embedded: an in-process broker and a SQLite file in
 a temporary directory, fresh for each configuration and removed afterwards.

@@ -22,9 +22,10 @@ import (
 
 // ExtraScenarios run only when named: contention needs PostgreSQL,
 // throttle measures a lane control rather than the lanes, busycores starts
-// processes that keep every core busy, and the headline
+// processes that keep every core busy, quietpair is a diagnostic of
+// quiet, and the headline
 // scenarios are issue 14's comparison with a raw consumer.
-var ExtraScenarios = append([]string{"contention", "throttle", "busycores"}, HeadlineScenarios...)
+var ExtraScenarios = append([]string{"contention", "throttle", "busycores", "quietpair"}, HeadlineScenarios...)
 
 func allScenarios() []string { return append(append([]string(nil), Scenarios...), ExtraScenarios...) }
 

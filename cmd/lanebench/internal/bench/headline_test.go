@@ -219,3 +219,31 @@ func TestBusyCoresSmoke(t *testing.T) {
 	require.Contains(t, rs[1].Compare, "drain_vs_off")
 	require.Len(t, rs[1].Targets, 1)
 }
+
+// TestQuietPairSmoke: the raw consumer and the engine in one window, every
+// entry of each handled and measured, the gap reported without a verdict.
+func TestQuietPairSmoke(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	const n = 10
+	args := []string{"--scenario", "quietpair", "--idle-samples", "10", "--handler-cost", "50us"}
+	var out, errb bytes.Buffer
+	require.Equal(t, 0, Main(context.Background(), append([]string{"--json"}, args...), &out, &errb), "stderr: %s", errb.String())
+	var r Result
+	require.NoError(t, json.Unmarshal(bytes.TrimSpace(out.Bytes()), &r), out.String())
+	require.Equal(t, "quietpair", r.Scenario)
+	requireSummary(t, r.Primary, n)
+	requireSummary(t, r.RawPrimary, n)
+	requireSummary(t, r.Write, n)
+	requireSummary(t, r.RawWrite, n)
+	require.Equal(t, n, r.PrimarySent)
+	require.Equal(t, n, r.RawPrimarySent)
+	require.Empty(t, r.Targets, "a diagnostic, not a target")
+	require.InDelta(t, r.Primary.P50-r.RawPrimary.P50, r.Compare["p50_over_raw_ms"], 0.0011)
+	require.InDelta(t, latency.Ratio(r.Primary.P99, r.RawPrimary.P99), r.Compare["p99_vs_raw"], 1e-9)
+
+	out.Reset()
+	require.Equal(t, 0, Main(context.Background(), args, &out, &errb), "stderr: %s", errb.String())
+	require.Regexp(t, `quietpair +production handled +10\.000 +10\.000`, out.String())
+	require.Regexp(t, `quietpair in one window: p50 [+-]\d+\.\d{3} ms and p99 [+-]\d+\.\d{3} ms over raw`, out.String())
+	require.NotContains(t, out.String(), "targets (issue 14)")
+}
