@@ -252,22 +252,38 @@ func (r *Runner) quietScenario(ctx context.Context) (err error) {
 	if perr == nil {
 		sent, perr = produce(ctx, c, pr, prod, quietRate)
 	}
+	if err := r.finishIdleEngine(ctx, eng, pr, n, perr); err != nil {
+		return err
+	}
+	res := r.idleResult("quiet", pr, raw, [2]int{sentRaw, sent}, start)
+	res.Targets = []Target{
+		atMost("p99 <= 1.2x raw p99", res.Compare["p99_vs_raw"], 1.2),
+		atMost("p50 ms <= raw p50 + 0.1", res.Primary.P50, latency.Round3(res.RawPrimary.P50+0.1)),
+	}
+	return r.emit(res)
+}
+
+// finishIdleEngine waits, unless perr, until the engine has handled the n
+// production entries pr counts, then stops eng.
+func (r *Runner) finishIdleEngine(ctx context.Context, eng *laneway.Engine, pr *headProbe, n int, perr error) error {
 	var werr error
 	if perr == nil {
-		werr = waitFor(ctx, handleTimeout(n, p.HandlerCost), "every entry handled", func() bool { return pr.handled() >= int64(n) })
+		werr = waitFor(ctx, handleTimeout(n, r.p.HandlerCost), "every entry handled", func() bool { return pr.handled() >= int64(n) })
 	}
 	if err := errors.Join(perr, werr, stopEngine(ctx, eng)); err != nil {
 		return fmt.Errorf("engine: %w (%d of %d handled)", err, pr.handled(), n)
 	}
+	return nil
+}
+
+// idleResult is the row of an idle-lane run (quiet, quietpair): the
+// engine's latencies (pr) beside the raw consumer's (raw), sent[0] entries
+// written for raw and sent[1] for the engine.
+func (r *Runner) idleResult(scenario string, pr, raw *headProbe, sent [2]int, start time.Time) Result {
 	sum, rawSum := pr.rec.Summary(), raw.rec.Summary()
-	res := Result{Scenario: "quiet", Lanes: "on", Primary: &sum, RawPrimary: &rawSum, Write: pr.writeSummary(), RawWrite: raw.writeSummary(),
-		Concurrency: 1, HandlerCostMS: costMS(p.HandlerCost), HandlerKind: "cpu", ProductionRate: quietRate,
-		PrimarySent: sent, RawPrimarySent: sentRaw, Seconds: latency.Round3(time.Since(start).Seconds()),
+	return Result{Scenario: scenario, Lanes: "on", Primary: &sum, RawPrimary: &rawSum, Write: pr.writeSummary(), RawWrite: raw.writeSummary(),
+		Concurrency: 1, HandlerCostMS: costMS(r.p.HandlerCost), HandlerKind: "cpu", ProductionRate: quietRate,
+		PrimarySent: sent[1], RawPrimarySent: sent[0], Seconds: latency.Round3(time.Since(start).Seconds()),
+		Compare: map[string]float64{"p99_vs_raw": latency.Ratio(sum.P99, rawSum.P99)},
 	}
-	res.Compare = map[string]float64{"p99_vs_raw": latency.Ratio(sum.P99, rawSum.P99)}
-	res.Targets = []Target{
-		atMost("p99 <= 1.2x raw p99", res.Compare["p99_vs_raw"], 1.2),
-		atMost("p50 ms <= raw p50 + 0.1", sum.P50, latency.Round3(rawSum.P50+0.1)),
-	}
-	return r.emit(res)
 }

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,23 +59,12 @@ func (r *Runner) quietPairScenario(ctx context.Context) (err error) {
 		sent, perr = produceAlternating(ctx, c, [2]*headProbe{raw, pr}, [2][]lanewaybroker.Publication{prodRaw, prod}, quietRate)
 		return perr
 	})
-	var werr error
-	if rerr == nil {
-		werr = waitFor(ctx, handleTimeout(n, p.HandlerCost), "every entry handled", func() bool { return pr.handled() >= int64(n) })
+	if err := r.finishIdleEngine(ctx, eng, pr, n, rerr); err != nil {
+		return err
 	}
-	if err := errors.Join(rerr, werr, stopEngine(ctx, eng)); err != nil {
-		return fmt.Errorf("engine: %w (%d of %d handled)", err, pr.handled(), n)
-	}
-	sum, rawSum := pr.rec.Summary(), raw.rec.Summary()
-	res := Result{Scenario: "quietpair", Lanes: "on", Primary: &sum, RawPrimary: &rawSum, Write: pr.writeSummary(), RawWrite: raw.writeSummary(),
-		Concurrency: 1, HandlerCostMS: costMS(p.HandlerCost), HandlerKind: "cpu", ProductionRate: quietRate,
-		PrimarySent: sent[1], RawPrimarySent: sent[0], Seconds: latency.Round3(time.Since(start).Seconds()),
-	}
-	res.Compare = map[string]float64{
-		"p99_vs_raw":      latency.Ratio(sum.P99, rawSum.P99),
-		"p50_over_raw_ms": latency.Round3(sum.P50 - rawSum.P50),
-		"p99_over_raw_ms": latency.Round3(sum.P99 - rawSum.P99),
-	}
+	res := r.idleResult("quietpair", pr, raw, sent, start)
+	res.Compare["p50_over_raw_ms"] = latency.Round3(res.Primary.P50 - res.RawPrimary.P50)
+	res.Compare["p99_over_raw_ms"] = latency.Round3(res.Primary.P99 - res.RawPrimary.P99)
 	return r.emit(res)
 }
 
