@@ -1,11 +1,8 @@
 package pgstore
 
 import (
-	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -70,43 +67,26 @@ var claimPlan = []string{
 // Limit <= 0 claims nothing; a zero Lease means LeaseDefault and a zero Now
 // the wall clock.
 func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
-	if p.Limit <= 0 {
-		return nil, nil
+	c, ok, err := outboxsql.NewClaim(p)
+	if !ok {
+		if err != nil {
+			err = fmt.Errorf("pgstore: %w", err)
+		}
+		return nil, err
 	}
-	if p.WorkerID == "" {
-		return nil, errors.New("pgstore: claim outbox: empty WorkerID")
-	}
-	now := p.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	lease := p.Lease
-	if lease <= 0 {
-		lease = LeaseDefault
-	}
-	lo, hi := outboxsql.ClaimPriorities(p.Priorities)
 	var out []lanewaystore.OutboxRow
-	err := s.relayTx(ctx, func(res pgx.BatchResults) error {
+	err = s.relayTx(ctx, func(res pgx.BatchResults) error {
 		rows, err := res.Query()
 		if err != nil {
 			return err
 		}
 		out, err = scanOutboxRows(rows)
 		return err
-	}, claimPlan, claimSQL, p.WorkerID, pgTime(now.Add(lease)), pgTime(now), p.Limit, lo, hi)
+	}, claimPlan, claimSQL, c.WorkerID, pgTime(c.LockedUntil), pgTime(c.Now), c.Limit, c.MinPriority, c.MaxPriority)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: claim outbox: %w", err)
 	}
-	// RETURNING order is unspecified.
-	slices.SortFunc(out, func(a, b lanewaystore.OutboxRow) int {
-		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-			return c
-		}
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
+	outboxsql.SortClaimed(out)
 	return out, nil
 }
 
@@ -178,17 +158,13 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 // CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
 // published and abandoned rows and returns how many it deleted.
 func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = CleanupLimitDefault
-	}
 	// = ANY(ARRAY(...)) makes the delete look the ids up by primary key;
 	// IN (subquery) plans a hash join over the whole table.
 	tag, err := s.exec(ctx, `DELETE FROM outbox WHERE id = ANY(ARRAY(
 		SELECT id FROM outbox
 		WHERE (status = 'published' AND published_at < $1) OR (status = 'abandoned' AND created_at < $2)
 		LIMIT $3))`,
-		pgTime(p.PublishedBefore), pgTime(p.AbandonedBefore), limit)
+		pgTime(p.PublishedBefore), pgTime(p.AbandonedBefore), outboxsql.CleanupLimit(p))
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: cleanup outbox: %w", err)
 	}

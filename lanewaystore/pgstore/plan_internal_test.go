@@ -62,10 +62,10 @@ func TestClaimPlanWithoutStatistics(t *testing.T) {
 	// Rows of the size of an engine's envelope: with fewer or smaller ones
 	// the planner's guess from the table's size still favours the index.
 	const backlog = 20000
-	now := time.Now()
 	back := &lanewaystore.PriorityRange{Min: math.MinInt, Max: -1}
-	lo, hi := outboxsql.ClaimPriorities(back)
-	args := []any{"w", pgTime(now.Add(time.Minute)), pgTime(now), 10, lo, hi}
+	c, _, err := outboxsql.NewClaim(lanewaystore.ClaimParams{WorkerID: "w", Limit: 10, Lease: time.Minute, Priorities: back})
+	require.NoError(t, err)
+	args := []any{c.WorkerID, pgTime(c.LockedUntil), pgTime(c.Now), c.Limit, c.MinPriority, c.MaxPriority}
 	plan := func(settings []string) string {
 		var lines []string
 		err := s.pool.with(ctx, func(c *pgx.Conn) error {
@@ -89,7 +89,7 @@ func TestClaimPlanWithoutStatistics(t *testing.T) {
 		require.NoError(t, err)
 		return strings.Join(lines, "\n")
 	}
-	err := s.pool.with(ctx, func(c *pgx.Conn) error {
+	err = s.pool.with(ctx, func(c *pgx.Conn) error {
 		if _, err := c.Exec(ctx, `ALTER TABLE outbox SET (autovacuum_enabled = off)`); err != nil {
 			return err
 		}

@@ -1,13 +1,10 @@
 package sqlitestore
 
 import (
-	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/laneway/laneway/lanewaystore"
@@ -59,24 +56,16 @@ RETURNING ` + outboxColumns
 // priority DESC, created_at, id. Limit <= 0 claims nothing; a zero Lease means
 // LeaseDefault and a zero Now the wall clock.
 func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]lanewaystore.OutboxRow, error) {
-	if p.Limit <= 0 {
-		return nil, nil
+	c, ok, err := outboxsql.NewClaim(p)
+	if !ok {
+		if err != nil {
+			err = fmt.Errorf("sqlitestore: %w", err)
+		}
+		return nil, err
 	}
-	if p.WorkerID == "" {
-		return nil, errors.New("sqlitestore: claim outbox: empty WorkerID")
-	}
-	now := p.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	lease := p.Lease
-	if lease <= 0 {
-		lease = LeaseDefault
-	}
-	lo, hi := outboxsql.ClaimPriorities(p.Priorities)
 	var out []lanewaystore.OutboxRow
-	err := s.inTx(ctx, func(t *sql.Tx) error {
-		rows, err := s.stmts.query(ctx, t, claimSQL, p.WorkerID, formatTime(now.Add(lease)), formatTime(now), p.Limit, lo, hi)
+	err = s.inTx(ctx, func(t *sql.Tx) error {
+		rows, err := s.stmts.query(ctx, t, claimSQL, c.WorkerID, formatTime(c.LockedUntil), formatTime(c.Now), c.Limit, c.MinPriority, c.MaxPriority)
 		if err != nil {
 			return err
 		}
@@ -86,21 +75,8 @@ func (s *Store) ClaimOutbox(ctx context.Context, p lanewaystore.ClaimParams) ([]
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: claim outbox: %w", err)
 	}
-	// RETURNING order is unspecified.
-	sortClaimed(out)
+	outboxsql.SortClaimed(out)
 	return out, nil
-}
-
-func sortClaimed(rows []lanewaystore.OutboxRow) {
-	slices.SortFunc(rows, func(a, b lanewaystore.OutboxRow) int {
-		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
-			return c
-		}
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.ID, b.ID)
-	})
 }
 
 const markPublishedSQL = `UPDATE outbox
@@ -186,17 +162,13 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 // CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
 // published and abandoned rows and returns how many it deleted.
 func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {
-	limit := p.Limit
-	if limit <= 0 {
-		limit = CleanupLimitDefault
-	}
 	var n int64
 	err := s.inTx(ctx, func(t *sql.Tx) error {
 		res, err := t.ExecContext(ctx, `DELETE FROM outbox WHERE id IN (
 			SELECT id FROM outbox
 			WHERE (status = 'published' AND published_at < $1) OR (status = 'abandoned' AND created_at < $2)
 			LIMIT $3)`,
-			formatTime(p.PublishedBefore), formatTime(p.AbandonedBefore), limit)
+			formatTime(p.PublishedBefore), formatTime(p.AbandonedBefore), outboxsql.CleanupLimit(p))
 		if err != nil {
 			return err
 		}

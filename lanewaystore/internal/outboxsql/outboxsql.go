@@ -1,12 +1,15 @@
-// Package outboxsql holds the outbox statements the SQLite and PostgreSQL
-// stores share word for word (both accept $N placeholders). Statements that
-// differ between the two (the claim, the marks, the cleanup) stay in their
-// store, next to the reason they differ.
+// Package outboxsql holds what the SQLite and PostgreSQL stores share of the
+// outbox: the statements they run word for word (both accept $N
+// placeholders), and the parameters' defaults and the claim's order.
+// Statements that differ between the two (the claim, the marks, the
+// cleanup) stay in their store, next to the reason they differ.
 package outboxsql
 
 import (
+	"cmp"
 	"errors"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/laneway/laneway/lanewaystore"
@@ -68,11 +71,71 @@ func Retry(p lanewaystore.RetryOutboxParams) (query string, args []any, err erro
 	return "", nil, errors.New("retry outbox: set ID or Abandoned")
 }
 
-// ClaimPriorities are the bounds of a claim's priority predicate ("priority
-// BETWEEN lo AND hi"), the whole 32-bit range of the column when p is nil.
-// Out-of-range bounds are clamped, since PostgreSQL rejects an int4
-// parameter beyond it.
-func ClaimPriorities(p *lanewaystore.PriorityRange) (lo, hi int32) {
+// Claim is a claim's parameters with the defaults applied, the same in
+// every store; only the statement that leases the rows differs.
+type Claim struct {
+	WorkerID string
+	Limit    int
+	// Now is the claim's clock: a lease or a retry delay that ended by then
+	// no longer holds a row back.
+	Now time.Time
+	// LockedUntil is Now plus the lease.
+	LockedUntil time.Time
+	// MinPriority and MaxPriority bound the priority predicate ("priority
+	// BETWEEN min AND max").
+	MinPriority, MaxPriority int32
+}
+
+// NewClaim applies p's defaults: a zero Lease is LeaseDefault, a zero Now
+// the wall clock, no Priorities the whole 32-bit range of the column. ok is
+// false when p claims nothing (Limit <= 0).
+func NewClaim(p lanewaystore.ClaimParams) (c Claim, ok bool, err error) {
+	if p.Limit <= 0 {
+		return Claim{}, false, nil
+	}
+	if p.WorkerID == "" {
+		return Claim{}, false, errors.New("claim outbox: empty WorkerID")
+	}
+	c = Claim{WorkerID: p.WorkerID, Limit: p.Limit, Now: p.Now}
+	if c.Now.IsZero() {
+		c.Now = time.Now()
+	}
+	lease := p.Lease
+	if lease <= 0 {
+		lease = LeaseDefault
+	}
+	c.LockedUntil = c.Now.Add(lease)
+	c.MinPriority, c.MaxPriority = claimPriorities(p.Priorities)
+	return c, true, nil
+}
+
+// SortClaimed puts claimed rows in the order ClaimOutbox returns them,
+// priority DESC, created_at, id: the order of an UPDATE's RETURNING is
+// unspecified.
+func SortClaimed(rows []lanewaystore.OutboxRow) {
+	slices.SortFunc(rows, func(a, b lanewaystore.OutboxRow) int {
+		if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+			return c
+		}
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+// CleanupLimit is p's limit, CleanupLimitDefault when zero.
+func CleanupLimit(p lanewaystore.CleanupParams) int {
+	if p.Limit <= 0 {
+		return CleanupLimitDefault
+	}
+	return p.Limit
+}
+
+// claimPriorities are the bounds of a claim's priority predicate, the whole
+// 32-bit range of the column when p is nil. Out-of-range bounds are clamped,
+// since PostgreSQL rejects an int4 parameter beyond it.
+func claimPriorities(p *lanewaystore.PriorityRange) (lo, hi int32) {
 	if p == nil {
 		return math.MinInt32, math.MaxInt32
 	}
