@@ -216,6 +216,22 @@ func finishCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // and starts marking them published. A failed publish marks the rows failed
 // before it returns.
 func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pendingMark, error) {
+	marks, err := r.publishRows(ctx, rows)
+	if err != nil {
+		return nil, err
+	}
+	m := &pendingMark{done: make(chan struct{})}
+	go func() {
+		defer close(m.done)
+		m.n, m.err = r.markPublished(ctx, rows, marks)
+	}()
+	return m, nil
+}
+
+// publishRows appends rows to their streams in one pipelined call and
+// returns what marks them published. A failed publish marks the rows failed
+// (or releases them when the broker is unreachable) before it returns.
+func (r *Relay) publishRows(ctx context.Context, rows []lanewaystore.OutboxRow) ([]lanewaystore.PublishedRow, error) {
 	pctx, cancel := finishCtx(ctx)
 	defer cancel()
 	pubs := make([]lanewaybroker.Publication, len(rows))
@@ -236,40 +252,40 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 	if traced != nil {
 		traced(perr)
 	}
-	if perr != nil {
-		if r.brokerUnreachable(pctx, perr) {
-			r.setBrokerDown(perr)
-			if ferr := r.release(pctx, rows, perr); ferr != nil {
-				return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
-			}
-			return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
-		}
-		if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
+	if perr == nil {
+		return marks, nil
+	}
+	if r.brokerUnreachable(pctx, perr) {
+		r.setBrokerDown(perr)
+		if ferr := r.release(pctx, rows, perr); ferr != nil {
 			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
 		return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
 	}
-	m := &pendingMark{done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		mctx, cancel := finishCtx(ctx)
-		defer cancel()
-		at := r.cfg.Now()
-		if err := r.store.MarkPublished(mctx, lanewaystore.MarkPublishedParams{
-			WorkerID: r.cfg.WorkerID,
-			Rows:     marks,
-			At:       at,
-		}); err != nil {
-			// The entries are in the broker; the rows are republished when
-			// their lease expires (at-least-once).
-			m.err = fmt.Errorf("outbox: mark %d rows published: %w", len(rows), err)
-			return
-		}
-		m.n = len(rows)
-		r.published.Add(int64(len(rows)))
-		r.observePublished(rows, marks, at)
-	}()
-	return m, nil
+	if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
+		return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+	}
+	return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+}
+
+// markPublished marks published rows whose entries are in the broker, and
+// returns how many it marked.
+func (r *Relay) markPublished(ctx context.Context, rows []lanewaystore.OutboxRow, marks []lanewaystore.PublishedRow) (int, error) {
+	mctx, cancel := finishCtx(ctx)
+	defer cancel()
+	at := r.cfg.Now()
+	if err := r.store.MarkPublished(mctx, lanewaystore.MarkPublishedParams{
+		WorkerID: r.cfg.WorkerID,
+		Rows:     marks,
+		At:       at,
+	}); err != nil {
+		// The entries are in the broker; the rows are republished when
+		// their lease expires (at-least-once).
+		return 0, fmt.Errorf("outbox: mark %d rows published: %w", len(rows), err)
+	}
+	r.published.Add(int64(len(rows)))
+	r.observePublished(rows, marks, at)
+	return len(rows), nil
 }
 
 // pendingMark is a MarkPublished in flight; its owner waits for it.

@@ -59,9 +59,8 @@ type handoff struct {
 	seq         uint64
 	lastRefused uint64
 	ready       chan struct{} // a ticket settled: the worker has work
-	// inFlight is the last hand-off batch's mark, still running; only the
-	// production worker's goroutine touches it.
-	inFlight *pendingMark
+	// marks marks the published rows behind the publishes (handoffmark.go).
+	marks marker
 }
 
 // Ticket is one unit of work's production rows registered with the relay.
@@ -281,20 +280,23 @@ func (ho *handoff) resume(since uint64, brokerDown bool) {
 }
 
 // publishHandoffs publishes the settled tickets' rows, in batches of at most
-// BatchSize rows, and marks them published. The last batch's mark is left
-// in flight: the worker does not wait for it before it takes the next rows
-// handed over (on SQLite a mark waits for the one writer, behind a
-// migration for a millisecond or more), only before it starts the next
-// mark, so at most one is in flight. finishMark waits for it.
+// BatchSize rows, and queues them for marking without waiting for the marks
+// (handoffmark.go). It returns the rows whose marks ended since its last
+// call; a mark's error stops it, as a failed publish does. finishMark waits
+// for the marks.
 func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 	ho := r.handoff
 	total := 0
-	waitMark := func() error {
-		n, err := ho.finishMark()
-		total += n
-		return err
-	}
 	for {
+		wait := ho.marks.collect
+		if ho.marks.full() {
+			wait = ho.marks.wait
+		}
+		n, err := wait()
+		total += n
+		if err != nil {
+			return total, err
+		}
 		rows, stale := ho.take(r.cfg.BatchSize, r.cfg.Now(), r.cfg.Lease)
 		if len(rows) == 0 {
 			return total, nil
@@ -303,7 +305,7 @@ func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 			// Held in memory for half their lease (an outage): hand them
 			// back to the claim path, which publishes them in order.
 			ho.turnOff()
-			merr := waitMark()
+			n, merr := ho.marks.wait()
 			cause := errHandoffStale
 			if r.brokerDown.Load() {
 				cause = errBrokerDown
@@ -311,29 +313,20 @@ func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 			rctx, cancel := finishCtx(ctx)
 			err := r.release(rctx, rows, cause)
 			cancel()
-			return total, errors.Join(merr, err)
+			return total + n, errors.Join(merr, err)
 		}
 		r.claimed(w, len(rows))
 		r.handedOff.Add(int64(len(rows)))
-		m, err := r.publish(ctx, rows)
-		merr := waitMark()
+		marks, err := r.publishRows(ctx, rows)
 		if err != nil {
 			ho.turnOff()
-			return total, errors.Join(merr, err)
+			return total, err
 		}
-		ho.inFlight = m
-		if merr != nil {
-			return total, merr
-		}
+		ho.marks.add(ctx, rows, marks)
 	}
 }
 
-// finishMark waits for the hand-off's mark in flight, if any.
+// finishMark waits for the hand-off's marks still running or queued.
 func (ho *handoff) finishMark() (int, error) {
-	if ho.inFlight == nil {
-		return 0, nil
-	}
-	n, err := ho.inFlight.wait()
-	ho.inFlight = nil
-	return n, err
+	return ho.marks.wait()
 }

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -290,4 +291,70 @@ func TestHandOffPublishFailure(t *testing.T) {
 	assert.Equal(t, []string{row.MessageID, next.MessageID}, streamIDs(t, fb, cat))
 	assert.GreaterOrEqual(t, listAll(t, s)[row.MessageID].RetryCount, 1)
 	waitHandOff(t, r, cat)
+}
+
+// heldMarks holds every MarkPublished until release is closed, and records
+// how many rows each one marked.
+type heldMarks struct {
+	lanewaystore.Store
+	release chan struct{}
+	started chan int     // the rows of each mark, as it begins
+	gaveUp  atomic.Int32 // marks whose context ended while held
+}
+
+func (h *heldMarks) LeasesOnInsert() bool { return true }
+
+func (h *heldMarks) MarkPublished(ctx context.Context, p lanewaystore.MarkPublishedParams) error {
+	h.started <- len(p.Rows)
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		h.gaveUp.Add(1)
+		return ctx.Err()
+	}
+	return h.Store.MarkPublished(ctx, p)
+}
+
+// Production rows committed while a mark of handed-off rows waits for the
+// database are published at once, not after the mark; the rows published
+// meanwhile are marked together by the next mark. A worker that waited for
+// each mark before it published the next rows fails this: the third row
+// would stay in memory until the first mark ended.
+func TestHandOffPublishesWhileMarkWaits(t *testing.T) {
+	h := &heldMarks{Store: openSQLite(t), release: make(chan struct{}), started: make(chan int, 16)}
+	b := openEmbedded(t)
+	cat := testsvc.Prefix() + "customer"
+	r := startHandOff(t, h, b, cat)
+	defer stop(t, r)
+
+	first, _ := newRow(t, cat, 0, "first")
+	unitOfWork(t, h, r, first)
+	require.Equal(t, 1, <-h.started, "the first row's mark begins, and is held")
+
+	// One at a time, so that each is published by a batch of its own.
+	second, _ := newRow(t, cat, 0, "second")
+	third, _ := newRow(t, cat, 0, "third")
+	want := []string{first.MessageID}
+	for _, row := range []lanewaystore.OutboxRow{second, third} {
+		unitOfWork(t, h, r, row)
+		want = append(want, row.MessageID)
+		require.Eventually(t, func() bool { return len(streamIDs(t, b, cat)) == len(want) }, 30*time.Second, time.Millisecond,
+			"a row committed while a mark is held is published without waiting for it")
+	}
+	require.Zero(t, h.gaveUp.Load(), "the rows were published only after the held mark gave up")
+	assert.Equal(t, want, streamIDs(t, b, cat), "in the order written")
+	assert.Zero(t, r.Stats().Published, "nothing is marked while the mark is held")
+
+	close(h.release)
+	require.Equal(t, 2, <-h.started, "the rows published during the first mark are marked by one more")
+	require.Eventually(t, func() bool { return r.Stats().Published == int64(len(want)) }, 30*time.Second, time.Millisecond)
+	rows := listAll(t, h)
+	for _, id := range want {
+		assert.Equal(t, lanewaystore.StatusPublished, rows[id].Status, id)
+	}
+	select {
+	case n := <-h.started:
+		t.Fatalf("a third mark of %d rows: every row was marked by the first two", n)
+	default:
+	}
 }

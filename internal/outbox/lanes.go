@@ -113,7 +113,7 @@ func (r *Relay) newWorkers() []*worker {
 	prod := newWorker("production", &lanewaystore.PriorityRange{Min: t, Max: math.MaxInt})
 	prod.production = true
 	if !r.cfg.NoHandOff {
-		prod.handoff = &handoff{ready: make(chan struct{}, 1)}
+		prod.handoff = &handoff{ready: make(chan struct{}, 1), marks: marker{r: r}}
 		r.handoff = prod.handoff
 	}
 	back := newWorker("backfill", &lanewaystore.PriorityRange{Min: math.MinInt, Max: t - 1})
