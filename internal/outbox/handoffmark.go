@@ -14,10 +14,10 @@ import (
 // bookkeeping: a mark that fails or never runs leaves the rows leased, and
 // they are published again when the lease ends (at-least-once). So the
 // production worker does not wait for a mark before it publishes the next
-// rows handed over. A mark waits for the database, behind a migration's
-// claims and marks for milliseconds (on SQLite behind its one writer,
-// on PostgreSQL for a connection and a CPU), and production rows committed
-// meanwhile waited with it: 30 ms and more at the end-to-end tail
+// rows handed over. A mark waits for the database behind a migration's
+// claims and marks (on SQLite behind its one writer, on PostgreSQL behind
+// their statements on two busy cores): a one-row mark took up to 38 ms on
+// PostgreSQL, and production rows committed meanwhile waited with it
 // (docs/benchmarks-production-lane.md).
 //
 // One mark runs at a time, so the hand-off holds at most one of the
