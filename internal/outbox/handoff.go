@@ -38,7 +38,8 @@ import (
 // claim path: when the relay starts (rows committed before it), after the
 // bound was reached, a publish failed or the broker is unreachable. It
 // turns on again once no such unit of work is open and a production claim
-// that began after the last of them committed came back short: every
+// that began after the last of them committed (and after the hand-off was
+// last turned off) came back short: every
 // production row committed by this process before it is then published,
 // so a handed-off row cannot overtake one of them.
 
@@ -54,7 +55,7 @@ type handoff struct {
 	rows   int // rows in queue
 	// open counts units of work with production rows that were refused a
 	// lease and have not settled; lastRefused is the sequence number of the
-	// last of them to commit.
+	// last of them to commit, or of the last turnOff if later.
 	open        int
 	seq         uint64
 	lastRefused uint64
@@ -254,10 +255,15 @@ func (ho *handoff) stop() {
 	ho.mu.Unlock()
 }
 
-// turnOff sends further production rows through the claim path.
+// turnOff sends further production rows through the claim path. Rows of
+// this process now wait for it (a failed publish, rows handed back), so
+// only a claim pass that begins after this may turn the hand-off on again:
+// one that began before may have come back short without them.
 func (ho *handoff) turnOff() {
 	ho.mu.Lock()
 	ho.on = false
+	ho.seq++
+	ho.lastRefused = ho.seq
 	ho.mu.Unlock()
 }
 

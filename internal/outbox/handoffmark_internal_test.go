@@ -64,3 +64,18 @@ func TestMarkerOneAtATimeAndBounded(t *testing.T) {
 	assert.Equal(t, maxUnmarkedRows-1, <-g.calls, "the rows queued during the first mark went in one")
 	assert.Empty(t, g.calls, "two marks in all")
 }
+
+// A claim pass that began before the hand-off was turned off (a failed
+// publish, rows handed back) does not turn it on again: the rows of this
+// process that now wait for the claim path may not have been there for
+// it. A pass that begins after does.
+func TestHandoffResumesOnlyAfterAPassBegunSinceItTurnedOff(t *testing.T) {
+	ho := &handoff{on: true, ready: make(chan struct{}, 1)}
+	before := ho.seqNow()
+	ho.turnOff()
+	ho.resume(before, false)
+	assert.False(t, ho.isOn(), "a pass begun before the turn-off came back short")
+	after := ho.seqNow()
+	ho.resume(after, false)
+	assert.True(t, ho.isOn(), "a pass begun after it came back short")
+}
