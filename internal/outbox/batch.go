@@ -234,6 +234,19 @@ func (r *Relay) publish(ctx context.Context, rows []lanewaystore.OutboxRow) (*pe
 func (r *Relay) publishRows(ctx context.Context, rows []lanewaystore.OutboxRow) ([]lanewaystore.PublishedRow, error) {
 	pctx, cancel := finishCtx(ctx)
 	defer cancel()
+	marks, perr := r.appendRows(pctx, rows)
+	if perr != nil {
+		return nil, r.publishFailed(pctx, rows, perr)
+	}
+	return marks, nil
+}
+
+// appendRows appends rows to their streams in one pipelined call and
+// returns what marks them published; on an error the rows are left as
+// they are, for publishFailed. pctx is the publish's (finishCtx), which
+// its failure's bookkeeping shares: a publish that used up the time left
+// to a stopping relay leaves its rows to their lease.
+func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) ([]lanewaystore.PublishedRow, error) {
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
 	for i, row := range rows {
@@ -252,20 +265,24 @@ func (r *Relay) publishRows(ctx context.Context, rows []lanewaystore.OutboxRow) 
 	if traced != nil {
 		traced(perr)
 	}
-	if perr == nil {
-		return marks, nil
-	}
+	return marks, perr
+}
+
+// publishFailed records rows whose publish failed with perr: released when
+// the broker is unreachable (no attempt counted), marked failed otherwise.
+// It returns the publish error, with the bookkeeping's if that failed too.
+func (r *Relay) publishFailed(pctx context.Context, rows []lanewaystore.OutboxRow, perr error) error {
 	if r.brokerUnreachable(pctx, perr) {
 		r.setBrokerDown(perr)
 		if ferr := r.release(pctx, rows, perr); ferr != nil {
-			return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+			return errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 		}
-		return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		return fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
 	}
 	if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
-		return nil, errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+		return errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
 	}
-	return nil, fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+	return fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
 }
 
 // markPublished marks published rows whose entries are in the broker, and

@@ -323,11 +323,18 @@ func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 		}
 		r.claimed(w, len(rows))
 		r.handedOff.Add(int64(len(rows)))
-		marks, err := r.publishRows(ctx, rows)
+		pctx, cancel := finishCtx(ctx)
+		marks, err := r.appendRows(pctx, rows)
 		if err != nil {
+			// Off before the rows are marked failed or released: a unit of
+			// work that could see them waiting for the claim path is refused
+			// a lease, so its rows cannot overtake them.
 			ho.turnOff()
+			err = r.publishFailed(pctx, rows, err)
+			cancel()
 			return total, err
 		}
+		cancel()
 		ho.marks.add(ctx, rows, marks)
 	}
 }
