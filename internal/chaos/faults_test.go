@@ -228,13 +228,16 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 	}
 	failed := c.failedRuns()
 	var republished, retried, before, during, after int
-	var examples []string
+	var examples, twice []string
 	from := c.faultFrom.UnixNano()
 	for item, ns := range first {
 		require.NotEmpty(c.t, entries[item], "item %s has no stream entry: the audit group keeps them all", item)
 		switch {
 		case len(entries[item]) > 1:
 			republished++
+			if len(twice) < 3 {
+				twice = append(twice, fmt.Sprintf("item %s entries %v", item, entries[item]))
+			}
 			continue
 		case failed[entries[item][0]]:
 			retried++
@@ -255,6 +258,9 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 	note = fmt.Sprintf("%d events published twice; %d entries run again after a failed run that had committed; "+
 		"entries delivered twice, first run before the fault %d, during it %d, after recovery %d",
 		republished, retried, before, during, after)
+	if len(twice) > 0 {
+		note += " (published twice: " + strings.Join(twice, "; ") + ")"
+	}
 	if len(examples) > 0 {
 		note += " (" + strings.Join(examples, "; ") + ")"
 	}
