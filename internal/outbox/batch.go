@@ -272,17 +272,18 @@ func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) 
 // the broker is unreachable (no attempt counted), marked failed otherwise.
 // It returns the publish error, with the bookkeeping's if that failed too.
 func (r *Relay) publishFailed(pctx context.Context, rows []lanewaystore.OutboxRow, perr error) error {
+	err := fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+	var ferr error
 	if r.brokerUnreachable(pctx, perr) {
 		r.setBrokerDown(perr)
-		if ferr := r.release(pctx, rows, perr); ferr != nil {
-			return errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
-		}
-		return fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+		ferr = r.release(pctx, rows, perr)
+	} else {
+		ferr = r.markFailed(pctx, rows, perr)
 	}
-	if ferr := r.markFailed(pctx, rows, perr); ferr != nil {
-		return errors.Join(fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr), ferr)
+	if ferr != nil {
+		return errors.Join(err, ferr)
 	}
-	return fmt.Errorf("outbox: publish %d rows: %w", len(rows), perr)
+	return err
 }
 
 // markPublished marks published rows whose entries are in the broker, and
