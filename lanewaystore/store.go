@@ -71,6 +71,14 @@ type OutboxRow struct {
 	CreatedAt       time.Time
 	PublishedAt     *time.Time
 	PublishedStream string // physical stream: "customer" or "customer:backfill"
+	// LapsedLease is the end of the first earlier lease of the row that
+	// ended with the row not marked published: the lease ran out (its relay
+	// died, or lost the database between publishing and marking), or a
+	// publish that failed gave the row back. A relay of that lease or a
+	// later one may have appended the row to its stream, so the relay looks
+	// for the row there before appending it again. Nil for a row that no
+	// claim left unsettled. Stores record it at claim and at MarkFailed.
+	LapsedLease *time.Time
 }
 
 // AggregateRecord is the stored state of one aggregate instance.
@@ -185,6 +193,10 @@ type MarkFailedParams struct {
 	NextRetryAt time.Time
 	Abandon     bool
 	Outage      bool
+	// NotSent says the rows were given back before any of them was sent
+	// to the broker. Otherwise the store records the lease's end as the
+	// rows' LapsedLease: an append whose reply failed may have landed.
+	NotSent bool
 }
 
 // CleanupParams deletes at most Limit rows per call: published rows with

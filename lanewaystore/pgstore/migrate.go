@@ -84,6 +84,13 @@ ALTER TABLE outbox SET (fillfactor = 50);
 UPDATE outbox SET status = CASE WHEN retry_count > 0 THEN 'failed' ELSE 'pending' END
 WHERE status = 'processing';
 `},
+	{version: 3, name: "outbox rows remember an unsettled lease", sql: `
+-- The end of an earlier lease that left the row unmarked (its relay died or
+-- its publish failed): the row may be in its stream already, and the relay
+-- looks for it there before appending it again (OutboxRow.LapsedLease).
+-- Not indexed, so the claim that writes it stays a HOT update.
+ALTER TABLE outbox ADD COLUMN IF NOT EXISTS lapsed_lease_until TIMESTAMPTZ;
+`},
 }
 
 // Migrate creates or upgrades the tables in the current schema (the first

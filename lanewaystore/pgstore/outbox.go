@@ -42,10 +42,11 @@ const claimSQL = `WITH c AS MATERIALIZED (
 	ORDER BY priority DESC, created_at, id
 	LIMIT $4
 	FOR UPDATE SKIP LOCKED)
-UPDATE outbox o SET locked_by = $1, locked_until = $2
+UPDATE outbox o SET locked_by = $1, locked_until = $2, ` + outboxsql.ClaimLapsed + `
 FROM c WHERE o.id = c.id
 RETURNING o.id, o.message_id, o.stream_name, o.stream_category, o.type, o.data, o.metadata, o.priority, o.status,
-	o.retry_count, o.next_retry_at, o.locked_by, o.locked_until, o.last_error, o.created_at, o.published_at, o.published_stream`
+	o.retry_count, o.next_retry_at, o.locked_by, o.locked_until, o.last_error, o.created_at, o.published_at, o.published_stream,
+	o.lapsed_lease_until`
 
 // claimPlan keeps the claim on its one good plan: a walk of
 // outbox_claim_idx in order that stops after LIMIT rows. Without
@@ -136,9 +137,10 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 		next = &t
 	}
 	if p.Outage {
-		_, err := s.exec(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL
+		_, err := s.exec(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL,
+			    `+outboxsql.FailedLapsed(`$4::boolean`)+`
 			WHERE id = ANY($3::bigint[]) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
-			p.WorkerID, p.Error, p.IDs)
+			p.WorkerID, p.Error, p.IDs, !p.NotSent)
 		if err != nil {
 			return fmt.Errorf("pgstore: release rows: %w", err)
 		}
@@ -146,9 +148,10 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	}
 	_, err := s.exec(ctx, `UPDATE outbox
 		SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
-		    locked_by = NULL, locked_until = NULL
+		    locked_by = NULL, locked_until = NULL,
+		    `+outboxsql.FailedLapsed(`$6::boolean`)+`
 		WHERE id = ANY($5::bigint[]) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
-		p.WorkerID, p.Error, string(status), next, p.IDs)
+		p.WorkerID, p.Error, string(status), next, p.IDs, !p.NotSent)
 	if err != nil {
 		return fmt.Errorf("pgstore: mark failed: %w", err)
 	}
@@ -322,7 +325,7 @@ func scanOutboxRows(rows pgx.Rows) ([]lanewaystore.OutboxRow, error) {
 		)
 		err := row.Scan(&r.ID, &r.MessageID, &r.StreamName, &r.StreamCategory, &r.Type, &r.Data, &r.Metadata,
 			&r.Priority, &status, &r.RetryCount, &r.NextRetryAt, &lockedBy, &r.LockedUntil, &lastError, &r.CreatedAt,
-			&r.PublishedAt, &publishedStream)
+			&r.PublishedAt, &publishedStream, &r.LapsedLease)
 		if err != nil {
 			return r, err
 		}
@@ -330,6 +333,7 @@ func scanOutboxRows(rows pgx.Rows) ([]lanewaystore.OutboxRow, error) {
 		r.Status = lanewaystore.ReportedStatus(lanewaystore.OutboxStatus(status), r.LockedBy)
 		r.CreatedAt = r.CreatedAt.UTC()
 		r.NextRetryAt, r.LockedUntil, r.PublishedAt = utc(r.NextRetryAt), utc(r.LockedUntil), utc(r.PublishedAt)
+		r.LapsedLease = utc(r.LapsedLease)
 		return r, nil
 	})
 	if len(out) == 0 {

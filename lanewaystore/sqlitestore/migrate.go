@@ -73,6 +73,12 @@ CREATE TABLE laneway_processed (
 UPDATE outbox SET status = CASE WHEN retry_count > 0 THEN 'failed' ELSE 'pending' END
 WHERE status = 'processing';
 `},
+	{version: 3, name: "outbox rows remember an unsettled lease", sql: `
+-- The end of an earlier lease that left the row unmarked (its relay died or
+-- its publish failed): the row may be in its stream already, and the relay
+-- looks for it there before appending it again (OutboxRow.LapsedLease).
+ALTER TABLE outbox ADD COLUMN lapsed_lease_until TEXT;
+`},
 }
 
 // Migrate creates or upgrades the tables. It is idempotent and safe to run

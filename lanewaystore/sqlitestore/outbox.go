@@ -40,7 +40,7 @@ const outboxColumns = outboxsql.Columns
 // limits by turns, and that compilation was half of each claim's CPU
 // (docs/benchmarks-production-lane.md, "The claim compiled once, and the decoder's fast path
 // for every payload").
-const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2
+const claimSQL = `UPDATE outbox SET locked_by = $1, locked_until = $2, ` + outboxsql.ClaimLapsed + `
 WHERE id IN (
 	SELECT id FROM outbox
 	WHERE status IN ('pending', 'failed', 'processing')
@@ -135,9 +135,10 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	}
 	if p.Outage {
 		err = s.inTx(ctx, func(t *sql.Tx) error {
-			_, err := t.ExecContext(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL
+			_, err := t.ExecContext(ctx, `UPDATE outbox SET last_error = $2, locked_by = NULL, locked_until = NULL,
+				    `+outboxsql.FailedLapsed(`$4`)+`
 				WHERE id IN (SELECT value FROM json_each($3)) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
-				p.WorkerID, p.Error, string(ids))
+				p.WorkerID, p.Error, string(ids), !p.NotSent)
 			return err
 		})
 		if err != nil {
@@ -148,9 +149,10 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	err = s.inTx(ctx, func(t *sql.Tx) error {
 		_, err := t.ExecContext(ctx, `UPDATE outbox
 			SET retry_count = retry_count + 1, last_error = $2, status = $3, next_retry_at = $4,
-			    locked_by = NULL, locked_until = NULL
+			    locked_by = NULL, locked_until = NULL,
+			    `+outboxsql.FailedLapsed(`$6`)+`
 			WHERE id IN (SELECT value FROM json_each($5)) AND locked_by = $1 AND status IN ('pending', 'failed', 'processing')`,
-			p.WorkerID, p.Error, string(status), next, string(ids))
+			p.WorkerID, p.Error, string(status), next, string(ids), !p.NotSent)
 		return err
 	})
 	if err != nil {
@@ -262,11 +264,12 @@ func scanOutboxRows(rows *sql.Rows) ([]lanewaystore.OutboxRow, error) {
 			status                               string
 			created                              string
 			nextRetry, lockedUntil, published    sql.NullString
+			lapsed                               sql.NullString
 			lockedBy, lastError, publishedStream sql.NullString
 		)
 		if err := rows.Scan(&r.ID, &r.MessageID, &r.StreamName, &r.StreamCategory, &r.Type, &r.Data, &r.Metadata,
 			&r.Priority, &status, &r.RetryCount, &nextRetry, &lockedBy, &lockedUntil, &lastError, &created,
-			&published, &publishedStream); err != nil {
+			&published, &publishedStream, &lapsed); err != nil {
 			return nil, err
 		}
 		r.LockedBy, r.LastError, r.PublishedStream = lockedBy.String, lastError.String, publishedStream.String
@@ -282,6 +285,9 @@ func scanOutboxRows(rows *sql.Rows) ([]lanewaystore.OutboxRow, error) {
 			return nil, err
 		}
 		if r.PublishedAt, err = parseNullTime(published); err != nil {
+			return nil, err
+		}
+		if r.LapsedLease, err = parseNullTime(lapsed); err != nil {
 			return nil, err
 		}
 		out = append(out, r)

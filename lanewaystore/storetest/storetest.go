@@ -45,6 +45,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"MarkPublished", testMarkPublished},
 		{"MarkFailed", testMarkFailed},
 		{"MarkFailedOutage", testMarkFailedOutage},
+		{"LapsedLease", testLapsedLease},
 		{"Cleanup", testCleanup},
 		{"LeaseIsProcessing", testLeaseIsProcessing},
 		{"StoredProcessingRows", testStoredProcessingRows},

@@ -27,7 +27,25 @@ const (
 
 // Columns are the outbox columns in the order the stores scan them.
 const Columns = `id, message_id, stream_name, stream_category, type, data, metadata, priority, status,
-	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream`
+	retry_count, next_retry_at, locked_by, locked_until, last_error, created_at, published_at, published_stream,
+	lapsed_lease_until`
+
+// ClaimLapsed is the claim's assignment of lapsed_lease_until
+// (OutboxRow.LapsedLease): a row still holding a lease when it is claimed
+// was left by a relay whose lease ran out, and the end of that lease is
+// recorded unless an earlier one already is (every attempt since the first
+// unsettled one may have appended the row); a row without a lease keeps
+// what a failed publish recorded. SET expressions read the row as it was
+// before the claim.
+const ClaimLapsed = `lapsed_lease_until = CASE WHEN locked_by IS NOT NULL
+	THEN COALESCE(lapsed_lease_until, locked_until) ELSE lapsed_lease_until END`
+
+// FailedLapsed is MarkFailed's assignment of lapsed_lease_until, with the
+// placeholder of a boolean parameter that is true when the rows were sent
+// to the broker: a failed reply says nothing of whether the append landed.
+func FailedLapsed(sentParam string) string {
+	return `lapsed_lease_until = CASE WHEN ` + sentParam + ` THEN COALESCE(lapsed_lease_until, locked_until) ELSE lapsed_lease_until END`
+}
 
 // ReportedStatus is lanewaystore.ReportedStatus in SQL: a leased row
 // (locked_by set) that is stored pending or failed is reported processing.
