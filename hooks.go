@@ -73,13 +73,18 @@ type RelayStats struct {
 	// that the relay published without claiming them: they were leased to
 	// it at insert and handed over in memory (docs/architecture.md).
 	HandedOff int64
+	// FoundAppended counts outbox rows that an earlier attempt, left
+	// unsettled by a relay that died or lost a reply, had already appended:
+	// the relay found them in their streams and marked them published
+	// without a second copy (docs/RELIABILITY.md).
+	FoundAppended int64
 }
 
 func relayStatsFrom(s outbox.Stats) RelayStats {
 	var out RelayStats
 	out.Wakeups.Notify, out.Wakeups.Listen, out.Wakeups.Poll = s.Wakeups.Notify, s.Wakeups.Listen, s.Wakeups.Poll
 	out.Published, out.Failed, out.Abandoned = s.Published, s.Failed, s.Abandoned
-	out.HandedOff = s.HandedOff
+	out.HandedOff, out.FoundAppended = s.HandedOff, s.FoundAppended
 	return out
 }
 

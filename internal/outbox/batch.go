@@ -146,7 +146,7 @@ func (r *Relay) releaseClaimed(ctx context.Context, rows []lanewaystore.OutboxRo
 	}
 	rctx, cancel := finishCtx(ctx)
 	defer cancel()
-	return r.release(rctx, rows, cause)
+	return r.release(rctx, rows, cause, false)
 }
 
 var errBrokerDown = errors.New("outbox: broker unreachable")
@@ -243,9 +243,10 @@ func (r *Relay) publishRows(ctx context.Context, rows []lanewaystore.OutboxRow) 
 
 // appendRows appends rows to their streams in one pipelined call and
 // returns what marks them published; on an error the rows are left as
-// they are, for publishFailed. pctx is the publish's (finishCtx), which
-// its failure's bookkeeping shares: a publish that used up the time left
-// to a stopping relay leaves its rows to their lease.
+// they are, for publishFailed. Rows an unsettled attempt already appended
+// are not appended again (lapsed.go). pctx is the publish's (finishCtx),
+// which its failure's bookkeeping shares: a publish that used up the time
+// left to a stopping relay leaves its rows to their lease.
 func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) ([]lanewaystore.PublishedRow, error) {
 	pubs := make([]lanewaybroker.Publication, len(rows))
 	marks := make([]lanewaystore.PublishedRow, len(rows))
@@ -256,6 +257,16 @@ func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) 
 		stream := r.cfg.Lanes.Route(r.cfg.Lanes.Naming.PrimaryFor(row.StreamCategory, row.StreamName), lanes.Priority(row.Priority))
 		pubs[i] = lanewaybroker.Publication{Stream: stream, Data: entryData(row)}
 		marks[i] = lanewaystore.PublishedRow{ID: row.ID, Stream: stream}
+	}
+	found, err := r.findAppended(pctx, rows, pubs)
+	if err != nil {
+		return marks, err
+	}
+	if found != nil {
+		rows, pubs = r.dropAppended(rows, pubs, found)
+		if len(pubs) == 0 {
+			return marks, nil
+		}
 	}
 	var traced func(error)
 	if r.cfg.Trace != nil {
@@ -276,7 +287,7 @@ func (r *Relay) publishFailed(pctx context.Context, rows []lanewaystore.OutboxRo
 	var ferr error
 	if r.brokerUnreachable(pctx, perr) {
 		r.setBrokerDown(perr)
-		ferr = r.release(pctx, rows, perr)
+		ferr = r.release(pctx, rows, perr, true)
 	} else {
 		ferr = r.markFailed(pctx, rows, perr)
 	}
@@ -396,10 +407,12 @@ func (r *Relay) markFailed(ctx context.Context, rows []lanewaystore.OutboxRow, c
 	return errors.Join(errs...)
 }
 
-// release hands rows whose publish failed on an unreachable broker back
-// without counting an attempt. If the database does not answer either, the
-// rows stay leased and are claimed again when their lease expires.
-func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, cause error) error {
+// release hands rows back without counting an attempt: rows whose publish
+// failed on an unreachable broker (sent: the append may have landed, so
+// the next claim looks for them in their streams), or rows given back before
+// they were sent. If the database does not answer either, the rows stay
+// leased and are claimed again when their lease expires.
+func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, cause error, sent bool) error {
 	msg := cause.Error()
 	if len(msg) > maxErrorText {
 		msg = msg[:maxErrorText]
@@ -408,7 +421,7 @@ func (r *Relay) release(ctx context.Context, rows []lanewaystore.OutboxRow, caus
 	for i, row := range rows {
 		ids[i] = row.ID
 	}
-	if err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{WorkerID: r.cfg.WorkerID, IDs: ids, Error: msg, Outage: true}); err != nil {
+	if err := r.store.MarkFailed(ctx, lanewaystore.MarkFailedParams{WorkerID: r.cfg.WorkerID, IDs: ids, Error: msg, Outage: true, NotSent: !sent}); err != nil {
 		return fmt.Errorf("outbox: release %d rows: %w", len(ids), err)
 	}
 	return nil

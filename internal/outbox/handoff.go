@@ -156,7 +156,7 @@ func (t *Ticket) Settle(err error) {
 		// leave them leased until the lease ends.
 		ctx, cancel := context.WithTimeout(context.Background(), batchFinishTimeout)
 		defer cancel()
-		if rerr := t.r.release(ctx, t.rows, errRelayStopped); rerr != nil {
+		if rerr := t.r.release(ctx, t.rows, errRelayStopped, false); rerr != nil {
 			t.r.log.Warn("outbox relay stopped: rows committed after it stay leased until the lease ends",
 				"rows", len(t.rows), "error", rerr)
 		}
@@ -317,7 +317,7 @@ func (r *Relay) publishHandoffs(ctx context.Context, w *worker) (int, error) {
 				cause = errBrokerDown
 			}
 			rctx, cancel := finishCtx(ctx)
-			err := r.release(rctx, rows, cause)
+			err := r.release(rctx, rows, cause, false)
 			cancel()
 			return total + n, errors.Join(merr, err)
 		}

@@ -32,6 +32,10 @@ type Stats struct {
 	// HandedOff counts production rows published without a claim, handed
 	// over in memory by the unit of work that wrote them (handoff.go).
 	HandedOff int64
+	// FoundAppended counts rows an unsettled earlier attempt had already
+	// appended to their streams, marked published without appending them
+	// again (lapsed.go).
+	FoundAppended int64
 }
 
 // Relay publishes outbox rows. Create it with New.
@@ -63,6 +67,7 @@ type Relay struct {
 
 	wakeNotify, wakeListen, wakePoll        atomic.Int64
 	published, failed, abandoned, handedOff atomic.Int64
+	foundAppended                           atomic.Int64
 
 	life startstop.Runner
 }
@@ -131,6 +136,8 @@ func (r *Relay) Stats() Stats {
 		Failed:    r.failed.Load(),
 		Abandoned: r.abandoned.Load(),
 		HandedOff: r.handedOff.Load(),
+
+		FoundAppended: r.foundAppended.Load(),
 	}
 }
 
@@ -340,7 +347,7 @@ func (r *Relay) stopHandoff(w *worker) {
 	if rows := w.handoff.takeSettled(); len(rows) > 0 {
 		// Committed, but behind a unit of work of the same stream still
 		// open: hand them back rather than leave them leased.
-		err = errors.Join(err, r.release(ctx, rows, errRelayStopped))
+		err = errors.Join(err, r.release(ctx, rows, errRelayStopped, false))
 	}
 	if err != nil {
 		r.log.Warn("outbox relay stopping: rows handed over in memory were not all published; they are claimed when their lease ends",
