@@ -101,11 +101,14 @@ func TestDBSetupIdempotent(t *testing.T) {
 				require.Equal(t, 0, code, errs)
 				require.Contains(t, out, "ready")
 			}
-			// The outbox table has exactly these columns (the reference schema), on both databases.
+			// The outbox table has exactly these columns on both databases: the
+			// reference schema's, and lapsed_lease_until (migration 3), which the
+			// relay reads to look for a row an unsettled attempt may have
+			// appended before appending it again.
 			assert.ElementsMatch(t, []string{
 				"id", "message_id", "stream_name", "stream_category", "type", "data", "metadata", "priority",
 				"status", "retry_count", "next_retry_at", "locked_by", "locked_until", "last_error",
-				"created_at", "published_at", "published_stream",
+				"created_at", "published_at", "published_stream", "lapsed_lease_until",
 			}, tc.columns(t, "outbox"))
 			for _, table := range []string{"laneway_aggregates", "laneway_processed", "laneway_schema_migrations"} {
 				assert.NotEmpty(t, tc.columns(t, table), "table %s", table)

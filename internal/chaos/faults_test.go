@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -293,13 +294,39 @@ func (c *kase) failedRuns() map[string]bool {
 	return failed
 }
 
+// foundAppended sums, from the engines' logs, the outbox rows their relays
+// found already appended by an unsettled attempt and did not append again.
+func (c *kase) foundAppended() int {
+	logs, err := filepath.Glob(filepath.Join(c.dir, "*.log"))
+	require.NoError(c.t, err)
+	total := 0
+	for _, name := range logs {
+		f, err := os.Open(name)
+		require.NoError(c.t, err)
+		sc := bufio.NewScanner(f)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if !strings.Contains(line, "marked published without a second copy") {
+				continue
+			}
+			n, err := strconv.Atoi(logField(line, "rows"))
+			require.NoError(c.t, err, "rows in %q", line)
+			total += n
+		}
+		f.Close()
+		require.NoError(c.t, sc.Err())
+	}
+	return total
+}
+
 // logField returns key's value in a log line, in slog's text (key=value)
 // or JSON ("key":"value") form.
 func logField(line, key string) string {
-	for _, prefix := range []string{" " + key + "=", `"` + key + `":"`} {
+	for _, prefix := range []string{" " + key + "=", `"` + key + `":`} {
 		if i := strings.Index(line, prefix); i >= 0 {
-			rest := line[i+len(prefix):]
-			if j := strings.IndexAny(rest, ` "`); j >= 0 {
+			rest := strings.TrimPrefix(line[i+len(prefix):], `"`)
+			if j := strings.IndexAny(rest, ` ",}`); j >= 0 {
 				rest = rest[:j]
 			}
 			return rest

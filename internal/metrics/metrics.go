@@ -51,6 +51,7 @@ type Metrics struct {
 	relayLatency prometheus.Histogram
 	relayFailed  prometheus.Counter
 	relayAband   prometheus.Counter
+	relayFound   prometheus.Counter
 	brokerDown   prometheus.Gauge
 }
 
@@ -81,11 +82,13 @@ func New(reg prometheus.Registerer, p Params) (*Metrics, error) {
 			Help: "Outbox rows whose publish failed (retried with backoff)."}),
 		relayAband: prometheus.NewCounter(prometheus.CounterOpts{Name: "laneway_outbox_abandoned_total",
 			Help: "Outbox rows abandoned after max_attempts."}),
+		relayFound: prometheus.NewCounter(prometheus.CounterOpts{Name: "laneway_outbox_found_appended_total",
+			Help: "Outbox rows an unsettled earlier attempt had already appended: found in their stream and marked published without a second copy."}),
 		brokerDown: prometheus.NewGauge(prometheus.GaugeOpts{Name: "laneway_outbox_broker_unreachable",
 			Help: "1 while the outbox relay is paused on an unreachable broker (rows keep their attempts), else 0."}),
 	}
 	for _, c := range []prometheus.Collector{m.handled, m.duration, m.endToEnd, m.retries, m.dlqRouted, m.reads,
-		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, m.brokerDown,
+		m.relayPub, m.relayLatency, m.relayFailed, m.relayAband, m.relayFound, m.brokerDown,
 		&streamCollector{b: p.Broker, streams: p.Streams, naming: p.Lanes.Naming}, &outboxCollector{stats: p.OutboxStats}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -212,6 +215,9 @@ func (m *Metrics) BrokerUnreachable(down bool) {
 
 // Abandoned counts abandoned rows.
 func (m *Metrics) Abandoned(n int) { m.relayAband.Add(float64(n)) }
+
+// FoundAppended counts rows found already appended by an unsettled attempt.
+func (m *Metrics) FoundAppended(n int) { m.relayFound.Add(float64(n)) }
 
 var (
 	descLen    = prometheus.NewDesc("laneway_stream_length", "Entries in the stream (XLEN): the lane's backlog, since handled entries are trimmed.", []string{"stream", "category", "lane"}, nil)

@@ -152,10 +152,12 @@ func TestRelayPublishedPerLane(t *testing.T) {
 	m.Published("customer:backfill", 1, time.Second)
 	m.Failed(2)
 	m.Abandoned(1)
+	m.FoundAppended(4)
 	assert.Equal(t, 3.0, value(t, m.relayPub.WithLabelValues("customer", "primary")))
 	assert.Equal(t, 6.0, value(t, m.relayPub.WithLabelValues("customer:backfill", "backfill")))
 	assert.Equal(t, 2.0, value(t, m.relayFailed))
 	assert.Equal(t, 1.0, value(t, m.relayAband))
+	assert.Equal(t, 4.0, value(t, m.relayFound))
 	assert.Equal(t, 1, series(t, m.relayLatency))
 }
 

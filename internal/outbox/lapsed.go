@@ -34,7 +34,15 @@ const (
 // findAppended returns which of rows (published to pubs[i].Stream) are
 // already in their streams: found[i] is set for each. It reads only for
 // rows with a LapsedLease, and returns nil when there are none.
+//
+// With MinReplicasAcked set it returns nil: a copy found on the primary
+// may not have reached the replicas (its reply was lost before WAIT
+// answered), and a failover would then lose the row. Appending it again
+// under WAIT costs a duplicate instead.
 func (r *Relay) findAppended(ctx context.Context, rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication) ([]bool, error) {
+	if r.cfg.MinReplicasAcked > 0 {
+		return nil, nil
+	}
 	type search struct {
 		from   time.Time
 		sought map[string]int // message id → index in rows
@@ -120,8 +128,17 @@ func (r *Relay) dropAppended(rows []lanewaystore.OutboxRow, pubs []lanewaybroker
 	}
 	if n := len(rows) - len(restRows); n > 0 {
 		r.foundAppended.Add(int64(n))
+		if o, ok := r.cfg.Observer.(foundAppendedObserver); ok {
+			o.FoundAppended(n)
+		}
 		r.log.Info("outbox rows an unsettled attempt had appended are marked published without a second copy",
 			"rows", n, "appended_now", len(restRows))
 	}
 	return restRows, restPubs
+}
+
+// foundAppendedObserver is implemented by observers that count the rows
+// found already appended (the metrics do).
+type foundAppendedObserver interface {
+	FoundAppended(n int)
 }

@@ -62,6 +62,12 @@ func TestMinReplicasAcked(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	assert.Equal(t, "published", string(listAll(t, s)[row.MessageID].Status))
+	// The copy on the primary is not taken for the row (it may never have
+	// reached a replica): the retry appends it again, under WAIT.
+	l, err = b.Len(ctx, cat)
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, l, "appended again under WAIT")
+	assert.Zero(t, r.Stats().FoundAppended)
 }
 
 // A relay asked to wait for replicas refuses to start on a broker that

@@ -124,6 +124,9 @@ type OutboxRow struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	PublishedAt     *time.Time `json:"published_at"`
 	PublishedStream string     `json:"published_stream"`
+	// LapsedLeaseUntil is set on a row an earlier attempt left unsettled:
+	// the relay looks for it in its stream before appending it again.
+	LapsedLeaseUntil *time.Time `json:"lapsed_lease_until"`
 }
 
 // ListOutbox returns rows, newest first, of one status ("" for all).
@@ -139,6 +142,7 @@ func ListOutbox(ctx context.Context, st lanewaystore.Store, db lanewayconfig.Dat
 			Type: r.Type, Priority: r.Priority, Status: string(r.Status), RetryCount: r.RetryCount,
 			NextRetryAt: r.NextRetryAt, LockedBy: r.LockedBy, LockedUntil: r.LockedUntil, LastError: r.LastError,
 			CreatedAt: r.CreatedAt, PublishedAt: r.PublishedAt, PublishedStream: r.PublishedStream,
+			LapsedLeaseUntil: r.LapsedLease,
 		})
 	}
 	return out, nil
