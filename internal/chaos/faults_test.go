@@ -271,53 +271,44 @@ func (c *kase) duplicateSources() (note string, redelivered int) {
 // failedRuns returns the entry IDs whose handler run failed and was
 // retried, from the engines' logs.
 func (c *kase) failedRuns() map[string]bool {
-	logs, err := filepath.Glob(filepath.Join(c.dir, "*.log"))
-	require.NoError(c.t, err)
 	failed := map[string]bool{}
-	for _, name := range logs {
-		f, err := os.Open(name)
-		require.NoError(c.t, err)
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			if !strings.Contains(line, "handler failed; will retry") {
-				continue
-			}
-			if id := logField(line, "id"); id != "" {
-				failed[id] = true
-			}
+	c.logLines("handler failed; will retry", func(line string) {
+		if id := logField(line, "id"); id != "" {
+			failed[id] = true
 		}
-		f.Close()
-		require.NoError(c.t, sc.Err())
-	}
+	})
 	return failed
 }
 
 // foundAppended sums, from the engines' logs, the outbox rows their relays
 // found already appended by an unsettled attempt and did not append again.
 func (c *kase) foundAppended() int {
+	total := 0
+	c.logLines("marked published without a second copy", func(line string) {
+		n, err := strconv.Atoi(logField(line, "rows"))
+		require.NoError(c.t, err, "rows in %q", line)
+		total += n
+	})
+	return total
+}
+
+// logLines calls fn with each line of the engines' logs that contains msg.
+func (c *kase) logLines(msg string, fn func(line string)) {
 	logs, err := filepath.Glob(filepath.Join(c.dir, "*.log"))
 	require.NoError(c.t, err)
-	total := 0
 	for _, name := range logs {
 		f, err := os.Open(name)
 		require.NoError(c.t, err)
 		sc := bufio.NewScanner(f)
 		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
-			line := sc.Text()
-			if !strings.Contains(line, "marked published without a second copy") {
-				continue
+			if line := sc.Text(); strings.Contains(line, msg) {
+				fn(line)
 			}
-			n, err := strconv.Atoi(logField(line, "rows"))
-			require.NoError(c.t, err, "rows in %q", line)
-			total += n
 		}
 		f.Close()
 		require.NoError(c.t, sc.Err())
 	}
-	return total
 }
 
 // logField returns key's value in a log line, in slog's text (key=value)
