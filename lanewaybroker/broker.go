@@ -198,6 +198,19 @@ type ReplicatedPublisher interface {
 	PublishReplicated(ctx context.Context, pubs []Publication, replicas int, timeout time.Duration) ([]string, error)
 }
 
+// ReplicaWaiter is an optional capability of a Broker, found by type
+// assertion: waiting until the writes the primary holds now have reached
+// replicas. The outbox relay uses it for rows it finds already appended by
+// an attempt whose wait for replicas never answered.
+type ReplicaWaiter interface {
+	// WaitReplicated writes a small key of Laneway's own ("laneway:"
+	// prefix) and waits with WAIT until replicas replicas acknowledged it,
+	// at most timeout. A replica applies the primary's writes in order, so
+	// one that acknowledged the key holds every write before it too. It
+	// fails as PublishReplicated does.
+	WaitReplicated(ctx context.Context, replicas int, timeout time.Duration) error
+}
+
 // ErrNotReplicated is wrapped by PublishReplicated's error when the entries
 // reached fewer replicas than asked within the timeout.
 var ErrNotReplicated = errors.New("laneway: not acknowledged by enough replicas")

@@ -263,10 +263,17 @@ func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) 
 		return marks, err
 	}
 	if found != nil {
-		rows, pubs = r.dropAppended(rows, pubs, found)
-		if len(pubs) == 0 {
+		rest, restPubs := withoutFound(rows, pubs, found)
+		if len(restPubs) == 0 {
+			if err := r.waitFound(pctx); err != nil {
+				return marks, err
+			}
+		}
+		r.countFound(len(rows)-len(rest), len(rest))
+		if len(restPubs) == 0 {
 			return marks, nil
 		}
+		rows, pubs = rest, restPubs
 	}
 	var traced func(error)
 	if r.cfg.Trace != nil {

@@ -35,13 +35,19 @@ const (
 // already in their streams: found[i] is set for each. It reads only for
 // rows with a LapsedLease, and returns nil when there are none.
 //
-// With MinReplicasAcked set it returns nil: a copy found on the primary
-// may not have reached the replicas (its reply was lost before WAIT
-// answered), and a failover would then lose the row. Appending it again
-// under WAIT costs a duplicate instead.
+// With MinReplicasAcked set, a copy found on the primary may not have
+// reached the replicas (the reply lost may have been WAIT's), and a
+// failover would then lose the row. The copies found precede, in the
+// primary's replication stream, every write made after the search: the
+// rows appended with them are published under WAIT (publishEntries), and
+// when none is left to append appendRows waits for replicas itself
+// (waitFound). On a broker that cannot wait it returns nil: the rows are
+// appended again under WAIT, a duplicate rather than a loss.
 func (r *Relay) findAppended(ctx context.Context, rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication) ([]bool, error) {
 	if r.cfg.MinReplicasAcked > 0 {
-		return nil, nil
+		if _, ok := r.broker.(lanewaybroker.ReplicaWaiter); !ok {
+			return nil, nil
+		}
 	}
 	type search struct {
 		from   time.Time
@@ -115,9 +121,8 @@ func (r *Relay) scanFor(ctx context.Context, stream string, from time.Time, soug
 	return nil
 }
 
-// dropAppended returns rows and pubs without the ones found appended, and
-// counts and logs those.
-func (r *Relay) dropAppended(rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication, found []bool) ([]lanewaystore.OutboxRow, []lanewaybroker.Publication) {
+// withoutFound returns rows and pubs without the ones found appended.
+func withoutFound(rows []lanewaystore.OutboxRow, pubs []lanewaybroker.Publication, found []bool) ([]lanewaystore.OutboxRow, []lanewaybroker.Publication) {
 	restRows := make([]lanewaystore.OutboxRow, 0, len(rows))
 	restPubs := make([]lanewaybroker.Publication, 0, len(pubs))
 	for i := range rows {
@@ -126,19 +131,38 @@ func (r *Relay) dropAppended(rows []lanewaystore.OutboxRow, pubs []lanewaybroker
 			restPubs = append(restPubs, pubs[i])
 		}
 	}
-	if n := len(rows) - len(restRows); n > 0 {
-		r.foundAppended.Add(int64(n))
-		if o, ok := r.cfg.Observer.(foundAppendedObserver); ok {
-			o.FoundAppended(n)
-		}
-		r.log.Info("outbox rows an unsettled attempt had appended are marked published without a second copy",
-			"rows", n, "appended_now", len(restRows))
-	}
 	return restRows, restPubs
+}
+
+// countFound counts and logs n rows found appended; appended rows of the
+// same batch are appended now.
+func (r *Relay) countFound(n, appended int) {
+	if n == 0 {
+		return
+	}
+	r.foundAppended.Add(int64(n))
+	if o, ok := r.cfg.Observer.(foundAppendedObserver); ok {
+		o.FoundAppended(n)
+	}
+	r.log.Info("outbox rows an unsettled attempt had appended are marked published without a second copy",
+		"rows", n, "appended_now", appended)
 }
 
 // foundAppendedObserver is implemented by observers that count the rows
 // found already appended (the metrics do).
 type foundAppendedObserver interface {
 	FoundAppended(n int)
+}
+
+// waitFound makes sure, with MinReplicasAcked set, that the copies found by
+// findAppended reached the replicas, when no append of the batch does.
+func (r *Relay) waitFound(ctx context.Context) error {
+	if r.cfg.MinReplicasAcked <= 0 {
+		return nil
+	}
+	rw, ok := r.broker.(lanewaybroker.ReplicaWaiter)
+	if !ok {
+		return nil // findAppended found nothing on such a broker
+	}
+	return rw.WaitReplicated(ctx, r.cfg.MinReplicasAcked, r.cfg.ReplicasTimeout)
 }

@@ -19,7 +19,9 @@ import (
 
 // With MinReplicasAcked, a batch no replica acknowledged stays unpublished
 // (marked failed, its outbox copy kept) although its entries reached the
-// primary; once a replica is attached the retry publishes it and marks it.
+// primary; a retry finds them there but waits for a replica too; once a
+// replica is attached the retry marks the rows published without a second
+// copy.
 func TestMinReplicasAcked(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -43,7 +45,18 @@ func TestMinReplicasAcked(t *testing.T) {
 	assert.Contains(t, got.LastError, "reached 0 of 1 replicas")
 	l, err := b.Len(ctx, cat)
 	require.NoError(t, err)
-	assert.EqualValues(t, 1, l, "the entry reached the primary (a retry may duplicate it)")
+	assert.EqualValues(t, 1, l, "the entry reached the primary")
+
+	// A retry finds that entry in the stream, but it is no more replicated
+	// than before: the retry fails too, and appends no second copy.
+	clk.Advance(time.Minute)
+	n, err = r.RunOnce(ctx)
+	require.ErrorIs(t, err, lanewaybroker.ErrNotReplicated)
+	assert.Zero(t, n)
+	assert.Equal(t, "failed", string(listAll(t, s)[row.MessageID].Status), "found on the primary alone: not published")
+	l, err = b.Len(ctx, cat)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, l, "no second copy")
 
 	testsvc.StartRedis(t, "--replicaof", "127.0.0.1", fmt.Sprint(primary.Port))
 	admin := redis.NewClient(&redis.Options{Addr: primary.Addr()})
@@ -62,12 +75,12 @@ func TestMinReplicasAcked(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	assert.Equal(t, "published", string(listAll(t, s)[row.MessageID].Status))
-	// The copy on the primary is not taken for the row (it may never have
-	// reached a replica): the retry appends it again, under WAIT.
+	// The copy on the primary is the row's, now that a replica holds it:
+	// no second copy.
 	l, err = b.Len(ctx, cat)
 	require.NoError(t, err)
-	assert.EqualValues(t, 2, l, "appended again under WAIT")
-	assert.Zero(t, r.Stats().FoundAppended)
+	assert.EqualValues(t, 1, l, "no second copy")
+	assert.EqualValues(t, 1, r.Stats().FoundAppended)
 }
 
 // A relay asked to wait for replicas refuses to start on a broker that
@@ -82,6 +95,9 @@ func TestMinReplicasAckedNeedsTheCapability(t *testing.T) {
 	emb := openEmbedded(t)
 	_, err = emb.(lanewaybroker.ReplicatedPublisher).PublishReplicated(context.Background(),
 		[]lanewaybroker.Publication{{Stream: "x", Data: "y"}}, 1, time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "embedded broker has no replicas")
+	err = emb.(lanewaybroker.ReplicaWaiter).WaitReplicated(context.Background(), 1, time.Second)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "embedded broker has no replicas")
 }

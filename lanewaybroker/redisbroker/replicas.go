@@ -11,7 +11,10 @@ import (
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
-var _ lanewaybroker.ReplicatedPublisher = (*Broker)(nil)
+var (
+	_ lanewaybroker.ReplicatedPublisher = (*Broker)(nil)
+	_ lanewaybroker.ReplicaWaiter       = (*Broker)(nil)
+)
 
 // PublishReplicated appends pubs and then waits with WAIT until replicas
 // replicas acknowledged them, at most timeout. WAIT counts the writes of
@@ -58,4 +61,35 @@ func (b *Broker) PublishReplicated(ctx context.Context, pubs []lanewaybroker.Pub
 		ids[i] = c.Val()
 	}
 	return ids, nil
+}
+
+// replicasProbeKey is the key WaitReplicated writes; it expires by itself.
+const replicasProbeKey = "laneway:replicas:probe"
+
+// WaitReplicated writes replicasProbeKey and waits with WAIT, on the same
+// dedicated connection, until replicas replicas acknowledged it, at most
+// timeout.
+func (b *Broker) WaitReplicated(ctx context.Context, replicas int, timeout time.Duration) error {
+	if b.Embedded() || !b.caps.clientUnblock {
+		return errors.New("redisbroker: the embedded broker has no replicas to wait for (set min_replicas_acked = 0, or use a replicated Redis)")
+	}
+	if replicas <= 0 {
+		return nil
+	}
+	if b.cluster != nil {
+		return errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
+	}
+	conn := b.client.(*redis.Client).Conn()
+	defer conn.Close()
+	if err := conn.Set(ctx, replicasProbeKey, time.Now().UnixNano(), time.Minute).Err(); err != nil {
+		return fmt.Errorf("redisbroker: wait for replicas: %w", err)
+	}
+	acked, err := conn.Wait(ctx, replicas, timeout).Result()
+	if err != nil {
+		return fmt.Errorf("redisbroker: wait for replicas: WAIT %d %d: %w", replicas, timeout.Milliseconds(), err)
+	}
+	if acked < int64(replicas) {
+		return fmt.Errorf("redisbroker: the primary's writes reached %d of %d replicas within %s: %w", acked, replicas, timeout, lanewaybroker.ErrNotReplicated)
+	}
+	return nil
 }
