@@ -268,11 +268,10 @@ func (r *Relay) appendRows(pctx context.Context, rows []lanewaystore.OutboxRow) 
 			if err := r.waitFound(pctx); err != nil {
 				return marks, err
 			}
-		}
-		r.countFound(len(rows)-len(rest), len(rest))
-		if len(restPubs) == 0 {
+			r.countFound(len(rows), 0)
 			return marks, nil
 		}
+		r.countFound(len(rows)-len(rest), len(rest))
 		rows, pubs = rest, restPubs
 	}
 	var traced func(error)

@@ -21,8 +21,8 @@ var (
 // its own connection, so both run on one dedicated connection. On the
 // embedded broker (which has no replicas) it fails without publishing.
 func (b *Broker) PublishReplicated(ctx context.Context, pubs []lanewaybroker.Publication, replicas int, timeout time.Duration) ([]string, error) {
-	if b.Embedded() || !b.caps.clientUnblock {
-		return nil, errors.New("redisbroker: the embedded broker has no replicas to wait for (set min_replicas_acked = 0, or use a replicated Redis)")
+	if err := b.errIfEmbedded(); err != nil {
+		return nil, err
 	}
 	if replicas <= 0 {
 		return b.Publish(ctx, pubs)
@@ -30,10 +30,8 @@ func (b *Broker) PublishReplicated(ctx context.Context, pubs []lanewaybroker.Pub
 	if len(pubs) == 0 {
 		return nil, nil
 	}
-	if b.cluster != nil {
-		// WAIT counts one node's replicas for one connection's writes; a
-		// batch spans several masters on a cluster.
-		return nil, errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
+	if err := b.errIfCluster(); err != nil {
+		return nil, err
 	}
 	conn := b.client.(*redis.Client).Conn()
 	defer conn.Close()
@@ -70,14 +68,14 @@ const replicasProbeKey = "laneway:replicas:probe"
 // dedicated connection, until replicas replicas acknowledged it, at most
 // timeout.
 func (b *Broker) WaitReplicated(ctx context.Context, replicas int, timeout time.Duration) error {
-	if b.Embedded() || !b.caps.clientUnblock {
-		return errors.New("redisbroker: the embedded broker has no replicas to wait for (set min_replicas_acked = 0, or use a replicated Redis)")
+	if err := b.errIfEmbedded(); err != nil {
+		return err
 	}
 	if replicas <= 0 {
 		return nil
 	}
-	if b.cluster != nil {
-		return errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
+	if err := b.errIfCluster(); err != nil {
+		return err
 	}
 	conn := b.client.(*redis.Client).Conn()
 	defer conn.Close()
@@ -90,6 +88,24 @@ func (b *Broker) WaitReplicated(ctx context.Context, replicas int, timeout time.
 	}
 	if acked < int64(replicas) {
 		return fmt.Errorf("redisbroker: the primary's writes reached %d of %d replicas within %s: %w", acked, replicas, timeout, lanewaybroker.ErrNotReplicated)
+	}
+	return nil
+}
+
+// errIfEmbedded refuses to wait for replicas on the embedded broker, which has
+// none.
+func (b *Broker) errIfEmbedded() error {
+	if b.Embedded() || !b.caps.clientUnblock {
+		return errors.New("redisbroker: the embedded broker has no replicas to wait for (set min_replicas_acked = 0, or use a replicated Redis)")
+	}
+	return nil
+}
+
+// errIfCluster refuses to wait on a Redis Cluster: WAIT counts one node's
+// replicas for one connection's writes, and a batch spans several masters.
+func (b *Broker) errIfCluster() error {
+	if b.cluster != nil {
+		return errors.New("redisbroker: min_replicas_acked is not supported on a Redis Cluster (set it to 0; each master's replicas are not awaited)")
 	}
 	return nil
 }
