@@ -132,11 +132,10 @@ func (r *Relay) Stats() Stats {
 			Listen: r.wakeListen.Load(),
 			Poll:   r.wakePoll.Load(),
 		},
-		Published: r.published.Load(),
-		Failed:    r.failed.Load(),
-		Abandoned: r.abandoned.Load(),
-		HandedOff: r.handedOff.Load(),
-
+		Published:     r.published.Load(),
+		Failed:        r.failed.Load(),
+		Abandoned:     r.abandoned.Load(),
+		HandedOff:     r.handedOff.Load(),
 		FoundAppended: r.foundAppended.Load(),
 	}
 }

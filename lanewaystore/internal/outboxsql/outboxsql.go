@@ -37,15 +37,18 @@ const Columns = `id, message_id, stream_name, stream_category, type, data, metad
 // unsettled one may have appended the row); a row without a lease keeps
 // what a failed publish recorded. SET expressions read the row as it was
 // before the claim.
-const ClaimLapsed = `lapsed_lease_until = CASE WHEN locked_by IS NOT NULL
-	THEN COALESCE(lapsed_lease_until, locked_until) ELSE lapsed_lease_until END`
+const ClaimLapsed = `lapsed_lease_until = CASE WHEN locked_by IS NOT NULL` + lapsedThen
 
 // FailedLapsed is MarkFailed's assignment of lapsed_lease_until, with the
 // placeholder of a boolean parameter that is true when the rows were sent
 // to the broker: a failed reply says nothing of whether the append landed.
 func FailedLapsed(sentParam string) string {
-	return `lapsed_lease_until = CASE WHEN ` + sentParam + ` THEN COALESCE(lapsed_lease_until, locked_until) ELSE lapsed_lease_until END`
+	return `lapsed_lease_until = CASE WHEN ` + sentParam + lapsedThen
 }
+
+// lapsedThen ends both assignments: the row's lease end is recorded unless
+// an earlier one is.
+const lapsedThen = ` THEN COALESCE(lapsed_lease_until, locked_until) ELSE lapsed_lease_until END`
 
 // ReportedStatus is lanewaystore.ReportedStatus in SQL: a leased row
 // (locked_by set) that is stored pending or failed is reported processing.
