@@ -29,10 +29,15 @@ import (
 func TestDemoBinary(t *testing.T) {
 	short := []string{"demo", "--json", "--backfill", "2000", "--rate", "100", "--duration", "2s",
 		"--handler-cost", "4ms", "--concurrency", "1"}
+	// The two runs wait on the handler's sleep most of the time, and share
+	// nothing (the embedded one has a broker and a database of its own), so
+	// they run side by side.
 	t.Run("embedded", func(t *testing.T) {
+		t.Parallel()
 		demoUntilRatio(t, func() demoschema.Output { return runDemo(t, short...) }, "embedded", "sqlite", 2000)
 	})
 	t.Run("redis and postgres", func(t *testing.T) {
+		t.Parallel()
 		e := newEnv(t, envParams{})
 		// A schema left by a process killed elsewhere is not this run's:
 		// count only the ones that were not there before.

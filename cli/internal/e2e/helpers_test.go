@@ -50,6 +50,13 @@ func e2eRedisDB() int {
 var binPath string
 
 func TestMain(m *testing.M) {
+	// The test process loads the base config only, whatever the shell
+	// running the tests sets (set here, not per test, so that tests with
+	// an env can run in parallel).
+	if err := os.Setenv("LANEWAY_ENV", ""); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(2)
+	}
 	dir, err := os.MkdirTemp("", "laneway-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
@@ -120,7 +127,6 @@ type brokerParams struct {
 
 func newEnv(t *testing.T, p envParams) *env {
 	t.Helper()
-	t.Setenv("LANEWAY_ENV", "") // the test process loads the base config only
 	e := &env{t: t, dir: t.TempDir(), dbURL: testsvc.PostgresURL(t)}
 
 	ctx := context.Background()
