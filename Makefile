@@ -23,7 +23,7 @@ browser-setup: ## install chromium (apt) and playwright-core (npm ci) for the br
 screenshots: browser-setup ## retake docs/img/*.png (dashboard pages, demo report) with the browser tests
 	LANEWAY_SCREENSHOTS=docs/img scripts/test-services $(GO) test -count=1 -timeout 10m -run 'TestDashboardInBrowser|TestDemoReportInBrowser' ./cli/internal/e2e
 
-chaos: ## the fault suite: engine binaries, Redis and PostgreSQL of its own, faults through a TCP proxy (about 11 minutes on a quiet machine; prints the table of docs/RELIABILITY.md)
+chaos: ## the fault suite: engine binaries, Redis and PostgreSQL of its own, faults through a TCP proxy (about 7 minutes on a quiet machine; prints the table of docs/RELIABILITY.md)
 	$(GO) test -tags chaos -count=1 -timeout 30m -v -run TestFaults ./internal/chaos/
 
 lint: ## gofmt, go vet and golangci-lint (pinned; installed into bin/ on first use, see .golangci.yml)
