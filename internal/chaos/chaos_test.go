@@ -60,7 +60,7 @@ const (
 	bulkEvents      = 6000
 	a2BulkEvents    = 10000
 	shortBulkEvents = 3000
-	bulkCost     = 20 * time.Millisecond
+	bulkCost        = 20 * time.Millisecond
 	// heartbeatTTL is the engine's heartbeat lifetime: the kill case's
 	// target is every primary entry of the dead engine handled within it
 	// plus 5 s.
