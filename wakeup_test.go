@@ -190,15 +190,7 @@ func outboxNotifications(t *testing.T) func() []string {
 func storeSchema(t *testing.T, app *laneway.App) string {
 	var schema string
 	err := app.Store().InTx(context.Background(), func(ctx context.Context, tx lanewaystore.Tx) error {
-		rs, err := tx.Query(ctx, "SELECT current_schema()")
-		if err != nil {
-			return err
-		}
-		defer rs.Close()
-		if !rs.Next() {
-			return fmt.Errorf("no current schema")
-		}
-		return rs.Scan(&schema)
+		return tx.QueryRow(ctx, "SELECT current_schema()").Scan(&schema)
 	})
 	require.NoError(t, err)
 	require.NotEmpty(t, schema)
