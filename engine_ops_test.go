@@ -180,7 +180,11 @@ func TestEngineHTTP(t *testing.T) {
 				require.Eventually(t, func() bool {
 					m = testsvc.Scrape(t, addr)
 					pub, _ := m.Get(t, "laneway_outbox_rows", map[string]string{"status": "published"})
-					settled := pub == 2
+					// A scrape is not a snapshot: the registry gathers each
+					// collector on its own, so the relay's counter can show a
+					// publish whose latency sample a moment earlier did not.
+					published, _ := m.Get(t, "laneway_outbox_publish_latency_seconds_count", nil)
+					settled := pub == 2 && published >= 1
 					for lane, stream := range lanes {
 						p, _ := m.Get(t, "laneway_consumer_pending", map[string]string{"stream": stream, "lane": lane, "group": "AccountProjector"})
 						lag, ok := m.Get(t, "laneway_consumer_lag", map[string]string{"stream": stream, "lane": lane, "group": "AccountProjector"})
