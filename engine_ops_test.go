@@ -189,7 +189,10 @@ func TestEngineHTTP(t *testing.T) {
 						p, _ := m.Get(t, "laneway_consumer_pending", map[string]string{"stream": stream, "lane": lane, "group": "AccountProjector"})
 						lag, ok := m.Get(t, "laneway_consumer_lag", map[string]string{"stream": stream, "lane": lane, "group": "AccountProjector"})
 						relayed, _ := m.Get(t, "laneway_relay_published_total", map[string]string{"stream": stream, "lane": lane})
-						settled = settled && ok && p == 0 && lag == 0 && relayed == 1
+						handled, _ := m.Get(t, "laneway_messages_handled_total", with(h, "lane", lane, "outcome", "ok"))
+						timed, _ := m.Get(t, "laneway_handler_duration_seconds_count", with(h, "lane", lane))
+						aged, _ := m.Get(t, "laneway_end_to_end_latency_seconds_count", with(h, "lane", lane))
+						settled = settled && ok && p == 0 && lag == 0 && relayed == 1 && handled == 1 && timed == 1 && aged == 1
 					}
 					return settled
 				}, opsWait, 20*time.Millisecond)
