@@ -2,7 +2,6 @@ package laneway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -301,6 +300,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Consumer:            s.Group + e.hb.ConsumerSuffix,
 			Alive:               e.live.alive,
 			TakeoverGrace:       heartbeatTTL,
+			StartGrace:          startGrace,
 			HandlerTimeout:      sc.HandlerTimeout(),
 			Primary:             s.Primary,
 			Backfill:            s.Backfill,
@@ -401,15 +401,6 @@ func (e *Engine) identify() {
 	e.live = newLiveness(e.broker)
 }
 
-// startHeartbeat writes the engine's heartbeat and keeps it alive.
-func (e *Engine) startHeartbeat(ctx context.Context) error {
-	if err := e.beat(ctx); err != nil {
-		return fmt.Errorf("write heartbeat: %w", err)
-	}
-	e.life.GoEvery(ctx, heartbeatEvery, e.heartbeat)
-	return nil
-}
-
 // decode turns a stream entry into an envelope, rejecting (for the DLQ) what
 // this domain can never handle: unknown types and versions without an
 // upcaster path.
@@ -454,26 +445,6 @@ func (e *Engine) databaseDown(error) bool {
 // outagePingTimeout bounds databaseDown's ping; a database that does not
 // answer within it is treated as down.
 const outagePingTimeout = 5 * time.Second
-
-func (e *Engine) beat(ctx context.Context) error {
-	v, _ := json.Marshal(e.hb)
-	ctx, cancel := context.WithTimeout(ctx, heartbeatEvery)
-	defer cancel()
-	if err := e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL); err != nil {
-		return err
-	}
-	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
-}
-
-// heartbeat renews the heartbeat key (every heartbeatEvery, for a
-// heartbeatTTL time to live) and tells the liveness view when it failed.
-func (e *Engine) heartbeat(ctx context.Context) {
-	err := e.beat(ctx)
-	e.live.beat(err)
-	if err != nil && ctx.Err() == nil {
-		e.log.Warn("heartbeat failed", "err", err)
-	}
-}
 
 func (e *Engine) startHTTP(g prometheus.Gatherer) error {
 	mux := http.NewServeMux()

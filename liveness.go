@@ -20,6 +20,20 @@ import (
 const (
 	heartbeatTTL   = 15 * time.Second
 	heartbeatEvery = 5 * time.Second
+	// heartbeatRetry is how soon a failed renewal is tried again, and
+	// beatTimeout how long one attempt may take: an engine whose renewals
+	// failed during an outage has its heartbeat back within about
+	// beatTimeout+heartbeatRetry of the outage's end.
+	heartbeatRetry = time.Second
+	beatTimeout    = 2 * time.Second
+	// startGrace is how long a new engine's consumers take nothing over
+	// (neither a dead engine's entries nor idle ones). It cannot tell an
+	// engine that died from one whose heartbeat expired during an outage
+	// that ended just before it started (Redis unreachable to everyone, a
+	// network partition): that one renews within heartbeatEvery, or within
+	// beatTimeout+heartbeatRetry of the outage's end, and until it has,
+	// taking its entries would run them twice.
+	startGrace = heartbeatEvery + 2*heartbeatRetry
 )
 
 // errUpcast marks a failed upcast: deterministic, so the consumer sends the
@@ -53,16 +67,21 @@ type liveness struct {
 	// heartbeat. Within a TTL of it, others' heartbeats may have expired
 	// for the same reason (Redis was unreachable), so nobody is called dead.
 	beatFailed time.Time
+	failing    bool // the last write failed
 }
 
-// beat records the outcome of this engine's heartbeat write.
-func (l *liveness) beat(err error) {
-	if err == nil {
-		return
-	}
+// beat records the outcome of this engine's heartbeat write and reports
+// whether it is the first failure after a success (or the start).
+func (l *liveness) beat(err error) (firstFailure bool) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.failing = false
+		return false
+	}
 	l.beatFailed = time.Now()
-	l.mu.Unlock()
+	firstFailure, l.failing = !l.failing, true
+	return firstFailure
 }
 
 // registryPrefix prefixes the keys that record, for a day after an
@@ -133,4 +152,52 @@ func parseHeartbeats(keys map[string]string) []Heartbeat {
 		out = append(out, h)
 	}
 	return out
+}
+
+// startHeartbeat writes the engine's heartbeat and keeps it alive.
+func (e *Engine) startHeartbeat(ctx context.Context) error {
+	// The first write may have to dial Redis: give it a renewal period.
+	if err := e.beat(ctx, heartbeatEvery); err != nil {
+		return fmt.Errorf("write heartbeat: %w", err)
+	}
+	e.life.GoEvery(ctx, heartbeatEvery, e.heartbeat)
+	return nil
+}
+
+func (e *Engine) beat(ctx context.Context, timeout time.Duration) error {
+	v, _ := json.Marshal(e.hb)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL); err != nil {
+		return err
+	}
+	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
+}
+
+// heartbeat renews the heartbeat key (every heartbeatEvery, for a
+// heartbeatTTL time to live) and tells the liveness view when it failed. A
+// failed renewal is retried every heartbeatRetry until one succeeds: after
+// an outage the other engines, and any engine started since, must see this
+// one alive again before they would take it for dead.
+func (e *Engine) heartbeat(ctx context.Context) {
+	for failures := 0; ; failures++ {
+		err := e.beat(ctx, beatTimeout)
+		first := e.live.beat(err)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil:
+			if failures > 0 {
+				e.log.Info("heartbeat written again", "failed_attempts", failures)
+			}
+			return
+		case first:
+			e.log.Warn("heartbeat failed; retrying every second", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(heartbeatRetry):
+		}
+	}
 }

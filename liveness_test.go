@@ -44,8 +44,11 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 
 	// Within a TTL of this engine's own failed heartbeat nobody is dead.
 	l := newLiveness(b)
-	l.beat(assert.AnError)
+	assert.True(t, l.beat(assert.AnError), "the first failure")
+	assert.False(t, l.beat(assert.AnError), "a second failure in a row")
 	alive, err = l.alive(ctx)
 	require.NoError(t, err)
 	assert.True(t, alive("Projector-h2-20-bbbbbb"))
+	assert.False(t, l.beat(nil))
+	assert.True(t, l.beat(assert.AnError), "the first failure after a success")
 }

@@ -287,6 +287,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.opCtx, c.opCancel = context.WithCancel(base)
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
+	c.tk.after = time.Now().Add(c.cfg.StartGrace)
 	c.startWorkers()
 	go c.run()
 	return nil

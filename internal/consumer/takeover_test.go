@@ -143,6 +143,42 @@ func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
 	})
 }
 
+// A consumer just started takes nothing over for StartGrace, neither a
+// dead-looking engine's entries nor idle ones: their owner may be a live
+// engine back from an outage that ended a moment before, still renewing
+// its heartbeat and touching what it holds.
+func TestNothingTakenRightAfterStart(t *testing.T) {
+	t.Parallel()
+	for _, way := range []string{"takeover", "reclaim"} {
+		t.Run(way, func(t *testing.T) {
+			t.Parallel()
+			eachBroker(t, func(t *testing.T, k brokerKit) {
+				cat := testsvc.Prefix() + "customer"
+				publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
+				readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
+				time.Sleep(2 * time.Second) // idle past takeoverMinIdle and ClaimIdle
+				var rec recorder
+				cfg := consumer.Config{
+					Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Hour,
+					Block: 50 * time.Millisecond, StartGrace: 3 * time.Second,
+					Handle: func(_ context.Context, m *consumer.Message) error { rec.add(m); return nil },
+				}
+				if way == "takeover" {
+					cfg.Alive = func(context.Context) (func(string) bool, error) {
+						return func(name string) bool { return strings.HasSuffix(name, "-me0001") }, nil
+					}
+				} else {
+					cfg.ClaimIdle = time.Second
+				}
+				started := time.Now()
+				startConsumer(t, k.b, cfg)
+				require.Eventually(t, func() bool { return rec.len() == 2 }, waitFor, time.Millisecond)
+				assert.GreaterOrEqual(t, time.Since(started), 3*time.Second, "taken before the grace after the start")
+			})
+		})
+	}
+}
+
 // A dead consumer's backfill entries are shared: on first sight a survivor
 // takes what brings its backlog to the average of the live consumers'
 // (here half of the 300 between it, holding nothing, and a live peer

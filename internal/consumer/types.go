@@ -206,6 +206,12 @@ type Config struct {
 	// may have expired during it, are written again first. Defaults to
 	// TakeoverGraceDefault.
 	TakeoverGrace time.Duration
+	// StartGrace is how long after Start takeovers and the ClaimIdle
+	// reclaim wait. A consumer just started cannot tell whether the broker
+	// was unreachable to everyone a moment before: such an outage expires
+	// live engines' heartbeats and ages their entries, and their owners
+	// need a moment to renew and touch them. Defaults to 0.
+	StartGrace time.Duration
 	// HandlerTimeout, when positive, bounds one handler run: its context is
 	// cancelled after it and the run counts as a failed attempt. Defaults
 	// to 0 (no bound).
@@ -242,7 +248,7 @@ func (c *Config) validateAndDefault() error {
 		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
 	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
 		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0,
-		c.TakeoverGrace < 0, c.HandlerTimeout < 0:
+		c.TakeoverGrace < 0, c.StartGrace < 0, c.HandlerTimeout < 0:
 		return errors.New("consumer: Config durations and counts must not be negative")
 	case c.BackfillNice < 0 || c.BackfillNice > 19:
 		return fmt.Errorf("consumer: Config.BackfillNice %d must be in [0,19]", c.BackfillNice)

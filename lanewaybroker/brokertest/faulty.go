@@ -4,11 +4,12 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/laneway/laneway/lanewaybroker"
 )
 
-// Faulty wraps a Broker and makes Publish, Ack, ReadGroup or Ping fail on demand,
+// Faulty wraps a Broker and makes Publish, Ack, ReadGroup, Ping or SetKey fail on demand,
 // so engine tests can walk the ugly paths (Redis down while relaying, an ack
 // lost after the handler ran, a read loop facing errors). Every other method
 // passes through. The zero faults pass everything through; build it as
@@ -23,6 +24,7 @@ type Faulty struct {
 	readErr      error
 	readAfter    bool
 	pingErr      error
+	setKeyErr    error
 	injected     atomic.Int64
 }
 
@@ -78,10 +80,19 @@ func (f *Faulty) FailPing(err error) {
 	f.mu.Unlock()
 }
 
+// FailSetKey makes SetKey return err without writing, until Heal (an
+// engine's heartbeat renewals during an outage).
+func (f *Faulty) FailSetKey(err error) {
+	f.mu.Lock()
+	f.setKeyErr = err
+	f.mu.Unlock()
+}
+
 // Heal removes every fault.
 func (f *Faulty) Heal() {
 	f.mu.Lock()
 	f.publishErr, f.publishAfter, f.ackErr, f.readErr, f.readAfter, f.pingErr = nil, false, nil, nil, false, nil
+	f.setKeyErr = nil
 	f.mu.Unlock()
 }
 
@@ -142,6 +153,18 @@ func (f *Faulty) Ping(ctx context.Context) error {
 	f.mu.Unlock()
 	if err == nil {
 		return f.Broker.Ping(ctx)
+	}
+	f.injected.Add(1)
+	return err
+}
+
+// SetKey fails as set by FailSetKey.
+func (f *Faulty) SetKey(ctx context.Context, key, value string, ttl time.Duration) error {
+	f.mu.Lock()
+	err := f.setKeyErr
+	f.mu.Unlock()
+	if err == nil {
+		return f.Broker.SetKey(ctx, key, value, ttl)
 	}
 	f.injected.Add(1)
 	return err
