@@ -30,10 +30,13 @@ const (
 	// (neither a dead engine's entries nor idle ones). It cannot tell an
 	// engine that died from one whose heartbeat expired during an outage
 	// that ended just before it started (Redis unreachable to everyone, a
-	// network partition): that one renews within heartbeatEvery, or within
-	// beatTimeout+heartbeatRetry of the outage's end, and until it has,
-	// taking its entries would run them twice.
-	startGrace = heartbeatEvery + 2*heartbeatRetry
+	// network partition), and taking that one's entries would run them
+	// twice. A heartbeat expires only after renewals failed for a TTL, so
+	// such an engine is retrying every heartbeatRetry and is back within
+	// beatTimeout+heartbeatRetry of the outage's end; one more retry is
+	// the margin. It also delays the takeover of a dead engine's entries
+	// by a newcomer, so it is kept that short.
+	startGrace = beatTimeout + 2*heartbeatRetry
 )
 
 // errUpcast marks a failed upcast: deterministic, so the consumer sends the

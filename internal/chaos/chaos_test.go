@@ -194,9 +194,11 @@ func (w *world) run(t *testing.T, n int, sp spec) {
 			w.mu.Lock()
 			w.failures = append(w.failures, fmt.Sprintf("%s: FAILED while %s", name, c.step))
 			w.mu.Unlock()
-			if keep := os.Getenv("LANEWAY_CHAOS_LOGS"); keep != "" {
-				c.keepLogs(filepath.Join(keep, fmt.Sprintf("case%d-%d", n, time.Now().Unix())))
-			}
+		}
+		// Kept for every case, passed or not: a passing case's
+		// duplicates are traced from them too.
+		if keep := os.Getenv("LANEWAY_CHAOS_LOGS"); keep != "" {
+			c.keepLogs(filepath.Join(keep, fmt.Sprintf("case%d-%d", n, time.Now().Unix())))
 		}
 	}()
 	admin, err := pgx.Connect(ctx, w.pg.url(w.pg.port, "postgres"))
