@@ -110,12 +110,31 @@ func (c *kase) killAndRestart(enough func(held map[string][]string) bool, restar
 	held = c.held(victim.pid()) // what it held when it died
 	primary := c.itemsOf(primaryStream, held[primaryStream])
 	all := append(primary, c.itemsOf(backfillStream, held[backfillStream])...)
+	// Recovery is watched from the kill on, beside the restart: the
+	// survivor may well recover before the restarted engine is up.
+	deadline := killed.Add(heartbeatTTL + 5*time.Second)
+	recovered := make(chan time.Time, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		defer close(recovered)
+		for time.Now().Before(deadline) {
+			if c.handledAll(primary) && c.missing("prod", killed) == 0 {
+				recovered <- time.Now()
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
 	time.Sleep(restartAfter)
 	c.engines[0] = startEngine(t, c.w.bin, c.dir, "e1-restarted")
-	deadline := killed.Add(heartbeatTTL + 5*time.Second)
-	require.Eventually(t, func() bool { return c.handledAll(primary) && c.missing("prod", killed) == 0 }, time.Until(deadline), 20*time.Millisecond,
-		"the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
-	c.recovered = time.Now()
+	at, ok := <-recovered
+	require.True(t, ok, "the dead engine's %d primary entries were not all handled within the heartbeat TTL + 5 s", len(primary))
+	c.recovered = at
 	require.Eventually(t, func() bool { return c.handledAll(all) }, recoverWithin, 20*time.Millisecond)
 	tookOver := time.Since(killed)
 	require.Eventually(t, func() bool { return c.consumersOf(victim.pid()) == 0 }, recoverWithin, 100*time.Millisecond, "the dead engine's consumers were not deleted")
