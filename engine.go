@@ -259,6 +259,8 @@ func (e *Engine) newRelay(m *metrics.Metrics) error {
 	}
 	rcfg.Logger = e.log
 	rcfg.Observer = m
+	rcfg.WorkerID = relayWorkerID(e.hb.ID)
+	rcfg.StoppedRelays = e.stoppedRelays
 	rcfg.Trace = tracePublish(e.tracer())
 	e.relay = outbox.New(e.app.store, e.broker, rcfg)
 	offNotify := e.app.onCommitPriorities(e.relay.NotifyPriorities)

@@ -78,13 +78,17 @@ type RelayStats struct {
 	// the relay found them in their streams and marked them published
 	// without a second copy (docs/RELIABILITY.md).
 	FoundAppended int64
+	// LeasesEnded counts outbox rows leased to the relay of an engine that
+	// stopped (its heartbeat expired) whose lease this relay ended, so they
+	// were claimed again at once instead of when the lease ran out.
+	LeasesEnded int64
 }
 
 func relayStatsFrom(s outbox.Stats) RelayStats {
 	var out RelayStats
 	out.Wakeups.Notify, out.Wakeups.Listen, out.Wakeups.Poll = s.Wakeups.Notify, s.Wakeups.Listen, s.Wakeups.Poll
 	out.Published, out.Failed, out.Abandoned = s.Published, s.Failed, s.Abandoned
-	out.HandedOff, out.FoundAppended = s.HandedOff, s.FoundAppended
+	out.HandedOff, out.FoundAppended, out.LeasesEnded = s.HandedOff, s.FoundAppended, s.LeasesEnded
 	return out
 }
 

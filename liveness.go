@@ -65,7 +65,11 @@ type liveness struct {
 	mu       sync.Mutex
 	at       time.Time
 	hbs      []Heartbeat
-	suffixes []string // of every registered engine, alive or not
+	beating  map[string]bool // the IDs of the heartbeat keys
+	suffixes []string        // of every registered engine, alive or not
+	// registered are the IDs of the engines registered in the last
+	// registryTTL, alive or not.
+	registered []string
 	// beatFailed is when this engine last failed to write its own
 	// heartbeat. Within a TTL of it, others' heartbeats may have expired
 	// for the same reason (Redis was unreachable), so nobody is called dead.
@@ -108,21 +112,8 @@ func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
 	if time.Since(l.beatFailed) < heartbeatTTL {
 		return func(string) bool { return true }, nil
 	}
-	if time.Since(l.at) >= livenessTTL {
-		keys, err := l.broker.GetKeys(ctx, HeartbeatPrefix+"*")
-		if err != nil {
-			return nil, err
-		}
-		reg, err := l.broker.GetKeys(ctx, registryPrefix+"*")
-		if err != nil {
-			return nil, err
-		}
-		l.hbs = parseHeartbeats(keys)
-		l.suffixes = l.suffixes[:0]
-		for _, v := range reg {
-			l.suffixes = append(l.suffixes, v)
-		}
-		l.at = time.Now()
+	if err := l.refresh(ctx); err != nil {
+		return nil, err
 	}
 	hbs, suffixes := l.hbs, slices.Clone(l.suffixes)
 	return func(name string) bool {
@@ -140,6 +131,77 @@ func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
 		}
 		return true
 	}, nil
+}
+
+// refresh reads the heartbeat and registry keys again once the last read
+// is livenessTTL old. The caller holds l.mu.
+func (l *liveness) refresh(ctx context.Context) error {
+	if time.Since(l.at) < livenessTTL {
+		return nil
+	}
+	keys, err := l.broker.GetKeys(ctx, HeartbeatPrefix+"*")
+	if err != nil {
+		return err
+	}
+	reg, err := l.broker.GetKeys(ctx, registryPrefix+"*")
+	if err != nil {
+		return err
+	}
+	l.hbs = parseHeartbeats(keys)
+	l.beating = make(map[string]bool, len(keys))
+	for k := range keys {
+		l.beating[strings.TrimPrefix(k, HeartbeatPrefix)] = true
+	}
+	l.suffixes, l.registered = l.suffixes[:0], l.registered[:0]
+	for k, v := range reg {
+		l.suffixes = append(l.suffixes, v)
+		l.registered = append(l.registered, strings.TrimPrefix(k, registryPrefix))
+	}
+	l.at = time.Now()
+	return nil
+}
+
+// stopped returns the IDs of the engines registered in the last
+// registryTTL whose heartbeat is gone, by the rules of alive: none while
+// this engine's own heartbeat failed within a TTL.
+func (l *liveness) stopped(ctx context.Context) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.beatFailed) < heartbeatTTL {
+		return nil, nil
+	}
+	if err := l.refresh(ctx); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, id := range l.registered {
+		if !l.beating[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// relayWorkerID is the outbox relay's locked_by value of the engine id:
+// another engine that finds id stopped ends the relay's leases.
+func relayWorkerID(id string) string { return "relay-" + id }
+
+// stoppedRelays names the relays of stopped engines (outbox
+// Config.StoppedRelays). A newly started engine names none for startGrace,
+// for the reason its consumers take nothing over then.
+func (e *Engine) stoppedRelays(ctx context.Context) ([]string, error) {
+	if time.Since(e.hb.StartedAt) < startGrace {
+		return nil, nil
+	}
+	ids, err := e.live.stopped(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = relayWorkerID(id)
+	}
+	return out, nil
 }
 
 // parseHeartbeats decodes heartbeat keys. A value that does not decode

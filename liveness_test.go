@@ -35,8 +35,12 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	set(registryPrefix+"h2-20-bbbbbb", "-h2-20-bbbbbb", time.Hour)                                       // registered, heartbeat gone
 	set(HeartbeatPrefix+"h3-30-cccccc", Heartbeat{ID: "h3-30-cccccc", Host: "h3", PID: 30}, time.Minute) // a previous release
 
-	alive, err := newLiveness(b).alive(ctx)
+	live := newLiveness(b)
+	alive, err := live.alive(ctx)
 	require.NoError(t, err)
+	stopped, err := live.stopped(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"h2-20-bbbbbb"}, stopped, "only the registered engine without a heartbeat stopped")
 	assert.True(t, alive("Projector-h1-10-aaaaaa"), "live engine")
 	assert.False(t, alive("Projector-h2-20-bbbbbb"), "registered engine without heartbeat")
 	assert.True(t, alive("Projector-h3-30-dddddd"), "previous release, same host and pid")
@@ -49,6 +53,9 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	alive, err = l.alive(ctx)
 	require.NoError(t, err)
 	assert.True(t, alive("Projector-h2-20-bbbbbb"))
+	stopped, err = l.stopped(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, stopped, "no engine is called stopped while this one's heartbeat fails")
 	assert.False(t, l.beat(nil))
 	assert.True(t, l.beat(assert.AnError), "the first failure after a success")
 }

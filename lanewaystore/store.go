@@ -280,6 +280,27 @@ type LeasingInserter interface {
 	LeasesOnInsert() bool
 }
 
+// LeaseEnder is implemented by stores that can end the leases of relays
+// known to have stopped (an engine's relay, once its heartbeat expired), as
+// both of Laneway's stores do. Found by type assertion: on any other store
+// such rows wait for their leases to run out, as before.
+type LeaseEnder interface {
+	// EndLeases ends, as of p.Now, every lease that a relay named in
+	// p.WorkerIDs holds past p.Now on a row not yet published, failed for
+	// good or abandoned, and returns how many rows it changed. The rows keep
+	// their lease holder until they are claimed again: the claim then
+	// reports p.Now as their LapsedLease, so the relay looks for them in
+	// their streams before appending them again (the stopped relay may have
+	// appended them before it stopped).
+	EndLeases(ctx context.Context, p EndLeasesParams) (int64, error)
+}
+
+// EndLeasesParams names the relays whose leases end (LeaseEnder).
+type EndLeasesParams struct {
+	WorkerIDs []string
+	Now       time.Time
+}
+
 // QueuedSaver is implemented by store transactions that can send an
 // aggregate write together with the transaction's next statement or its
 // commit instead of in a round trip of its own (PostgreSQL pipelines it).

@@ -100,6 +100,16 @@ type Config struct {
 	MinReplicasAcked int
 	// ReplicasTimeout bounds the wait for those replicas. Defaults to 1s.
 	ReplicasTimeout time.Duration
+	// StoppedRelays, when set, names the relays known to have stopped
+	// (the engine names the relays of engines whose heartbeat expired).
+	// Every StoppedCheckInterval the relay ends their leases, on a store
+	// that is a lanewaystore.LeaseEnder, so the rows they held are claimed
+	// again then rather than when their leases run out (stopped.go).
+	// Optional.
+	StoppedRelays func(ctx context.Context) ([]string, error)
+	// StoppedCheckInterval is how often StoppedRelays is asked. Defaults
+	// to 1s.
+	StoppedCheckInterval time.Duration
 	// Trace, when set, is called before each publish with the rows and
 	// their publications; the function it returns is called with the
 	// publish's outcome (tracing spans). Optional.
@@ -170,6 +180,9 @@ func (c Config) withDefaults(hasNotifier bool) Config {
 	}
 	if c.ReplicasTimeout <= 0 {
 		c.ReplicasTimeout = ReplicasTimeoutDefault
+	}
+	if c.StoppedCheckInterval <= 0 {
+		c.StoppedCheckInterval = StoppedCheckIntervalDefault
 	}
 	return c
 }

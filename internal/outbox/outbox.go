@@ -41,6 +41,10 @@ const (
 	AbandonedRetentionDefault     = time.Duration(lanewayconfig.AbandonedRetentionHoursDefault * float64(time.Hour))
 	// CleanupLimitDefault has no key in domain.toml.
 	CleanupLimitDefault = 5000
+	// StoppedCheckIntervalDefault has no key in domain.toml: the check
+	// costs a read of the engine's cached liveness, and a statement only
+	// when a relay newly stopped.
+	StoppedCheckIntervalDefault = time.Second
 
 	// NoNotifierMaxTick caps the idle poll interval on stores that can
 	// neither wake the relay across processes nor say whether anything

@@ -36,6 +36,9 @@ type Stats struct {
 	// appended to their streams, marked published without appending them
 	// again (lapsed.go).
 	FoundAppended int64
+	// LeasesEnded counts rows whose lease this relay ended because the
+	// relay holding it had stopped (stopped.go).
+	LeasesEnded int64
 }
 
 // Relay publishes outbox rows. Create it with New.
@@ -67,7 +70,14 @@ type Relay struct {
 
 	wakeNotify, wakeListen, wakePoll        atomic.Int64
 	published, failed, abandoned, handedOff atomic.Int64
-	foundAppended                           atomic.Int64
+	foundAppended, endedLeases              atomic.Int64
+
+	// ender ends the leases of stopped relays (stopped.go); nil unless
+	// cfg.StoppedRelays is set and the store is a LeaseEnder.
+	ender lanewaystore.LeaseEnder
+	// leasesEnded holds the stopped relays whose leases were ended; only
+	// the goroutine of endStoppedLeases uses it.
+	leasesEnded map[string]bool
 
 	life startstop.Runner
 }
@@ -87,6 +97,9 @@ func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Rel
 		log:    cfg.Logger.With("component", "outbox_relay", "worker_id", cfg.WorkerID),
 	}
 	r.workers = r.newWorkers()
+	if le, ok := store.(lanewaystore.LeaseEnder); ok && cfg.StoppedRelays != nil {
+		r.ender, r.leasesEnded = le, map[string]bool{}
+	}
 	return r
 }
 
@@ -137,6 +150,7 @@ func (r *Relay) Stats() Stats {
 		Abandoned:     r.abandoned.Load(),
 		HandedOff:     r.handedOff.Load(),
 		FoundAppended: r.foundAppended.Load(),
+		LeasesEnded:   r.endedLeases.Load(),
 	}
 }
 
@@ -166,6 +180,9 @@ func (r *Relay) Start(ctx context.Context) error {
 		r.life.Go(func() { r.loop(rctx, w) })
 	}
 	r.life.GoEvery(rctx, r.cfg.CleanupInterval, r.cleanup)
+	if r.ender != nil {
+		r.life.GoEvery(rctx, r.cfg.StoppedCheckInterval, r.endStoppedLeases)
+	}
 	r.log.Debug("outbox relay started", "batch_size", r.cfg.BatchSize, "max_tick_interval", r.cfg.MaxTickInterval,
 		"other_processes", across, "workers", len(r.workers))
 	return nil

@@ -158,6 +158,23 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	return nil
 }
 
+// EndLeases ends, as of p.Now, the leases that the relays p.WorkerIDs hold
+// past p.Now on rows still to be published (lanewaystore.LeaseEnder). The
+// status term is the claim index's predicate, so only the rows that index
+// holds are read.
+func (s *Store) EndLeases(ctx context.Context, p lanewaystore.EndLeasesParams) (int64, error) {
+	if len(p.WorkerIDs) == 0 {
+		return 0, nil
+	}
+	tag, err := s.exec(ctx, `UPDATE outbox SET locked_until = $2
+		WHERE status IN ('pending', 'failed', 'processing') AND locked_by = ANY($1::text[]) AND locked_until > $2`,
+		p.WorkerIDs, pgTime(outboxsql.Now(p.Now)))
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: end leases: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
 // published and abandoned rows and returns how many it deleted.
 func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {

@@ -36,8 +36,9 @@ type Store struct {
 }
 
 var (
-	_ lanewaystore.Store    = (*Store)(nil)
-	_ lanewaystore.Notifier = (*Store)(nil)
+	_ lanewaystore.Store      = (*Store)(nil)
+	_ lanewaystore.Notifier   = (*Store)(nil)
+	_ lanewaystore.LeaseEnder = (*Store)(nil)
 )
 
 // Open connects to PostgreSQL at url and checks that it answers. The error

@@ -161,6 +161,36 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 	return nil
 }
 
+// EndLeases ends, as of p.Now, the leases that the relays p.WorkerIDs hold
+// past p.Now on rows still to be published (lanewaystore.LeaseEnder). The
+// worker ids travel as one JSON parameter; the status term is the claim
+// index's predicate, so only the rows that index holds are read.
+func (s *Store) EndLeases(ctx context.Context, p lanewaystore.EndLeasesParams) (int64, error) {
+	if len(p.WorkerIDs) == 0 {
+		return 0, nil
+	}
+	workers, err := json.Marshal(p.WorkerIDs)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+	}
+	var n int64
+	err = s.inTx(ctx, func(t *sql.Tx) error {
+		res, err := t.ExecContext(ctx, `UPDATE outbox SET locked_until = $2
+			WHERE status IN ('pending', 'failed', 'processing')
+			  AND locked_by IN (SELECT value FROM json_each($1)) AND locked_until > $2`,
+			string(workers), formatTime(outboxsql.Now(p.Now)))
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+	}
+	return n, nil
+}
+
 // CleanupOutbox deletes at most p.Limit (CleanupLimitDefault when zero) old
 // published and abandoned rows and returns how many it deleted.
 func (s *Store) CleanupOutbox(ctx context.Context, p lanewaystore.CleanupParams) (int64, error) {

@@ -61,7 +61,10 @@ type Store struct {
 	memory bool
 }
 
-var _ lanewaystore.Store = (*Store)(nil)
+var (
+	_ lanewaystore.Store      = (*Store)(nil)
+	_ lanewaystore.LeaseEnder = (*Store)(nil)
+)
 
 // Open opens (creating when missing) the SQLite database dsn and checks that
 // it can be written. dsn is a file path ("laneway.db", "/var/lib/laneway.db"),

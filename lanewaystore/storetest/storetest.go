@@ -46,6 +46,7 @@ func Exercise(t *testing.T, open func(t *testing.T) lanewaystore.Store) {
 		{"MarkFailed", testMarkFailed},
 		{"MarkFailedOutage", testMarkFailedOutage},
 		{"LapsedLease", testLapsedLease},
+		{"EndLeases", testEndLeases},
 		{"Cleanup", testCleanup},
 		{"LeaseIsProcessing", testLeaseIsProcessing},
 		{"StoredProcessingRows", testStoredProcessingRows},

@@ -166,3 +166,11 @@ func claimPriorities(p *lanewaystore.PriorityRange) (lo, hi int32) {
 func clamp32(v int) int32 {
 	return int32(max(min(v, math.MaxInt32), math.MinInt32))
 }
+
+// Now is now, or the wall clock when now is zero.
+func Now(now time.Time) time.Time {
+	if now.IsZero() {
+		return time.Now()
+	}
+	return now
+}

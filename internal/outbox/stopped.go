@@ -1,0 +1,71 @@
+package outbox
+
+import (
+	"context"
+	"time"
+
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// A relay that stops without settling its rows (its process was killed,
+// or lost the database) leaves them leased: the rows it had claimed, and
+// the production rows its own units of work leased to it at insert for the
+// hand-off. Any relay may claim them once the lease runs out (Lease, 30 s
+// by default). When the engine can tell that relay has stopped (its
+// heartbeat expired), its leases are ended at once instead, so a killed
+// engine's rows wait about as long as its stream entries do. The claim
+// then records the end as the rows' lapsed lease, and the rows are looked
+// for in their streams before they are appended again (lapsed.go).
+
+// stoppedCheckTimeout bounds one EndLeases statement.
+const stoppedCheckTimeout = 10 * time.Second
+
+// endStoppedLeases ends the leases of the relays cfg.StoppedRelays names,
+// once per relay: a stopped relay takes no new lease.
+func (r *Relay) endStoppedLeases(ctx context.Context) {
+	ids, err := r.cfg.StoppedRelays(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Debug("could not tell which relays stopped", "error", err)
+		}
+		return
+	}
+	named := make(map[string]bool, len(ids))
+	var fresh []string
+	for _, id := range ids {
+		if id == r.cfg.WorkerID || named[id] {
+			continue
+		}
+		named[id] = true
+		if !r.leasesEnded[id] {
+			fresh = append(fresh, id)
+		}
+	}
+	// A relay no longer named has left the list for good (its engine's
+	// registration expired), so the set stays as small as the list.
+	for id := range r.leasesEnded {
+		if !named[id] {
+			delete(r.leasesEnded, id)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, stoppedCheckTimeout)
+	defer cancel()
+	n, err := r.ender.EndLeases(sctx, lanewaystore.EndLeasesParams{WorkerIDs: fresh, Now: r.cfg.Now()})
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("could not end the outbox leases of stopped relays; trying again", "relays", fresh, "error", err)
+		}
+		return
+	}
+	for _, id := range fresh {
+		r.leasesEnded[id] = true
+	}
+	if n > 0 {
+		r.endedLeases.Add(n)
+		r.log.Warn("outbox rows leased to a stopped relay are claimable again", "rows", n, "relays", fresh)
+		r.Notify()
+	}
+}

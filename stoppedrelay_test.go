@@ -1,0 +1,104 @@
+package laneway_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laneway/laneway"
+	"github.com/laneway/laneway/internal/testsvc"
+	"github.com/laneway/laneway/internal/tools/syncio"
+	"github.com/laneway/laneway/lanewaybroker/brokertest"
+	"github.com/laneway/laneway/lanewaybroker/redisbroker"
+	"github.com/laneway/laneway/lanewayconfig"
+	"github.com/laneway/laneway/lanewaystore"
+)
+
+// unmarkedStore fails the relay's marks: an engine that lost the database
+// between its claim and its mark, and stops before it is back, leaves its
+// outbox rows leased to its relay.
+type unmarkedStore struct{ lanewaystore.Store }
+
+var errMarkLost = errors.New("database gone")
+
+func (unmarkedStore) MarkPublished(context.Context, lanewaystore.MarkPublishedParams) error {
+	return errMarkLost
+}
+
+func (unmarkedStore) MarkFailed(context.Context, lanewaystore.MarkFailedParams) error {
+	return errMarkLost
+}
+
+// Its inserts are the store's own, so a production row is leased to the
+// relay at insert and handed over in memory, as without the fault.
+func (unmarkedStore) LeasesOnInsert() bool { return true }
+
+// A production row left leased to the relay of an engine that stopped is
+// published by another engine once it sees that engine's heartbeat gone,
+// not when the hour-long lease runs out; the row's event is handled once.
+func TestStoppedEnginesOutboxRowsNotLeftToTheirLease(t *testing.T) {
+	t.Parallel()
+	for _, sc := range stores() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			cfg := lanewayconfig.Default()
+			cfg.Outbox.LeaseSeconds = 3600
+			cfg.Server.PriorityLanes.Enabled = true // the production row is leased at insert and handed over
+			st := sc.open(t)
+			br, err := redisbroker.OpenEmbedded(ctx, redisbroker.EmbeddedOptions{})
+			require.NoError(t, err)
+			defer br.Close()
+			var rec runLog
+			dom := laneDomain(t, testsvc.Prefix()+"account", &rec, nil)
+
+			// The engine that stops: its publishes fail, and so do its marks.
+			faulty := brokertest.NewFaulty(br)
+			faulty.FailPublish(errors.New("ERR the append failed"))
+			gone, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: unmarkedStore{st}})
+			require.NoError(t, err)
+			goneEng := laneway.NewEngine(gone, laneway.EngineOptions{Broker: faulty, DisableHTTP: true})
+			require.NoError(t, goneEng.Start(ctx))
+			require.NoError(t, gone.Process(ctx, OpenAccount{ID: "1", Owner: "a"}))
+			require.Eventually(t, func() bool { return faulty.Injected() >= 1 }, opsWait, 10*time.Millisecond,
+				"the stopping engine's relay tried to publish")
+			require.NoError(t, goneEng.Stop(ctx))
+			leased, err := st.ListOutbox(ctx, lanewaystore.ListOutboxParams{})
+			require.NoError(t, err)
+			require.Len(t, leased, 1)
+			require.Equal(t, lanewaystore.StatusProcessing, leased[0].Status, "the row is left leased")
+			require.NotEmpty(t, leased[0].LockedBy)
+
+			app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: st})
+			require.NoError(t, err)
+			var logs syncio.Buffer
+			eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: br, DisableHTTP: true,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			require.NoError(t, eng.Start(ctx))
+			defer func() { require.NoError(t, eng.Stop(context.Background())) }()
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Log(logs.String())
+				}
+			})
+
+			require.Eventually(t, func() bool {
+				rows, err := st.ListOutbox(ctx, lanewaystore.ListOutboxParams{})
+				return err == nil && len(rows) == 1 && rows[0].Status == lanewaystore.StatusPublished
+			}, opsWait, 10*time.Millisecond, "the row is published long before its lease ends")
+			require.Eventually(t, func() bool {
+				_, _, events := rec.snapshot()
+				return len(events) >= 1
+			}, opsWait, 10*time.Millisecond, "its event is handled")
+			assert.EqualValues(t, 1, eng.RelayStats().LeasesEnded)
+			assert.Contains(t, logs.String(), "outbox rows leased to a stopped relay are claimable again")
+			_, _, events := rec.snapshot()
+			assert.Len(t, events, 1, "handled once")
+		})
+	}
+}
