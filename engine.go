@@ -301,7 +301,7 @@ func (e *Engine) newConsumers(topo lanes.Topology, m *metrics.Metrics) error {
 			Group:               s.Group,
 			Consumer:            s.Group + e.hb.ConsumerSuffix,
 			Alive:               e.live.alive,
-			TakeoverGrace:       heartbeatTTL,
+			TakeoverGrace:       outageGrace,
 			StartGrace:          startGrace,
 			HandlerTimeout:      sc.HandlerTimeout(),
 			Primary:             s.Primary,

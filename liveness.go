@@ -37,6 +37,14 @@ const (
 	// the margin. It also delays the takeover of a dead engine's entries
 	// by a newcomer, so it is kept that short.
 	startGrace = beatTimeout + 2*heartbeatRetry
+	// outageGrace is how long, after this engine's heartbeat or one of
+	// its consumers' reads got through again after an outage, nobody is
+	// called dead. The outage may have been everyone's, and the live
+	// engines, retrying every heartbeatRetry with beatTimeout per attempt,
+	// have their heartbeats back within beatTimeout+heartbeatRetry of its
+	// end; one more retry and the liveness view's reuse (livenessTTL) are
+	// the margin.
+	outageGrace = beatTimeout + 3*heartbeatRetry
 )
 
 // errUpcast marks a failed upcast: deterministic, so the consumer sends the
@@ -70,11 +78,13 @@ type liveness struct {
 	// registered are the IDs of the engines registered in the last
 	// registryTTL, alive or not.
 	registered []string
-	// beatFailed is when this engine last failed to write its own
-	// heartbeat. Within a TTL of it, others' heartbeats may have expired
-	// for the same reason (Redis was unreachable), so nobody is called dead.
-	beatFailed time.Time
-	failing    bool // the last write failed
+	// While this engine fails to write its own heartbeat, and for
+	// outageGrace after a write got through again, others' heartbeats may
+	// be missing for the same reason (Redis was unreachable), so nobody is
+	// called dead.
+	failing   bool      // the last write failed
+	recovered time.Time // when a write got through after failures
+	now       func() time.Time
 }
 
 // beat records the outcome of this engine's heartbeat write and reports
@@ -83,12 +93,21 @@ func (l *liveness) beat(err error) (firstFailure bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err == nil {
+		if l.failing {
+			l.recovered = l.now()
+		}
 		l.failing = false
 		return false
 	}
-	l.beatFailed = time.Now()
 	firstFailure, l.failing = !l.failing, true
 	return firstFailure
+}
+
+// doubtful reports whether a missing heartbeat may be this engine's own
+// outage rather than its owner's death (see failing). The caller holds
+// l.mu.
+func (l *liveness) doubtful() bool {
+	return l.failing || l.now().Sub(l.recovered) < outageGrace
 }
 
 // registryPrefix prefixes the keys that record, for a day after an
@@ -104,12 +123,12 @@ const (
 // livenessTTL is how long one read of the heartbeat keys is reused.
 const livenessTTL = 500 * time.Millisecond
 
-func newLiveness(b lanewaybroker.Broker) *liveness { return &liveness{broker: b} }
+func newLiveness(b lanewaybroker.Broker) *liveness { return &liveness{broker: b, now: time.Now} }
 
 func (l *liveness) alive(ctx context.Context) (func(string) bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if time.Since(l.beatFailed) < heartbeatTTL {
+	if l.doubtful() {
 		return func(string) bool { return true }, nil
 	}
 	if err := l.refresh(ctx); err != nil {
@@ -163,11 +182,11 @@ func (l *liveness) refresh(ctx context.Context) error {
 
 // stopped returns the IDs of the engines registered in the last
 // registryTTL whose heartbeat is gone, by the rules of alive: none while
-// this engine's own heartbeat failed within a TTL.
+// this engine's own heartbeat is doubtful.
 func (l *liveness) stopped(ctx context.Context) ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if time.Since(l.beatFailed) < heartbeatTTL {
+	if l.doubtful() {
 		return nil, nil
 	}
 	if err := l.refresh(ctx); err != nil {

@@ -46,16 +46,34 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	assert.True(t, alive("Projector-h3-30-dddddd"), "previous release, same host and pid")
 	assert.True(t, alive("protean_customers.CustomerProjector-vm7-31337-a1b2c3"), "another service's consumer")
 
-	// Within a TTL of this engine's own failed heartbeat nobody is dead.
+	// While this engine's own heartbeat fails, and for outageGrace after it
+	// is written again, nobody is dead: the outage may have been everyone's.
 	l := newLiveness(b)
+	now := time.Now()
+	l.now = func() time.Time { return now }
 	assert.True(t, l.beat(assert.AnError), "the first failure")
 	assert.False(t, l.beat(assert.AnError), "a second failure in a row")
+	nobodyDead := func(msg string) {
+		t.Helper()
+		alive, err := l.alive(ctx)
+		require.NoError(t, err)
+		assert.True(t, alive("Projector-h2-20-bbbbbb"), msg)
+		stopped, err := l.stopped(ctx)
+		require.NoError(t, err)
+		assert.Empty(t, stopped, msg)
+	}
+	nobodyDead("while this engine's heartbeat fails")
+	now = now.Add(time.Hour)
+	nobodyDead("however long it fails")
+	assert.False(t, l.beat(nil), "written again")
+	now = now.Add(outageGrace - time.Millisecond)
+	nobodyDead("within the grace after it is written again")
+	now = now.Add(time.Millisecond)
 	alive, err = l.alive(ctx)
 	require.NoError(t, err)
-	assert.True(t, alive("Projector-h2-20-bbbbbb"))
+	assert.False(t, alive("Projector-h2-20-bbbbbb"), "after the grace")
 	stopped, err = l.stopped(ctx)
 	require.NoError(t, err)
-	assert.Empty(t, stopped, "no engine is called stopped while this one's heartbeat fails")
-	assert.False(t, l.beat(nil))
+	assert.Equal(t, []string{"h2-20-bbbbbb"}, stopped, "after the grace")
 	assert.True(t, l.beat(assert.AnError), "the first failure after a success")
 }

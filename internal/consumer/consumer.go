@@ -288,6 +288,7 @@ func (c *Consumer) Start(ctx context.Context) error {
 	c.handlerCtx, c.handlerCancel = context.WithCancel(base)
 	c.readCtx, c.readCancelAll = context.WithCancel(base)
 	c.tk.after = time.Now().Add(c.cfg.StartGrace)
+	c.tk.reclaimAfter = c.tk.after
 	c.startWorkers()
 	go c.run()
 	return nil
@@ -526,6 +527,7 @@ func (c *Consumer) brokerOK() {
 		c.bo.reset()
 		c.retryAt = time.Time{}
 		c.tk.after = time.Now().Add(c.cfg.TakeoverGrace)
+		c.tk.reclaimAfter = time.Now().Add(c.cfg.ReclaimGrace)
 		// Touch what this consumer holds at once: no touch got through
 		// during the outage, and the other consumers' reclaim resumes
 		// when their grace ends.

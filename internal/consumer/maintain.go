@@ -26,12 +26,13 @@ func (c *Consumer) maintain(now time.Time) {
 	c.maybeTakeover(now)
 	if !c.stopping && now.Sub(c.lastReclaim) >= c.reclaimEvery() {
 		c.lastReclaim = now // also when skipped, so a backoff does not spin the loop
-		// Not within the grace after a broker outage either (as for
-		// takeovers): the other consumers could not touch their entries
-		// during it, so an outage longer than ClaimIdle leaves live
-		// consumers' entries, handled ones whose acks are kept included,
-		// looking idle until their owners have touched and acked them.
-		if !now.Before(c.retryAt) && !now.Before(c.tk.after) {
+		// Not while the broker is failing, nor within ReclaimGrace after
+		// it answers again (as for takeovers): the other consumers could
+		// not touch their entries during the outage, so an outage longer
+		// than ClaimIdle leaves live consumers' entries, handled ones whose
+		// acks are kept included, looking idle until their owners have
+		// touched and acked them.
+		if !c.down && !now.Before(c.retryAt) && !now.Before(c.tk.reclaimAfter) {
 			// Handled entries waiting for their batched ack look idle to
 			// XAUTOCLAIM: send the acks first.
 			c.flushAcksNow()

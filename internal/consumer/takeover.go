@@ -51,8 +51,10 @@ const (
 // takeoverState is the dispatcher's takeover bookkeeping.
 type takeoverState struct {
 	last  time.Time // last check
-	after time.Time // no takeover before (grace after a broker outage)
-	taken atomic.Int64
+	after time.Time // no takeover before (grace after the start or a broker outage)
+	// reclaimAfter is the same for the ClaimIdle reclaim.
+	reclaimAfter time.Time
+	taken        atomic.Int64
 	// seen is when each dead consumer (by stream and name) was first seen,
 	// for takeoverShareFor.
 	seen map[string]time.Time

@@ -143,6 +143,37 @@ func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
 	})
 }
 
+// After a broker outage the ClaimIdle reclaim waits ReclaimGrace, longer
+// than the takeover's grace: a live consumer's entries looked idle during
+// the outage, and their owner touches them only once its own backoff and
+// a read that may have to time out first let it back.
+func TestNoReclaimRightAfterAnOutage(t *testing.T) {
+	t.Parallel()
+	eachBroker(t, func(t *testing.T, k brokerKit) {
+		cat := testsvc.Prefix() + "customer"
+		publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
+		readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
+		f := brokertest.NewFaulty(k.b)
+		f.FailReadGroup(errors.New("dial tcp: connection refused"))
+		var rec recorder
+		c := startConsumer(t, f, consumer.Config{
+			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Second,
+			Block: 50 * time.Millisecond, TakeoverGrace: 100 * time.Millisecond, ReclaimGrace: 3 * time.Second,
+			Alive: func(context.Context) (func(string) bool, error) {
+				return func(string) bool { return true }, nil // the other consumer's engine is alive
+			},
+			Handle: func(_ context.Context, m *consumer.Message) error { rec.add(m); return nil },
+		})
+		require.Eventually(t, func() bool { return f.Injected() >= 3 }, waitFor, time.Millisecond)
+		time.Sleep(2 * time.Second) // the other consumer's entries are idle past ClaimIdle
+		healed := time.Now()
+		f.Heal()
+		require.Eventually(t, func() bool { return rec.len() == 2 }, waitFor, time.Millisecond, "reclaimed once idle")
+		assert.GreaterOrEqual(t, time.Since(healed), 3*time.Second, "reclaimed before the grace after the outage")
+		assert.Zero(t, c.TakenOver(), "a live engine's entries are reclaimed, not taken over")
+	})
+}
+
 // A consumer just started takes nothing over for StartGrace, neither a
 // dead-looking engine's entries nor idle ones: their owner may be a live
 // engine back from an outage that ended a moment before, still renewing

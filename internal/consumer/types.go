@@ -104,8 +104,10 @@ const (
 	ShutdownTimeoutDefault = time.Duration(lanewayconfig.ShutdownTimeoutSecondsDefault * float64(time.Second))
 	// ProbeIntervalDefault has no key in domain.toml.
 	ProbeIntervalDefault = 2 * time.Millisecond
-	// TakeoverGraceDefault is the engine's heartbeat TTL.
+	// TakeoverGraceDefault and ReclaimGraceDefault are the engine's
+	// heartbeat TTL.
 	TakeoverGraceDefault = 15 * time.Second
+	ReclaimGraceDefault  = 15 * time.Second
 )
 
 // Config configures one consumer: one handler (consumer group) on one
@@ -206,6 +208,13 @@ type Config struct {
 	// may have expired during it, are written again first. Defaults to
 	// TakeoverGraceDefault.
 	TakeoverGrace time.Duration
+	// ReclaimGrace is how long the ClaimIdle reclaim waits after this
+	// consumer's broker came back from an outage. No touch got through
+	// during it, so live consumers' entries may look idle until their
+	// owners are back, each after its own backoff and a read that may have
+	// to time out first: longer than a heartbeat needs. Defaults to
+	// ReclaimGraceDefault.
+	ReclaimGrace time.Duration
 	// StartGrace is how long after Start takeovers and the ClaimIdle
 	// reclaim wait. A consumer just started cannot tell whether the broker
 	// was unreachable to everyone a moment before: such an outage expires
@@ -248,7 +257,7 @@ func (c *Config) validateAndDefault() error {
 		return fmt.Errorf("consumer: Config.Backfill %q collides with the primary DLQ", c.Backfill)
 	case c.Count < 0, c.Block < 0, c.MaxRetries < 0, c.RetryDelay < 0, c.ClaimIdle < 0,
 		c.Concurrency < 0, c.BackfillConcurrency < 0, c.ProbeInterval < 0, c.ShutdownTimeout < 0,
-		c.TakeoverGrace < 0, c.StartGrace < 0, c.HandlerTimeout < 0:
+		c.TakeoverGrace < 0, c.ReclaimGrace < 0, c.StartGrace < 0, c.HandlerTimeout < 0:
 		return errors.New("consumer: Config durations and counts must not be negative")
 	case c.BackfillNice < 0 || c.BackfillNice > 19:
 		return fmt.Errorf("consumer: Config.BackfillNice %d must be in [0,19]", c.BackfillNice)
@@ -275,6 +284,7 @@ func (c *Config) validateAndDefault() error {
 	defD(&c.ProbeInterval, ProbeIntervalDefault)
 	defD(&c.ShutdownTimeout, ShutdownTimeoutDefault)
 	defD(&c.TakeoverGrace, TakeoverGraceDefault)
+	defD(&c.ReclaimGrace, ReclaimGraceDefault)
 	if c.Decode == nil {
 		c.Decode = func(e lanewaybroker.Entry) (envelope.Envelope, error) {
 			if _, ok := e.Fields["data"]; !ok && e.Fields != nil {
