@@ -75,9 +75,10 @@ type liveness struct {
 	hbs      []Heartbeat
 	beating  map[string]bool // the IDs of the heartbeat keys
 	suffixes []string        // of every registered engine, alive or not
-	// registered are the IDs of the engines registered in the last
-	// registryTTL, alive or not.
-	registered []string
+	// leasesAt is when relays was last read; relays maps engine IDs to
+	// their relays' worker ids (relayLeasesPrefix).
+	leasesAt time.Time
+	relays   map[string]string
 	// While this engine fails to write its own heartbeat, and for
 	// outageGrace after a write got through again, others' heartbeats may
 	// be missing for the same reason (Redis was unreachable), so nobody is
@@ -119,6 +120,14 @@ const (
 	registryPrefix = "laneway:consumers-of:"
 	registryTTL    = 24 * time.Hour
 )
+
+// relayLeasesPrefix prefixes the keys that name an engine's outbox relay
+// (the value is its worker id) for as long as rows may be leased to it:
+// each beat writes it with a TTL of heartbeatTTL plus the relay's lease,
+// which outlasts every lease the relay took before it stopped. An engine
+// whose key is there and whose heartbeat is not stopped with leases that
+// may still hold (see stopped); once the key is gone, so are they.
+const relayLeasesPrefix = "laneway:relay-leases:"
 
 // livenessTTL is how long one read of the heartbeat keys is reused.
 const livenessTTL = 500 * time.Millisecond
@@ -171,18 +180,18 @@ func (l *liveness) refresh(ctx context.Context) error {
 	for k := range keys {
 		l.beating[strings.TrimPrefix(k, HeartbeatPrefix)] = true
 	}
-	l.suffixes, l.registered = l.suffixes[:0], l.registered[:0]
-	for k, v := range reg {
+	l.suffixes = l.suffixes[:0]
+	for _, v := range reg {
 		l.suffixes = append(l.suffixes, v)
-		l.registered = append(l.registered, strings.TrimPrefix(k, registryPrefix))
 	}
 	l.at = time.Now()
 	return nil
 }
 
-// stopped returns the IDs of the engines registered in the last
-// registryTTL whose heartbeat is gone, by the rules of alive: none while
-// this engine's own heartbeat is doubtful.
+// stopped returns the worker ids of the relays of engines whose heartbeat
+// is gone while rows may still be leased to their relays
+// (relayLeasesPrefix), by the rules of alive: none while this engine's own
+// heartbeat is doubtful.
 func (l *liveness) stopped(ctx context.Context) ([]string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -192,12 +201,24 @@ func (l *liveness) stopped(ctx context.Context) ([]string, error) {
 	if err := l.refresh(ctx); err != nil {
 		return nil, err
 	}
+	if time.Since(l.leasesAt) >= livenessTTL {
+		keys, err := l.broker.GetKeys(ctx, relayLeasesPrefix+"*")
+		if err != nil {
+			return nil, err
+		}
+		l.relays = make(map[string]string, len(keys))
+		for k, v := range keys {
+			l.relays[strings.TrimPrefix(k, relayLeasesPrefix)] = v
+		}
+		l.leasesAt = time.Now()
+	}
 	var out []string
-	for _, id := range l.registered {
-		if !l.beating[id] {
-			out = append(out, id)
+	for id, worker := range l.relays {
+		if !l.beating[id] && worker != "" {
+			out = append(out, worker)
 		}
 	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -212,15 +233,7 @@ func (e *Engine) stoppedRelays(ctx context.Context) ([]string, error) {
 	if time.Since(e.hb.StartedAt) < startGrace {
 		return nil, nil
 	}
-	ids, err := e.live.stopped(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = relayWorkerID(id)
-	}
-	return out, nil
+	return e.live.stopped(ctx)
 }
 
 // parseHeartbeats decodes heartbeat keys. A value that does not decode
@@ -254,6 +267,11 @@ func (e *Engine) beat(ctx context.Context, timeout time.Duration) error {
 	defer cancel()
 	if err := e.broker.SetKey(ctx, HeartbeatPrefix+e.hb.ID, string(v), heartbeatTTL); err != nil {
 		return err
+	}
+	if e.relay != nil {
+		if err := e.broker.SetKey(ctx, relayLeasesPrefix+e.hb.ID, e.relay.WorkerID(), heartbeatTTL+e.relay.LeaseTime()); err != nil {
+			return err
+		}
 	}
 	return e.broker.SetKey(ctx, registryPrefix+e.hb.ID, e.hb.ConsumerSuffix, registryTTL)
 }

@@ -34,13 +34,16 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	set(registryPrefix+"h1-10-aaaaaa", "-h1-10-aaaaaa", time.Hour)
 	set(registryPrefix+"h2-20-bbbbbb", "-h2-20-bbbbbb", time.Hour)                                       // registered, heartbeat gone
 	set(HeartbeatPrefix+"h3-30-cccccc", Heartbeat{ID: "h3-30-cccccc", Host: "h3", PID: 30}, time.Minute) // a previous release
+	set(relayLeasesPrefix+"h1-10-aaaaaa", "relay-h1-10-aaaaaa", time.Minute)                             // alive
+	set(relayLeasesPrefix+"h2-20-bbbbbb", "relay-h2-20-bbbbbb", time.Minute)                             // stopped, its leases may hold
+	set(registryPrefix+"h4-40-dddddd", "-h4-40-dddddd", time.Hour)                                       // stopped, its leases ran out
 
 	live := newLiveness(b)
 	alive, err := live.alive(ctx)
 	require.NoError(t, err)
 	stopped, err := live.stopped(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"h2-20-bbbbbb"}, stopped, "only the registered engine without a heartbeat stopped")
+	assert.Equal(t, []string{"relay-h2-20-bbbbbb"}, stopped, "only the relay of a stopped engine whose leases may hold")
 	assert.True(t, alive("Projector-h1-10-aaaaaa"), "live engine")
 	assert.False(t, alive("Projector-h2-20-bbbbbb"), "registered engine without heartbeat")
 	assert.True(t, alive("Projector-h3-30-dddddd"), "previous release, same host and pid")
@@ -74,6 +77,6 @@ func TestLivenessNamesOnlyRegisteredDeadEngines(t *testing.T) {
 	assert.False(t, alive("Projector-h2-20-bbbbbb"), "after the grace")
 	stopped, err = l.stopped(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, []string{"h2-20-bbbbbb"}, stopped, "after the grace")
+	assert.Equal(t, []string{"relay-h2-20-bbbbbb"}, stopped, "after the grace")
 	assert.True(t, l.beat(assert.AnError), "the first failure after a success")
 }

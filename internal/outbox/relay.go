@@ -106,6 +106,10 @@ func New(store lanewaystore.Store, broker lanewaybroker.Broker, cfg Config) *Rel
 // WorkerID is the relay's locked_by value.
 func (r *Relay) WorkerID() string { return r.cfg.WorkerID }
 
+// LeaseTime is how long the relay's claims, and the hand-off's inserts,
+// lease rows to it.
+func (r *Relay) LeaseTime() time.Duration { return r.cfg.Lease }
+
 // Notify wakes every claim loop: rows have just committed in this process. It
 // never blocks; wake-ups that arrive while one is pending coalesce.
 func (r *Relay) Notify() { r.NotifyPriorities(math.MinInt, math.MaxInt) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -162,9 +163,13 @@ func (s *Store) MarkFailed(ctx context.Context, p lanewaystore.MarkFailedParams)
 }
 
 // EndLeases ends, as of p.Now, the leases that the relays p.WorkerIDs hold
-// past p.Now on rows still to be published (lanewaystore.LeaseEnder). The
-// worker ids travel as one JSON parameter; the status term is the claim
-// index's predicate, so only the rows that index holds are read.
+// past p.Now on rows still to be published (lanewaystore.LeaseEnder). No
+// index leads to a lease holder (the claim writes no indexed column), so
+// the rows are found on a read connection, where the walk over every row
+// to publish does not hold the one writer that production's commits wait
+// for; the write then ends the leases of those rows, by id, that are still
+// held. The status term is the claim index's predicate, so only the rows
+// that index holds are read.
 func (s *Store) EndLeases(ctx context.Context, p lanewaystore.EndLeasesParams) (int64, error) {
 	if len(p.WorkerIDs) == 0 {
 		return 0, nil
@@ -173,12 +178,38 @@ func (s *Store) EndLeases(ctx context.Context, p lanewaystore.EndLeasesParams) (
 	if err != nil {
 		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
 	}
+	now := formatTime(outboxsql.Now(p.Now))
+	rows, err := s.read.QueryContext(ctx, `SELECT id FROM outbox
+		WHERE status IN ('pending', 'failed', 'processing')
+		  AND locked_by IN (SELECT value FROM json_each($1)) AND locked_until > $2`, string(workers), now)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	idList, err := json.Marshal(ids)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: end leases: %w", err)
+	}
 	var n int64
 	err = s.inTx(ctx, func(t *sql.Tx) error {
-		res, err := t.ExecContext(ctx, `UPDATE outbox SET locked_until = $2
-			WHERE status IN ('pending', 'failed', 'processing')
-			  AND locked_by IN (SELECT value FROM json_each($1)) AND locked_until > $2`,
-			string(workers), formatTime(outboxsql.Now(p.Now)))
+		res, err := t.ExecContext(ctx, `UPDATE outbox SET locked_until = $3
+			WHERE id IN (SELECT value FROM json_each($1)) AND status IN ('pending', 'failed', 'processing')
+			  AND locked_by IN (SELECT value FROM json_each($2)) AND locked_until > $3`,
+			string(idList), string(workers), now)
 		if err != nil {
 			return err
 		}
