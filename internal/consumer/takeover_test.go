@@ -112,18 +112,26 @@ func TestTakeoverOfDeadEngine(t *testing.T) {
 	})
 }
 
+// otherHoldsTwoAndReadsFail leaves two entries of a new category pending
+// on another consumer and returns the category and a broker whose reads
+// fail (an outage) until healed.
+func otherHoldsTwoAndReadsFail(t *testing.T, k brokerKit) (string, *brokertest.Faulty) {
+	t.Helper()
+	cat := testsvc.Prefix() + "customer"
+	publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
+	readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
+	f := brokertest.NewFaulty(k.b)
+	f.FailReadGroup(errors.New("dial tcp: connection refused"))
+	return cat, f
+}
+
 // Right after a broker outage heartbeats may have expired without their
 // engines being dead: no takeover until the broker has answered this
 // consumer again and TakeoverGrace has passed.
 func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
 	t.Parallel()
 	eachBroker(t, func(t *testing.T, k brokerKit) {
-		p := testsvc.Prefix()
-		cat := p + "customer"
-		publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
-		readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
-		f := brokertest.NewFaulty(k.b)
-		f.FailReadGroup(errors.New("dial tcp: connection refused"))
+		cat, f := otherHoldsTwoAndReadsFail(t, k)
 		var rec recorder
 		c := startConsumer(t, f, consumer.Config{
 			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Hour,
@@ -150,11 +158,7 @@ func TestNoTakeoverRightAfterAnOutage(t *testing.T) {
 func TestNoReclaimRightAfterAnOutage(t *testing.T) {
 	t.Parallel()
 	eachBroker(t, func(t *testing.T, k brokerKit) {
-		cat := testsvc.Prefix() + "customer"
-		publish(t, k.b, cat, encode(t, "p1", "k1", 1), encode(t, "p2", "k2", 2))
-		readAs(t, k.b, cat, "Projector", "Projector-host-1-other1", 2)
-		f := brokertest.NewFaulty(k.b)
-		f.FailReadGroup(errors.New("dial tcp: connection refused"))
+		cat, f := otherHoldsTwoAndReadsFail(t, k)
 		var rec recorder
 		c := startConsumer(t, f, consumer.Config{
 			Group: "Projector", Consumer: "Projector-host-3-me0001", Primary: cat, ClaimIdle: time.Second,
