@@ -114,9 +114,8 @@ func (c *Consumer) plan() readPlan {
 		// Primary has its own read: this one reads backfill alone, a
 		// batch ahead of its handlers (the entries in a run count: at
 		// concurrency 1 a run takes the whole queue).
-		n := c.backfillReadCount(time.Now())
-		if !pB && qB+c.inRuns[Backfill] <= n {
-			return readPlan{Mode: ReadBackfill, Count: n}
+		if !pB && qB+c.inRuns[Backfill] <= c.cfg.Count {
+			return readPlan{Mode: ReadBackfill, Count: c.cfg.Count}
 		}
 		return readPlan{}
 	}
@@ -202,26 +201,4 @@ func (c *Consumer) controlWake() time.Time {
 		return c.ctl.waitUntil
 	}
 	return time.Time{}
-}
-
-// flowingBackfillRead caps a backfill read while production flows.
-// Redis runs one command at a time, and the reply to a read of 100
-// 840-byte entries held it for 110-240 µs on two vCPUs; its decode then
-// takes the engine's other core in a burst. A production entry written
-// meanwhile waits for both. In reads of 25 the backfill drains as fast
-// (its handlers are the bound, and the next read leaves while 25 entries
-// are still to run), and the flood's production p50 fell by about 50 µs
-// (docs/benchmarks-production-lane.md, "Smaller backfill reads while
-// production flows").
-const flowingBackfillRead = 25
-
-// backfillReadCount is how many entries a read of the backfill lane alone
-// asks for: Config.Count, or at most flowingBackfillRead while production
-// flows, so that an idle production lane keeps the larger reads' lower
-// cost per entry.
-func (c *Consumer) backfillReadCount(now time.Time) int {
-	if c.lanes && c.yield.productionFlowing(now) {
-		return min(c.cfg.Count, flowingBackfillRead)
-	}
-	return c.cfg.Count
 }

@@ -105,7 +105,7 @@ func (c *Consumer) onInlineStarted(rr readResult) {
 	c.sl.PrimaryInflight++
 	c.inlineRunning = true
 	c.nInline.Add(1)
-	if c.lanes {
+	if (c.cfg.BackfillYield || c.cfg.BackfillShortSlice) && c.lanes {
 		c.yield.primaryQueued(time.Now())
 	}
 }

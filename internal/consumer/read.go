@@ -196,9 +196,9 @@ func (c *Consumer) addEntry(lane Lane, stream string, e lanewaybroker.Entry, del
 	c.queue[lane] = append(c.queue[lane], t)
 	if lane == Primary {
 		c.preempt.Store(true)
-		if c.lanes {
+		if (c.cfg.BackfillYield || c.cfg.BackfillShortSlice) && c.lanes {
 			c.yield.primaryQueued(now)
-			if (c.cfg.BackfillYield || c.cfg.BackfillShortSlice) && !c.lends {
+			if !c.lends {
 				c.yield.wakeAll() // the pausing backfill workers give their slots back (lend.go)
 			}
 		}

@@ -40,9 +40,7 @@ const (
 )
 
 // yielder is the consumer's state for the pauses: when production was last
-// seen (with lanes on, also whatever the pauses' settings: it sizes the
-// backfill reads, control.go), and a channel closed to end every pause in
-// progress.
+// seen, and a channel closed to end every pause in progress.
 type yielder struct {
 	lastPrimary atomic.Int64 // UnixNano
 	mu          sync.Mutex
