@@ -125,8 +125,9 @@ const (
 // (the value is its worker id) for as long as rows may be leased to it:
 // each beat writes it with a TTL of heartbeatTTL plus the relay's lease,
 // which outlasts every lease the relay took before it stopped. An engine
-// whose key is there and whose heartbeat is not stopped with leases that
-// may still hold (see stopped); once the key is gone, so are they.
+// whose key is there but whose heartbeat is not has stopped, and rows may
+// still be leased to its relay (see stopped); once the key is gone, every
+// such lease has ended.
 const relayLeasesPrefix = "laneway:relay-leases:"
 
 // livenessTTL is how long one read of the heartbeat keys is reused.
