@@ -41,8 +41,10 @@ func (r *Relay) endStoppedLeases(ctx context.Context) {
 			fresh = append(fresh, id)
 		}
 	}
-	// A relay no longer named has left the list for good (its engine's
-	// registration expired), so the set stays as small as the list.
+	// A relay no longer named is forgotten, so the set stays as small as
+	// the list: mostly its key expired with its last lease; if it was
+	// left out for a while (the engine's own heartbeat in doubt), its
+	// leases are ended again when it is named again, which is harmless.
 	for id := range r.leasesEnded {
 		if !named[id] {
 			delete(r.leasesEnded, id)
