@@ -538,9 +538,12 @@ func (e *Engine) stopAll(ctx context.Context) error {
 		e.offCommit()
 		e.offCommit = nil
 	}
+	relayStopped := false
 	if e.relay != nil {
 		if err := e.relay.Stop(ctx); err != nil {
 			errs = append(errs, err)
+		} else {
+			relayStopped = true
 		}
 	}
 	if e.trimmer != nil {
@@ -551,17 +554,46 @@ func (e *Engine) stopAll(ctx context.Context) error {
 	if e.http != nil {
 		_ = e.http.Shutdown(ctx)
 	}
-	if e.broker != nil && e.hb.ID != "" {
-		// Bounded: with Redis unreachable the key expires by itself.
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		_ = e.broker.DeleteKey(dctx, HeartbeatPrefix+e.hb.ID)
-		cancel()
-	}
 	// The heartbeat loop and the HTTP server end once cancelled; wait for
-	// them whatever ctx says, so nothing outlives Stop.
+	// them whatever ctx says, so nothing outlives Stop, and before the keys
+	// are deleted, so no renewal writes them again.
 	_ = e.life.Stop(context.WithoutCancel(ctx))
+	if e.broker != nil && e.hb.ID != "" {
+		e.deleteKeys(ctx, relayStopped)
+	}
 	if e.ownBroker && e.broker != nil {
 		_ = e.broker.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// endOwnLeasesTimeout bounds the statement that ends the leases a
+// stopped relay still holds, so that Stop ends when the database hangs.
+const endOwnLeasesTimeout = 5 * time.Second
+
+// deleteKeys deletes the engine's heartbeat, and its relay's leases key
+// once the relay holds no lease: its rows were all published or handed
+// back, or the leases it still held were ended here. Otherwise the key
+// stays, and the other engines end those leases as they would a dead
+// engine's. Bounded: with Redis unreachable the keys expire by themselves.
+func (e *Engine) deleteKeys(ctx context.Context, relayStopped bool) {
+	ctx = context.WithoutCancel(ctx)
+	if relayStopped {
+		ectx, cancel := context.WithTimeout(ctx, endOwnLeasesTimeout)
+		_, err := e.relay.EndOwnLeases(ectx)
+		cancel()
+		switch {
+		case errors.Is(err, outbox.ErrCannotEndLeases):
+			// Leases run out by themselves; the key expires after them.
+		case err != nil:
+			e.log.Warn("outbox rows may still be leased to this engine's relay; the other engines end those leases", "error", err)
+		default:
+			dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_ = e.broker.DeleteKey(dctx, relayLeasesPrefix+e.hb.ID)
+			cancel()
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = e.broker.DeleteKey(dctx, HeartbeatPrefix+e.hb.ID)
+	cancel()
 }

@@ -102,3 +102,67 @@ func TestStoppedEnginesOutboxRowsNotLeftToTheirLease(t *testing.T) {
 		})
 	}
 }
+
+// marksLostStore fails the relay's marks like unmarkedStore, but can end
+// leases: the database was back by the time the engine stopped.
+type marksLostStore struct {
+	unmarkedStore
+	ender lanewaystore.LeaseEnder
+}
+
+func (s marksLostStore) EndLeases(ctx context.Context, p lanewaystore.EndLeasesParams) (int64, error) {
+	return s.ender.EndLeases(ctx, p)
+}
+
+// An engine that stops gracefully ends the leases its relay still holds
+// and deletes its relay's leases key with its heartbeat: the row is
+// claimable at once, and no other engine has a stopped relay to look for.
+func TestGracefulStopEndsItsRelaysLeases(t *testing.T) {
+	t.Parallel()
+	for _, sc := range stores() {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			cfg := lanewayconfig.Default()
+			cfg.Outbox.LeaseSeconds = 3600
+			cfg.Server.PriorityLanes.Enabled = true
+			st := sc.open(t)
+			br, err := redisbroker.OpenEmbedded(ctx, redisbroker.EmbeddedOptions{})
+			require.NoError(t, err)
+			defer br.Close()
+			var rec runLog
+			dom := laneDomain(t, testsvc.Prefix()+"account", &rec, nil)
+
+			faulty := brokertest.NewFaulty(br)
+			faulty.FailPublish(errors.New("ERR the append failed"))
+			ender, ok := st.(lanewaystore.LeaseEnder)
+			require.True(t, ok)
+			app, err := laneway.Open(ctx, dom, cfg, laneway.Options{Store: marksLostStore{unmarkedStore{st}, ender}})
+			require.NoError(t, err)
+			eng := laneway.NewEngine(app, laneway.EngineOptions{Broker: faulty, DisableHTTP: true})
+			require.NoError(t, eng.Start(ctx))
+			keys, err := br.GetKeys(ctx, "laneway:relay-leases:*")
+			require.NoError(t, err)
+			require.Len(t, keys, 1, "the running engine names its relay")
+			require.NoError(t, app.Process(ctx, OpenAccount{ID: "1", Owner: "a"}))
+			require.Eventually(t, func() bool { return faulty.Injected() >= 1 }, opsWait, 10*time.Millisecond,
+				"the relay tried to publish")
+			require.NoError(t, eng.Stop(ctx))
+
+			rows, err := st.ListOutbox(ctx, lanewaystore.ListOutboxParams{})
+			require.NoError(t, err)
+			require.Len(t, rows, 1)
+			require.NotNil(t, rows[0].LockedUntil)
+			assert.False(t, rows[0].LockedUntil.After(time.Now()), "the lease was ended at the stop, not left for an hour")
+			claimed, err := st.ClaimOutbox(ctx, lanewaystore.ClaimParams{WorkerID: "next", Limit: 10, Lease: time.Minute, Now: time.Now()})
+			require.NoError(t, err)
+			assert.Len(t, claimed, 1, "another relay claims the row at once")
+			keys, err = br.GetKeys(ctx, "laneway:*")
+			require.NoError(t, err)
+			for k := range keys {
+				assert.NotContains(t, k, "relay-leases", "the relay's leases key is deleted")
+				assert.NotContains(t, k, "laneway:engine:", "the heartbeat is deleted")
+			}
+		})
+	}
+}

@@ -2,6 +2,8 @@ package outbox
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/laneway/laneway/lanewaystore"
@@ -70,4 +72,34 @@ func (r *Relay) endStoppedLeases(ctx context.Context) {
 		r.log.Warn("outbox rows leased to a stopped relay are claimable again", "rows", n, "relays", fresh)
 		r.Notify()
 	}
+}
+
+// ErrCannotEndLeases is returned by EndOwnLeases when the store has no
+// way to end leases (it does not implement lanewaystore.LeaseEnder).
+var ErrCannotEndLeases = errors.New("outbox: the store cannot end leases")
+
+// EndOwnLeases ends the leases this relay still holds, after Stop returned
+// nil: a stop that could not publish or hand back every row it held (the
+// database or the broker failed meanwhile) leaves those rows leased to it.
+// Ending them here lets any relay claim them at once, as the engines do
+// for a relay whose engine died, and tells the engine that nothing is
+// leased to this relay any more. It returns the number of rows whose lease
+// it ended. Called while the relay still runs, it could end the lease of a
+// row being published, and another relay could append it again; so the
+// caller must not call it unless Stop succeeded.
+func (r *Relay) EndOwnLeases(ctx context.Context) (int64, error) {
+	le, ok := r.store.(lanewaystore.LeaseEnder)
+	if !ok {
+		return 0, ErrCannotEndLeases
+	}
+	ctx, cancel := context.WithTimeout(ctx, stoppedCheckTimeout)
+	defer cancel()
+	n, err := le.EndLeases(ctx, lanewaystore.EndLeasesParams{WorkerIDs: []string{r.cfg.WorkerID}, Now: r.cfg.Now()})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: end the relay's own leases: %w", err)
+	}
+	if n > 0 {
+		r.log.Warn("outbox rows this stopped relay still held are claimable again", "rows", n)
+	}
+	return n, nil
 }
