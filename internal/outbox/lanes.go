@@ -130,7 +130,7 @@ const maxYield = 100 * time.Millisecond
 // production row still waited for a core behind the backfill's work end to
 // end on SQLite; at 2 the production p99 behind a migration fell by about
 // a sixth; at 5 (a sixth of the time to the backfill) by about a sixth
-// again, in 8 of 9 alternated runs, while the migration drained 1-4 %
+// again, in 9 of 10 alternated runs, while the migration drained 1-4 %
 // later, its pace being set by the engines' handlers, and a migration the
 // relay alone paces drained up to 5 % later
 // (docs/benchmarks-production-lane.md, "The yielding relay's pause").
